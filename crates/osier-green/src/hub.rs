@@ -1,0 +1,593 @@
+//! The hub: one OS thread that runs green threads one at a time, fires their timers and polls
+//! their sockets (eventlet's hub, GREEN-01/GREEN-29).
+//!
+//! A hub owns:
+//! - a FIFO run queue: `spawn` appends, `sleep(ZERO)` re-appends the caller, so every runnable
+//!   green thread gets one turn before the caller resumes (GREEN-06);
+//! - a timer heap on the monotonic clock (`Instant`): sleeps, timed waits, `Timeout`s and
+//!   `spawn_after` all live here, so a timed wake-up is always resumed *on the hub thread*;
+//! - a `mio::Poll` for green sockets, polled when the run queue is empty (with the time to the
+//!   next timer as timeout) and every [`IO_EVERY`] turns when it is not;
+//! - an inject queue through which other threads (other hubs, tpool workers, the tokio side of the
+//!   bridge) hand it green threads to run; they wake the hub with a `mio::Waker` only when it sleeps.
+//!
+//! A green thread never leaves the hub it was spawned on. This is the invariant that makes the
+//! single-hub default behave like eventlet: no two green threads of a hub ever run at once, and a
+//! green thread's thread-locals are those of its hub thread for its whole life.
+
+use std::cell::{Cell, RefCell, UnsafeCell};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::io;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use mio::{Events, Poll, Token, Waker};
+use slab::Slab;
+
+use crate::error::GreenError;
+use crate::runtime::RuntimeShared;
+use crate::task::{Gen, Task};
+use crate::waiter::Waiter;
+
+/// While the run queue is busy, the hub still polls sockets (without blocking) every this many
+/// green-thread turns, so I/O is never starved by threads that only yield (tokio uses 61 too).
+pub(crate) const IO_EVERY: u32 = 61;
+const WAKER_TOKEN: Token = Token(usize::MAX);
+/// Generators of the default stack size kept for reuse per hub.
+const STACK_CACHE: usize = 1024;
+
+/// Locks a mutex, ignoring poisoning: the data guarded in this crate is kept consistent by
+/// short critical sections that do not call user code.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What another thread asks a hub to do.
+pub(crate) enum Injected {
+    /// Register and start a new green thread (or arm its `spawn_after` timer).
+    Spawn(Arc<Task>, Option<Instant>),
+    /// Run a parked green thread that was woken from another thread.
+    Run(Arc<Task>),
+    /// Start a not-yet-launched (`spawn_after`) green thread now: it was killed.
+    Launch(Arc<Task>),
+}
+
+/// An action in a hub's timer heap.
+pub(crate) enum TimerAction {
+    /// Wake a parked green thread (sleep and timed waits).
+    Wake(Arc<Task>),
+    /// A [`Timeout`](crate::Timeout) with this id fires in the task.
+    Timeout(Arc<Task>, u64),
+    /// A `spawn_after` delay ran out.
+    Launch(Arc<Task>),
+}
+
+/// One registered socket: readiness sequence numbers and at most one waiter per direction.
+#[derive(Debug, Default)]
+pub(crate) struct IoSlot {
+    pub(crate) read_seq: AtomicU64,
+    pub(crate) write_seq: AtomicU64,
+    pub(crate) reader: Mutex<Option<Waiter>>,
+    pub(crate) writer: Mutex<Option<Waiter>>,
+}
+
+impl IoSlot {
+    fn on_event(&self, readable: bool, writable: bool) {
+        if readable {
+            self.read_seq.fetch_add(1, Ordering::AcqRel);
+            if let Some(w) = lock(&self.reader).take() {
+                w.wake();
+            }
+        }
+        if writable {
+            self.write_seq.fetch_add(1, Ordering::AcqRel);
+            if let Some(w) = lock(&self.writer).take() {
+                w.wake();
+            }
+        }
+    }
+}
+
+#[derive(Default)]
+struct InjectQueue {
+    items: Vec<Injected>,
+    /// Set under the lock when the hub thread has taken its last look: nothing more is accepted.
+    closed: bool,
+}
+
+/// The part of a hub that other threads see.
+pub(crate) struct HubShared {
+    pub(crate) index: usize,
+    inject: Mutex<InjectQueue>,
+    inject_len: AtomicUsize,
+    sleeping: AtomicBool,
+    waker: Waker,
+    pub(crate) registry: mio::Registry,
+    pub(crate) io: Mutex<Slab<Arc<IoSlot>>>,
+    pub(crate) shutdown: AtomicBool,
+    /// Green threads registered on this hub and not finished.
+    pub(crate) live: AtomicUsize,
+    /// Watchdog: odd while a green thread runs, even while the hub itself runs.
+    pub(crate) seq: AtomicU64,
+    /// Watchdog: id and name of the green thread running now (kept only when watched).
+    pub(crate) running: Mutex<Option<(u64, Option<Arc<str>>)>>,
+    pub(crate) watched: bool,
+    /// 0 = not started, 1 = running, 2 = exited.
+    pub(crate) thread_state: AtomicU8,
+}
+
+impl std::fmt::Debug for HubShared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HubShared")
+            .field("index", &self.index)
+            .field("live", &self.live)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HubShared {
+    pub(crate) fn new(index: usize, poll: &Poll, watched: bool) -> io::Result<Arc<HubShared>> {
+        Ok(Arc::new(HubShared {
+            index,
+            inject: Mutex::new(InjectQueue::default()),
+            inject_len: AtomicUsize::new(0),
+            sleeping: AtomicBool::new(false),
+            waker: Waker::new(poll.registry(), WAKER_TOKEN)?,
+            registry: poll.registry().try_clone()?,
+            io: Mutex::new(Slab::new()),
+            shutdown: AtomicBool::new(false),
+            live: AtomicUsize::new(0),
+            seq: AtomicU64::new(0),
+            running: Mutex::new(None),
+            watched,
+            thread_state: AtomicU8::new(0),
+        }))
+    }
+
+    /// Hands `item` to the hub thread; gives it back if the hub has exited.
+    pub(crate) fn inject(&self, item: Injected) -> Result<(), Injected> {
+        {
+            let mut q = lock(&self.inject);
+            if q.closed {
+                return Err(item);
+            }
+            q.items.push(item);
+        }
+        self.inject_len.fetch_add(1, Ordering::SeqCst);
+        if self.sleeping.load(Ordering::SeqCst) {
+            self.wake();
+        }
+        Ok(())
+    }
+
+    pub(crate) fn wake(&self) {
+        if let Err(e) = self.waker.wake() {
+            tracing::error!(hub = self.index, error = %e, "could not wake green hub");
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Reason {
+    None,
+    Park,
+    Again,
+}
+
+#[derive(Default)]
+struct Timers {
+    heap: BinaryHeap<Reverse<(Instant, u64)>>,
+    actions: HashMap<u64, TimerAction>,
+    next_key: u64,
+}
+
+/// The hub-thread-only part of a hub. It lives on the hub thread's stack for the whole run loop.
+pub(crate) struct HubLocal {
+    pub(crate) shared: Arc<HubShared>,
+    pub(crate) rt: Arc<RuntimeShared>,
+    runq: RefCell<VecDeque<Arc<Task>>>,
+    timers: RefCell<Timers>,
+    current: UnsafeCell<Option<Arc<Task>>>,
+    reason: Cell<Reason>,
+    stacks: RefCell<Vec<Gen>>,
+    tasks: RefCell<Slab<Arc<Task>>>,
+}
+
+thread_local! {
+    static HUB: Cell<*const HubLocal> = const { Cell::new(std::ptr::null()) };
+}
+
+/// Runs `f` with the hub of the current OS thread, if this is a hub thread.
+#[inline]
+pub(crate) fn with_hub<R>(f: impl FnOnce(&HubLocal) -> R) -> Option<R> {
+    let p = HUB.with(|h| h.get());
+    if p.is_null() {
+        None
+    } else {
+        // SAFETY: `HUB` is set to a `HubLocal` that lives on the hub thread's stack for the whole
+        // run loop and is reset to null before it is dropped (see `run`). Only this thread reads
+        // it, and green threads only execute inside that loop.
+        Some(f(unsafe { &*p }))
+    }
+}
+
+/// The green thread running on this OS thread right now, if any.
+#[inline]
+pub(crate) fn current_task() -> Option<Arc<Task>> {
+    with_hub(|h| h.current().cloned()).flatten()
+}
+
+/// True when called from inside a green thread.
+#[inline]
+pub(crate) fn in_green_thread() -> bool {
+    with_hub(|h| h.current().is_some()).unwrap_or(false)
+}
+
+/// Puts a woken task back on its hub's run queue, from any thread.
+pub(crate) fn schedule(task: Arc<Task>) {
+    let local = with_hub(|h| {
+        if Arc::ptr_eq(&h.shared, &task.hub) {
+            h.runq.borrow_mut().push_back(task.clone());
+            true
+        } else {
+            false
+        }
+    })
+    .unwrap_or(false);
+    if !local {
+        let hub = task.hub.clone();
+        // A hub that has exited has no parked tasks left to run: dropping the item is correct.
+        let _ = hub.inject(Injected::Run(task));
+    }
+}
+
+/// Gives every other runnable green thread one turn (`sleep(0)`, GREEN-06).
+pub(crate) fn yield_now() {
+    let Some(task) = current_task() else {
+        std::thread::yield_now();
+        return;
+    };
+    task.check_interrupts();
+    with_hub(|h| h.reason.set(Reason::Again));
+    drop(task);
+    generator::co_yield_with(());
+    if let Some(t) = current_task() {
+        t.check_interrupts();
+    }
+}
+
+/// Parks the current green thread until it is unparked or `deadline` passes (spurious wake-ups
+/// are possible: callers re-check their condition). A pending kill or Timeout unwinds from here.
+pub(crate) fn park_green(task: &Arc<Task>, deadline: Option<Instant>) {
+    task.check_interrupts();
+    let key = deadline.and_then(|d| with_hub(|h| h.add_timer(d, TimerAction::Wake(task.clone()))));
+    if task.park.begin_park() {
+        with_hub(|h| h.reason.set(Reason::Park));
+        generator::co_yield_with(());
+    }
+    if let Some(k) = key {
+        with_hub(|h| h.cancel_timer(k));
+    }
+    task.check_interrupts();
+}
+
+impl HubLocal {
+    #[inline]
+    pub(crate) fn current(&self) -> Option<&Arc<Task>> {
+        // SAFETY: `current` is written only by `run_task` on this thread, before and after the
+        // task's body runs; this reads it from that body or from hub code, never concurrently.
+        unsafe { (*self.current.get()).as_ref() }
+    }
+
+    pub(crate) fn add_timer(&self, at: Instant, action: TimerAction) -> u64 {
+        let mut t = self.timers.borrow_mut();
+        t.next_key += 1;
+        let key = t.next_key;
+        t.heap.push(Reverse((at, key)));
+        t.actions.insert(key, action);
+        key
+    }
+
+    pub(crate) fn cancel_timer(&self, key: u64) {
+        self.timers.borrow_mut().actions.remove(&key);
+    }
+
+    /// Registers a new task on this hub and queues it (or arms its delay).
+    pub(crate) fn admit(&self, task: Arc<Task>, at: Option<Instant>) {
+        let key = self.tasks.borrow_mut().insert(task.clone());
+        // SAFETY: we are on the task's hub thread, outside its body (it has not started).
+        unsafe { task.local().slab_key = key };
+        self.shared.live.fetch_add(1, Ordering::AcqRel);
+        match at {
+            None => {
+                task.claim_launch();
+                self.runq.borrow_mut().push_back(task);
+            }
+            Some(at) => {
+                self.add_timer(at, TimerAction::Launch(task));
+            }
+        }
+    }
+
+    /// Puts a not-yet-started task on the run queue now (a kill of a `spawn_after` thread).
+    pub(crate) fn launch_now(&self, task: Arc<Task>) {
+        if task.claim_launch() {
+            self.runq.borrow_mut().push_back(task);
+        }
+    }
+
+    fn fire_timers(&self) {
+        if self.timers.borrow().heap.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        loop {
+            let action = {
+                let mut t = self.timers.borrow_mut();
+                match t.heap.peek() {
+                    Some(Reverse((at, key))) if *at <= now => {
+                        let key = *key;
+                        t.heap.pop();
+                        t.actions.remove(&key)
+                    }
+                    _ => break,
+                }
+            };
+            match action {
+                Some(TimerAction::Wake(task)) => task.unpark(),
+                Some(TimerAction::Timeout(task, id)) => {
+                    if task.fire_timeout(id) {
+                        task.unpark();
+                    }
+                }
+                Some(TimerAction::Launch(task)) => self.launch_now(task),
+                None => {}
+            }
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let mut t = self.timers.borrow_mut();
+        // drop cancelled entries from the top so they do not shorten the poll timeout
+        while let Some(Reverse((at, key))) = t.heap.peek().copied() {
+            if t.actions.contains_key(&key) {
+                return Some(at);
+            }
+            t.heap.pop();
+        }
+        None
+    }
+
+    fn drain_inject(&self) {
+        if self.shared.inject_len.load(Ordering::SeqCst) == 0 {
+            return;
+        }
+        self.drain_inject_closing(false);
+    }
+
+    fn drain_inject_closing(&self, close: bool) {
+        let items = {
+            let mut q = lock(&self.shared.inject);
+            q.closed |= close;
+            std::mem::take(&mut q.items)
+        };
+        self.shared
+            .inject_len
+            .fetch_sub(items.len(), Ordering::SeqCst);
+        for item in items {
+            match item {
+                Injected::Spawn(task, at) => {
+                    if self.shared.shutdown.load(Ordering::Acquire) {
+                        // SAFETY: on the owning hub thread, the task never started.
+                        let abort = unsafe { task.local().on_abort.take() };
+                        if let Some(f) = abort {
+                            f(GreenError::RuntimeShutdown, task.clone());
+                        }
+                        continue;
+                    }
+                    self.admit(task, at)
+                }
+                Injected::Run(task) => self.runq.borrow_mut().push_back(task),
+                Injected::Launch(task) => self.launch_now(task),
+            }
+        }
+    }
+
+    fn run_task(&self, task: Arc<Task>) {
+        // SAFETY: on the owning hub thread and outside the task's body (it is suspended or new).
+        let tl = unsafe { task.local() };
+        if tl.gen.is_none() {
+            let Some(entry) = tl.entry.take() else {
+                return; // finished already (queued twice by a kill and a timer)
+            };
+            let mut gen = if task.stack_size == self.rt.config.stack_size {
+                self.stacks.borrow_mut().pop()
+            } else {
+                None
+            };
+            match gen.as_mut() {
+                Some(g) => g.init_code(entry),
+                None => {
+                    let words = task.stack_size / std::mem::size_of::<usize>();
+                    let mut g = generator::Gn::<()>::new_opt(words, entry);
+                    // Coroutine mode: a panic or overflow stops at `resume` instead of unwinding
+                    // into the hub. The pointer is only tested for null by generator.
+                    g.set_local_data(std::ptr::NonNull::<u8>::dangling().as_ptr());
+                    gen = Some(g);
+                }
+            }
+            tl.gen = gen;
+            task.mark_started();
+        }
+        let shared = &self.shared;
+        if shared.watched {
+            *lock(&shared.running) = Some((task.id, task.name.clone()));
+        }
+        shared.seq.fetch_add(1, Ordering::Release);
+        // SAFETY: see `current()`; nothing else holds a reference into `current` now.
+        unsafe { *self.current.get() = Some(task.clone()) };
+        self.reason.set(Reason::None);
+        let Some(gen) = tl.gen.as_mut() else { return };
+        gen.resume();
+        // SAFETY: as above.
+        unsafe { *self.current.get() = None };
+        shared.seq.fetch_add(1, Ordering::Release);
+        if shared.watched {
+            *lock(&shared.running) = None;
+        }
+        let reason = self.reason.get();
+        if reason == Reason::None || gen.is_done() {
+            // Finished, or switched away without saying why: generator's guard-page handler does
+            // that on a stack overflow, leaving the error in the panic slot.
+            let overflowed = gen.get_panic_data().is_some_and(|p| {
+                matches!(
+                    p.downcast_ref::<generator::Error>(),
+                    Some(generator::Error::StackErr)
+                )
+            });
+            self.finish(&task, overflowed);
+            return;
+        }
+        match reason {
+            Reason::Park => {
+                if !task.park.commit_park() {
+                    self.runq.borrow_mut().push_back(task);
+                }
+            }
+            _ => self.runq.borrow_mut().push_back(task),
+        }
+    }
+
+    fn finish(&self, task: &Arc<Task>, overflowed: bool) {
+        // SAFETY: on the owning hub thread, the body is finished or dead.
+        let tl = unsafe { task.local() };
+        if let Some(mut gen) = tl.gen.take() {
+            if overflowed {
+                let payload = gen.get_panic_data();
+                tracing::error!(
+                    green_thread = task.id,
+                    name = task.name.as_deref().unwrap_or(""),
+                    stack_size = task.stack_size,
+                    overflow = payload.is_some(),
+                    "green thread overflowed its stack; its frames are not unwound and its stack is leaked"
+                );
+                // Dropping it would resume the broken stack; leak it on purpose.
+                let _ = gen.into_raw();
+                if let Some(f) = tl.on_abort.take() {
+                    f(
+                        GreenError::StackOverflow {
+                            stack_size: task.stack_size,
+                        },
+                        task.clone(),
+                    );
+                }
+            } else if task.stack_size == self.rt.config.stack_size
+                && self.stacks.borrow().len() < STACK_CACHE
+            {
+                self.stacks.borrow_mut().push(gen);
+            }
+        }
+        tl.on_abort = None;
+        let key = tl.slab_key;
+        if key != usize::MAX && self.tasks.borrow().contains(key) {
+            self.tasks.borrow_mut().remove(key);
+            self.shared.live.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
+    fn poll_io(&self, poll: &mut Poll, events: &mut Events, timeout: Option<Duration>) {
+        if let Err(e) = poll.poll(events, timeout) {
+            if e.kind() != io::ErrorKind::Interrupted {
+                tracing::error!(hub = self.shared.index, error = %e, "green hub poll failed");
+            }
+            return;
+        }
+        if events.is_empty() {
+            return;
+        }
+        let io = lock(&self.shared.io);
+        for ev in events.iter() {
+            if ev.token() == WAKER_TOKEN {
+                continue;
+            }
+            if let Some(slot) = io.get(ev.token().0) {
+                let closed = ev.is_error() || ev.is_read_closed() || ev.is_write_closed();
+                slot.on_event(ev.is_readable() || closed, ev.is_writable() || closed);
+            }
+        }
+    }
+
+    fn kill_all(&self) {
+        let tasks: Vec<Arc<Task>> = self.tasks.borrow().iter().map(|(_, t)| t.clone()).collect();
+        for t in tasks {
+            t.request_kill();
+            if t.claim_launch() {
+                self.runq.borrow_mut().push_back(t);
+            } else {
+                t.unpark();
+            }
+        }
+    }
+}
+
+/// The hub thread's main loop. Returns when the runtime shuts down and no green thread is left.
+pub(crate) fn run(shared: Arc<HubShared>, rt: Arc<RuntimeShared>, mut poll: Poll) {
+    let local = HubLocal {
+        shared: shared.clone(),
+        rt,
+        runq: RefCell::new(VecDeque::with_capacity(1024)),
+        timers: RefCell::new(Timers::default()),
+        current: UnsafeCell::new(None),
+        reason: Cell::new(Reason::None),
+        stacks: RefCell::new(Vec::new()),
+        tasks: RefCell::new(Slab::new()),
+    };
+    HUB.with(|h| h.set(&local));
+    shared.thread_state.store(1, Ordering::Release);
+    let mut events = Events::with_capacity(256);
+    let mut turns: u32 = 0;
+    let mut killed = false;
+    loop {
+        local.fire_timers();
+        local.drain_inject();
+        let next = local.runq.borrow_mut().pop_front();
+        if let Some(task) = next {
+            local.run_task(task);
+            turns += 1;
+            if turns >= IO_EVERY {
+                turns = 0;
+                local.poll_io(&mut poll, &mut events, Some(Duration::ZERO));
+            }
+            continue;
+        }
+        if shared.shutdown.load(Ordering::Acquire) {
+            if local.tasks.borrow().is_empty() {
+                break;
+            }
+            if !killed {
+                killed = true;
+                local.kill_all();
+                continue;
+            }
+        }
+        let timeout = local
+            .next_deadline()
+            .map(|d| d.saturating_duration_since(Instant::now()));
+        shared.sleeping.store(true, Ordering::SeqCst);
+        if shared.inject_len.load(Ordering::SeqCst) > 0
+            || shared.shutdown.load(Ordering::Acquire) && !killed
+        {
+            shared.sleeping.store(false, Ordering::SeqCst);
+            continue;
+        }
+        local.poll_io(&mut poll, &mut events, timeout);
+        shared.sleeping.store(false, Ordering::SeqCst);
+        turns = 0;
+    }
+    // Fail whatever arrived after the last turn and refuse anything later, then detach.
+    local.drain_inject_closing(true);
+    HUB.with(|h| h.set(std::ptr::null()));
+    shared.thread_state.store(2, Ordering::Release);
+}
