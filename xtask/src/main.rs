@@ -1,1 +1,246 @@
-fn main() {}
+//! Every dev task of the workspace: `cargo xtask <task>`.
+//!
+//! | task | what it does |
+//! |---|---|
+//! | `ci` | fmt check, clippy (`-D warnings`), the whole test suite with doctests, the loom models, the benches compiled, and a smoke run of the demo. `.ci/run` calls exactly this. |
+//! | `bench` | the criterion benches (`cargo bench -p osier-benches`) |
+//! | `bench-eventlet [--quick]` | the green microbenchmarks side by side in one run: osier-green, raw may, tokio and Python eventlet (in a venv under `target/xtask/`), as one table of ratios |
+//! | `loom` | only the loom models |
+#![allow(clippy::print_stdout)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+const EVENTLET_VERSION: &str = "0.41.3";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let task = args.first().map(String::as_str).unwrap_or("help");
+    let rest = &args[args.len().min(1)..];
+    let r = match task {
+        "ci" => ci(),
+        "bench" => bench(rest),
+        "bench-eventlet" => bench_eventlet(rest),
+        "loom" => loom(),
+        _ => {
+            println!("usage: cargo xtask <ci | bench | bench-eventlet [--quick] | loom>");
+            return if task == "help" {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            };
+        }
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask {task}: FAILED: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn cargo() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(root());
+    c
+}
+
+fn run(step: &str, cmd: &mut Command) -> Result<(), String> {
+    println!("\n==> {step}\n    {cmd:?}");
+    let t0 = Instant::now();
+    let status = cmd
+        .status()
+        .map_err(|e| format!("{step}: cannot start: {e}"))?;
+    println!("<== {step}: {status} in {:.1?}", t0.elapsed());
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{step} failed ({status})"))
+    }
+}
+
+fn loom() -> Result<(), String> {
+    run(
+        "loom models (park/unpark hand-off)",
+        cargo()
+            .env("RUSTFLAGS", "--cfg loom")
+            .env("LOOM_MAX_PREEMPTIONS", "3")
+            .args([
+                "test",
+                "-p",
+                "osier-green",
+                "--lib",
+                "--release",
+                "--target-dir",
+                "target/loom",
+                "--",
+                "loom",
+            ]),
+    )
+}
+
+fn ci() -> Result<(), String> {
+    let t0 = Instant::now();
+    run("rustfmt", cargo().args(["fmt", "--all", "--", "--check"]))?;
+    run(
+        "clippy",
+        cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]),
+    )?;
+    run(
+        "tests (unit, integration, doctests)",
+        cargo().args(["test", "--workspace"]),
+    )?;
+    loom()?;
+    run(
+        "benches compile",
+        cargo().args(["bench", "--workspace", "--no-run"]),
+    )?;
+    run(
+        "demo smoke run",
+        cargo().args([
+            "run",
+            "--release",
+            "-p",
+            "osier-green",
+            "--example",
+            "echo",
+            "--",
+            "--clients",
+            "20",
+            "--rounds",
+            "20",
+        ]),
+    )?;
+    println!("\nxtask ci: all steps passed in {:.1?}", t0.elapsed());
+    Ok(())
+}
+
+fn bench(rest: &[String]) -> Result<(), String> {
+    run(
+        "criterion benches",
+        cargo().args(["bench", "-p", "osier-benches"]).args(rest),
+    )
+}
+
+/// Reads the JSON lines printed by the table runners into (bench, impl) -> value.
+fn parse_lines(out: &str, into: &mut BTreeMap<(String, String), f64>) {
+    for line in out.lines() {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        if let (Some(b), Some(i), Some(x)) = (v["bench"].as_str(), v["impl"].as_str(), v["value"].as_f64()) {
+            into.insert((b.to_string(), i.to_string()), x);
+        }
+    }
+}
+
+fn ensure_eventlet_venv() -> Result<PathBuf, String> {
+    let venv = root().join("target/xtask/venv-eventlet");
+    let py = venv.join("bin/python");
+    if !py.exists() {
+        run(
+            "create venv",
+            Command::new("python3").args(["-m", "venv"]).arg(&venv),
+        )?;
+    }
+    let have = Command::new(&py)
+        .args(["-c", "import eventlet,sys;sys.stdout.write(eventlet.__version__)"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+        .unwrap_or_default();
+    if have != EVENTLET_VERSION {
+        run(
+            "install eventlet from PyPI",
+            Command::new(&py).args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                &format!("eventlet=={EVENTLET_VERSION}"),
+            ]),
+        )?;
+    }
+    Ok(py)
+}
+
+fn bench_eventlet(rest: &[String]) -> Result<(), String> {
+    let quick = rest.iter().any(|a| a == "--quick");
+    let py = ensure_eventlet_venv()?;
+    let mut results = BTreeMap::new();
+
+    println!("==> Rust side (osier-green, may, tokio), release build");
+    let mut c = cargo();
+    c.args(["run", "--release", "-q", "-p", "osier-benches", "--bin", "green_table", "--"]);
+    if quick {
+        c.arg("--quick");
+    }
+    let out = c.output().map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(format!(
+            "green_table failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    parse_lines(&String::from_utf8_lossy(&out.stdout), &mut results);
+
+    println!("==> Python side (eventlet {EVENTLET_VERSION})");
+    let mut c = Command::new(&py);
+    c.arg(root().join("xtask/py/eventlet_bench.py"));
+    if quick {
+        c.arg("--quick");
+    }
+    let out = c.output().map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(format!(
+            "eventlet bench failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    parse_lines(&String::from_utf8_lossy(&out.stdout), &mut results);
+
+    print_table(&results);
+    Ok(())
+}
+
+fn print_table(r: &BTreeMap<(String, String), f64>) {
+    let get = |b: &str, i: &str| r.get(&(b.to_string(), i.to_string())).copied();
+    let fmt = |v: Option<f64>| v.map(|x| format!("{x:.0}")).unwrap_or_else(|| "-".into());
+    let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}x", a / b),
+        _ => "-".into(),
+    };
+    // (bench, unit, target vs may, target speed-up vs eventlet)
+    let rows = [
+        ("spawn_wait", "ns/op", "<= 1.15x", ">= 15x"),
+        ("switch", "ns/op", "<= 1.15x", ">= 30x"),
+        ("sleep0", "ns/op", "<= 1.15x", ">= 50x"),
+        ("pool_100k", "ns/op", "-", ">= 50x"),
+        ("parked_memory_10k", "B/unit", "-", "osier <= eventlet"),
+    ];
+    println!();
+    println!("| benchmark | unit | osier | may 1w | tokio mt(2) | tokio ct | eventlet | osier / may (target) | eventlet / osier (target) |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for (b, unit, t_may, t_ev) in rows {
+        let o = get(b, "osier");
+        println!(
+            "| {b} | {unit} | {} | {} | {} | {} | {} | {} ({t_may}) | {} ({t_ev}) |",
+            fmt(o),
+            fmt(get(b, "may_1w")),
+            fmt(get(b, "tokio_mt2")),
+            fmt(get(b, "tokio_ct")),
+            fmt(get(b, "eventlet")),
+            ratio(o, get(b, "may_1w")),
+            ratio(get(b, "eventlet"), o),
+        );
+    }
+}

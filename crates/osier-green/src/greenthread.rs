@@ -21,9 +21,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::error::{panic_message, GreenError, GreenletExit};
-use crate::hub::{self, lock, Injected};
+use crate::hub::{self, lock, HubShared, Injected};
 use crate::runtime::{next_task_id, Runtime};
-use crate::task::Task;
+use crate::task::{Abort, Task};
 use crate::timeout::TimeoutFired;
 use crate::waiter::{wait_until, WaitList};
 
@@ -327,7 +327,7 @@ impl GreenBuilder {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        self.spawn_inner(&Runtime::current(), f, None)
+        self.spawn_here(f, None)
     }
 
     /// Spawns on `rt`.
@@ -345,7 +345,7 @@ impl GreenBuilder {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        self.spawn_inner(&Runtime::current(), f, Some(delay))
+        self.spawn_here(f, Some(delay))
     }
 
     fn spawn_inner<T, F>(self, rt: &Runtime, f: F, delay: Option<Duration>) -> GreenThread<T>
@@ -354,13 +354,45 @@ impl GreenBuilder {
         T: Send + 'static,
     {
         let hub = rt.shared.pick_hub(self.hub);
+        let stack = rt.shared.config.stack_size;
+        self.spawn_on_hub(hub, stack, f, delay)
+    }
+
+    /// Spawns on the caller's hub when called from a green thread (no runtime lookup), else on
+    /// the process-wide runtime.
+    fn spawn_here<T, F>(self, f: F, delay: Option<Duration>) -> GreenThread<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        if self.hub.is_none() {
+            if let Some((hub, stack)) =
+                hub::with_hub(|h| (h.shared.clone(), h.rt.config.stack_size))
+            {
+                return self.spawn_on_hub(hub, stack, f, delay);
+            }
+        }
+        self.spawn_inner(&Runtime::current(), f, delay)
+    }
+
+    fn spawn_on_hub<T, F>(
+        self,
+        hub: Arc<HubShared>,
+        default_stack: usize,
+        f: F,
+        delay: Option<Duration>,
+    ) -> GreenThread<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
         let join = Arc::new(JoinState::<T>::new());
         let j1 = join.clone();
         let entry = Box::new(move || {
-            let Some(task) = hub::current_task() else {
-                return;
-            };
-            let result = if task.kill_requested() {
+            let killed = hub::with_hub(|h| h.current().map(|t| t.kill_requested()))
+                .flatten()
+                .unwrap_or(true);
+            let result = if killed {
                 Err(GreenError::Killed)
             } else {
                 match catch_unwind(AssertUnwindSafe(f)) {
@@ -368,37 +400,28 @@ impl GreenBuilder {
                     Err(p) => {
                         if p.is::<generator::Error>() {
                             // generator is tearing the stack down: finish, then let it unwind.
-                            let links = j1.complete(Err(GreenError::RuntimeShutdown));
-                            drop(links);
+                            drop(j1.complete(Err(GreenError::RuntimeShutdown)));
                             std::panic::resume_unwind(p);
                         }
                         Err(classify_panic(&*p))
                     }
                 }
             };
-            let gt = GreenThread { task, join: j1 };
-            let links = gt.join.complete(result);
-            run_links(&gt, links);
-        });
-        let j2 = join.clone();
-        let on_abort = Box::new(move |err: GreenError, task: Arc<Task>| {
-            let links = j2.complete(Err(err));
+            let links = j1.complete(result);
             if !links.is_empty() {
-                let gt = GreenThread { task, join: j2 };
-                let hub_index = gt.task.hub.index;
-                // Boxed so this generic function does not instantiate itself without end.
-                let job: Box<dyn FnOnce() + Send> = Box::new(move || run_links(&gt, links));
-                let _ = GreenBuilder::new().hub(hub_index).spawn(job);
+                if let Some(task) = hub::current_task() {
+                    run_links(&GreenThread { task, join: j1 }, links);
+                }
             }
         });
         let task = Task::new(
             next_task_id(),
             self.name,
             hub.clone(),
-            self.stack_size.unwrap_or(rt.shared.config.stack_size),
+            self.stack_size.unwrap_or(default_stack),
             self.pool_id,
             entry,
-            on_abort,
+            join.clone(),
         );
         let at = delay.map(|d| Instant::now() + d);
         let admitted = hub::with_hub(|h| {
@@ -414,6 +437,19 @@ impl GreenBuilder {
             join.complete(Err(GreenError::RuntimeShutdown));
         }
         GreenThread { task, join }
+    }
+}
+
+impl<T: Send + 'static> Abort for JoinState<T> {
+    fn abort(self: Arc<Self>, err: GreenError, task: Arc<Task>) {
+        let links = self.complete(Err(err));
+        if !links.is_empty() {
+            let gt = GreenThread { task, join: self };
+            let hub_index = gt.task.hub.index;
+            // Boxed so this generic code does not instantiate itself without end.
+            let job: Box<dyn FnOnce() + Send> = Box::new(move || run_links(&gt, links));
+            let _ = GreenBuilder::new().hub(hub_index).spawn(job);
+        }
     }
 }
 
@@ -463,15 +499,14 @@ where
 ///
 /// Called from a plain OS thread it falls back to `std::thread::sleep` (documented fallback).
 pub fn sleep(d: Duration) {
+    if d.is_zero() {
+        hub::yield_now();
+        return;
+    }
     let Some(task) = hub::current_task() else {
         std::thread::sleep(d);
         return;
     };
-    if d.is_zero() {
-        drop(task);
-        hub::yield_now();
-        return;
-    }
     let deadline = Instant::now() + d;
     loop {
         hub::park_green(&task, Some(deadline));
@@ -513,7 +548,9 @@ pub fn in_green_thread() -> bool {
 
 /// The id of the pool that spawned the calling green thread (0 = none).
 pub(crate) fn current_pool_id() -> u64 {
-    hub::current_task().map(|t| t.pool_id).unwrap_or(0)
+    hub::with_hub(|h| h.current().map(|t| t.pool_id))
+        .flatten()
+        .unwrap_or(0)
 }
 
 /// A finished handle holding `r`: used where eventlet runs a function inline and still returns
@@ -528,7 +565,7 @@ pub(crate) fn completed<T: Send + 'static>(r: Result<T, GreenError>) -> GreenThr
         rt.shared.config.stack_size,
         0,
         Box::new(|| {}),
-        Box::new(|_, _| {}),
+        Arc::new(JoinState::<()>::new()),
     );
     task.mark_started();
     let join = Arc::new(JoinState::new());

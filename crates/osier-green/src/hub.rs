@@ -15,7 +15,7 @@
 //! single-hub default behave like eventlet: no two green threads of a hub ever run at once, and a
 //! green thread's thread-locals are those of its hub thread for its whole life.
 
-use std::cell::{Cell, RefCell, UnsafeCell};
+use std::cell::{Cell, RefCell};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::io;
@@ -189,7 +189,11 @@ pub(crate) struct HubLocal {
     pub(crate) rt: Arc<RuntimeShared>,
     runq: RefCell<VecDeque<Arc<Task>>>,
     timers: RefCell<Timers>,
-    current: UnsafeCell<Option<Arc<Task>>>,
+    /// Points at the `Arc` of the running task, which lives in `run_task`'s frame while the
+    /// task runs; null otherwise.
+    current: Cell<*const Arc<Task>>,
+    /// Local copy of `shared.seq` (only this thread writes it).
+    seq: Cell<u64>,
     reason: Cell<Reason>,
     stacks: RefCell<Vec<Gen>>,
     tasks: RefCell<Slab<Arc<Task>>>,
@@ -245,17 +249,25 @@ pub(crate) fn schedule(task: Arc<Task>) {
 
 /// Gives every other runnable green thread one turn (`sleep(0)`, GREEN-06).
 pub(crate) fn yield_now() {
-    let Some(task) = current_task() else {
+    let in_green = with_hub(|h| match h.current() {
+        Some(t) => {
+            t.check_interrupts();
+            h.reason.set(Reason::Again);
+            true
+        }
+        None => false,
+    })
+    .unwrap_or(false);
+    if !in_green {
         std::thread::yield_now();
         return;
-    };
-    task.check_interrupts();
-    with_hub(|h| h.reason.set(Reason::Again));
-    drop(task);
-    generator::co_yield_with(());
-    if let Some(t) = current_task() {
-        t.check_interrupts();
     }
+    generator::co_yield_with(());
+    with_hub(|h| {
+        if let Some(t) = h.current() {
+            t.check_interrupts();
+        }
+    });
 }
 
 /// Parks the current green thread until it is unparked or `deadline` passes (spurious wake-ups
@@ -276,9 +288,18 @@ pub(crate) fn park_green(task: &Arc<Task>, deadline: Option<Instant>) {
 impl HubLocal {
     #[inline]
     pub(crate) fn current(&self) -> Option<&Arc<Task>> {
-        // SAFETY: `current` is written only by `run_task` on this thread, before and after the
-        // task's body runs; this reads it from that body or from hub code, never concurrently.
-        unsafe { (*self.current.get()).as_ref() }
+        let p = self.current.get();
+        // SAFETY: `current` is non-null only while `run_task` is inside `resume`, and then it
+        // points at the `Arc` held in `run_task`'s own frame, which outlives the resume. Only
+        // this thread reads it: from the running task's body, which runs inside that resume.
+        unsafe { p.as_ref() }
+    }
+
+    #[inline]
+    fn bump_seq(&self) {
+        let v = self.seq.get() + 1;
+        self.seq.set(v);
+        self.shared.seq.store(v, Ordering::Release);
     }
 
     pub(crate) fn add_timer(&self, at: Instant, action: TimerAction) -> u64 {
@@ -299,7 +320,9 @@ impl HubLocal {
         let key = self.tasks.borrow_mut().insert(task.clone());
         // SAFETY: we are on the task's hub thread, outside its body (it has not started).
         unsafe { task.local().slab_key = key };
-        self.shared.live.fetch_add(1, Ordering::AcqRel);
+        self.shared
+            .live
+            .store(self.tasks.borrow().len(), Ordering::Release);
         match at {
             None => {
                 task.claim_launch();
@@ -337,11 +360,8 @@ impl HubLocal {
             };
             match action {
                 Some(TimerAction::Wake(task)) => task.unpark(),
-                Some(TimerAction::Timeout(task, id)) => {
-                    if task.fire_timeout(id) {
-                        task.unpark();
-                    }
-                }
+                Some(TimerAction::Timeout(task, id)) if task.fire_timeout(id) => task.unpark(),
+                Some(TimerAction::Timeout(..)) => {}
                 Some(TimerAction::Launch(task)) => self.launch_now(task),
                 None => {}
             }
@@ -383,7 +403,7 @@ impl HubLocal {
                         // SAFETY: on the owning hub thread, the task never started.
                         let abort = unsafe { task.local().on_abort.take() };
                         if let Some(f) = abort {
-                            f(GreenError::RuntimeShutdown, task.clone());
+                            f.abort(GreenError::RuntimeShutdown, task.clone());
                         }
                         continue;
                     }
@@ -425,15 +445,13 @@ impl HubLocal {
         if shared.watched {
             *lock(&shared.running) = Some((task.id, task.name.clone()));
         }
-        shared.seq.fetch_add(1, Ordering::Release);
-        // SAFETY: see `current()`; nothing else holds a reference into `current` now.
-        unsafe { *self.current.get() = Some(task.clone()) };
+        self.bump_seq();
+        self.current.set(&task);
         self.reason.set(Reason::None);
         let Some(gen) = tl.gen.as_mut() else { return };
         gen.resume();
-        // SAFETY: as above.
-        unsafe { *self.current.get() = None };
-        shared.seq.fetch_add(1, Ordering::Release);
+        self.current.set(std::ptr::null());
+        self.bump_seq();
         if shared.watched {
             *lock(&shared.running) = None;
         }
@@ -476,7 +494,7 @@ impl HubLocal {
                 // Dropping it would resume the broken stack; leak it on purpose.
                 let _ = gen.into_raw();
                 if let Some(f) = tl.on_abort.take() {
-                    f(
+                    f.abort(
                         GreenError::StackOverflow {
                             stack_size: task.stack_size,
                         },
@@ -493,7 +511,9 @@ impl HubLocal {
         let key = tl.slab_key;
         if key != usize::MAX && self.tasks.borrow().contains(key) {
             self.tasks.borrow_mut().remove(key);
-            self.shared.live.fetch_sub(1, Ordering::AcqRel);
+            self.shared
+                .live
+                .store(self.tasks.borrow().len(), Ordering::Release);
         }
     }
 
@@ -539,7 +559,8 @@ pub(crate) fn run(shared: Arc<HubShared>, rt: Arc<RuntimeShared>, mut poll: Poll
         rt,
         runq: RefCell::new(VecDeque::with_capacity(1024)),
         timers: RefCell::new(Timers::default()),
-        current: UnsafeCell::new(None),
+        current: Cell::new(std::ptr::null()),
+        seq: Cell::new(0),
         reason: Cell::new(Reason::None),
         stacks: RefCell::new(Vec::new()),
         tasks: RefCell::new(Slab::new()),

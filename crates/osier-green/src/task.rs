@@ -23,6 +23,8 @@ pub(crate) struct Task {
     /// The pool that spawned this thread (0 = none); see GREEN-12's re-entrant spawn.
     pub(crate) pool_id: u64,
     kill: AtomicBool,
+    /// Set when a wait list picked this thread (see `waiter.rs`).
+    pub(crate) chosen: AtomicBool,
     /// Set by the hub right before the body first runs.
     started: AtomicBool,
     /// Set by whoever first puts the task on a run queue (spawn, a spawn_after timer, or a kill).
@@ -32,8 +34,13 @@ pub(crate) struct Task {
     local: UnsafeCell<TaskLocal>,
 }
 
-/// Completes a green thread's handle with an error, from hub context.
-pub(crate) type AbortFn = Box<dyn FnOnce(GreenError, Arc<Task>) + Send>;
+/// Completes a green thread's handle with an error, from hub context, when its body can never
+/// do it itself (stack overflow, runtime shut down before it started).
+pub(crate) trait Abort: Send + Sync {
+    fn abort(self: Arc<Self>, err: GreenError, task: Arc<Task>);
+}
+
+pub(crate) type AbortFn = Arc<dyn Abort>;
 
 /// Fields only the owning hub thread touches.
 #[derive(Default)]
@@ -78,6 +85,7 @@ impl Task {
             stack_size,
             pool_id,
             kill: AtomicBool::new(false),
+            chosen: AtomicBool::new(false),
             started: AtomicBool::new(false),
             launched: AtomicBool::new(false),
             fired_timeout: AtomicU64::new(0),
@@ -136,7 +144,11 @@ impl Task {
 
     /// Raises a pending kill or Timeout in the current (this) green thread by unwinding its stack.
     /// Does nothing while the thread is already unwinding (a second panic would abort).
+    #[inline]
     pub(crate) fn check_interrupts(&self) {
+        if !self.kill_requested() && self.fired_timeout.load(Ordering::Acquire) == 0 {
+            return;
+        }
         if std::thread::panicking() {
             return;
         }

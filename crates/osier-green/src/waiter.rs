@@ -32,12 +32,15 @@ pub(crate) enum Waiter {
 pub(crate) struct OsParker {
     thread: Thread,
     notified: AtomicBool,
+    /// Set when a [`WaitList`] picked this thread (see [`Waiter::chosen`]).
+    chosen: AtomicBool,
 }
 
 thread_local! {
     static OS_PARKER: Arc<OsParker> = Arc::new(OsParker {
         thread: std::thread::current(),
         notified: AtomicBool::new(false),
+        chosen: AtomicBool::new(false),
     });
 }
 
@@ -47,6 +50,24 @@ impl Waiter {
         match hub::current_task() {
             Some(t) => Waiter::Green(t),
             None => Waiter::Os(OS_PARKER.with(|p| p.clone())),
+        }
+    }
+
+    /// The flag a [`WaitList`] sets when it picks this waiter. A waiter is on at most one list at
+    /// a time (it waits for one thing), so one flag per waiter suffices; it is read and written
+    /// only under the lock of the list the waiter is on.
+    fn chosen(&self) -> &AtomicBool {
+        match self {
+            Waiter::Green(t) => &t.chosen,
+            Waiter::Os(p) => &p.chosen,
+        }
+    }
+
+    fn same(&self, other: &Waiter) -> bool {
+        match (self, other) {
+            (Waiter::Green(a), Waiter::Green(b)) => Arc::ptr_eq(a, b),
+            (Waiter::Os(a), Waiter::Os(b)) => Arc::ptr_eq(a, b),
+            _ => false,
         }
     }
 
@@ -85,17 +106,10 @@ impl Waiter {
     }
 }
 
-/// One caller waiting on a [`WaitList`].
-#[derive(Debug)]
-pub(crate) struct WaitEntry {
-    waiter: Waiter,
-    notified: AtomicBool,
-}
-
 /// A FIFO of waiters, kept inside the state mutex of a primitive.
 #[derive(Debug, Default)]
 pub(crate) struct WaitList {
-    entries: VecDeque<Arc<WaitEntry>>,
+    entries: VecDeque<Waiter>,
 }
 
 impl WaitList {
@@ -103,13 +117,14 @@ impl WaitList {
         self.entries.len()
     }
 
-    fn push(&mut self, e: Arc<WaitEntry>) {
-        self.entries.push_back(e);
+    fn push(&mut self, w: Waiter) {
+        w.chosen().store(false, Ordering::Relaxed);
+        self.entries.push_back(w);
     }
 
-    /// Removes `e` if it is still queued. Returns false if it was already popped by a notify.
-    fn remove(&mut self, e: &Arc<WaitEntry>) -> bool {
-        if let Some(i) = self.entries.iter().position(|x| Arc::ptr_eq(x, e)) {
+    /// Removes `w` if it is still queued. Returns false if it was already picked by a notify.
+    fn remove(&mut self, w: &Waiter) -> bool {
+        if let Some(i) = self.entries.iter().position(|x| x.same(w)) {
             self.entries.remove(i);
             true
         } else {
@@ -120,9 +135,9 @@ impl WaitList {
     /// Wakes the longest-waiting caller. Returns false if there was none.
     pub(crate) fn notify_one(&mut self) -> bool {
         match self.entries.pop_front() {
-            Some(e) => {
-                e.notified.store(true, Ordering::Release);
-                e.waiter.wake();
+            Some(w) => {
+                w.chosen().store(true, Ordering::Relaxed);
+                w.wake();
                 true
             }
             None => false,
@@ -135,20 +150,20 @@ impl WaitList {
     }
 }
 
-/// Removes a waiter's entry when it leaves by unwinding (kill, Timeout), passing on a
+/// Removes a waiter from its list when it leaves by unwinding (kill, Timeout), passing on a
 /// notification it had already been given.
 struct LeaveGuard<'a, S> {
     mutex: &'a Mutex<S>,
     list: fn(&mut S) -> &mut WaitList,
-    entry: Option<Arc<WaitEntry>>,
+    waiter: Option<&'a Waiter>,
 }
 
 impl<S> Drop for LeaveGuard<'_, S> {
     fn drop(&mut self) {
-        if let Some(e) = self.entry.take() {
+        if let Some(w) = self.waiter.take() {
             let mut g = lock(self.mutex);
             let list = (self.list)(&mut g);
-            if !list.remove(&e) && e.notified.load(Ordering::Acquire) {
+            if !list.remove(w) && w.chosen().load(Ordering::Relaxed) {
                 list.notify_one();
             }
         }
@@ -167,32 +182,28 @@ pub(crate) fn wait_until<'a, S, R>(
     mut attempt: impl FnMut(&mut S) -> Option<R>,
 ) -> Result<R, MutexGuard<'a, S>> {
     let mut g = lock(mutex);
-    let mut waiter: Option<Waiter> = None;
+    if let Some(r) = attempt(&mut g) {
+        return Ok(r);
+    }
+    let me = Waiter::current();
     loop {
-        if let Some(r) = attempt(&mut g) {
-            return Ok(r);
-        }
         if deadline.is_some_and(|d| Instant::now() >= d) {
             return Err(g);
         }
-        let w = waiter.get_or_insert_with(Waiter::current).clone();
-        let entry = Arc::new(WaitEntry {
-            waiter: w.clone(),
-            notified: AtomicBool::new(false),
-        });
-        list(&mut g).push(entry.clone());
+        list(&mut g).push(me.clone());
         drop(g);
         let mut guard = LeaveGuard {
             mutex,
             list,
-            entry: Some(entry),
+            waiter: Some(&me),
         };
-        w.park(deadline);
-        let entry = guard.entry.take();
+        me.park(deadline);
+        guard.waiter = None;
         drop(guard);
         g = lock(mutex);
-        if let Some(e) = entry {
-            list(&mut g).remove(&e);
+        list(&mut g).remove(&me);
+        if let Some(r) = attempt(&mut g) {
+            return Ok(r);
         }
     }
 }

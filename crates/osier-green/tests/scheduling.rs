@@ -83,7 +83,7 @@ fn single_hub_resumes_every_green_thread_on_one_os_thread() {
         gts.push(rt.spawn(move || {
             use std::io::{Read, Write};
             let mut conn = net::connect(addr).unwrap();
-            let mut note = || {
+            let note = || {
                 seen.lock().unwrap().push(std::thread::current().id());
                 let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
                 max_inside.fetch_max(now, Ordering::SeqCst);

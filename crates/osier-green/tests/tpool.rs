@@ -87,8 +87,5 @@ fn timeout_around_execute_interrupts_the_caller() {
 #[test]
 fn execute_from_os_thread_runs_inline() {
     let me = std::thread::current().id();
-    assert_eq!(
-        tpool::execute(move || std::thread::current().id() == me),
-        true
-    );
+    assert!(tpool::execute(move || std::thread::current().id() == me));
 }
