@@ -6,8 +6,12 @@ use osier_benches as b;
 
 fn spawn_wait(c: &mut Criterion) {
     let mut g = c.benchmark_group("spawn_wait");
-    g.bench_function(BenchmarkId::new("osier", 1), |x| x.iter_custom(b::osier_spawn_wait));
-    g.bench_function(BenchmarkId::new("may_1w", 1), |x| x.iter_custom(b::may_spawn_wait));
+    g.bench_function(BenchmarkId::new("osier", 1), |x| {
+        x.iter_custom(b::osier_spawn_wait)
+    });
+    g.bench_function(BenchmarkId::new("may_1w", 1), |x| {
+        x.iter_custom(b::may_spawn_wait)
+    });
     g.bench_function(BenchmarkId::new("tokio_mt2", 1), |x| {
         x.iter_custom(|n| b::tokio_spawn_wait(b::tokio_mt(), n))
     });

@@ -161,7 +161,9 @@ pub fn tokio_switch(rt: &tokio::runtime::Runtime, iters: u64) -> Duration {
         let (pong_tx, mut pong_rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
         let echo = tokio::spawn(async move {
             for _ in 0..rounds {
-                let Some(v) = ping_rx.recv().await else { return };
+                let Some(v) = ping_rx.recv().await else {
+                    return;
+                };
                 let _ = pong_tx.send(v);
             }
         });

@@ -94,7 +94,14 @@ fn ci() -> Result<(), String> {
     run("rustfmt", cargo().args(["fmt", "--all", "--", "--check"]))?;
     run(
         "clippy",
-        cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]),
+        cargo().args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]),
     )?;
     run(
         "tests (unit, integration, doctests)",
@@ -138,7 +145,9 @@ fn parse_lines(out: &str, into: &mut BTreeMap<(String, String), f64>) {
         let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
             continue;
         };
-        if let (Some(b), Some(i), Some(x)) = (v["bench"].as_str(), v["impl"].as_str(), v["value"].as_f64()) {
+        if let (Some(b), Some(i), Some(x)) =
+            (v["bench"].as_str(), v["impl"].as_str(), v["value"].as_f64())
+        {
             into.insert((b.to_string(), i.to_string()), x);
         }
     }
@@ -154,7 +163,10 @@ fn ensure_eventlet_venv() -> Result<PathBuf, String> {
         )?;
     }
     let have = Command::new(&py)
-        .args(["-c", "import eventlet,sys;sys.stdout.write(eventlet.__version__)"])
+        .args([
+            "-c",
+            "import eventlet,sys;sys.stdout.write(eventlet.__version__)",
+        ])
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
         .unwrap_or_default();
@@ -180,7 +192,16 @@ fn bench_eventlet(rest: &[String]) -> Result<(), String> {
 
     println!("==> Rust side (osier-green, may, tokio), release build");
     let mut c = cargo();
-    c.args(["run", "--release", "-q", "-p", "osier-benches", "--bin", "green_table", "--"]);
+    c.args([
+        "run",
+        "--release",
+        "-q",
+        "-p",
+        "osier-benches",
+        "--bin",
+        "green_table",
+        "--",
+    ]);
     if quick {
         c.arg("--quick");
     }

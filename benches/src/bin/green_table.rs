@@ -4,6 +4,8 @@
 //! Medians of 5 runs after a warm-up run. `cargo xtask bench-eventlet` adds eventlet and prints
 //! the ratio table; `--quick` uses fewer iterations (for CI smoke runs).
 
+#![allow(clippy::print_stdout)] // its output is the JSON lines xtask reads
+
 use std::time::Duration;
 
 use osier_benches as b;
@@ -62,7 +64,12 @@ fn main() {
     let mt = b::tokio_mt();
     let ct = b::tokio_ct();
 
-    type Case<'a> = (&'a str, u64, bool, Vec<(&'a str, Box<dyn Fn(u64) -> Duration + 'a>)>);
+    type Case<'a> = (
+        &'a str,
+        u64,
+        bool,
+        Vec<(&'a str, Box<dyn Fn(u64) -> Duration + 'a>)>,
+    );
     let cases: Vec<Case> = vec![
         (
             "spawn_wait",
@@ -114,7 +121,12 @@ fn main() {
             continue;
         }
         for (imp, f) in impls {
-            emit(bench, imp, ns_per_op(*iters, *fixed, runs, f.as_ref()), "ns/op");
+            emit(
+                bench,
+                imp,
+                ns_per_op(*iters, *fixed, runs, f.as_ref()),
+                "ns/op",
+            );
         }
     }
     if only.as_deref().is_some_and(|o| o != "parked_memory_10k") {

@@ -421,23 +421,68 @@ impl GreenBuilder {
             self.stack_size.unwrap_or(default_stack),
             self.pool_id,
             entry,
-            join.clone(),
+            Some(join.clone()),
         );
-        let at = delay.map(|d| Instant::now() + d);
-        let admitted = hub::with_hub(|h| {
-            if Arc::ptr_eq(&h.shared, &hub) {
-                h.admit(task.clone(), at);
-                true
-            } else {
-                false
-            }
-        })
-        .unwrap_or(false);
-        if !admitted && hub.inject(Injected::Spawn(task.clone(), at)).is_err() {
+        if !admit(&hub, task.clone(), delay) {
             join.complete(Err(GreenError::RuntimeShutdown));
         }
         GreenThread { task, join }
     }
+
+    /// Spawns with no handle and no result slot (eventlet's bare greenlet): one allocation less.
+    pub(crate) fn spawn_detached<F>(self, f: F)
+    where
+        F: FnOnce() + Send + 'static,
+    {
+        let (hub, stack) = match hub::with_hub(|h| (h.shared.clone(), h.rt.config.stack_size)) {
+            Some(x) if self.hub.is_none() => x,
+            _ => {
+                let rt = Runtime::current();
+                (rt.shared.pick_hub(self.hub), rt.shared.config.stack_size)
+            }
+        };
+        let entry = Box::new(move || {
+            let killed = hub::with_hub(|h| h.current().map(|t| t.kill_requested()))
+                .flatten()
+                .unwrap_or(true);
+            if !killed {
+                if let Err(p) = catch_unwind(AssertUnwindSafe(f)) {
+                    if p.is::<generator::Error>() {
+                        std::panic::resume_unwind(p);
+                    }
+                    // The panic hook has reported it; a bare green thread's panic goes nowhere
+                    // else (GREEN-03).
+                }
+            }
+        });
+        let task = Task::new(
+            next_task_id(),
+            self.name,
+            hub.clone(),
+            self.stack_size.unwrap_or(stack),
+            self.pool_id,
+            entry,
+            None,
+        );
+        if !admit(&hub, task, None) {
+            tracing::warn!("spawn_n after the runtime shut down: the green thread will not run");
+        }
+    }
+}
+
+/// Queues a new task on `hub` (directly when on its thread). False if the hub has exited.
+fn admit(hub: &Arc<HubShared>, task: Arc<Task>, delay: Option<Duration>) -> bool {
+    let at = delay.map(|d| Instant::now() + d);
+    let admitted = hub::with_hub(|h| {
+        if Arc::ptr_eq(&h.shared, hub) {
+            h.admit(task.clone(), at);
+            true
+        } else {
+            false
+        }
+    })
+    .unwrap_or(false);
+    admitted || hub.inject(Injected::Spawn(task, at)).is_ok()
 }
 
 impl<T: Send + 'static> Abort for JoinState<T> {
@@ -481,7 +526,7 @@ pub fn spawn_n<F>(f: F)
 where
     F: FnOnce() + Send + 'static,
 {
-    let _ = GreenBuilder::new().spawn(f);
+    GreenBuilder::new().spawn_detached(f);
 }
 
 /// Spawns a green thread that starts after `delay`, even if the spawning thread has ended by
@@ -565,7 +610,7 @@ pub(crate) fn completed<T: Send + 'static>(r: Result<T, GreenError>) -> GreenThr
         rt.shared.config.stack_size,
         0,
         Box::new(|| {}),
-        Arc::new(JoinState::<()>::new()),
+        None,
     );
     task.mark_started();
     let join = Arc::new(JoinState::new());

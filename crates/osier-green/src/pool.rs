@@ -109,38 +109,52 @@ impl GreenPool {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        {
-            let g = lock(&self.inner.state);
-            if g.running >= g.size && current_pool_id() == self.inner.id {
-                drop(g);
+        match self.take_slot() {
+            Ok(slot) => {
+                let mut b = GreenBuilder::new();
+                b.pool_id = self.inner.id;
+                b.spawn(move || {
+                    let _slot = slot;
+                    f()
+                })
+            }
+            Err(()) => {
                 let r = match catch_unwind(AssertUnwindSafe(f)) {
                     Ok(v) => Ok(v),
                     Err(p) if p.is::<GreenletExit>() => std::panic::resume_unwind(p),
                     Err(p) => Err(GreenError::Panicked(panic_message(&*p))),
                 };
-                return greenthread::completed(r);
+                greenthread::completed(r)
             }
         }
-        let _ = wait_until(
-            &self.inner.state,
-            |s| &mut s.spawners,
-            None,
-            |s| {
-                if s.running < s.size {
-                    s.running += 1;
-                    Some(())
-                } else {
-                    None
-                }
-            },
-        );
-        let slot = Slot(self.inner.clone());
-        let mut b = GreenBuilder::new();
-        b.pool_id = self.inner.id;
-        b.spawn(move || {
-            let _slot = slot;
-            f()
-        })
+    }
+
+    /// Takes a slot, parking while the pool is full; `Err` means "run inline": the caller is a
+    /// member of this full pool.
+    fn take_slot(&self) -> Result<Slot, ()> {
+        let mut g = lock(&self.inner.state);
+        if g.running < g.size {
+            g.running += 1;
+        } else {
+            drop(g);
+            if current_pool_id() == self.inner.id {
+                return Err(());
+            }
+            let _ = wait_until(
+                &self.inner.state,
+                |s| &mut s.spawners,
+                None,
+                |s| {
+                    if s.running < s.size {
+                        s.running += 1;
+                        Some(())
+                    } else {
+                        None
+                    }
+                },
+            );
+        }
+        Ok(Slot(self.inner.clone()))
     }
 
     /// Spawns `f` with no handle (GREEN-12: member panics are reported, never raised).
@@ -148,7 +162,23 @@ impl GreenPool {
     where
         F: FnOnce() + Send + 'static,
     {
-        let _ = self.spawn(f);
+        match self.take_slot() {
+            Ok(slot) => {
+                let mut b = GreenBuilder::new();
+                b.pool_id = self.inner.id;
+                b.spawn_detached(move || {
+                    let _slot = slot;
+                    f()
+                });
+            }
+            Err(()) => {
+                if let Err(p) = catch_unwind(AssertUnwindSafe(f)) {
+                    if p.is::<GreenletExit>() {
+                        std::panic::resume_unwind(p);
+                    }
+                }
+            }
+        }
     }
 
     /// Waits until no member is running; returns at once for an idle pool (GREEN-14).

@@ -75,7 +75,7 @@ impl Task {
         stack_size: usize,
         pool_id: u64,
         entry: Box<dyn FnOnce() + Send>,
-        on_abort: AbortFn,
+        on_abort: Option<AbortFn>,
     ) -> Arc<Task> {
         Arc::new(Task {
             id,
@@ -92,7 +92,7 @@ impl Task {
             local: UnsafeCell::new(TaskLocal {
                 gen: None,
                 entry: Some(entry),
-                on_abort: Some(on_abort),
+                on_abort,
                 slab_key: usize::MAX,
             }),
         })
