@@ -71,6 +71,18 @@ impl Waiter {
         }
     }
 
+    /// Like [`wake`](Waiter::wake), consuming the handle (saves a reference-count round trip).
+    pub(crate) fn wake_owned(self) {
+        match self {
+            Waiter::Green(t) => {
+                if t.park.unpark() {
+                    hub::schedule(t);
+                }
+            }
+            os => os.wake(),
+        }
+    }
+
     pub(crate) fn wake(&self) {
         match self {
             Waiter::Green(t) => t.unpark(),
@@ -137,7 +149,7 @@ impl WaitList {
         match self.entries.pop_front() {
             Some(w) => {
                 w.chosen().store(true, Ordering::Relaxed);
-                w.wake();
+                w.wake_owned();
                 true
             }
             None => false,
@@ -201,7 +213,10 @@ pub(crate) fn wait_until<'a, S, R>(
         guard.waiter = None;
         drop(guard);
         g = lock(mutex);
-        list(&mut g).remove(&me);
+        if !me.chosen().load(Ordering::Relaxed) {
+            // woken by a timer or spuriously: still queued (a chosen waiter was already popped)
+            list(&mut g).remove(&me);
+        }
         if let Some(r) = attempt(&mut g) {
             return Ok(r);
         }
