@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::hub::lock;
-use crate::waiter::{wait_until, WaitList};
+use crate::waiter::{wait_until, WaitFuture, WaitList};
 
 /// Misuse of an [`Event`] that eventlet reports with an assertion.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -112,6 +112,16 @@ impl<T: Clone, E: Clone> Event<T, E> {
             |s| s.value.clone(),
         )
         .ok()
+    }
+
+    /// Waits from async code, without blocking the executor's thread.
+    pub async fn wait_async(&self) -> Result<T, E> {
+        WaitFuture::new(
+            &self.inner,
+            |s| &mut s.waiters,
+            |s: &mut Inner<T, E>| s.value.clone(),
+        )
+        .await
     }
 
     /// True once sent (eventlet's `ready()`).

@@ -25,7 +25,7 @@ use crate::hub::{self, lock, HubShared, Injected};
 use crate::runtime::{next_task_id, Runtime};
 use crate::task::{Abort, Task};
 use crate::timeout::TimeoutFired;
-use crate::waiter::{wait_until, WaitList};
+use crate::waiter::{wait_until, WaitFuture, WaitList};
 
 type LinkFn<T> = Box<dyn FnOnce(&GreenThread<T>) + Send>;
 
@@ -35,6 +35,26 @@ struct JoinInner<T> {
     waiters: WaitList,
     links: Vec<(u64, LinkFn<T>)>,
     next_link: u64,
+}
+
+impl<T> JoinInner<T> {
+    /// Takes the value once the thread is done; an error stays for later callers.
+    fn take(&mut self) -> Option<Result<T, GreenError>> {
+        if !self.done {
+            return None;
+        }
+        Some(match self.result.take() {
+            Some(Ok(v)) => {
+                self.result = Some(Err(GreenError::ResultTaken));
+                Ok(v)
+            }
+            Some(Err(e)) => {
+                self.result = Some(Err(e.clone()));
+                Err(e)
+            }
+            None => Err(GreenError::ResultTaken),
+        })
+    }
 }
 
 struct JoinState<T> {
@@ -175,29 +195,15 @@ impl<T: Send + 'static> GreenThread<T> {
     /// Waits for the result and takes it (no `Clone` needed). Later `wait`/`join` calls on other
     /// handles get [`GreenError::ResultTaken`] unless the thread failed.
     pub fn join(self) -> Result<T, GreenError> {
-        wait_until(
-            &self.join.inner,
-            |s| &mut s.waiters,
-            None,
-            |s| {
-                if s.done {
-                    Some(match s.result.take() {
-                        Some(Ok(v)) => {
-                            s.result = Some(Err(GreenError::ResultTaken));
-                            Ok(v)
-                        }
-                        Some(Err(e)) => {
-                            s.result = Some(Err(e.clone()));
-                            Err(e)
-                        }
-                        None => Err(GreenError::ResultTaken),
-                    })
-                } else {
-                    None
-                }
-            },
-        )
-        .unwrap_or(Err(GreenError::RuntimeShutdown))
+        wait_until(&self.join.inner, |s| &mut s.waiters, None, JoinInner::take)
+            .unwrap_or(Err(GreenError::RuntimeShutdown))
+    }
+
+    /// Waits for the result from async code and takes it, like [`join`](GreenThread::join),
+    /// without blocking the executor's thread (osier-bridge's `wrap_greenthread` is built on it).
+    /// Dropping the future does not kill the green thread.
+    pub async fn join_async(self) -> Result<T, GreenError> {
+        WaitFuture::new(&self.join.inner, |s| &mut s.waiters, JoinInner::take).await
     }
 
     /// Kills the green thread (GREEN-08): it unwinds from wherever it is parked with
@@ -291,6 +297,7 @@ impl<T: Send + 'static> GreenThread<T> {
 #[must_use]
 pub struct GreenBuilder {
     name: Option<Arc<str>>,
+    span: Option<tracing::Span>,
     stack_size: Option<usize>,
     hub: Option<usize>,
     pub(crate) pool_id: u64,
@@ -312,6 +319,14 @@ impl GreenBuilder {
     /// Stacks of the runtime's default size are reused; others are mapped for each spawn.
     pub fn stack_size(mut self, bytes: usize) -> Self {
         self.stack_size = Some(bytes.clamp(16 * 1024, 1 << 30).div_ceil(4096) * 4096);
+        self
+    }
+
+    /// Runs the green thread inside `span`: the hub enters it each time the thread is resumed and
+    /// leaves it each time the thread switches away, so the span is never held across a switch
+    /// and other green threads never see it as current. Spans created inside get it as parent.
+    pub fn instrument(mut self, span: tracing::Span) -> Self {
+        self.span = Some(span);
         self
     }
 
@@ -423,6 +438,7 @@ impl GreenBuilder {
             entry,
             Some(join.clone()),
         );
+        task.set_span(self.span);
         if !admit(&hub, task.clone(), delay) {
             join.complete(Err(GreenError::RuntimeShutdown));
         }
@@ -464,6 +480,7 @@ impl GreenBuilder {
             entry,
             None,
         );
+        task.set_span(self.span);
         if !admit(&hub, task, None) {
             tracing::warn!("spawn_n after the runtime shut down: the green thread will not run");
         }

@@ -449,7 +449,9 @@ impl HubLocal {
         self.current.set(&task);
         self.reason.set(Reason::None);
         let Some(gen) = tl.gen.as_mut() else { return };
+        let entered = tl.span.as_ref().map(tracing::Span::enter);
         gen.resume();
+        drop(entered);
         self.current.set(std::ptr::null());
         self.bump_seq();
         if shared.watched {

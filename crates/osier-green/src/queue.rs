@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::hub::lock;
-use crate::waiter::{wait_until, WaitList};
+use crate::waiter::{wait_until, WaitFuture, WaitList};
 
 /// The order a queue hands items out in.
 pub trait Store<T>: Send {
@@ -240,6 +240,44 @@ impl<T: Send, S: Store<T>> GenericQueue<T, S> {
             },
         )
         .map_err(|_| Empty)
+    }
+
+    /// Adds `item`, waiting while the queue is full, from async code: the task is suspended, its
+    /// executor thread is not blocked. Dropping the future before it completes drops the item.
+    pub async fn put_async(&self, item: T) {
+        let mut slot = Some(item);
+        WaitFuture::new(
+            &self.inner,
+            |s| &mut s.putters,
+            move |s: &mut Inner<T, S>| {
+                if s.can_put() {
+                    if let Some(item) = slot.take() {
+                        s.do_put(item);
+                    }
+                    Some(())
+                } else {
+                    None
+                }
+            },
+        )
+        .await
+    }
+
+    /// Takes the next item from async code, without blocking the executor's thread. Cancel-safe:
+    /// an item is taken only when the future completes.
+    pub async fn get_async(&self) -> T {
+        WaitFuture::new(
+            &self.inner,
+            |s| &mut s.getters,
+            |s: &mut Inner<T, S>| {
+                let r = s.do_get();
+                if r.is_none() && s.maxsize == Some(0) {
+                    s.putters.notify_one();
+                }
+                r
+            },
+        )
+        .await
     }
 
     /// Adds `item`, waiting while the queue is full.

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::hub::lock;
-use crate::waiter::{wait_until, WaitList};
+use crate::waiter::{wait_until, WaitFuture, WaitList};
 
 /// Errors of [`Semaphore`] operations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -79,6 +79,23 @@ impl Semaphore {
     /// Takes a permit, waiting as long as needed.
     pub fn acquire(&self) {
         self.acquire_deadline(None);
+    }
+
+    /// Takes a permit from async code, without blocking the executor's thread.
+    pub async fn acquire_async(&self) {
+        WaitFuture::new(
+            &self.inner,
+            |s| &mut s.waiters,
+            |s: &mut Inner| {
+                if s.counter > 0 {
+                    s.counter -= 1;
+                    Some(())
+                } else {
+                    None
+                }
+            },
+        )
+        .await
     }
 
     /// Takes a permit if one is free now (eventlet's `acquire(blocking=False)`).

@@ -51,6 +51,8 @@ pub(crate) struct TaskLocal {
     /// (stack overflow, runtime shutdown before start).
     pub(crate) on_abort: Option<AbortFn>,
     pub(crate) slab_key: usize,
+    /// Entered by the hub around every resume (see `GreenBuilder::instrument`).
+    pub(crate) span: Option<tracing::Span>,
 }
 
 // SAFETY: every field but `local` is Sync on its own. `local` is read and written only by the hub
@@ -94,6 +96,7 @@ impl Task {
                 entry: Some(entry),
                 on_abort,
                 slab_key: usize::MAX,
+                span: None,
             }),
         })
     }
@@ -105,6 +108,15 @@ impl Task {
     pub(crate) unsafe fn local(&self) -> &mut TaskLocal {
         // SAFETY: guaranteed by the caller (see the `Sync` impl).
         unsafe { &mut *self.local.get() }
+    }
+
+    /// Attaches a span before the task is admitted to its hub.
+    pub(crate) fn set_span(&self, span: Option<tracing::Span>) {
+        if span.is_some() {
+            // SAFETY: called by the spawner before the task is handed to any hub, so nothing
+            // else can reach `local` yet.
+            unsafe { self.local().span = span };
+        }
     }
 
     pub(crate) fn is_started(&self) -> bool {

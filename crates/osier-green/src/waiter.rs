@@ -1,10 +1,14 @@
 //! Waiting, for green threads and plain OS threads alike.
 //!
 //! Every blocking primitive (Event, Semaphore, Queue, GreenThread::wait, pools) is a `Mutex` around
-//! its state plus a [`WaitList`]. A caller that must wait puts a [`WaitEntry`] on the list, drops
-//! the lock and parks: a green thread parks on its hub (only it stops; the hub runs others), a plain
-//! OS thread parks the OS thread. Whoever changes the state pops entries and wakes them; a woken
-//! caller re-checks the state under the lock, like a condition variable.
+//! its state plus a [`WaitList`]. A caller that must wait puts itself on the list, drops the lock
+//! and parks: a green thread parks on its hub (only it stops; the hub runs others), a plain OS
+//! thread parks the OS thread, and an async task registers its `Waker` and returns `Pending` (see
+//! [`WaitFuture`]). Whoever changes the state pops waiters and wakes them; a woken caller re-checks
+//! the state under the lock, like a condition variable.
+//!
+//! This module also holds the public parking API ([`Unparker`], [`park`], [`park_timeout`]), the
+//! building block osier-bridge uses to turn a green thread into a `std::task::Waker`.
 //!
 //! A waiter that leaves early (its deadline passed, it was killed, its Timeout fired) after it had
 //! already been picked by `notify_one` passes the notification on to the next waiter, so a wake-up
@@ -12,19 +16,30 @@
 //! swallow an item meant for another waiter").
 
 use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Wake, Waker};
 use std::thread::Thread;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::hub::{self, lock};
 use crate::task::Task;
 
-/// Something that can be woken: a green thread or an OS thread.
+/// Something that can be woken: a green thread, an OS thread, or an async task.
 #[derive(Clone, Debug)]
 pub(crate) enum Waiter {
     Green(Arc<Task>),
     Os(Arc<OsParker>),
+    Async(Arc<AsyncWaiter>),
+}
+
+/// An async task waiting on a primitive: its latest `Waker`.
+#[derive(Debug)]
+pub(crate) struct AsyncWaiter {
+    waker: Mutex<Waker>,
+    chosen: AtomicBool,
 }
 
 /// Parks a plain OS thread.
@@ -60,6 +75,7 @@ impl Waiter {
         match self {
             Waiter::Green(t) => &t.chosen,
             Waiter::Os(p) => &p.chosen,
+            Waiter::Async(a) => &a.chosen,
         }
     }
 
@@ -67,6 +83,7 @@ impl Waiter {
         match (self, other) {
             (Waiter::Green(a), Waiter::Green(b)) => Arc::ptr_eq(a, b),
             (Waiter::Os(a), Waiter::Os(b)) => Arc::ptr_eq(a, b),
+            (Waiter::Async(a), Waiter::Async(b)) => Arc::ptr_eq(a, b),
             _ => false,
         }
     }
@@ -90,6 +107,7 @@ impl Waiter {
                 p.notified.store(true, Ordering::Release);
                 p.thread.unpark();
             }
+            Waiter::Async(a) => lock(&a.waker).wake_by_ref(),
         }
     }
 
@@ -99,6 +117,8 @@ impl Waiter {
     pub(crate) fn park(&self, deadline: Option<Instant>) {
         match self {
             Waiter::Green(t) => hub::park_green(t, deadline),
+            // An async waiter never parks: WaitFuture returns Pending instead.
+            Waiter::Async(_) => {}
             Waiter::Os(p) => loop {
                 if p.notified.swap(false, Ordering::AcqRel) {
                     return;
@@ -221,4 +241,145 @@ pub(crate) fn wait_until<'a, S, R>(
             return Ok(r);
         }
     }
+}
+
+/// A future that waits on a primitive without blocking its executor's thread: the async form of
+/// [`wait_until`]. Dropping it before it completes leaves the wait list cleanly (a notification it
+/// had already been given is passed on), so it is cancel-safe.
+pub(crate) struct WaitFuture<'a, S, R, A>
+where
+    A: FnMut(&mut S) -> Option<R>,
+{
+    mutex: &'a Mutex<S>,
+    list: fn(&mut S) -> &mut WaitList,
+    attempt: A,
+    me: Option<Waiter>,
+}
+
+impl<'a, S, R, A> WaitFuture<'a, S, R, A>
+where
+    A: FnMut(&mut S) -> Option<R>,
+{
+    pub(crate) fn new(mutex: &'a Mutex<S>, list: fn(&mut S) -> &mut WaitList, attempt: A) -> Self {
+        WaitFuture {
+            mutex,
+            list,
+            attempt,
+            me: None,
+        }
+    }
+}
+
+// The future holds no self-references and never relies on being pinned.
+impl<S, R, A> Unpin for WaitFuture<'_, S, R, A> where A: FnMut(&mut S) -> Option<R> {}
+
+impl<S, R, A> Future for WaitFuture<'_, S, R, A>
+where
+    A: FnMut(&mut S) -> Option<R>,
+{
+    type Output = R;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<R> {
+        let this = self.get_mut();
+        let mut g = lock(this.mutex);
+        if let Some(me) = &this.me {
+            if !me.chosen().load(Ordering::Relaxed) {
+                (this.list)(&mut g).remove(me);
+            }
+        }
+        if let Some(r) = (this.attempt)(&mut g) {
+            this.me = None;
+            return Poll::Ready(r);
+        }
+        let me = match &this.me {
+            Some(Waiter::Async(a)) => {
+                let mut w = lock(&a.waker);
+                if !w.will_wake(cx.waker()) {
+                    *w = cx.waker().clone();
+                }
+                drop(w);
+                Waiter::Async(a.clone())
+            }
+            _ => Waiter::Async(Arc::new(AsyncWaiter {
+                waker: Mutex::new(cx.waker().clone()),
+                chosen: AtomicBool::new(false),
+            })),
+        };
+        (this.list)(&mut g).push(me.clone());
+        this.me = Some(me);
+        Poll::Pending
+    }
+}
+
+impl<S, R, A> Drop for WaitFuture<'_, S, R, A>
+where
+    A: FnMut(&mut S) -> Option<R>,
+{
+    fn drop(&mut self) {
+        if let Some(me) = self.me.take() {
+            let mut g = lock(self.mutex);
+            let list = (self.list)(&mut g);
+            if !list.remove(&me) && me.chosen().load(Ordering::Relaxed) {
+                list.notify_one();
+            }
+        }
+    }
+}
+
+/// Wakes one green thread or OS thread from any thread (the `unpark` half of [`park`]).
+///
+/// ```
+/// let gt = osier_green::spawn(|| {
+///     let me = osier_green::Unparker::current();
+///     std::thread::spawn(move || me.unpark());
+///     osier_green::park(); // only this green thread waits
+/// });
+/// gt.wait().unwrap();
+/// ```
+#[derive(Clone, Debug)]
+pub struct Unparker(Waiter);
+
+impl Unparker {
+    /// The unparker of the calling green thread, or of the calling OS thread.
+    pub fn current() -> Unparker {
+        Unparker(Waiter::current())
+    }
+
+    /// Wakes the thread if it is parked; otherwise its next [`park`] returns at once.
+    pub fn unpark(&self) {
+        self.0.wake();
+    }
+
+    /// True if this unparker wakes a green thread.
+    pub fn is_green(&self) -> bool {
+        matches!(self.0, Waiter::Green(_))
+    }
+
+    /// A `std::task::Waker` that unparks this thread: lets a green thread poll a future itself.
+    pub fn into_waker(self) -> Waker {
+        Waker::from(Arc::new(self))
+    }
+}
+
+impl Wake for Unparker {
+    fn wake(self: Arc<Self>) {
+        self.0.wake();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.wake();
+    }
+}
+
+/// Parks the calling green thread (only it; its hub runs others) or OS thread until its
+/// [`Unparker`] is used. A wake-up that came before the call makes it return at once; spurious
+/// returns are possible, so call it in a loop that re-checks a condition. In a green thread a
+/// pending kill or `Timeout` unwinds from here.
+pub fn park() {
+    Waiter::current().park(None)
+}
+
+/// Like [`park`], returning after `timeout` at the latest.
+pub fn park_timeout(timeout: Duration) {
+    Waiter::current().park(Some(Instant::now() + timeout))
 }
