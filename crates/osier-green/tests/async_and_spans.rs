@@ -104,8 +104,10 @@ fn unparker_wakes_parked_green_thread() {
 fn instrument_span_follows_green_thread_across_switches() {
     use tracing_subscriber::layer::SubscriberExt;
 
+    /// (span name, parent span name) for every span created.
+    type Seen = Vec<(String, Option<String>)>;
     #[derive(Clone, Default)]
-    struct Parents(Arc<Mutex<Vec<(String, Option<String>)>>>);
+    struct Parents(Arc<Mutex<Seen>>);
     impl<S> tracing_subscriber::Layer<S> for Parents
     where
         S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
