@@ -5,6 +5,7 @@
 //! | `ci` | fmt check, clippy (`-D warnings`), the whole test suite with doctests, the loom models, the benches compiled, and a smoke run of the demo. `.ci/run` calls exactly this. |
 //! | `bench` | the criterion benches (`cargo bench -p osier-benches`) |
 //! | `bench-eventlet [--quick]` | the green microbenchmarks side by side in one run: osier-green, raw may, tokio and Python eventlet (in a venv under `target/xtask/`), as one table of ratios |
+//! | `bench-bridge [--quick]` | the bridge benchmarks beside their baselines (tokio task round trip, OS thread -> tokio -> OS thread hand-off, may ping-pong), as one table |
 //! | `loom` | only the loom models |
 #![allow(clippy::print_stdout)]
 
@@ -23,9 +24,12 @@ fn main() -> ExitCode {
         "ci" => ci(),
         "bench" => bench(rest),
         "bench-eventlet" => bench_eventlet(rest),
+        "bench-bridge" => bench_bridge(rest),
         "loom" => loom(),
         _ => {
-            println!("usage: cargo xtask <ci | bench | bench-eventlet [--quick] | loom>");
+            println!(
+                "usage: cargo xtask <ci | bench | bench-eventlet [--quick] | bench-bridge [--quick] | loom>"
+            );
             return if task == "help" {
                 ExitCode::SUCCESS
             } else {
@@ -109,6 +113,17 @@ fn ci() -> Result<(), String> {
     )?;
     loom()?;
     run(
+        "bridge stress at full size (release)",
+        cargo().env("OSIER_STRESS_FULL", "1").args([
+            "test",
+            "--release",
+            "-p",
+            "osier-bridge",
+            "--test",
+            "stress",
+        ]),
+    )?;
+    run(
         "benches compile",
         cargo().args(["bench", "--workspace", "--no-run"]),
     )?;
@@ -127,6 +142,10 @@ fn ci() -> Result<(), String> {
             "--rounds",
             "20",
         ]),
+    )?;
+    run(
+        "bridge example run",
+        cargo().args(["run", "-p", "osier-bridge", "--example", "mixed"]),
     )?;
     println!("\nxtask ci: all steps passed in {:.1?}", t0.elapsed());
     Ok(())
@@ -230,6 +249,82 @@ fn bench_eventlet(rest: &[String]) -> Result<(), String> {
     parse_lines(&String::from_utf8_lossy(&out.stdout), &mut results);
 
     print_table(&results);
+    Ok(())
+}
+
+fn bench_bridge(rest: &[String]) -> Result<(), String> {
+    let quick = rest.iter().any(|a| a == "--quick");
+    let mut c = cargo();
+    c.args([
+        "run",
+        "--release",
+        "-q",
+        "-p",
+        "osier-benches",
+        "--bin",
+        "bridge_table",
+        "--",
+    ]);
+    if quick {
+        c.arg("--quick");
+    }
+    let out = c.output().map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(format!(
+            "bridge_table failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let mut r = BTreeMap::new();
+    parse_lines(&String::from_utf8_lossy(&out.stdout), &mut r);
+    let get = |b: &str| r.get(&(b.to_string(), "osier".to_string())).copied();
+    let f = |v: Option<f64>| v.map(|x| format!("{x:.0}")).unwrap_or_else(|| "-".into());
+    println!();
+    println!("| benchmark | ns/op | target |");
+    println!("|---|---|---|");
+    let rows = [
+        (
+            "yield_future_ready",
+            "yield_future(ready) from a green thread",
+            "<= 100 ns",
+        ),
+        (
+            "green_tokio_green",
+            "green -> tokio task -> green round trip",
+            "<= 1.2x the floor",
+        ),
+        (
+            "wrap_greenthread_trivial",
+            "spawn_green(trivial).await from a task",
+            "-",
+        ),
+        (
+            "stress_hop_10k_x100",
+            "one hop under load (10k green x 100 hops, 10k async waiters)",
+            "<= 1200 ns",
+        ),
+        (
+            "baseline_tokio_task_rt",
+            "baseline: tokio task -> task round trip",
+            "-",
+        ),
+        (
+            "baseline_os_tokio_os",
+            "baseline (floor): OS thread -> tokio -> OS thread",
+            "-",
+        ),
+        (
+            "baseline_may_pingpong",
+            "baseline: may coroutine round trip",
+            "-",
+        ),
+    ];
+    for (k, what, target) in rows {
+        println!("| {what} | {} | {target} |", f(get(k)));
+    }
+    if let Some(ratio) = get("hop_over_floor_paired") {
+        println!("\nlow-load hop / floor, paired rounds (median): {ratio:.2}x (target <= 1.2x)");
+    }
     Ok(())
 }
 

@@ -116,21 +116,29 @@ impl Bridge {
             return self.block_on_os_thread(fut);
         }
         let handle = &self.inner.handle;
-        let mut slot = pin!(Slot {
+        let slot = pin!(Slot {
             handle,
             fut: Some(fut),
         });
-        // The first poll uses a no-op waker, so a ready future costs no allocation; a future
-        // that is pending is polled again at once with the real waker before the thread parks
-        // (futures must accept being polled again with a new waker).
-        let mut waker: Option<std::task::Waker> = None;
+        // The green thread is its own waker; borrowing it costs nothing.
+        match osier_green::with_current_waker(|waker| self.poll_loop(slot, waker)) {
+            Some(r) => r,
+            None => Err(BridgeError::RuntimeShutdown),
+        }
+    }
+
+    fn poll_loop<F: Future>(
+        &self,
+        mut slot: Pin<&mut Slot<'_, F>>,
+        waker: &std::task::Waker,
+    ) -> Result<F::Output, BridgeError> {
+        let handle = &self.inner.handle;
+        let mut cx = Context::from_waker(waker);
         let mut registered = Registered {
             bridge: self,
             slot: None,
         };
         loop {
-            let w = waker.as_ref().unwrap_or(std::task::Waker::noop());
-            let mut cx = Context::from_waker(w);
             let polled = {
                 let _ctx = handle.enter();
                 let _flag = PollFlag::set();
@@ -138,10 +146,6 @@ impl Bridge {
             };
             match polled {
                 Ok(Some(Poll::Ready(v))) => return Ok(v),
-                Ok(Some(Poll::Pending)) if waker.is_none() => {
-                    waker = Some(osier_green::Unparker::current().into_waker());
-                    continue;
-                }
                 Ok(Some(Poll::Pending)) => {}
                 Ok(None) => return Err(BridgeError::RuntimeShutdown),
                 Err(p) => {

@@ -34,6 +34,9 @@ use crate::waiter::Waiter;
 /// While the run queue is busy, the hub still polls sockets (without blocking) every this many
 /// green-thread turns, so I/O is never starved by threads that only yield (tokio uses 61 too).
 pub(crate) const IO_EVERY: u32 = 61;
+const AWAKE: u8 = 0;
+const IN_POLL: u8 = 1;
+const IN_PARK: u8 = 2;
 const WAKER_TOKEN: Token = Token(usize::MAX);
 /// Generators of the default stack size kept for reuse per hub.
 const STACK_CACHE: usize = 1024;
@@ -102,7 +105,10 @@ pub(crate) struct HubShared {
     pub(crate) index: usize,
     inject: Mutex<InjectQueue>,
     inject_len: AtomicUsize,
-    sleeping: AtomicBool,
+    /// How the hub thread sleeps right now: AWAKE, in `epoll_wait` (it has sockets), or parked
+    /// on a futex (it has none: cheaper to wake, the same as waking any parked thread).
+    sleeping: AtomicU8,
+    thread: std::sync::OnceLock<std::thread::Thread>,
     waker: Waker,
     pub(crate) registry: mio::Registry,
     pub(crate) io: Mutex<Slab<Arc<IoSlot>>>,
@@ -133,7 +139,8 @@ impl HubShared {
             index,
             inject: Mutex::new(InjectQueue::default()),
             inject_len: AtomicUsize::new(0),
-            sleeping: AtomicBool::new(false),
+            sleeping: AtomicU8::new(AWAKE),
+            thread: std::sync::OnceLock::new(),
             waker: Waker::new(poll.registry(), WAKER_TOKEN)?,
             registry: poll.registry().try_clone()?,
             io: Mutex::new(Slab::new()),
@@ -156,13 +163,19 @@ impl HubShared {
             q.items.push(item);
         }
         self.inject_len.fetch_add(1, Ordering::SeqCst);
-        if self.sleeping.load(Ordering::SeqCst) {
+        if self.sleeping.load(Ordering::SeqCst) != AWAKE {
             self.wake();
         }
         Ok(())
     }
 
     pub(crate) fn wake(&self) {
+        if self.sleeping.load(Ordering::SeqCst) == IN_PARK {
+            if let Some(t) = self.thread.get() {
+                t.unpark();
+            }
+            return;
+        }
         if let Err(e) = self.waker.wake() {
             tracing::error!(hub = self.index, error = %e, "could not wake green hub");
         }
@@ -568,6 +581,7 @@ pub(crate) fn run(shared: Arc<HubShared>, rt: Arc<RuntimeShared>, mut poll: Poll
         tasks: RefCell::new(Slab::new()),
     };
     HUB.with(|h| h.set(&local));
+    let _ = shared.thread.set(std::thread::current());
     shared.thread_state.store(1, Ordering::Release);
     let mut events = Events::with_capacity(256);
     let mut turns: u32 = 0;
@@ -598,15 +612,26 @@ pub(crate) fn run(shared: Arc<HubShared>, rt: Arc<RuntimeShared>, mut poll: Poll
         let timeout = local
             .next_deadline()
             .map(|d| d.saturating_duration_since(Instant::now()));
-        shared.sleeping.store(true, Ordering::SeqCst);
+        // Sockets can only be registered by this hub's own green threads, which cannot run while
+        // it sleeps: with none registered, a futex park is enough and is cheaper to wake.
+        let has_io = !lock(&shared.io).is_empty();
+        let mode = if has_io { IN_POLL } else { IN_PARK };
+        shared.sleeping.store(mode, Ordering::SeqCst);
         if shared.inject_len.load(Ordering::SeqCst) > 0
             || shared.shutdown.load(Ordering::Acquire) && !killed
         {
-            shared.sleeping.store(false, Ordering::SeqCst);
+            shared.sleeping.store(AWAKE, Ordering::SeqCst);
             continue;
         }
-        local.poll_io(&mut poll, &mut events, timeout);
-        shared.sleeping.store(false, Ordering::SeqCst);
+        if has_io {
+            local.poll_io(&mut poll, &mut events, timeout);
+        } else {
+            match timeout {
+                Some(t) => std::thread::park_timeout(t),
+                None => std::thread::park(),
+            }
+        }
+        shared.sleeping.store(AWAKE, Ordering::SeqCst);
         turns = 0;
     }
     // Fail whatever arrived after the last turn and refuse anything later, then detach.

@@ -97,5 +97,5 @@ pub use queue::{
 pub use runtime::{Builder, Runtime, DEFAULT_STACK_SIZE};
 pub use semaphore::{BoundedSemaphore, Semaphore, SemaphoreError, SemaphoreGuard};
 pub use timeout::{with_timeout, with_timeout_value, Timeout, TimeoutError, TimeoutFired};
-pub use waiter::{park, park_timeout, Unparker};
+pub use waiter::{park, park_timeout, with_current_waker, Unparker};
 pub use watchdog::BlockedReport;

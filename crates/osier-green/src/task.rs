@@ -180,3 +180,17 @@ impl Task {
         }
     }
 }
+
+/// A green thread is its own `Waker`: waking it unparks it. Building the waker costs one
+/// reference-count increment, no allocation.
+impl std::task::Wake for Task {
+    fn wake(self: Arc<Self>) {
+        if self.park.unpark() {
+            hub::schedule(self);
+        }
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.unpark();
+    }
+}

@@ -356,8 +356,12 @@ impl Unparker {
     }
 
     /// A `std::task::Waker` that unparks this thread: lets a green thread poll a future itself.
+    /// For a green thread it is the green thread itself (no allocation).
     pub fn into_waker(self) -> Waker {
-        Waker::from(Arc::new(self))
+        match self.0 {
+            Waiter::Green(t) => Waker::from(t),
+            other => Waker::from(Arc::new(Unparker(other))),
+        }
     }
 }
 
@@ -369,6 +373,20 @@ impl Wake for Unparker {
     fn wake_by_ref(self: &Arc<Self>) {
         self.0.wake();
     }
+}
+
+/// Runs `f` with a `Waker` that unparks the calling green thread, without touching its reference
+/// count (the cheapest way for a green thread to poll a future itself). `None` outside a green
+/// thread. `f` may park; clones of the waker are ordinary owned wakers.
+pub fn with_current_waker<R>(f: impl FnOnce(&Waker) -> R) -> Option<R> {
+    let ptr = hub::with_hub(|h| h.current().map(Arc::as_ptr)).flatten()?;
+    // SAFETY: `ptr` comes from the live `Arc<Task>` of the running green thread. The hub's task
+    // registry holds a strong reference until the green thread's body has returned, which cannot
+    // happen while `f` runs in it, so the pointee outlives `f`. The `Arc` rebuilt here is never
+    // dropped (ManuallyDrop), so the count it did not increment is never decremented; clones of
+    // the waker increment it as usual.
+    let waker = std::mem::ManuallyDrop::new(Waker::from(unsafe { Arc::from_raw(ptr) }));
+    Some(f(&waker))
 }
 
 /// Parks the calling green thread (only it; its hub runs others) or OS thread until its

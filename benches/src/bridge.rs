@@ -1,0 +1,151 @@
+//! Bridge workloads (issue 3), shared by `benches/bridge.rs` and `src/bin/bridge_table.rs`.
+//!
+//! | workload | what one op is |
+//! |---|---|
+//! | `yield_ready` | `yield_future(ready(x))` from a green thread |
+//! | `green_tokio_green` | a green thread sends to a tokio echo task and `yield_future`s the reply |
+//! | `wrap_trivial` | a tokio task `spawn_green(trivial).await`s |
+//! | `stress_hop` | one hop of `green_tokio_green` while 10k green threads hop and 10k tasks await them |
+//! | baseline `tokio_task_rt` | a tokio task sends to a tokio echo task and awaits the reply |
+//! | baseline `os_tokio_os` | a plain OS thread sends to a tokio echo task and blocks for the reply: the cost of waking an idle thread twice, the floor of any hop at low load |
+//! | baseline `may_pingpong` | a may coroutine round trip through two channels (1 worker) |
+
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use osier_bridge::Bridge;
+
+/// One bridge for all bridge workloads: one green hub, a 2-worker tokio runtime (the defaults).
+pub fn bridge() -> &'static Bridge {
+    static B: OnceLock<Bridge> = OnceLock::new();
+    B.get_or_init(|| Bridge::builder().build().expect("bridge"))
+}
+
+type Echo = (
+    tokio::sync::mpsc::UnboundedSender<u64>,
+    tokio::sync::mpsc::UnboundedReceiver<u64>,
+);
+
+/// A tokio task that answers every request with request + 1.
+fn echo_task(h: &tokio::runtime::Handle) -> Echo {
+    let (req_tx, mut req_rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
+    let (resp_tx, resp_rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
+    h.spawn(async move {
+        while let Some(v) = req_rx.recv().await {
+            if resp_tx.send(v + 1).is_err() {
+                return;
+            }
+        }
+    });
+    (req_tx, resp_rx)
+}
+
+pub fn yield_ready(iters: u64) -> Duration {
+    let b = bridge().clone();
+    b.green()
+        .clone()
+        .block_on(move || {
+            let t0 = Instant::now();
+            for i in 0..iters {
+                std::hint::black_box(b.yield_future(std::future::ready(i)).ok());
+            }
+            t0.elapsed()
+        })
+        .expect("green")
+}
+
+pub fn green_tokio_green(iters: u64) -> Duration {
+    let b = bridge().clone();
+    let (tx, mut rx) = echo_task(b.tokio());
+    b.green()
+        .clone()
+        .block_on(move || {
+            let t0 = Instant::now();
+            for i in 0..iters {
+                let _ = tx.send(i);
+                std::hint::black_box(b.yield_future(rx.recv()).ok());
+            }
+            t0.elapsed()
+        })
+        .expect("green")
+}
+
+pub fn wrap_trivial(iters: u64) -> Duration {
+    let b = bridge().clone();
+    let b2 = b.clone();
+    b.tokio().block_on(async move {
+        b2.tokio()
+            .spawn({
+                let b3 = b2.clone();
+                async move {
+                    let t0 = Instant::now();
+                    for i in 0..iters {
+                        std::hint::black_box(b3.spawn_green(move || i).await.ok());
+                    }
+                    t0.elapsed()
+                }
+            })
+            .await
+            .expect("task")
+    })
+}
+
+/// ns per hop with `n` green threads x `hops` hops and `n` async waiters.
+pub fn stress_hop_ns(n: usize, hops: u64) -> f64 {
+    let b = bridge().clone();
+    let t0 = Instant::now();
+    let mut waiters = Vec::with_capacity(n);
+    for _ in 0..n {
+        let (tx, mut rx) = echo_task(b.tokio());
+        let b2 = b.clone();
+        let gt = b.green().spawn(move || {
+            let mut v = 0;
+            for _ in 0..hops {
+                let _ = tx.send(v);
+                v = b2.yield_future(rx.recv()).ok().flatten().unwrap_or(0);
+            }
+            v
+        });
+        waiters.push(b.tokio().spawn(osier_bridge::wrap_greenthread(gt)));
+    }
+    b.tokio().block_on(async move {
+        for w in waiters {
+            let _ = w.await;
+        }
+    });
+    t0.elapsed().as_nanos() as f64 / (n as f64 * hops as f64)
+}
+
+pub fn tokio_task_rt(iters: u64) -> Duration {
+    let b = bridge().clone();
+    let h = b.tokio().clone();
+    let (tx, mut rx) = echo_task(&h);
+    h.block_on(async move {
+        tokio::spawn(async move {
+            let t0 = Instant::now();
+            for i in 0..iters {
+                let _ = tx.send(i);
+                std::hint::black_box(rx.recv().await);
+            }
+            t0.elapsed()
+        })
+        .await
+        .expect("task")
+    })
+}
+
+pub fn os_tokio_os(iters: u64) -> Duration {
+    let b = bridge().clone();
+    let (tx, mut rx) = echo_task(b.tokio());
+    let t0 = Instant::now();
+    for i in 0..iters {
+        let _ = tx.send(i);
+        std::hint::black_box(rx.blocking_recv());
+    }
+    t0.elapsed()
+}
+
+/// A may round trip (two one-way switches).
+pub fn may_pingpong(iters: u64) -> Duration {
+    crate::may_switch(iters * 2)
+}
