@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use osier_bridge::Bridge;
 
-/// One bridge for all bridge workloads: one green hub, a 2-worker tokio runtime (the defaults).
+/// One bridge for all bridge workloads, with the defaults (one green hub; one tokio worker per core).
 pub fn bridge() -> &'static Bridge {
     static B: OnceLock<Bridge> = OnceLock::new();
     B.get_or_init(|| Bridge::builder().build().expect("bridge"))

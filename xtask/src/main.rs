@@ -252,23 +252,38 @@ fn bench_eventlet(rest: &[String]) -> Result<(), String> {
     Ok(())
 }
 
-fn bench_bridge(rest: &[String]) -> Result<(), String> {
-    let quick = rest.iter().any(|a| a == "--quick");
-    let mut c = cargo();
-    c.args([
-        "run",
-        "--release",
-        "-q",
-        "-p",
-        "osier-benches",
-        "--bin",
-        "bridge_table",
-        "--",
-    ]);
+/// Runs `bridge_table`, pinned to CPU 0 when `one_core` (every thread on one core: no
+/// cross-CPU wake-ups, so the software cost shows without the VM's 5-55 us IPI noise).
+fn bridge_table(quick: bool, one_core: bool) -> Result<BTreeMap<(String, String), f64>, String> {
+    let build = cargo()
+        .args([
+            "build",
+            "--release",
+            "-q",
+            "-p",
+            "osier-benches",
+            "--bin",
+            "bridge_table",
+        ])
+        .status()
+        .map_err(|e| e.to_string())?;
+    if !build.success() {
+        return Err("building bridge_table failed".into());
+    }
+    let exe = root().join("target/release/bridge_table");
+    let mut c = if one_core {
+        let mut c = Command::new("taskset");
+        c.args(["-c", "0"]).arg(&exe);
+        c
+    } else {
+        Command::new(&exe)
+    };
     if quick {
         c.arg("--quick");
     }
-    let out = c.output().map_err(|e| e.to_string())?;
+    let out = c
+        .output()
+        .map_err(|e| format!("running bridge_table: {e}"))?;
     if !out.status.success() {
         return Err(format!(
             "bridge_table failed: {}",
@@ -277,11 +292,22 @@ fn bench_bridge(rest: &[String]) -> Result<(), String> {
     }
     let mut r = BTreeMap::new();
     parse_lines(&String::from_utf8_lossy(&out.stdout), &mut r);
-    let get = |b: &str| r.get(&(b.to_string(), "osier".to_string())).copied();
+    Ok(r)
+}
+
+fn bench_bridge(rest: &[String]) -> Result<(), String> {
+    let quick = rest.iter().any(|a| a == "--quick");
+    println!("==> bridge benchmarks, all threads on one core (taskset -c 0)");
+    let one = bridge_table(quick, true)?;
+    println!("==> bridge benchmarks, free to use every core");
+    let all = bridge_table(quick, false)?;
+    let get = |r: &BTreeMap<(String, String), f64>, b: &str| {
+        r.get(&(b.to_string(), "osier".to_string())).copied()
+    };
     let f = |v: Option<f64>| v.map(|x| format!("{x:.0}")).unwrap_or_else(|| "-".into());
     println!();
-    println!("| benchmark | ns/op | target |");
-    println!("|---|---|---|");
+    println!("| benchmark | ns/op, 1 core | ns/op, all cores | target |");
+    println!("|---|---|---|---|");
     let rows = [
         (
             "yield_future_ready",
@@ -320,11 +346,22 @@ fn bench_bridge(rest: &[String]) -> Result<(), String> {
         ),
     ];
     for (k, what, target) in rows {
-        println!("| {what} | {} | {target} |", f(get(k)));
+        println!(
+            "| {what} | {} | {} | {target} |",
+            f(get(&one, k)),
+            f(get(&all, k))
+        );
     }
-    if let Some(ratio) = get("hop_over_floor_paired") {
-        println!("\nlow-load hop / floor, paired rounds (median): {ratio:.2}x (target <= 1.2x)");
-    }
+    let ratio = |r: &BTreeMap<(String, String), f64>| {
+        get(r, "hop_over_floor_paired")
+            .map(|x| format!("{x:.2}x"))
+            .unwrap_or_else(|| "-".into())
+    };
+    println!(
+        "| low-load hop / floor, paired rounds (median) | {} | {} | <= 1.2x |",
+        ratio(&one),
+        ratio(&all)
+    );
     Ok(())
 }
 

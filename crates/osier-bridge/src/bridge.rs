@@ -31,7 +31,8 @@ use crate::error::BridgeError;
 /// (`runtime-notes.md`, fact 8).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokioFlavor {
-    /// A multi-thread runtime with this many worker threads (the default: 2).
+    /// A multi-thread runtime with this many worker threads (default, `0`: one per core, tokio's
+    /// own default).
     MultiThread(usize),
     /// A current-thread runtime driven by one dedicated OS thread.
     CurrentThread,
@@ -94,7 +95,7 @@ impl Default for Builder {
             green_hubs: 1,
             green_stack: None,
             watchdog: None,
-            flavor: TokioFlavor::MultiThread(2),
+            flavor: TokioFlavor::MultiThread(0),
         }
     }
 }
@@ -124,7 +125,9 @@ impl Builder {
         self
     }
 
-    /// A multi-thread tokio runtime with `n` workers (default 2).
+    /// A multi-thread tokio runtime with `n` workers (default: one per core, as tokio does).
+    /// On a small machine, one worker per core *minus the hubs* makes loaded hops faster and
+    /// low-load hops slower; see docs/benchmarks.md.
     pub fn tokio_workers(mut self, n: usize) -> Self {
         self.flavor = TokioFlavor::MultiThread(n);
         self
@@ -183,6 +186,11 @@ impl Builder {
     fn finish(self, green: osier_green::Runtime, owns_green: bool) -> Result<Bridge, BridgeError> {
         let (rt, handle, driver, stop) = match self.flavor {
             TokioFlavor::MultiThread(n) => {
+                let n = if n == 0 {
+                    std::thread::available_parallelism().map_or(2, |c| c.get())
+                } else {
+                    n
+                };
                 let rt = tokio::runtime::Builder::new_multi_thread()
                     .worker_threads(n.max(1))
                     .thread_name("osier-tokio")
@@ -226,13 +234,14 @@ impl Builder {
 static GLOBAL: OnceLock<Bridge> = OnceLock::new();
 
 impl Bridge {
-    /// A builder with the defaults: one green hub, a 2-worker multi-thread tokio runtime.
+    /// A builder with the defaults: one green hub, a multi-thread tokio runtime with one worker
+    /// per core.
     pub fn builder() -> Builder {
         Builder::default()
     }
 
     /// The process-wide bridge: the installed one, or one started on first use over
-    /// osier-green's global runtime with a 2-worker tokio runtime.
+    /// osier-green's global runtime with the default tokio runtime.
     pub fn global() -> &'static Bridge {
         GLOBAL.get_or_init(|| {
             match Builder::default()
