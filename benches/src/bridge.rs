@@ -6,6 +6,8 @@
 //! | `green_tokio_green` | a green thread sends to a tokio echo task and `yield_future`s the reply |
 //! | `wrap_trivial` | a tokio task `spawn_green(trivial).await`s |
 //! | `stress_hop` | one hop of `green_tokio_green` while 10k green threads hop and 10k tasks await them |
+//! | `stress_local` | the same load with hops that complete on the hub (the green side's share) |
+//! | `stress_hop_1k` | `stress_hop` with 1k green threads (a working set that fits in cache) |
 //! | baseline `tokio_task_rt` | a tokio task sends to a tokio echo task and awaits the reply |
 //! | baseline `os_tokio_os` | a plain OS thread sends to a tokio echo task and blocks for the reply: the cost of waking an idle thread twice, the floor of any hop at low load |
 //! | baseline `may_pingpong` | a may coroutine round trip through two channels (1 worker) |
@@ -92,6 +94,16 @@ pub fn wrap_trivial(iters: u64) -> Duration {
 
 /// ns per hop with `n` green threads x `hops` hops and `n` async waiters.
 pub fn stress_hop_ns(n: usize, hops: u64) -> f64 {
+    stress(n, hops, false)
+}
+
+/// The same load, but each "hop" is a `yield_future` that completes on the hub itself
+/// (`tokio::task::yield_now()` polled in place): the green side's share of a loaded hop.
+pub fn stress_local_ns(n: usize, hops: u64) -> f64 {
+    stress(n, hops, true)
+}
+
+fn stress(n: usize, hops: u64, local: bool) -> f64 {
     let b = bridge().clone();
     let t0 = Instant::now();
     let mut waiters = Vec::with_capacity(n);
@@ -101,8 +113,13 @@ pub fn stress_hop_ns(n: usize, hops: u64) -> f64 {
         let gt = b.green().spawn(move || {
             let mut v = 0;
             for _ in 0..hops {
-                let _ = tx.send(v);
-                v = b2.yield_future(rx.recv()).ok().flatten().unwrap_or(0);
+                if local {
+                    let _ = b2.yield_future(tokio::task::yield_now());
+                    v += 1;
+                } else {
+                    let _ = tx.send(v);
+                    v = b2.yield_future(rx.recv()).ok().flatten().unwrap_or(0);
+                }
             }
             v
         });

@@ -330,6 +330,16 @@ fn bench_bridge(rest: &[String]) -> Result<(), String> {
             "<= 1200 ns",
         ),
         (
+            "stress_local_10k_x100",
+            "same load, hops completing on the hub (the green side's share)",
+            "-",
+        ),
+        (
+            "stress_hop_1k_x1000",
+            "one hop under load, 1k green x 1000 hops",
+            "-",
+        ),
+        (
             "baseline_tokio_task_rt",
             "baseline: tokio task -> task round trip",
             "-",

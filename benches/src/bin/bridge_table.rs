@@ -73,4 +73,16 @@ fn main() {
         "stress_hop_10k_x100",
         median((0..3).map(|_| b::stress_hop_ns(n, hops)).collect()),
     );
+    emit(
+        "stress_local_10k_x100",
+        median((0..3).map(|_| b::stress_local_ns(n, hops)).collect()),
+    );
+    emit(
+        "stress_hop_1k_x1000",
+        median(
+            (0..3)
+                .map(|_| b::stress_hop_ns(n / 10, hops * 10))
+                .collect(),
+        ),
+    );
 }
