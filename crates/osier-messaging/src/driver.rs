@@ -1,0 +1,112 @@
+//! The driver trait: what a transport (in-memory now, RabbitMQ next) must do. The RPC client and
+//! server only talk to this, so a new driver slots in without changing the public API.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::{Map, Value};
+
+use crate::error::{Failure, MessagingError};
+use crate::target::Target;
+
+/// A JSON object: a message body or a context dict.
+pub type Dict = Map<String, Value>;
+
+/// What a server sends back for a call: the result, or the failure.
+pub type Outcome = Result<Value, Failure>;
+
+/// A message to send.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    /// Where to.
+    pub target: Target,
+    /// The serialized context.
+    pub ctxt: Dict,
+    /// The body: `{method, args[, namespace, version]}` for RPC.
+    pub message: Dict,
+    /// For a call: how long the caller waits in all (the server may use it for heartbeats).
+    pub timeout: Option<Duration>,
+    /// For a call: the call-monitor timeout (MSG-RPC-08); the server heartbeats every half of it.
+    pub call_monitor_timeout: Option<Duration>,
+    /// oslo's retry (None / -1 forever, 0 one attempt, N retries).
+    pub retry: Option<i32>,
+}
+
+/// Events on a call's reply channel.
+#[derive(Debug, Clone)]
+pub enum ReplyEvent {
+    /// The server is still working (call monitor, MSG-DISP-08).
+    Heartbeat,
+    /// The final reply.
+    Done(Outcome),
+}
+
+/// The caller's end of a call: replies and heartbeats arrive here.
+#[async_trait]
+pub trait ReplyWaiter: Send {
+    /// The next event, or `None` once the transport is closed.
+    async fn next(&mut self) -> Option<ReplyEvent>;
+}
+
+/// The server's end of a call: where its reply goes.
+#[async_trait]
+pub trait Replier: Send + Sync {
+    /// Sends a heartbeat; `Err` ends the call monitor (the first failure stops it).
+    async fn heartbeat(&self) -> Result<(), MessagingError>;
+    /// Sends the final reply. A failure to reply is the server's to log, never to raise.
+    async fn reply(&self, outcome: Outcome) -> Result<(), MessagingError>;
+}
+
+/// A received message.
+pub struct Incoming {
+    /// The serialized context.
+    pub ctxt: Dict,
+    /// The body.
+    pub message: Dict,
+    /// Where a call's reply goes (`None` for a cast).
+    pub replier: Option<std::sync::Arc<dyn Replier>>,
+    /// For a call: the caller's timeout, if it sent one.
+    pub client_timeout: Option<Duration>,
+    /// Acknowledges (or requeues) the message.
+    pub acker: Box<dyn Acker>,
+}
+
+impl std::fmt::Debug for Incoming {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Incoming")
+            .field("message", &self.message)
+            .field("is_call", &self.replier.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Acknowledgement of a received message.
+pub trait Acker: Send + Sync {
+    /// The message was taken (RPC: before dispatch, at most once, MSG-SRV-06).
+    fn ack(&self);
+    /// Puts the message back for redelivery (notifications, MSG-LSN-07).
+    fn requeue(&self);
+}
+
+/// A subscription that yields messages.
+#[async_trait]
+pub trait Listener: Send {
+    /// The next message, or `None` once stopped.
+    async fn poll(&mut self) -> Option<Incoming>;
+    /// Stops the subscription: `poll` then drains what it already holds and returns `None`.
+    fn stop(&self);
+}
+
+/// A transport driver (MSG-URL-04).
+#[async_trait]
+pub trait Driver: Send + Sync + 'static {
+    /// Sends a cast or fanout cast.
+    async fn cast(&self, msg: Outgoing) -> Result<(), MessagingError>;
+    /// Sends a call; the returned waiter yields heartbeats and the reply.
+    async fn call(&self, msg: Outgoing) -> Result<Box<dyn ReplyWaiter>, MessagingError>;
+    /// Subscribes an RPC server: its own `(topic, server)` queue, the shared topic queue, and
+    /// fanout (MSG-FAKE-02).
+    async fn listen(&self, target: &Target) -> Result<Box<dyn Listener>, MessagingError>;
+    /// Releases the driver's resources.
+    async fn cleanup(&self);
+}

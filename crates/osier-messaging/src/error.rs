@@ -1,0 +1,175 @@
+//! Errors of osier-messaging: oslo.messaging's exception tree (MSG-ERR-05) as one enum, and the
+//! failure a server sends back for a failed call (MSG-ERR-01..04).
+
+use serde::{Deserialize, Serialize};
+
+use crate::target::Target;
+
+/// Everything that can go wrong in osier-messaging.
+///
+/// | oslo.messaging | here |
+/// |---|---|
+/// | `InvalidTransportURL` | [`InvalidTransportUrl`](MessagingError::InvalidTransportUrl) |
+/// | `DriverLoadFailure` | [`DriverLoadFailure`](MessagingError::DriverLoadFailure) |
+/// | `InvalidTarget` | [`InvalidTarget`](MessagingError::InvalidTarget) |
+/// | `MessagingTimeout` | [`Timeout`](MessagingError::Timeout) |
+/// | `RPCVersionCapError` | [`VersionCap`](MessagingError::VersionCap) |
+/// | `NoSuchMethod`, `UnsupportedVersion` | [`NoSuchMethod`](MessagingError::NoSuchMethod), [`UnsupportedVersion`](MessagingError::UnsupportedVersion) |
+/// | `RemoteError` (and the `_Remote` re-created classes) | [`Remote`](MessagingError::Remote) with the [`Failure`] |
+/// | `ExecutorLoadFailure` | [`ExecutorLoadFailure`](MessagingError::ExecutorLoadFailure) |
+/// | `MessageDeliveryFailure`, `ClientSendError` | [`Delivery`](MessagingError::Delivery) |
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum MessagingError {
+    /// The transport URL could not be parsed. The URL is shown with passwords redacted.
+    #[error("invalid transport URL {url}: {reason}")]
+    InvalidTransportUrl {
+        /// The URL, passwords replaced by `***`.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// No driver for this scheme.
+    #[error("no transport driver {driver:?}: {reason}")]
+    DriverLoadFailure {
+        /// The driver name (the scheme up to its first `+`).
+        driver: String,
+        /// Why it could not be loaded.
+        reason: String,
+    },
+    /// A target lacks what the operation needs (MSG-URL-07, MSG-RPC-05).
+    #[error("invalid target {target}: {reason}")]
+    InvalidTarget {
+        /// The target.
+        target: Box<Target>,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A version string is not `int.int[.int]` (MSG-RPC-02).
+    #[error("invalid version {0:?}: expected int.int[.int]")]
+    InvalidVersion(String),
+    /// No reply (and no heartbeat, with a call monitor) in time (MSG-RPC-05, MSG-RPC-08).
+    #[error("timed out waiting for a reply: {0}")]
+    Timeout(String),
+    /// The message's version is above the client's version cap, or has none while a cap is set
+    /// (MSG-RPC-06).
+    #[error(
+        "requested message version {version:?} is incompatible with the version cap {version_cap}"
+    )]
+    VersionCap {
+        /// The message's version (`None`: the message has none).
+        version: Option<String>,
+        /// The cap.
+        version_cap: String,
+    },
+    /// No compatible endpoint has the method (MSG-DISP-03).
+    #[error("endpoint does not support RPC method {method}")]
+    NoSuchMethod {
+        /// The method.
+        method: String,
+    },
+    /// No endpoint is compatible with the namespace and version (MSG-DISP-03).
+    #[error("endpoint does not support RPC version {version}. Attempted method: {method}")]
+    UnsupportedVersion {
+        /// The requested version.
+        version: String,
+        /// The method.
+        method: String,
+    },
+    /// The server's endpoint failed; the failure as the server described it (MSG-ERR-02).
+    #[error("Remote error: {} {}", .0.class, .0.message)]
+    Remote(Box<Failure>),
+    /// An executor name that does not exist (MSG-SRV-01).
+    #[error("executor {0:?} is not available (tokio, green, threads)")]
+    ExecutorLoadFailure(String),
+    /// The message could not be handed to the transport.
+    #[error("message delivery failed: {0}")]
+    Delivery(String),
+    /// A message could not be serialized or deserialized.
+    #[error("serialization failed: {0}")]
+    Serialization(String),
+    /// A message is larger than the configured limit.
+    #[error("message of {size} bytes exceeds the limit of {limit} bytes")]
+    TooLarge {
+        /// The message size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The transport or server was closed.
+    #[error("the transport is closed")]
+    Closed,
+}
+
+/// A failure as a server sends it back (oslo's serialized exception, MSG-ERR-01): `class`,
+/// `module`, `message`, `tb`, `args`, `kwargs`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Failure {
+    /// The exception class name (`NoSuchMethod`, `ValueError`, a Rust error type name...).
+    pub class: String,
+    /// Its module (`oslo_messaging.rpc.dispatcher`, `builtins`, a Rust module path...).
+    pub module: String,
+    /// `str(exc)`.
+    pub message: String,
+    /// Formatted traceback lines (for a Rust panic: the panic location, when known).
+    #[serde(default)]
+    pub tb: Vec<String>,
+    /// Positional arguments of the exception.
+    #[serde(default)]
+    pub args: Vec<serde_json::Value>,
+    /// Keyword arguments of the exception.
+    #[serde(default)]
+    pub kwargs: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Failure {
+    /// A failure with a class, module and message and no traceback or arguments.
+    pub fn new(class: &str, module: &str, message: impl Into<String>) -> Self {
+        let message = message.into();
+        Failure {
+            class: class.to_string(),
+            module: module.to_string(),
+            args: vec![serde_json::Value::String(message.clone())],
+            message,
+            tb: Vec::new(),
+            kwargs: serde_json::Map::new(),
+        }
+    }
+
+    /// The failure for a dispatcher error, with oslo's class and module names, so a Python
+    /// client sees what a Python server would send (MSG-ERR-04).
+    pub fn from_error(e: &MessagingError) -> Self {
+        let disp = "oslo_messaging.rpc.dispatcher";
+        match e {
+            MessagingError::NoSuchMethod { method } => {
+                let mut f = Failure::new("NoSuchMethod", disp, e.to_string());
+                f.args = vec![serde_json::Value::String(method.clone())];
+                f
+            }
+            MessagingError::UnsupportedVersion { version, method } => {
+                let mut f = Failure::new("UnsupportedVersion", disp, e.to_string());
+                f.args = vec![version.clone().into()];
+                f.kwargs.insert("method".into(), method.clone().into());
+                f
+            }
+            MessagingError::Remote(f) => (**f).clone(),
+            other => Failure::new(
+                "MessagingException",
+                "oslo_messaging.exceptions",
+                other.to_string(),
+            ),
+        }
+    }
+
+    /// oslo strips a `_Remote` suffix from class and module when both carry it (MSG-ERR-01).
+    pub fn strip_remote_suffix(mut self) -> Self {
+        if let (Some(c), Some(m)) = (
+            self.class.strip_suffix("_Remote"),
+            self.module.strip_suffix("_Remote"),
+        ) {
+            let (c, m) = (c.to_string(), m.to_string());
+            self.class = c;
+            self.module = m;
+        }
+        self
+    }
+}

@@ -1,0 +1,42 @@
+//! # osier-messaging
+//!
+//! oslo.messaging's model in Rust (`behaviour.md` part C): transport URLs, targets, an RPC
+//! client and server with oslo's dispatcher rules, and executors chosen per endpoint, so one
+//! endpoint of a service can move from green threads to async while the others stay. This
+//! release has the in-memory transport (`memory://`, oslo's `fake://`); the RabbitMQ driver
+//! (issue 5) slots in behind the same [`Driver`](driver::Driver) trait.
+//!
+//! | oslo.messaging | osier-messaging |
+//! |---|---|
+//! | `TransportURL.parse(conf, url)` | [`TransportUrl`]`: FromStr` (passwords never shown) |
+//! | `get_rpc_transport(conf, url)` | [`Transport::new`]`(url)` |
+//! | `Target(topic=..., server=..., version=...)` | [`Target::topic`]`(..).with_server(..).with_version(..)` |
+//! | `get_rpc_client(transport, target, timeout=...)` | [`RpcClient::new`]`(&transport, target).timeout(..)` |
+//! | `client.prepare(server=..., version=...)` | [`RpcClient::prepare`]`().server(Some(..)).build()?` |
+//! | `client.call(ctxt, 'method', **kwargs)` | `client.call(&ctx, "method", json!({..})).await?` or `call_green` in a green thread |
+//! | `client.cast(...)` | [`RpcClient::cast`] |
+//! | `get_rpc_server(transport, target, endpoints, executor=...)` | [`RpcServer::builder`]`(..).endpoint(..).executor(..).build()?` |
+//! | an endpoint class with methods | [`Endpoint::new`]`(..).method_async(..)` / `.method(..)`, with `.executor(..)` per endpoint |
+//! | `RemoteError` | [`MessagingError::Remote`] with oslo's failure fields ([`Failure`]) |
+#![warn(missing_docs)]
+
+mod context;
+pub mod driver;
+mod error;
+pub mod memory;
+pub mod rpc;
+mod target;
+mod transport;
+mod url;
+mod version;
+
+pub use context::{NoOpSerializer, RequestContext, Serializer};
+pub use error::{Failure, MessagingError};
+pub use rpc::client::{Prepare, RpcClient};
+pub use rpc::dispatcher::{AccessPolicy, PING_METHOD};
+pub use rpc::endpoint::{Endpoint, EndpointError, Executor};
+pub use rpc::server::{RpcServer, RpcServerBuilder};
+pub use target::Target;
+pub use transport::{Transport, TransportOptions};
+pub use url::{TransportHost, TransportUrl};
+pub use version::{version_is_compatible, Version};

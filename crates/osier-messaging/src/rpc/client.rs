@@ -1,0 +1,362 @@
+//! `RpcClient`: call, cast, fanout, prepare, timeouts, version caps, call monitor (MSG-RPC-*).
+//!
+//! ```
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! use osier_messaging::{RequestContext, RpcClient, Target, Transport};
+//! use std::time::Duration;
+//!
+//! let transport = Transport::new("memory://").unwrap();
+//! let client = RpcClient::new(&transport, Target::topic("compute")).timeout(Duration::from_millis(10));
+//! // nobody listens on the topic: a call times out with a typed error
+//! let r: Result<u32, _> = client.call(&RequestContext::new(), "ping", serde_json::json!({})).await;
+//! assert!(matches!(r, Err(osier_messaging::MessagingError::Timeout(_))));
+//! // prepare() overrides per call site, as oslo's does
+//! let directed = client.prepare().server(Some("host-1")).version(Some("1.2")).build().unwrap();
+//! assert_eq!(directed.target().server.as_deref(), Some("host-1"));
+//! # });
+//! ```
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::context::{NoOpSerializer, RequestContext, Serializer};
+use crate::driver::{Dict, Outgoing, ReplyEvent};
+use crate::error::MessagingError;
+use crate::target::Target;
+use crate::transport::Transport;
+use crate::version::{version_is_compatible, Version};
+
+/// An RPC client bound to a transport and a target (oslo's `get_rpc_client`). Cheap to clone.
+#[derive(Clone)]
+pub struct RpcClient {
+    transport: Transport,
+    target: Target,
+    timeout: Option<Duration>,
+    version_cap: Option<Version>,
+    retry: Option<i32>,
+    call_monitor_timeout: Option<Duration>,
+    serializer: Arc<dyn Serializer>,
+}
+
+impl std::fmt::Debug for RpcClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RpcClient")
+            .field("target", &self.target.to_string())
+            .field("timeout", &self.timeout)
+            .field("version_cap", &self.version_cap)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Overrides for one call site (oslo's `prepare`): anything not set is inherited; setting
+/// `None` clears (`version_cap(None)` removes the cap).
+#[derive(Debug)]
+#[must_use]
+pub struct Prepare<'a> {
+    base: &'a RpcClient,
+    exchange: Option<Option<String>>,
+    topic: Option<Option<String>>,
+    namespace: Option<Option<String>>,
+    version: Option<Option<String>>,
+    server: Option<Option<String>>,
+    fanout: Option<bool>,
+    timeout: Option<Option<Duration>>,
+    version_cap: Option<Option<String>>,
+    retry: Option<Option<i32>>,
+    call_monitor_timeout: Option<Option<Duration>>,
+}
+
+macro_rules! setter {
+    ($name:ident, $t:ty) => {
+        #[doc = concat!("Overrides `", stringify!($name), "`.")]
+        pub fn $name(mut self, v: Option<$t>) -> Self {
+            self.$name = Some(v.map(Into::into));
+            self
+        }
+    };
+}
+
+impl Prepare<'_> {
+    setter!(exchange, &str);
+    setter!(topic, &str);
+    setter!(namespace, &str);
+    setter!(version, &str);
+    setter!(server, &str);
+    setter!(version_cap, &str);
+    setter!(timeout, Duration);
+    setter!(retry, i32);
+    setter!(call_monitor_timeout, Duration);
+
+    /// Overrides `fanout`.
+    pub fn fanout(mut self, v: bool) -> Self {
+        self.fanout = Some(v);
+        self
+    }
+
+    /// The prepared client; malformed versions are refused here (MSG-RPC-02).
+    pub fn build(self) -> Result<RpcClient, MessagingError> {
+        let mut c = self.base.clone();
+        let mut t = c.target.clone();
+        t.legacy_namespaces = Vec::new();
+        if let Some(v) = self.exchange {
+            t.exchange = v;
+        }
+        if let Some(v) = self.topic {
+            t.topic = v;
+        }
+        if let Some(v) = self.namespace {
+            t.namespace = v;
+        }
+        if let Some(v) = self.server {
+            t.server = v;
+        }
+        if let Some(v) = self.fanout {
+            t.fanout = v;
+        }
+        if let Some(v) = self.version {
+            t.version = v.map(|s| s.parse()).transpose()?;
+        }
+        c.target = t;
+        if let Some(v) = self.version_cap {
+            c.version_cap = v.map(|s| s.parse()).transpose()?;
+        }
+        if let Some(v) = self.timeout {
+            c.timeout = v;
+        }
+        if let Some(v) = self.retry {
+            c.retry = v;
+        }
+        if let Some(v) = self.call_monitor_timeout {
+            c.call_monitor_timeout = v;
+        }
+        Ok(c)
+    }
+}
+
+impl RpcClient {
+    /// A client for `target` on `transport`.
+    pub fn new(transport: &Transport, target: Target) -> Self {
+        RpcClient {
+            transport: transport.clone(),
+            target,
+            timeout: None,
+            version_cap: None,
+            retry: None,
+            call_monitor_timeout: None,
+            serializer: Arc::new(NoOpSerializer),
+        }
+    }
+
+    /// The call timeout (0 is legal and expires at once). Unset: the transport's
+    /// `rpc_response_timeout`.
+    pub fn timeout(mut self, d: Duration) -> Self {
+        self.timeout = Some(d);
+        self
+    }
+
+    /// Refuses to send messages whose version is above `cap` (or that have none).
+    pub fn version_cap(mut self, cap: &str) -> Result<Self, MessagingError> {
+        self.version_cap = Some(cap.parse()?);
+        Ok(self)
+    }
+
+    /// oslo's `retry`: None or -1 forever, 0 one attempt, N retries.
+    pub fn retry(mut self, retry: i32) -> Self {
+        self.retry = Some(retry);
+        self
+    }
+
+    /// The call-monitor timeout (MSG-RPC-08): the server heartbeats every half of it, and a call
+    /// with no heartbeat or reply for this long fails, while `timeout` still caps the call.
+    pub fn call_monitor_timeout(mut self, d: Duration) -> Self {
+        self.call_monitor_timeout = Some(d);
+        self
+    }
+
+    /// The serializer for arguments, context and results (default: no-op).
+    pub fn serializer(mut self, s: Arc<dyn Serializer>) -> Self {
+        self.serializer = s;
+        self
+    }
+
+    /// Per-call-site overrides (oslo's `prepare`).
+    pub fn prepare(&self) -> Prepare<'_> {
+        Prepare {
+            base: self,
+            exchange: None,
+            topic: None,
+            namespace: None,
+            version: None,
+            server: None,
+            fanout: None,
+            timeout: None,
+            version_cap: None,
+            retry: None,
+            call_monitor_timeout: None,
+        }
+    }
+
+    /// The target messages go to.
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+
+    /// The timeout a call would use now (MSG-RPC-05's precedence).
+    pub fn effective_timeout(&self) -> Duration {
+        self.timeout
+            .unwrap_or(self.transport.opts.rpc_response_timeout)
+    }
+
+    /// Whether a message of `version` may be sent under the cap (MSG-RPC-06): `None` checks the
+    /// target's version; `Some(None)` means "a message with no version".
+    pub fn can_send_version(&self, version: Option<Option<&str>>) -> Result<bool, MessagingError> {
+        let v = match version {
+            None => self.target.version,
+            Some(None) => None,
+            Some(Some(s)) => Some(s.parse()?),
+        };
+        Ok(self.version_cap.is_none()
+            || version_is_compatible(self.version_cap.as_ref(), v.as_ref()))
+    }
+
+    fn check_cap(&self) -> Result<(), MessagingError> {
+        if let Some(cap) = &self.version_cap {
+            if !version_is_compatible(Some(cap), self.target.version.as_ref()) {
+                return Err(MessagingError::VersionCap {
+                    version: self.target.version.map(|v| v.to_string()),
+                    version_cap: cap.to_string(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn make(
+        &self,
+        ctx: &RequestContext,
+        method: &str,
+        args: impl Serialize,
+    ) -> Result<Outgoing, MessagingError> {
+        self.target.require_topic()?;
+        self.check_cap()?;
+        let args = match serde_json::to_value(args)
+            .map_err(|e| MessagingError::Serialization(e.to_string()))?
+        {
+            Value::Object(m) => m,
+            Value::Null => Dict::new(),
+            other => {
+                return Err(MessagingError::Serialization(format!(
+                    "RPC arguments must serialize to an object of named arguments, got {other}"
+                )))
+            }
+        };
+        let mut ser_args = Dict::new();
+        for (k, v) in args {
+            ser_args.insert(k, self.serializer.serialize_entity(ctx, v)?);
+        }
+        let mut message = Dict::new();
+        message.insert("method".into(), method.into());
+        message.insert("args".into(), Value::Object(ser_args));
+        if let Some(ns) = &self.target.namespace {
+            message.insert("namespace".into(), ns.clone().into());
+        }
+        if let Some(v) = &self.target.version {
+            message.insert("version".into(), v.to_string().into());
+        }
+        let size = serde_json::to_vec(&message).map(|b| b.len()).unwrap_or(0);
+        if size > self.transport.opts.max_message_size {
+            return Err(MessagingError::TooLarge {
+                size,
+                limit: self.transport.opts.max_message_size,
+            });
+        }
+        Ok(Outgoing {
+            target: self.target.clone(),
+            ctxt: self.serializer.serialize_context(ctx),
+            message,
+            timeout: Some(self.effective_timeout()),
+            call_monitor_timeout: self.call_monitor_timeout,
+            retry: self.retry,
+        })
+    }
+
+    /// Sends `method(**args)` and returns at once (MSG-RPC-04); fanout targets reach every
+    /// server on the topic.
+    pub async fn cast(
+        &self,
+        ctx: &RequestContext,
+        method: &str,
+        args: impl Serialize,
+    ) -> Result<(), MessagingError> {
+        let msg = self.make(ctx, method, args)?;
+        self.transport.driver.cast(msg).await
+    }
+
+    /// Calls `method(**args)` on one server and waits for its result (MSG-RPC-05). A failure on
+    /// the server comes back as [`MessagingError::Remote`] with oslo's failure fields.
+    pub async fn call<R: DeserializeOwned>(
+        &self,
+        ctx: &RequestContext,
+        method: &str,
+        args: impl Serialize,
+    ) -> Result<R, MessagingError> {
+        if self.target.fanout {
+            return Err(self.target.invalid("A call cannot be fanout"));
+        }
+        let msg = self.make(ctx, method, args)?;
+        let topic = msg.target.topic.clone().unwrap_or_default();
+        let timeout = self.effective_timeout();
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut waiter = self.transport.driver.call(msg).await?;
+        let timed_out = || MessagingError::Timeout(format!("No reply on topic {topic}"));
+        loop {
+            let monitor = self
+                .call_monitor_timeout
+                .map(|cm| tokio::time::Instant::now() + cm);
+            let until = match monitor {
+                Some(m) if m < deadline => m,
+                _ => deadline,
+            };
+            match tokio::time::timeout_at(until, waiter.next()).await {
+                Err(_) => return Err(timed_out()),
+                Ok(None) => return Err(MessagingError::Closed),
+                Ok(Some(ReplyEvent::Heartbeat)) => continue,
+                Ok(Some(ReplyEvent::Done(Ok(v)))) => {
+                    let v = self.serializer.deserialize_entity(ctx, v)?;
+                    return serde_json::from_value(v)
+                        .map_err(|e| MessagingError::Serialization(e.to_string()));
+                }
+                Ok(Some(ReplyEvent::Done(Err(f)))) => {
+                    return Err(MessagingError::Remote(Box::new(f)))
+                }
+            }
+        }
+    }
+
+    /// [`call`](RpcClient::call) from a green thread: parks only the green thread (through the
+    /// process-wide bridge). From a plain thread it blocks that thread.
+    pub fn call_green<R: DeserializeOwned>(
+        &self,
+        ctx: &RequestContext,
+        method: &str,
+        args: impl Serialize,
+    ) -> Result<R, MessagingError> {
+        osier_bridge::yield_future(self.call(ctx, method, args))
+            .map_err(|e| MessagingError::Delivery(e.to_string()))?
+    }
+
+    /// [`cast`](RpcClient::cast) from a green thread.
+    pub fn cast_green(
+        &self,
+        ctx: &RequestContext,
+        method: &str,
+        args: impl Serialize,
+    ) -> Result<(), MessagingError> {
+        osier_bridge::yield_future(self.cast(ctx, method, args))
+            .map_err(|e| MessagingError::Delivery(e.to_string()))?
+    }
+}

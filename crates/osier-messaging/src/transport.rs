@@ -1,0 +1,105 @@
+//! `Transport`: a driver chosen by URL, plus the options every client and server on it share.
+//!
+//! ```
+//! use osier_messaging::Transport;
+//!
+//! let t = Transport::new("memory://").unwrap();
+//! assert_eq!(t.url().driver(), "memory");
+//! assert!(Transport::new("nosuch://").is_err()); // DriverLoadFailure (MSG-URL-04)
+//! ```
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::driver::Driver;
+use crate::error::MessagingError;
+use crate::memory::MemoryDriver;
+use crate::url::TransportUrl;
+
+/// Options shared by everything on a transport (oslo's `[DEFAULT]` options of the same names).
+#[derive(Debug, Clone)]
+pub struct TransportOptions {
+    /// The exchange used by targets that name none (`control_exchange`, default `openstack`).
+    pub control_exchange: String,
+    /// The call timeout when neither the client nor `prepare` sets one (`rpc_response_timeout`,
+    /// default 60 s).
+    pub rpc_response_timeout: Duration,
+    /// The largest serialized message accepted, in bytes (default 16 MiB).
+    pub max_message_size: usize,
+    /// Answer `oslo_rpc_server_ping` with `pong` (`rpc_ping_enabled`, default off, MSG-DISP-07).
+    pub rpc_ping_enabled: bool,
+}
+
+impl Default for TransportOptions {
+    fn default() -> Self {
+        TransportOptions {
+            control_exchange: "openstack".into(),
+            rpc_response_timeout: Duration::from_secs(60),
+            max_message_size: 16 << 20,
+            rpc_ping_enabled: false,
+        }
+    }
+}
+
+/// A transport: a URL, its driver and shared options. Cloning shares the driver.
+#[derive(Clone)]
+pub struct Transport {
+    url: TransportUrl,
+    pub(crate) driver: Arc<dyn Driver>,
+    pub(crate) opts: TransportOptions,
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transport")
+            .field("url", &self.url) // redacted by TransportUrl's Debug
+            .field("opts", &self.opts)
+            .finish()
+    }
+}
+
+impl Transport {
+    /// A transport for `url` with the default options.
+    pub fn new(url: &str) -> Result<Self, MessagingError> {
+        Self::with_options(url, TransportOptions::default())
+    }
+
+    /// A transport for `url` with `opts`.
+    pub fn with_options(url: &str, opts: TransportOptions) -> Result<Self, MessagingError> {
+        let url: TransportUrl = url.parse()?;
+        let driver: Arc<dyn Driver> = match url.driver() {
+            // oslo's in-memory driver is `fake`; `memory` is ours. The query is ignored, as the
+            // fake driver does (MSG-URL-05).
+            "memory" | "fake" => Arc::new(MemoryDriver::new(&opts.control_exchange)),
+            "rabbit" | "kombu" => {
+                return Err(MessagingError::DriverLoadFailure {
+                    driver: url.driver().to_string(),
+                    reason: "the RabbitMQ driver is not built yet (issue 5)".into(),
+                })
+            }
+            other => {
+                return Err(MessagingError::DriverLoadFailure {
+                    driver: other.to_string(),
+                    reason: "unknown driver (available: memory, fake)".into(),
+                })
+            }
+        };
+        Ok(Transport { url, driver, opts })
+    }
+
+    /// The transport URL.
+    pub fn url(&self) -> &TransportUrl {
+        &self.url
+    }
+
+    /// The shared options.
+    pub fn options(&self) -> &TransportOptions {
+        &self.opts
+    }
+
+    /// Releases the driver's resources (for the in-memory driver: wipes every exchange in the
+    /// process, MSG-FAKE-01).
+    pub async fn cleanup(&self) {
+        self.driver.cleanup().await;
+    }
+}
