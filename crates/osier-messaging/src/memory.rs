@@ -7,7 +7,8 @@
 //! server queue of the topic, anything else goes to the shared topic queue, which the servers on
 //! the topic take from in turn (MSG-FAKE-03). Replies go to the caller only, on a channel of
 //! their own (MSG-FAKE-04). Unlike oslo's fake driver, which polls every 50 ms, a listener wakes
-//! on delivery (MSG-FAKE-05).
+//! on delivery (MSG-FAKE-05), and the consumers of one queue get its messages in turn, as on
+//! RabbitMQ.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -35,20 +36,58 @@ struct Envelope {
     timeout: Option<Duration>,
 }
 
+/// A consumer's inbox: messages a queue handed to this listener, in order.
+#[derive(Default)]
+struct Inbox {
+    items: Mutex<VecDeque<(Envelope, Arc<Queue>)>>,
+    notify: Notify,
+    closed: AtomicBool,
+}
+
+/// A queue: held messages when nobody consumes, else handed to its consumers in turn
+/// (RabbitMQ's round-robin among the consumers of one queue).
 #[derive(Default)]
 struct Queue {
-    items: Mutex<VecDeque<Envelope>>,
-    notify: Notify,
+    state: Mutex<QueueState>,
+}
+
+#[derive(Default)]
+struct QueueState {
+    backlog: VecDeque<Envelope>,
+    consumers: Vec<Arc<Inbox>>,
+    next: usize,
 }
 
 impl Queue {
-    fn push(&self, e: Envelope) {
-        lock(&self.items).push_back(e);
-        self.notify.notify_one();
+    fn push(self: &Arc<Self>, e: Envelope) {
+        let mut st = lock(&self.state);
+        st.consumers.retain(|c| !c.closed.load(Ordering::Acquire));
+        if st.consumers.is_empty() {
+            st.backlog.push_back(e);
+            return;
+        }
+        let i = st.next % st.consumers.len();
+        st.next = st.next.wrapping_add(1);
+        let c = st.consumers[i].clone();
+        lock(&c.items).push_back((e, self.clone()));
+        c.notify.notify_one();
     }
 
-    fn pop(&self) -> Option<Envelope> {
-        lock(&self.items).pop_front()
+    fn subscribe(self: &Arc<Self>, inbox: &Arc<Inbox>) {
+        let backlog = {
+            let mut st = lock(&self.state);
+            st.consumers.push(inbox.clone());
+            std::mem::take(&mut st.backlog)
+        };
+        for e in backlog {
+            self.push(e);
+        }
+    }
+
+    fn unsubscribe(&self, inbox: &Arc<Inbox>) {
+        lock(&self.state)
+            .consumers
+            .retain(|c| !Arc::ptr_eq(c, inbox));
     }
 }
 
@@ -166,31 +205,28 @@ impl Acker for MemAcker {
 
 struct MemListener {
     queues: Vec<Arc<Queue>>,
-    stopped: Arc<(AtomicBool, Notify)>,
+    inbox: Arc<Inbox>,
+    stopped: Arc<Notify>,
 }
 
 impl MemListener {
     fn take(&self) -> Option<Incoming> {
-        for q in &self.queues {
-            if let Some(env) = q.pop() {
-                let client_timeout = env.timeout;
-                let replier = env
-                    .reply
-                    .clone()
-                    .map(|tx| Arc::new(MemReplier(tx)) as Arc<dyn Replier>);
-                return Some(Incoming {
-                    ctxt: env.ctxt.clone(),
-                    message: env.message.clone(),
-                    replier,
-                    client_timeout,
-                    acker: Box::new(MemAcker {
-                        requeue_to: q.clone(),
-                        env: Mutex::new(Some(env)),
-                    }),
-                });
-            }
-        }
-        None
+        let (env, q) = lock(&self.inbox.items).pop_front()?;
+        let client_timeout = env.timeout;
+        let replier = env
+            .reply
+            .clone()
+            .map(|tx| Arc::new(MemReplier(tx)) as Arc<dyn Replier>);
+        Some(Incoming {
+            ctxt: env.ctxt.clone(),
+            message: env.message.clone(),
+            replier,
+            client_timeout,
+            acker: Box::new(MemAcker {
+                requeue_to: q,
+                env: Mutex::new(Some(env)),
+            }),
+        })
     }
 }
 
@@ -198,51 +234,48 @@ impl MemListener {
 impl Listener for MemListener {
     async fn poll(&mut self) -> Option<Incoming> {
         loop {
-            if self.stopped.0.load(Ordering::Acquire) {
+            if self.inbox.closed.load(Ordering::Acquire) {
                 return None;
             }
             // Register interest before looking, so a delivery in between is not missed.
-            let mut waits: Vec<_> = self
-                .queues
-                .iter()
-                .map(|q| Box::pin(q.notify.notified()))
-                .collect();
-            for w in &mut waits {
-                w.as_mut().enable();
-            }
-            let mut stop = Box::pin(self.stopped.1.notified());
+            let mut wait = Box::pin(self.inbox.notify.notified());
+            wait.as_mut().enable();
+            let mut stop = Box::pin(self.stopped.notified());
             stop.as_mut().enable();
-            if self.stopped.0.load(Ordering::Acquire) {
+            if self.inbox.closed.load(Ordering::Acquire) {
                 return None;
             }
             if let Some(m) = self.take() {
                 return Some(m);
             }
-            let any = futures_select(waits);
             tokio::select! {
-                _ = any => {}
+                _ = wait => {}
                 _ = stop => {}
             }
         }
     }
 
+    /// Unsubscribes; messages handed to this listener and not yet taken go back to their queues
+    /// (to the other consumers, or held until one comes).
     fn stop(&self) {
-        self.stopped.0.store(true, Ordering::Release);
-        self.stopped.1.notify_waiters();
+        self.inbox.closed.store(true, Ordering::Release);
+        for q in &self.queues {
+            q.unsubscribe(&self.inbox);
+        }
+        let left: Vec<(Envelope, Arc<Queue>)> = lock(&self.inbox.items).drain(..).collect();
+        for (e, q) in left {
+            q.push(e);
+        }
+        self.stopped.notify_waiters();
     }
 }
 
-/// Waits for the first of several futures (no extra dependency for a two-queue select).
-async fn futures_select<F: std::future::Future + Unpin>(mut futs: Vec<F>) {
-    std::future::poll_fn(|cx| {
-        for f in futs.iter_mut() {
-            if std::pin::Pin::new(f).poll(cx).is_ready() {
-                return std::task::Poll::Ready(());
-            }
+impl Drop for MemListener {
+    fn drop(&mut self) {
+        if !self.inbox.closed.load(Ordering::Acquire) {
+            self.stop();
         }
-        std::task::Poll::Pending
-    })
-    .await
+    }
 }
 
 #[async_trait]
@@ -290,9 +323,15 @@ impl Driver for MemoryDriver {
             .as_deref()
             .ok_or_else(|| target.invalid("an RPC server needs a server"))?;
         let ex = self.exchange(target);
+        let queues = vec![ex.server_queue(topic, server), ex.topic_queue(topic)];
+        let inbox = Arc::new(Inbox::default());
+        for q in &queues {
+            q.subscribe(&inbox);
+        }
         Ok(Box::new(MemListener {
-            queues: vec![ex.server_queue(topic, server), ex.topic_queue(topic)],
-            stopped: Arc::new((AtomicBool::new(false), Notify::new())),
+            queues,
+            inbox,
+            stopped: Arc::new(Notify::new()),
         }))
     }
 
