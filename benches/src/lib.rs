@@ -16,6 +16,7 @@
 #![allow(missing_docs)]
 
 pub mod bridge;
+pub mod messaging;
 
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};

@@ -6,6 +6,7 @@
 //! | `bench` | the criterion benches (`cargo bench -p osier-benches`) |
 //! | `bench-eventlet [--quick]` | the green microbenchmarks side by side in one run: osier-green, raw may, tokio and Python eventlet (in a venv under `target/xtask/`), as one table of ratios |
 //! | `bench-bridge [--quick]` | the bridge benchmarks beside their baselines (tokio task round trip, OS thread -> tokio -> OS thread hand-off, may ping-pong), as one table |
+//! | `bench-messaging [--quick]` | in-memory RPC calls and casts per executor beside a tokio mpsc request/reply baseline |
 //! | `loom` | only the loom models |
 #![allow(clippy::print_stdout)]
 
@@ -25,10 +26,11 @@ fn main() -> ExitCode {
         "bench" => bench(rest),
         "bench-eventlet" => bench_eventlet(rest),
         "bench-bridge" => bench_bridge(rest),
+        "bench-messaging" => bench_messaging(rest),
         "loom" => loom(),
         _ => {
             println!(
-                "usage: cargo xtask <ci | bench | bench-eventlet [--quick] | bench-bridge [--quick] | loom>"
+                "usage: cargo xtask <ci | bench | bench-eventlet [--quick] | bench-bridge [--quick] | bench-messaging [--quick] | loom>"
             );
             return if task == "help" {
                 ExitCode::SUCCESS
@@ -146,6 +148,10 @@ fn ci() -> Result<(), String> {
     run(
         "bridge example run",
         cargo().args(["run", "-p", "osier-bridge", "--example", "mixed"]),
+    )?;
+    run(
+        "messaging example run",
+        cargo().args(["run", "-p", "osier-messaging", "--example", "three_executors"]),
     )?;
     println!("\nxtask ci: all steps passed in {:.1?}", t0.elapsed());
     Ok(())
@@ -372,6 +378,52 @@ fn bench_bridge(rest: &[String]) -> Result<(), String> {
         ratio(&one),
         ratio(&all)
     );
+    Ok(())
+}
+
+fn bench_messaging(rest: &[String]) -> Result<(), String> {
+    let quick = rest.iter().any(|a| a == "--quick");
+    let mut c = cargo();
+    c.args([
+        "run",
+        "--release",
+        "-q",
+        "-p",
+        "osier-benches",
+        "--bin",
+        "messaging_table",
+        "--",
+    ]);
+    if quick {
+        c.arg("--quick");
+    }
+    let out = c.output().map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(format!(
+            "messaging_table failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let mut r = BTreeMap::new();
+    parse_lines(&String::from_utf8_lossy(&out.stdout), &mut r);
+    let get = |b: &str, i: &str| r.get(&(b.to_string(), i.to_string())).copied();
+    let f = |v: Option<f64>| v.map(|x| format!("{x:.0}")).unwrap_or_else(|| "-".into());
+    println!();
+    println!("| per second | tokio executor | green executor | threads executor | tokio mpsc baseline | targets |");
+    println!("|---|---|---|---|---|---|");
+    for (b, what) in [
+        ("call_1", "calls, 1 caller"),
+        ("call_16", "calls, 16 callers"),
+        ("cast", "casts (until handled)"),
+    ] {
+        println!(
+            "| {what} | {} | {} | {} | {} | tokio >= 200k calls/s; green within 2x of tokio |",
+            f(get(b, "tokio")),
+            f(get(b, "green")),
+            f(get(b, "threads")),
+            f(get(b, "mpsc")),
+        );
+    }
     Ok(())
 }
 

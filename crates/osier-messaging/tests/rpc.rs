@@ -118,7 +118,9 @@ fn one_server_with_endpoints_on_three_executors() {
         Target::topic(&top).with_server("s"),
         vec![on_tokio, on_green, on_threads],
     ));
-    let c = RpcClient::new(&t, Target::topic(&top)).timeout(Duration::from_secs(5));
+    let c = RpcClient::new(&t, Target::topic(&top))
+        .timeout(Duration::from_secs(5))
+        .bridge(bridge().clone());
     let ask = |c: &RpcClient, ns: &str| c.prepare().namespace(Some(ns)).build().unwrap();
     let (a, g, th) = block(async {
         let ctx = RequestContext::new();

@@ -30,6 +30,23 @@ use crate::target::Target;
 use crate::transport::Transport;
 use crate::version::{version_is_compatible, Version};
 
+/// The serialized size of `v` in bytes, counted without building the bytes.
+fn json_size(v: &Dict) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0 += b.len();
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut c = Count(0);
+    let _ = serde_json::to_writer(&mut c, v);
+    c.0
+}
+
 /// An RPC client bound to a transport and a target (oslo's `get_rpc_client`). Cheap to clone.
 #[derive(Clone)]
 pub struct RpcClient {
@@ -40,6 +57,7 @@ pub struct RpcClient {
     retry: Option<i32>,
     call_monitor_timeout: Option<Duration>,
     serializer: Arc<dyn Serializer>,
+    bridge: Option<osier_bridge::Bridge>,
 }
 
 impl std::fmt::Debug for RpcClient {
@@ -148,7 +166,20 @@ impl RpcClient {
             retry: None,
             call_monitor_timeout: None,
             serializer: Arc::new(NoOpSerializer),
+            bridge: None,
         }
+    }
+
+    /// The bridge `call_green`/`cast_green` wait through (default: the process-wide one).
+    pub fn bridge(mut self, b: osier_bridge::Bridge) -> Self {
+        self.bridge = Some(b);
+        self
+    }
+
+    fn the_bridge(&self) -> &osier_bridge::Bridge {
+        self.bridge
+            .as_ref()
+            .unwrap_or_else(|| osier_bridge::Bridge::global())
     }
 
     /// The call timeout (0 is legal and expires at once). Unset: the transport's
@@ -267,7 +298,7 @@ impl RpcClient {
         if let Some(v) = &self.target.version {
             message.insert("version".into(), v.to_string().into());
         }
-        let size = serde_json::to_vec(&message).map(|b| b.len()).unwrap_or(0);
+        let size = json_size(&message);
         if size > self.transport.opts.max_message_size {
             return Err(MessagingError::TooLarge {
                 size,
@@ -338,14 +369,16 @@ impl RpcClient {
     }
 
     /// [`call`](RpcClient::call) from a green thread: parks only the green thread (through the
-    /// process-wide bridge). From a plain thread it blocks that thread.
+    /// client's bridge, see [`bridge`](RpcClient::bridge)). From a plain thread it blocks that
+    /// thread.
     pub fn call_green<R: DeserializeOwned>(
         &self,
         ctx: &RequestContext,
         method: &str,
         args: impl Serialize,
     ) -> Result<R, MessagingError> {
-        osier_bridge::yield_future(self.call(ctx, method, args))
+        self.the_bridge()
+            .yield_future(self.call(ctx, method, args))
             .map_err(|e| MessagingError::Delivery(e.to_string()))?
     }
 
@@ -356,7 +389,8 @@ impl RpcClient {
         method: &str,
         args: impl Serialize,
     ) -> Result<(), MessagingError> {
-        osier_bridge::yield_future(self.cast(ctx, method, args))
+        self.the_bridge()
+            .yield_future(self.cast(ctx, method, args))
             .map_err(|e| MessagingError::Delivery(e.to_string()))?
     }
 }

@@ -260,6 +260,31 @@ impl RpcServer {
     }
 }
 
+/// Polls a boxed future, turning a panic into its message.
+struct CatchUnwind<F>(F);
+
+impl<T, F: std::future::Future<Output = T> + Unpin> std::future::Future for CatchUnwind<F> {
+    type Output = Result<T, String>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let fut = &mut self.0;
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            std::pin::Pin::new(fut).poll(cx)
+        })) {
+            Ok(std::task::Poll::Ready(v)) => std::task::Poll::Ready(Ok(v)),
+            Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
+            Err(p) => std::task::Poll::Ready(Err(p
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "panic".into()))),
+        }
+    }
+}
+
 fn panic_failure(msg: String) -> Failure {
     let mut f = Failure::new("Panic", "osier", msg);
     f.tb = vec!["the endpoint panicked; the server keeps serving".into()];
@@ -288,7 +313,10 @@ async fn run(
         other => Failure::new("GreenThreadError", "osier", other.to_string()),
     };
     let r: Result<Result<Value, EndpointError>, Failure> = match (executor, h) {
-        (Executor::Tokio, Handler::Async(f)) => tokio::spawn(f(ctx, args)).await.map_err(join_err),
+        // Already on a tokio task of its own: run the future right here, catching a panic.
+        (Executor::Tokio, Handler::Async(f)) => {
+            CatchUnwind(f(ctx, args)).await.map_err(panic_failure)
+        }
         (Executor::Tokio | Executor::Threads, Handler::Blocking(f)) => {
             tokio::task::spawn_blocking(move || f(ctx, args))
                 .await
