@@ -151,7 +151,13 @@ fn ci() -> Result<(), String> {
     )?;
     run(
         "messaging example run",
-        cargo().args(["run", "-p", "osier-messaging", "--example", "three_executors"]),
+        cargo().args([
+            "run",
+            "-p",
+            "osier-messaging",
+            "--example",
+            "three_executors",
+        ]),
     )?;
     println!("\nxtask ci: all steps passed in {:.1?}", t0.elapsed());
     Ok(())

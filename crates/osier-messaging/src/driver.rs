@@ -107,6 +107,16 @@ pub trait Driver: Send + Sync + 'static {
     /// Subscribes an RPC server: its own `(topic, server)` queue, the shared topic queue, and
     /// fanout (MSG-FAKE-02).
     async fn listen(&self, target: &Target) -> Result<Box<dyn Listener>, MessagingError>;
+    /// Sends a notification to `msg.target` (whose topic is already `<topic>.<priority>`).
+    async fn notify(&self, msg: Outgoing) -> Result<(), MessagingError>;
+    /// Subscribes a notification listener to `targets` (topics already `<topic>.<priority>`), in
+    /// `pool` (`None`: the default group). Listeners in one pool share the messages; each pool,
+    /// and the default group, gets every message (MSG-LSN-05).
+    async fn listen_notifications(
+        &self,
+        targets: &[Target],
+        pool: Option<&str>,
+    ) -> Result<Box<dyn Listener>, MessagingError>;
     /// Releases the driver's resources.
     async fn cleanup(&self);
 }

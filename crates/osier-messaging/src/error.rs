@@ -95,6 +95,17 @@ pub enum MessagingError {
         /// The limit.
         limit: usize,
     },
+    /// A notification priority that does not exist.
+    #[error("unknown notification priority {0:?}")]
+    UnknownPriority(String),
+    /// A notification filter's pattern is not a valid regular expression.
+    #[error("invalid notification filter pattern {pattern:?}: {reason}")]
+    InvalidFilter {
+        /// The pattern.
+        pattern: String,
+        /// Why it was refused.
+        reason: String,
+    },
     /// The transport or server was closed.
     #[error("the transport is closed")]
     Closed,

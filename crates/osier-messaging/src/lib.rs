@@ -18,12 +18,15 @@
 //! | `get_rpc_server(transport, target, endpoints, executor=...)` | [`RpcServer::builder`]`(..).endpoint(..).executor(..).build()?` |
 //! | an endpoint class with methods | [`Endpoint::new`]`(..).method_async(..)` / `.method(..)`, with `.executor(..)` per endpoint |
 //! | `RemoteError` | [`MessagingError::Remote`] with oslo's failure fields ([`Failure`]) |
+//! | `Notifier(transport, publisher_id, driver='messagingv2')` | [`Notifier::new`]`(..).driver(NotifyDriver::MessagingV2)` |
+//! | `get_notification_listener(transport, targets, endpoints, pool=..., allow_requeue=...)` | [`NotificationListener::new`]`(..).pool(..).allow_requeue(..)` |
 #![warn(missing_docs)]
 
 mod context;
 pub mod driver;
 mod error;
 pub mod memory;
+pub mod notify;
 pub mod rpc;
 mod target;
 mod transport;
@@ -32,6 +35,12 @@ mod version;
 
 pub use context::{NoOpSerializer, RequestContext, Serializer};
 pub use error::{Failure, MessagingError};
+pub use notify::listener::{
+    Notification, NotificationEndpoint, NotificationFilter, NotificationListener,
+    NotificationResult,
+};
+pub use notify::notifier::{Notifier, NotifyDriver};
+pub use notify::Priority;
 pub use rpc::client::{Prepare, RpcClient};
 pub use rpc::dispatcher::{AccessPolicy, PING_METHOD};
 pub use rpc::endpoint::{Endpoint, EndpointError, Executor};

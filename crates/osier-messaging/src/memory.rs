@@ -94,15 +94,32 @@ impl Queue {
 #[derive(Default)]
 struct Exchange {
     server_queues: Mutex<HashMap<(String, String), Arc<Queue>>>,
-    topic_queues: Mutex<HashMap<String, Arc<Queue>>>,
+    /// Shared queues per `(topic, pool)`; `None` is the default group (MSG-FAKE-02).
+    topic_queues: Mutex<HashMap<(String, Option<String>), Arc<Queue>>>,
 }
 
 impl Exchange {
     fn topic_queue(&self, topic: &str) -> Arc<Queue> {
-        lock(&self.topic_queues)
-            .entry(topic.to_string())
-            .or_default()
-            .clone()
+        self.pool_queue(topic, None)
+    }
+
+    /// The queue of `pool` on `topic`. A pool queue made now starts with a copy of what waits in
+    /// the default queue (MSG-FAKE-03).
+    fn pool_queue(&self, topic: &str, pool: Option<&str>) -> Arc<Queue> {
+        let mut qs = lock(&self.topic_queues);
+        let key = (topic.to_string(), pool.map(str::to_string));
+        if let Some(q) = qs.get(&key) {
+            return q.clone();
+        }
+        let q = Arc::new(Queue::default());
+        if pool.is_some() {
+            if let Some(default) = qs.get(&(topic.to_string(), None)) {
+                let waiting: Vec<Envelope> = lock(&default.state).backlog.iter().cloned().collect();
+                lock(&q.state).backlog.extend(waiting);
+            }
+        }
+        qs.insert(key, q.clone());
+        q
     }
 
     fn server_queue(&self, topic: &str, server: &str) -> Arc<Queue> {
@@ -125,7 +142,18 @@ impl Exchange {
         } else if let Some(server) = &target.server {
             self.server_queue(topic, server).push(env);
         } else {
-            self.topic_queue(topic).push(env);
+            // every group on the topic gets a copy: the default one and one per pool
+            let queues: Vec<Arc<Queue>> = {
+                let mut qs = lock(&self.topic_queues);
+                qs.entry((topic.to_string(), None)).or_default();
+                qs.iter()
+                    .filter(|((t, _), _)| t == topic)
+                    .map(|(_, q)| q.clone())
+                    .collect()
+            };
+            for q in queues {
+                q.push(env.clone());
+            }
         }
     }
 }
@@ -324,6 +352,33 @@ impl Driver for MemoryDriver {
             .ok_or_else(|| target.invalid("an RPC server needs a server"))?;
         let ex = self.exchange(target);
         let queues = vec![ex.server_queue(topic, server), ex.topic_queue(topic)];
+        let inbox = Arc::new(Inbox::default());
+        for q in &queues {
+            q.subscribe(&inbox);
+        }
+        Ok(Box::new(MemListener {
+            queues,
+            inbox,
+            stopped: Arc::new(Notify::new()),
+        }))
+    }
+
+    async fn notify(&self, msg: Outgoing) -> Result<(), MessagingError> {
+        self.cast(msg).await
+    }
+
+    async fn listen_notifications(
+        &self,
+        targets: &[Target],
+        pool: Option<&str>,
+    ) -> Result<Box<dyn Listener>, MessagingError> {
+        let mut queues = Vec::new();
+        for t in targets {
+            let topic = t.topic.as_deref().ok_or_else(|| {
+                t.invalid("a notification listener needs a topic on every target")
+            })?;
+            queues.push(self.exchange(t).pool_queue(topic, pool));
+        }
         let inbox = Arc::new(Inbox::default());
         for q in &queues {
             q.subscribe(&inbox);

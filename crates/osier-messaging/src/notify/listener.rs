@@ -1,0 +1,392 @@
+//! `NotificationListener`: endpoints per priority, filters, pools, requeue (MSG-LSN-01..05, 07).
+//!
+//! ```
+//! use osier_messaging::notify::listener::{NotificationEndpoint, NotificationFilter, NotificationResult};
+//! use osier_messaging::notify::Priority;
+//!
+//! let ep = NotificationEndpoint::new("audit-log")
+//!     .filter(NotificationFilter::new().event_type("^compute\\.").unwrap())
+//!     .on(Priority::Info, |n| {
+//!         println!("{} from {}", n.event_type, n.publisher_id);
+//!         NotificationResult::Handled
+//!     });
+//! assert!(ep.handles(Priority::Info));
+//! ```
+
+use std::collections::BTreeMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use regex::Regex;
+use serde_json::Value;
+use tokio::sync::watch;
+
+use crate::context::{NoOpSerializer, RequestContext, Serializer};
+use crate::driver::{Dict, Incoming};
+use crate::error::MessagingError;
+use crate::notify::Priority;
+use crate::target::Target;
+use crate::transport::Transport;
+
+/// What an endpoint did with a notification (MSG-LSN-03).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotificationResult {
+    /// Done; the next endpoint gets it too.
+    Handled,
+    /// Put it back for redelivery (if the listener allows requeue); stops the other endpoints.
+    Requeue,
+}
+
+/// A received notification as endpoints see it.
+#[derive(Debug, Clone)]
+pub struct Notification {
+    /// The context (deserialized).
+    pub ctxt: RequestContext,
+    /// Who sent it.
+    pub publisher_id: String,
+    /// What happened.
+    pub event_type: String,
+    /// The payload (deserialized).
+    pub payload: Value,
+    /// `{message_id, timestamp}`.
+    pub metadata: Dict,
+    /// The priority.
+    pub priority: Priority,
+}
+
+/// oslo's `NotificationFilter` (MSG-LSN-04): regular expressions with match semantics (anchored
+/// at the start only); for context, metadata and payload, every key must exist with a string
+/// value that matches.
+#[derive(Debug, Clone, Default)]
+pub struct NotificationFilter {
+    publisher_id: Option<Regex>,
+    event_type: Option<Regex>,
+    context: Vec<(String, Regex)>,
+    metadata: Vec<(String, Regex)>,
+    payload: Vec<(String, Regex)>,
+}
+
+fn anchored(p: &str) -> Result<Regex, MessagingError> {
+    Regex::new(&format!("^(?:{p})")).map_err(|e| MessagingError::InvalidFilter {
+        pattern: p.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+fn dict_matches(rules: &[(String, Regex)], d: &Dict) -> bool {
+    rules
+        .iter()
+        .all(|(k, re)| matches!(d.get(k), Some(Value::String(s)) if re.is_match(s)))
+}
+
+impl NotificationFilter {
+    /// A filter that matches everything.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// `publisher_id` must match.
+    pub fn publisher_id(mut self, p: &str) -> Result<Self, MessagingError> {
+        self.publisher_id = Some(anchored(p)?);
+        Ok(self)
+    }
+    /// `event_type` must match.
+    pub fn event_type(mut self, p: &str) -> Result<Self, MessagingError> {
+        self.event_type = Some(anchored(p)?);
+        Ok(self)
+    }
+    /// Context key `key` must exist and match.
+    pub fn context(mut self, key: &str, p: &str) -> Result<Self, MessagingError> {
+        self.context.push((key.to_string(), anchored(p)?));
+        Ok(self)
+    }
+    /// Metadata key (`message_id`, `timestamp`) must exist and match.
+    pub fn metadata(mut self, key: &str, p: &str) -> Result<Self, MessagingError> {
+        self.metadata.push((key.to_string(), anchored(p)?));
+        Ok(self)
+    }
+    /// Payload key `key` must exist and match.
+    pub fn payload(mut self, key: &str, p: &str) -> Result<Self, MessagingError> {
+        self.payload.push((key.to_string(), anchored(p)?));
+        Ok(self)
+    }
+
+    /// Whether `n` passes.
+    pub fn matches(&self, n: &Notification) -> bool {
+        self.publisher_id
+            .as_ref()
+            .is_none_or(|r| r.is_match(&n.publisher_id))
+            && self
+                .event_type
+                .as_ref()
+                .is_none_or(|r| r.is_match(&n.event_type))
+            && dict_matches(&self.context, &n.ctxt.to_dict())
+            && dict_matches(&self.metadata, &n.metadata)
+            && match &n.payload {
+                Value::Object(p) => dict_matches(&self.payload, p),
+                _ => self.payload.is_empty(),
+            }
+    }
+}
+
+type Callback = Arc<dyn Fn(&Notification) -> NotificationResult + Send + Sync>;
+
+/// A notification endpoint: callbacks per priority, and an optional filter.
+#[derive(Clone)]
+pub struct NotificationEndpoint {
+    name: String,
+    callbacks: BTreeMap<Priority, Callback>,
+    filter: NotificationFilter,
+}
+
+impl std::fmt::Debug for NotificationEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NotificationEndpoint")
+            .field("name", &self.name)
+            .field("priorities", &self.callbacks.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl NotificationEndpoint {
+    /// An endpoint with no callbacks.
+    pub fn new(name: &str) -> Self {
+        NotificationEndpoint {
+            name: name.to_string(),
+            callbacks: BTreeMap::new(),
+            filter: NotificationFilter::default(),
+        }
+    }
+
+    /// Handles `priority` with `f` (oslo's endpoint method named after the priority).
+    pub fn on(
+        mut self,
+        priority: Priority,
+        f: impl Fn(&Notification) -> NotificationResult + Send + Sync + 'static,
+    ) -> Self {
+        self.callbacks.insert(priority, Arc::new(f));
+        self
+    }
+
+    /// Only notifications that pass `filter` reach this endpoint.
+    pub fn filter(mut self, filter: NotificationFilter) -> Self {
+        self.filter = filter;
+        self
+    }
+
+    /// Whether this endpoint has a callback for `p`.
+    pub fn handles(&self, p: Priority) -> bool {
+        self.callbacks.contains_key(&p)
+    }
+}
+
+/// Listens for notifications on targets and dispatches them to endpoints (oslo's
+/// `get_notification_listener`).
+pub struct NotificationListener {
+    transport: Transport,
+    targets: Vec<Target>,
+    endpoints: Arc<Vec<NotificationEndpoint>>,
+    pool: Option<String>,
+    allow_requeue: bool,
+    serializer: Arc<dyn Serializer>,
+    bridge: osier_bridge::Bridge,
+    stop: Mutex<Option<(watch::Sender<bool>, tokio::task::JoinHandle<()>)>>,
+    stats: Arc<Stats>,
+}
+
+/// Counters of a listener.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Notifications every endpoint handled (acked).
+    pub handled: AtomicU64,
+    /// Notifications requeued.
+    pub requeued: AtomicU64,
+    /// Messages acked without dispatch (unknown priority, malformed).
+    pub dropped: AtomicU64,
+}
+
+impl std::fmt::Debug for NotificationListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NotificationListener")
+            .field("targets", &self.targets)
+            .field("pool", &self.pool)
+            .finish_non_exhaustive()
+    }
+}
+
+impl NotificationListener {
+    /// A listener for `targets` (each needs a topic) dispatching to `endpoints` in order.
+    pub fn new(
+        transport: &Transport,
+        targets: Vec<Target>,
+        endpoints: Vec<NotificationEndpoint>,
+    ) -> Self {
+        NotificationListener {
+            transport: transport.clone(),
+            targets,
+            endpoints: Arc::new(endpoints),
+            pool: None,
+            allow_requeue: false,
+            serializer: Arc::new(NoOpSerializer),
+            bridge: osier_bridge::Bridge::global().clone(),
+            stop: Mutex::new(None),
+            stats: Arc::new(Stats::default()),
+        }
+    }
+
+    /// Joins `pool`: listeners in one pool share the messages (MSG-LSN-05).
+    pub fn pool(mut self, pool: &str) -> Self {
+        self.pool = Some(pool.to_string());
+        self
+    }
+
+    /// Lets `Requeue` (and endpoint failures) put messages back (default: acked anyway).
+    pub fn allow_requeue(mut self, allow: bool) -> Self {
+        self.allow_requeue = allow;
+        self
+    }
+
+    /// The serializer for context and payload.
+    pub fn serializer(mut self, s: Arc<dyn Serializer>) -> Self {
+        self.serializer = s;
+        self
+    }
+
+    /// The bridge whose tokio runtime runs the listener.
+    pub fn bridge(mut self, b: osier_bridge::Bridge) -> Self {
+        self.bridge = b;
+        self
+    }
+
+    /// The listener's counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Subscribes to each target crossed with every priority some endpoint handles; priorities
+    /// nobody handles are not consumed at all (MSG-LSN-02).
+    pub async fn start(&self) -> Result<(), MessagingError> {
+        let mut subs = Vec::new();
+        for t in &self.targets {
+            let topic = t.topic.as_deref().ok_or_else(|| {
+                t.invalid("a notification listener needs a topic on every target")
+            })?;
+            for p in Priority::ALL {
+                if self.endpoints.iter().any(|e| e.handles(p)) {
+                    subs.push(t.clone().with_topic(format!("{topic}.{p}")));
+                }
+            }
+        }
+        let mut listener = self
+            .transport
+            .driver
+            .listen_notifications(&subs, self.pool.as_deref())
+            .await?;
+        let (tx, mut rx) = watch::channel(false);
+        let (endpoints, ser, stats, requeue) = (
+            self.endpoints.clone(),
+            self.serializer.clone(),
+            self.stats.clone(),
+            self.allow_requeue,
+        );
+        let task = self.bridge.tokio().spawn(async move {
+            loop {
+                let msg = tokio::select! {
+                    m = listener.poll() => m,
+                    _ = rx.changed() => { listener.stop(); None }
+                };
+                let Some(msg) = msg else { break };
+                dispatch(&endpoints, ser.as_ref(), &stats, requeue, msg);
+            }
+        });
+        *self.stop.lock().unwrap_or_else(|e| e.into_inner()) = Some((tx, task));
+        Ok(())
+    }
+
+    /// Stops taking messages and waits for the dispatch loop to end.
+    pub async fn stop(&self) {
+        let s = self.stop.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some((tx, task)) = s {
+            let _ = tx.send(true);
+            let _ = task.await;
+        }
+    }
+}
+
+fn dispatch(
+    endpoints: &[NotificationEndpoint],
+    ser: &dyn Serializer,
+    stats: &Stats,
+    allow_requeue: bool,
+    msg: Incoming,
+) {
+    let m = &msg.message;
+    let Some(priority) = m
+        .get("priority")
+        .and_then(Value::as_str)
+        .and_then(|p| p.parse::<Priority>().ok())
+    else {
+        tracing::warn!(priority = ?m.get("priority"), "notification with an unknown priority: acked and dropped");
+        stats.dropped.fetch_add(1, Ordering::Relaxed);
+        msg.acker.ack();
+        return;
+    };
+    let ctxt = ser.deserialize_context(msg.ctxt.clone());
+    let payload =
+        match ser.deserialize_entity(&ctxt, m.get("payload").cloned().unwrap_or(Value::Null)) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not deserialize a notification payload: dropped");
+                stats.dropped.fetch_add(1, Ordering::Relaxed);
+                msg.acker.ack();
+                return;
+            }
+        };
+    let mut metadata = Dict::new();
+    for k in ["message_id", "timestamp"] {
+        if let Some(v) = m.get(k) {
+            metadata.insert(k.into(), v.clone());
+        }
+    }
+    let n = Notification {
+        ctxt,
+        publisher_id: m
+            .get("publisher_id")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string(),
+        event_type: m
+            .get("event_type")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string(),
+        payload,
+        metadata,
+        priority,
+    };
+    let mut result = NotificationResult::Handled;
+    for e in endpoints {
+        let Some(cb) = e.callbacks.get(&priority) else {
+            continue;
+        };
+        if !e.filter.matches(&n) {
+            continue;
+        }
+        let r = catch_unwind(AssertUnwindSafe(|| cb(&n))).unwrap_or_else(|_| {
+            // An endpoint exception counts as REQUEUE (MSG-LSN-03).
+            tracing::error!(endpoint = %e.name, event_type = %n.event_type, "notification endpoint panicked; treated as requeue");
+            NotificationResult::Requeue
+        });
+        if r == NotificationResult::Requeue {
+            result = r;
+            break;
+        }
+    }
+    if result == NotificationResult::Requeue && allow_requeue {
+        stats.requeued.fetch_add(1, Ordering::Relaxed);
+        msg.acker.requeue();
+    } else {
+        stats.handled.fetch_add(1, Ordering::Relaxed);
+        msg.acker.ack();
+    }
+}

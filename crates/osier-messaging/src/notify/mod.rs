@@ -1,0 +1,78 @@
+//! Notifications: the [`Notifier`] and the [`NotificationListener`] (MSG-NOT-*, MSG-LSN-*).
+
+pub mod listener;
+pub mod notifier;
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::error::MessagingError;
+
+/// A notification priority (MSG-NOT-02).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Priority {
+    /// `audit`
+    Audit,
+    /// `debug`
+    Debug,
+    /// `info`
+    Info,
+    /// `warn` (alias `warning`)
+    Warn,
+    /// `error`
+    Error,
+    /// `critical`
+    Critical,
+    /// `sample`
+    Sample,
+}
+
+impl Priority {
+    /// All seven, in oslo's order.
+    pub const ALL: [Priority; 7] = [
+        Priority::Audit,
+        Priority::Debug,
+        Priority::Info,
+        Priority::Warn,
+        Priority::Error,
+        Priority::Critical,
+        Priority::Sample,
+    ];
+
+    /// The lower-case name used in topics and endpoint methods.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::Audit => "audit",
+            Priority::Debug => "debug",
+            Priority::Info => "info",
+            Priority::Warn => "warn",
+            Priority::Error => "error",
+            Priority::Critical => "critical",
+            Priority::Sample => "sample",
+        }
+    }
+}
+
+impl fmt::Display for Priority {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Priority {
+    type Err = MessagingError;
+
+    /// Case-insensitive; `warning` is `warn`. Anything else is a typed error.
+    fn from_str(s: &str) -> Result<Self, MessagingError> {
+        match s.to_ascii_lowercase().as_str() {
+            "audit" => Ok(Priority::Audit),
+            "debug" => Ok(Priority::Debug),
+            "info" => Ok(Priority::Info),
+            "warn" | "warning" => Ok(Priority::Warn),
+            "error" => Ok(Priority::Error),
+            "critical" => Ok(Priority::Critical),
+            "sample" => Ok(Priority::Sample),
+            other => Err(MessagingError::UnknownPriority(other.to_string())),
+        }
+    }
+}

@@ -1,0 +1,291 @@
+//! `Notifier`: publishes notifications; never raises to the caller (MSG-NOT-01..10).
+//!
+//! ```
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! use osier_messaging::notify::notifier::{Notifier, NotifyDriver};
+//! use osier_messaging::{RequestContext, Transport};
+//!
+//! let t = Transport::new("memory://").unwrap();
+//! let n = Notifier::new(&t, "compute.host1")
+//!     .driver(NotifyDriver::MessagingV2)
+//!     .topics(&["notifications"]);
+//! n.info(&RequestContext::new(), "compute.instance.create.end", serde_json::json!({"id": 1})).await;
+//! assert!(n.is_enabled());
+//! # });
+//! ```
+
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::{Map, Value};
+
+use crate::context::{NoOpSerializer, RequestContext, Serializer};
+use crate::driver::{Dict, Outgoing};
+use crate::notify::Priority;
+use crate::target::Target;
+use crate::transport::Transport;
+
+/// A notification as the `test` driver records it (MSG-NOT-10).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recorded {
+    /// The sanitized context.
+    pub ctxt: Dict,
+    /// The message: `message_id`, `publisher_id`, `event_type`, `priority`, `payload`,
+    /// `timestamp`.
+    pub message: Dict,
+    /// The priority.
+    pub priority: Priority,
+    /// The retry setting.
+    pub retry: Option<i32>,
+}
+
+/// Where a notifier sends (oslo's notification drivers, MSG-NOT-01).
+#[derive(Clone, Debug)]
+pub enum NotifyDriver {
+    /// `messaging`: the 1.0 format, no envelope.
+    Messaging,
+    /// `messagingv2`: the 2.0 envelope (the on-the-wire difference matters on AMQP).
+    MessagingV2,
+    /// `log`: a `tracing` event at the priority's level (MSG-NOT-08).
+    Log,
+    /// `noop`: drops everything.
+    Noop,
+    /// `test`: keeps every notification in memory (MSG-NOT-10).
+    Test(Arc<Mutex<Vec<Recorded>>>),
+}
+
+/// Publishes notifications. Cheap to clone; [`prepare`](Notifier::prepare) makes a
+/// sub-notifier that shares the drivers (MSG-NOT-06).
+#[derive(Clone)]
+pub struct Notifier {
+    transport: Transport,
+    publisher_id: String,
+    drivers: Arc<Vec<NotifyDriver>>,
+    topics: Arc<Vec<String>>,
+    retry: Option<i32>,
+    serializer: Arc<dyn Serializer>,
+}
+
+impl std::fmt::Debug for Notifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Notifier")
+            .field("publisher_id", &self.publisher_id)
+            .field("drivers", &self.drivers)
+            .field("topics", &self.topics)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `str(datetime.utcnow())`: `YYYY-MM-DD HH:MM:SS.ffffff`, without the fraction when the
+/// microseconds are zero (MSG-NOT-02).
+pub fn oslo_timestamp(t: SystemTime) -> String {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs() as i64;
+    let micros = d.subsec_micros();
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // civil-from-days (Howard Hinnant's algorithm)
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = if month <= 2 { y + 1 } else { y };
+    let (h, m, s) = (rem / 3600, rem % 3600 / 60, rem % 60);
+    let base = format!("{year:04}-{month:02}-{day:02} {h:02}:{m:02}:{s:02}");
+    if micros == 0 {
+        base
+    } else {
+        format!("{base}.{micros:06}")
+    }
+}
+
+/// oslo sends a context object as its redacted copy, and a plain dict or none as `{}`
+/// (MSG-NOT-03). A `RequestContext` is the object form: secrets are dropped.
+fn sanitize(ctx: &RequestContext) -> Dict {
+    ctx.to_dict()
+        .into_iter()
+        .filter(|(k, _)| {
+            let k = k.to_ascii_lowercase();
+            !(k.contains("token") || k.contains("password") || k.contains("secret"))
+        })
+        .collect()
+}
+
+impl Notifier {
+    /// A notifier with no driver: like oslo's default configuration, it sends nothing
+    /// (MSG-NOT-01). Add drivers with [`driver`](Notifier::driver).
+    pub fn new(transport: &Transport, publisher_id: &str) -> Self {
+        Notifier {
+            transport: transport.clone(),
+            publisher_id: publisher_id.to_string(),
+            drivers: Arc::new(Vec::new()),
+            topics: Arc::new(vec!["notifications".into()]),
+            retry: None,
+            serializer: Arc::new(NoOpSerializer),
+        }
+    }
+
+    /// Adds a driver.
+    pub fn driver(mut self, d: NotifyDriver) -> Self {
+        Arc::make_mut(&mut self.drivers).push(d);
+        self
+    }
+
+    /// The topics (default `["notifications"]`).
+    pub fn topics(mut self, topics: &[&str]) -> Self {
+        self.topics = Arc::new(topics.iter().map(|s| s.to_string()).collect());
+        self
+    }
+
+    /// The retry setting passed to the transport (default: the transport's, -1).
+    pub fn retry(mut self, retry: i32) -> Self {
+        self.retry = Some(retry);
+        self
+    }
+
+    /// The payload serializer.
+    pub fn serializer(mut self, s: Arc<dyn Serializer>) -> Self {
+        self.serializer = s;
+        self
+    }
+
+    /// A sub-notifier with another publisher id and/or retry, sharing the drivers (MSG-NOT-06).
+    pub fn prepare(&self, publisher_id: Option<&str>, retry: Option<i32>) -> Self {
+        let mut n = self.clone();
+        if let Some(p) = publisher_id {
+            n.publisher_id = p.to_string();
+        }
+        if retry.is_some() {
+            n.retry = retry;
+        }
+        n
+    }
+
+    /// False only when the drivers are exactly `[noop]` (MSG-NOT-07).
+    pub fn is_enabled(&self) -> bool {
+        !(self.drivers.len() == 1 && matches!(self.drivers[0], NotifyDriver::Noop))
+    }
+
+    /// Sends at `priority`. Never fails: every driver error is logged (MSG-NOT-05).
+    pub async fn notify(
+        &self,
+        ctx: &RequestContext,
+        priority: Priority,
+        event_type: &str,
+        payload: Value,
+    ) {
+        let payload = match self.serializer.serialize_entity(ctx, payload) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(event_type, error = %e, "could not serialize a notification payload");
+                return;
+            }
+        };
+        let mut message = Map::new();
+        message.insert("message_id".into(), uuid::Uuid::new_v4().to_string().into());
+        message.insert("publisher_id".into(), self.publisher_id.clone().into());
+        message.insert("event_type".into(), event_type.into());
+        message.insert("priority".into(), priority.as_str().to_uppercase().into());
+        message.insert("payload".into(), payload);
+        message.insert("timestamp".into(), oslo_timestamp(SystemTime::now()).into());
+        let ctxt = sanitize(ctx);
+        for d in self.drivers.iter() {
+            match d {
+                NotifyDriver::Noop => {}
+                NotifyDriver::Test(store) => {
+                    store
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(Recorded {
+                            ctxt: ctxt.clone(),
+                            message: message.clone(),
+                            priority,
+                            retry: self.retry,
+                        })
+                }
+                NotifyDriver::Log => log_notification(priority, event_type, &message),
+                NotifyDriver::Messaging | NotifyDriver::MessagingV2 => {
+                    for topic in self.topics.iter() {
+                        let out = Outgoing {
+                            target: Target::topic(format!("{topic}.{priority}")),
+                            ctxt: ctxt.clone(),
+                            message: message.clone(),
+                            timeout: None,
+                            call_monitor_timeout: None,
+                            retry: self.retry,
+                        };
+                        if let Err(e) = self.transport.driver.notify(out).await {
+                            tracing::error!(topic, event_type, error = %e, "could not send notification");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// `audit` notification.
+    pub async fn audit(&self, ctx: &RequestContext, event_type: &str, payload: Value) {
+        self.notify(ctx, Priority::Audit, event_type, payload).await
+    }
+    /// `debug` notification.
+    pub async fn debug(&self, ctx: &RequestContext, event_type: &str, payload: Value) {
+        self.notify(ctx, Priority::Debug, event_type, payload).await
+    }
+    /// `info` notification.
+    pub async fn info(&self, ctx: &RequestContext, event_type: &str, payload: Value) {
+        self.notify(ctx, Priority::Info, event_type, payload).await
+    }
+    /// `warn` notification (oslo's `warn` and `warning`).
+    pub async fn warn(&self, ctx: &RequestContext, event_type: &str, payload: Value) {
+        self.notify(ctx, Priority::Warn, event_type, payload).await
+    }
+    /// `error` notification.
+    pub async fn error(&self, ctx: &RequestContext, event_type: &str, payload: Value) {
+        self.notify(ctx, Priority::Error, event_type, payload).await
+    }
+    /// `critical` notification.
+    pub async fn critical(&self, ctx: &RequestContext, event_type: &str, payload: Value) {
+        self.notify(ctx, Priority::Critical, event_type, payload)
+            .await
+    }
+    /// `sample` notification.
+    pub async fn sample(&self, ctx: &RequestContext, event_type: &str, payload: Value) {
+        self.notify(ctx, Priority::Sample, event_type, payload)
+            .await
+    }
+}
+
+/// The `log` driver: one `tracing` event at the priority's level (MSG-NOT-08); `sample` has no
+/// level and is dropped with a warning.
+fn log_notification(priority: Priority, event_type: &str, message: &Dict) {
+    let text = Value::Object(message.clone()).to_string();
+    const T: &str = "oslo_messaging_notification";
+    match priority {
+        Priority::Debug => tracing::debug!(target: T, event_type, "{text}"),
+        Priority::Info | Priority::Audit => tracing::info!(target: T, event_type, "{text}"),
+        Priority::Warn => tracing::warn!(target: T, event_type, "{text}"),
+        Priority::Error | Priority::Critical => tracing::error!(target: T, event_type, "{text}"),
+        Priority::Sample => tracing::warn!(
+            event_type,
+            "the log notification driver drops sample notifications"
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// MSG-NOT-02: the timestamp is Python's str(datetime).
+    #[test]
+    fn timestamp_is_pythons_str_of_a_datetime() {
+        let t = UNIX_EPOCH + std::time::Duration::from_micros(1_700_000_000_123_456);
+        assert_eq!(oslo_timestamp(t), "2023-11-14 22:13:20.123456");
+        let whole = UNIX_EPOCH + std::time::Duration::from_secs(951_782_400); // 2000-02-29
+        assert_eq!(oslo_timestamp(whole), "2000-02-29 00:00:00");
+    }
+}

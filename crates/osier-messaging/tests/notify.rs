@@ -1,0 +1,329 @@
+//! Notifier and notification listener over the in-memory transport (MSG-NOT-*, MSG-LSN-*,
+//! TEST-MSG-12..14).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use osier_bridge::Bridge;
+use osier_messaging::notify::notifier::Recorded;
+use osier_messaging::{
+    NotificationEndpoint, NotificationFilter, NotificationListener, NotificationResult, Notifier,
+    NotifyDriver, Priority, RequestContext, Target, Transport,
+};
+use serde_json::json;
+
+fn bridge() -> &'static Bridge {
+    static B: OnceLock<Bridge> = OnceLock::new();
+    B.get_or_init(|| Bridge::builder().build().unwrap())
+}
+
+fn block<F: std::future::Future>(f: F) -> F::Output {
+    bridge().tokio().block_on(f)
+}
+
+fn unique(name: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!("{name}-{}", N.fetch_add(1, Ordering::Relaxed))
+}
+
+async fn until(cond: impl Fn() -> bool) {
+    let t0 = Instant::now();
+    while !cond() && t0.elapsed() < Duration::from_secs(3) {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// MSG-NOT-02/03/06/10 / TEST-MSG-12: every priority, the message fields, the sanitized context,
+/// prepare's publisher id and retry, one message per topic.
+#[test]
+fn notifier_message_fields_priorities_and_prepare() {
+    let t = Transport::new("memory://").unwrap();
+    let store = Arc::new(Mutex::new(Vec::<Recorded>::new()));
+    let n = Notifier::new(&t, "pub.one").driver(NotifyDriver::Test(store.clone()));
+    let mut ctx = RequestContext::new();
+    ctx.set("user_id", "u");
+    ctx.set("auth_token", "secret-token");
+    block(async {
+        for p in Priority::ALL {
+            n.notify(&ctx, p, "thing.happened", json!({"k": 1})).await;
+        }
+        n.prepare(Some("pub.two"), Some(5))
+            .warn(&ctx, "other", json!(null))
+            .await;
+    });
+    let got = store.lock().unwrap().clone();
+    assert_eq!(got.len(), 8);
+    let prios: Vec<String> = got
+        .iter()
+        .map(|r| r.message["priority"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        prios,
+        ["AUDIT", "DEBUG", "INFO", "WARN", "ERROR", "CRITICAL", "SAMPLE", "WARN"]
+    );
+    let first = &got[0];
+    assert_eq!(first.message["publisher_id"], "pub.one");
+    assert_eq!(first.message["event_type"], "thing.happened");
+    assert_eq!(first.message["payload"], json!({"k": 1}));
+    assert!(uuid::Uuid::parse_str(first.message["message_id"].as_str().unwrap()).is_ok());
+    let ts = first.message["timestamp"].as_str().unwrap();
+    assert!(ts.len() >= 19 && ts.as_bytes()[10] == b' ', "{ts}");
+    assert_eq!(first.ctxt.get("user_id"), Some(&json!("u")));
+    assert!(
+        first.ctxt.get("auth_token").is_none(),
+        "secrets are not sent (MSG-NOT-03)"
+    );
+    assert_eq!(got[7].message["publisher_id"], "pub.two");
+    assert_eq!(got[7].retry, Some(5));
+    assert_eq!(first.retry, None);
+}
+
+/// MSG-NOT-01/07: no driver sends nothing but reports enabled; only [noop] is disabled.
+#[test]
+fn enabled_unless_only_noop() {
+    let t = Transport::new("memory://").unwrap();
+    assert!(Notifier::new(&t, "p").is_enabled());
+    assert!(!Notifier::new(&t, "p")
+        .driver(NotifyDriver::Noop)
+        .is_enabled());
+    assert!(Notifier::new(&t, "p")
+        .driver(NotifyDriver::Noop)
+        .driver(NotifyDriver::Log)
+        .is_enabled());
+}
+
+/// MSG-LSN-02/03 / MSG-NOT-04: a listener gets the priorities its endpoints handle, from every
+/// topic, with the metadata; unhandled priorities are not consumed.
+#[test]
+fn listener_receives_handled_priorities_per_topic() {
+    let t = Transport::new("memory://").unwrap();
+    let topic = unique("notif");
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s2 = seen.clone();
+    let ep = NotificationEndpoint::new("e").on(Priority::Info, move |n| {
+        s2.lock().unwrap().push((
+            n.priority,
+            n.event_type.clone(),
+            n.publisher_id.clone(),
+            n.metadata.contains_key("message_id"),
+        ));
+        NotificationResult::Handled
+    });
+    let l = NotificationListener::new(&t, vec![Target::topic(&topic)], vec![ep])
+        .bridge(bridge().clone());
+    let n = Notifier::new(&t, "p1")
+        .driver(NotifyDriver::MessagingV2)
+        .topics(&[&topic]);
+    block(async {
+        l.start().await.unwrap();
+        let ctx = RequestContext::new();
+        n.info(&ctx, "a.b", json!({"x": 1})).await;
+        n.error(&ctx, "not.for.us", json!({})).await;
+        until(|| !seen.lock().unwrap().is_empty()).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        l.stop().await;
+    });
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![(Priority::Info, "a.b".to_string(), "p1".to_string(), true)]
+    );
+}
+
+/// MSG-LSN-03/07 / TEST-MSG-14: REQUEUE once gives two deliveries when requeue is allowed; an
+/// endpoint panic counts as REQUEUE; without allow_requeue the message is acked.
+#[test]
+fn requeue_redelivers_and_panics_count_as_requeue() {
+    let t = Transport::new("memory://").unwrap();
+    let topic = unique("requeue");
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c2 = calls.clone();
+    let ep = NotificationEndpoint::new("e").on(Priority::Info, move |_n| {
+        match c2.fetch_add(1, Ordering::SeqCst) {
+            0 => NotificationResult::Requeue,
+            1 => panic!("endpoint failed"),
+            _ => NotificationResult::Handled,
+        }
+    });
+    let l = NotificationListener::new(&t, vec![Target::topic(&topic)], vec![ep])
+        .allow_requeue(true)
+        .bridge(bridge().clone());
+    let n = Notifier::new(&t, "p")
+        .driver(NotifyDriver::MessagingV2)
+        .topics(&[&topic]);
+    block(async {
+        l.start().await.unwrap();
+        n.info(&RequestContext::new(), "e", json!({})).await;
+        until(|| calls.load(Ordering::SeqCst) >= 3).await;
+        l.stop().await;
+    });
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        3,
+        "requeue, panic (requeue), then handled"
+    );
+    assert_eq!(l.stats().requeued.load(Ordering::SeqCst), 2);
+    assert_eq!(l.stats().handled.load(Ordering::SeqCst), 1);
+}
+
+/// MSG-LSN-05 / TEST-MSG-14: each pool gets every message, members of one pool share them, and
+/// the default group gets its own copy.
+#[test]
+fn pools_each_get_every_message_and_members_share() {
+    let t = Transport::new("memory://").unwrap();
+    let topic = unique("pools");
+    let counter = |c: &Arc<AtomicUsize>| {
+        let c = c.clone();
+        NotificationEndpoint::new("e").on(Priority::Info, move |_n| {
+            c.fetch_add(1, Ordering::SeqCst);
+            NotificationResult::Handled
+        })
+    };
+    let (p1, p2a, p2b, dflt) = (
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicUsize::new(0)),
+    );
+    let mk = |c: &Arc<AtomicUsize>, pool: Option<&str>| {
+        let l = NotificationListener::new(&t, vec![Target::topic(&topic)], vec![counter(c)])
+            .bridge(bridge().clone());
+        match pool {
+            Some(p) => l.pool(p),
+            None => l,
+        }
+    };
+    let listeners = [
+        mk(&p1, Some("pool1")),
+        mk(&p2a, Some("pool2")),
+        mk(&p2b, Some("pool2")),
+        mk(&dflt, None),
+    ];
+    let n = Notifier::new(&t, "p")
+        .driver(NotifyDriver::MessagingV2)
+        .topics(&[&topic]);
+    block(async {
+        for l in &listeners {
+            l.start().await.unwrap();
+        }
+        for i in 0..100 {
+            n.info(&RequestContext::new(), "e", json!({"i": i})).await;
+        }
+        until(|| {
+            p1.load(Ordering::SeqCst) == 100
+                && p2a.load(Ordering::SeqCst) + p2b.load(Ordering::SeqCst) == 100
+                && dflt.load(Ordering::SeqCst) == 100
+        })
+        .await;
+        for l in &listeners {
+            l.stop().await;
+        }
+    });
+    assert_eq!(p1.load(Ordering::SeqCst), 100);
+    assert_eq!(dflt.load(Ordering::SeqCst), 100);
+    let (a, b) = (p2a.load(Ordering::SeqCst), p2b.load(Ordering::SeqCst));
+    assert_eq!(a + b, 100);
+    assert!(a > 0 && b > 0, "pool members share: {a} + {b}");
+}
+
+/// MSG-LSN-04 / TEST-MSG-13: filters with match semantics on publisher, event type, context and
+/// payload; a missing key or a non-string value skips the endpoint.
+#[test]
+fn filters_select_endpoints() {
+    let t = Transport::new("memory://").unwrap();
+    let topic = unique("filters");
+    let hits = Arc::new(Mutex::new(Vec::new()));
+    let ep = |name: &'static str, f: NotificationFilter| {
+        let h = hits.clone();
+        NotificationEndpoint::new(name)
+            .filter(f)
+            .on(Priority::Info, move |_n| {
+                h.lock().unwrap().push(name);
+                NotificationResult::Handled
+            })
+    };
+    let eps = vec![
+        ep(
+            "by_publisher",
+            NotificationFilter::new().publisher_id("^compute").unwrap(),
+        ),
+        ep(
+            "by_event",
+            NotificationFilter::new().event_type("instance\\.").unwrap(),
+        ),
+        ep(
+            "by_ctx",
+            NotificationFilter::new().context("user_id", "ad").unwrap(),
+        ),
+        ep(
+            "by_payload",
+            NotificationFilter::new().payload("state", "act").unwrap(),
+        ),
+        ep(
+            "missing_key",
+            NotificationFilter::new().payload("nope", ".*").unwrap(),
+        ),
+        ep(
+            "not_a_string",
+            NotificationFilter::new().payload("count", ".*").unwrap(),
+        ),
+    ];
+    let l =
+        NotificationListener::new(&t, vec![Target::topic(&topic)], eps).bridge(bridge().clone());
+    let n = Notifier::new(&t, "compute.host")
+        .driver(NotifyDriver::MessagingV2)
+        .topics(&[&topic]);
+    let mut ctx = RequestContext::new();
+    ctx.set("user_id", "admin");
+    block(async {
+        l.start().await.unwrap();
+        n.info(
+            &ctx,
+            "instance.create",
+            json!({"state": "active", "count": 3}),
+        )
+        .await;
+        until(|| hits.lock().unwrap().len() >= 4).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        l.stop().await;
+    });
+    let got = hits.lock().unwrap().clone();
+    assert_eq!(got, ["by_publisher", "by_event", "by_ctx", "by_payload"]);
+    assert!(
+        NotificationFilter::new().event_type("(").is_err(),
+        "a bad pattern is a typed error"
+    );
+}
+
+/// MSG-LSN-03: an unknown priority is acked, dropped and counted, never a crash.
+#[test]
+fn unknown_priority_is_dropped() {
+    use osier_messaging::driver::{Driver, Outgoing};
+    let t = Transport::new("memory://").unwrap();
+    let topic = unique("unknown");
+    let ep = NotificationEndpoint::new("e").on(Priority::Info, |_n| NotificationResult::Handled);
+    let l = NotificationListener::new(&t, vec![Target::topic(&topic)], vec![ep])
+        .bridge(bridge().clone());
+    block(async {
+        l.start().await.unwrap();
+        let d = osier_messaging::memory::MemoryDriver::new("openstack");
+        d.notify(Outgoing {
+            target: Target::topic(format!("{topic}.info")),
+            ctxt: Default::default(),
+            message: json!({"priority": "LOUD", "event_type": "x", "payload": {}})
+                .as_object()
+                .unwrap()
+                .clone(),
+            timeout: None,
+            call_monitor_timeout: None,
+            retry: None,
+        })
+        .await
+        .unwrap();
+        until(|| l.stats().dropped.load(Ordering::SeqCst) == 1).await;
+        l.stop().await;
+    });
+    assert_eq!(l.stats().dropped.load(Ordering::SeqCst), 1);
+    assert!("LOUD".parse::<Priority>().is_err());
+    assert_eq!("warning".parse::<Priority>().unwrap(), Priority::Warn);
+}
