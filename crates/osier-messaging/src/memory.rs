@@ -91,11 +91,14 @@ impl Queue {
     }
 }
 
+/// `(topic, pool)`; pool `None` is the default group.
+type PoolKey = (String, Option<String>);
+
 #[derive(Default)]
 struct Exchange {
     server_queues: Mutex<HashMap<(String, String), Arc<Queue>>>,
     /// Shared queues per `(topic, pool)`; `None` is the default group (MSG-FAKE-02).
-    topic_queues: Mutex<HashMap<(String, Option<String>), Arc<Queue>>>,
+    topic_queues: Mutex<HashMap<PoolKey, Arc<Queue>>>,
 }
 
 impl Exchange {
