@@ -105,9 +105,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("green client: {g}");
 
     bridge.tokio().block_on(async {
-        server.stop();
-        server.wait().await;
-    });
+        server.stop().await?;
+        server.wait().await
+    })?;
     bridge.shutdown_timeout(Duration::from_secs(2))?;
     Ok(())
 }

@@ -106,6 +106,9 @@ pub enum MessagingError {
         /// Why it was refused.
         reason: String,
     },
+    /// A server lifecycle step waited too long for the step before it (MSG-SRV-05).
+    #[error("task timeout: {0}")]
+    TaskTimeout(String),
     /// The transport or server was closed.
     #[error("the transport is closed")]
     Closed,

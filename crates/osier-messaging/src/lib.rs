@@ -44,7 +44,7 @@ pub use notify::Priority;
 pub use rpc::client::{Prepare, RpcClient};
 pub use rpc::dispatcher::{AccessPolicy, PING_METHOD};
 pub use rpc::endpoint::{Endpoint, EndpointError, Executor};
-pub use rpc::server::{RpcServer, RpcServerBuilder};
+pub use rpc::server::{RpcServer, RpcServerBuilder, StepOptions};
 pub use target::Target;
 pub use transport::{Transport, TransportOptions};
 pub use url::{TransportHost, TransportUrl};

@@ -81,8 +81,8 @@ fn call_returns_result_and_cast_is_delivered() {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         assert_eq!(hits.load(Ordering::SeqCst), 1);
-        s.stop();
-        s.wait().await;
+        s.stop().await.unwrap();
+        s.wait().await.unwrap();
     });
 }
 
@@ -155,8 +155,8 @@ fn one_server_with_endpoints_on_three_executors() {
         .unwrap();
     assert_eq!(from_green, vec![a, g, th]);
     block(async {
-        s.stop();
-        s.wait().await;
+        s.stop().await.unwrap();
+        s.wait().await.unwrap();
     });
 }
 
@@ -226,8 +226,8 @@ fn routing_matrix() {
             "fanout reached every server on the topic, not the other exchange"
         );
         for s in [s1, s2, other] {
-            s.stop();
-            s.wait().await;
+            s.stop().await.unwrap();
+            s.wait().await.unwrap();
         }
     });
 }
@@ -389,8 +389,8 @@ fn failures_come_back_as_remote_errors_and_panics_do_not_stop_the_server() {
         assert!(message.contains("endpoint exploded"));
         let after: i64 = c.call(&ctx, "ok", json!({})).await.unwrap();
         assert_eq!(after, 1, "the server kept serving");
-        s.stop();
-        s.wait().await;
+        s.stop().await.unwrap();
+        s.wait().await.unwrap();
     });
 }
 
@@ -425,8 +425,8 @@ fn call_monitor_heartbeats_keep_a_long_call_alive() {
             took >= Duration::from_secs(2) && took < Duration::from_millis(2900),
             "{took:?}"
         );
-        s.stop();
-        s.wait().await;
+        s.stop().await.unwrap();
+        s.wait().await.unwrap();
     });
 }
 
@@ -507,8 +507,8 @@ fn malformed_messages_are_dropped_and_oversized_ones_refused() {
             .await
             .unwrap();
         assert_eq!(ok["value"], 2, "still serving");
-        s.stop();
-        s.wait().await;
+        s.stop().await.unwrap();
+        s.wait().await.unwrap();
     });
 }
 
@@ -537,8 +537,8 @@ fn context_round_trips_to_the_endpoint() {
         assert_eq!(r["request_id"], json!(ctx.request_id()));
         assert_eq!(r["user"], "alice");
         assert_eq!(r["extra"], json!({"nested": [1, 2]}));
-        s.stop();
-        s.wait().await;
+        s.stop().await.unwrap();
+        s.wait().await.unwrap();
     });
 }
 
@@ -560,13 +560,264 @@ fn stop_finishes_in_flight_requests() {
                 .await
         });
         tokio::time::sleep(Duration::from_millis(50)).await;
-        s.stop();
+        s.stop().await.unwrap();
         let t0 = Instant::now();
-        s.wait().await;
+        s.wait().await.unwrap();
         assert!(
             t0.elapsed() >= Duration::from_millis(100),
             "wait waited for the request in flight"
         );
         assert_eq!(call.await.unwrap().unwrap(), "done");
+    });
+}
+
+fn lifecycle_server(t: &Transport) -> RpcServer {
+    RpcServer::builder(t, Target::topic(topic("life")).with_server("s"))
+        .bridge(bridge().clone())
+        .endpoint(echo_endpoint("s"))
+        .build()
+        .unwrap()
+}
+
+/// MSG-SRV-05 / TEST-MSG-09: start, stop, wait make one cycle; stop and wait again do nothing;
+/// a start after a full cycle begins a new one.
+#[test]
+fn lifecycle_cycle_and_restart() {
+    let t = transport();
+    let s = lifecycle_server(&t);
+    block(async {
+        s.start().await.unwrap();
+        assert_eq!(s.cycle(), 1);
+        s.start().await.unwrap(); // already started: a warning, nothing else
+        assert_eq!(s.cycle(), 1);
+        s.stop().await.unwrap();
+        s.wait().await.unwrap();
+        s.stop().await.unwrap(); // repeated: nothing
+        s.wait().await.unwrap();
+        assert_eq!(s.cycle(), 1);
+        s.start().await.unwrap();
+        assert_eq!(s.cycle(), 2, "a new cycle");
+        s.stop().await.unwrap();
+        s.wait().await.unwrap();
+    });
+}
+
+/// MSG-SRV-05 / TEST-MSG-09: wait, stop and start issued out of order are put back in order;
+/// two concurrent starts run once.
+#[test]
+fn lifecycle_out_of_order_calls_are_put_in_order() {
+    let t = transport();
+    let s = lifecycle_server(&t);
+    block(async {
+        let (s1, s2) = (s.clone(), s.clone());
+        let waiter = tokio::spawn(async move { s1.wait().await });
+        let stopper = tokio::spawn(async move { s2.stop().await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(
+            !waiter.is_finished() && !stopper.is_finished(),
+            "both wait for start"
+        );
+        let (a, b) = (s.clone(), s.clone());
+        let (r1, r2) = tokio::join!(a.start(), b.start());
+        r1.unwrap();
+        r2.unwrap();
+        assert_eq!(s.cycle(), 1, "two concurrent starts ran once");
+        tokio::time::timeout(Duration::from_secs(5), stopper)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+    });
+}
+
+/// MSG-SRV-05 / TEST-MSG-09: a stop with no start times out with TaskTimeout when given a
+/// timeout.
+#[test]
+fn lifecycle_step_timeout() {
+    let t = transport();
+    let s = lifecycle_server(&t);
+    block(async {
+        let opts = osier_messaging::StepOptions {
+            log_after: None,
+            timeout: Some(Duration::from_millis(30)),
+        };
+        assert!(matches!(
+            s.stop_with(opts).await,
+            Err(MessagingError::TaskTimeout(_))
+        ));
+        assert!(matches!(
+            s.wait_with(opts).await,
+            Err(MessagingError::TaskTimeout(_))
+        ));
+    });
+}
+
+/// MSG-SRV-02: the executor runs messages concurrently, with no ordering between them.
+#[test]
+fn requests_run_concurrently() {
+    let t = transport();
+    let top = topic("concurrent");
+    let ep = Endpoint::new("slow").method_async("slow", |_c, _a: serde_json::Value| async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        Ok::<_, EndpointError>(())
+    });
+    block(async {
+        let s = started(&t, Target::topic(&top).with_server("s"), vec![ep]).await;
+        let c = RpcClient::new(&t, Target::topic(&top)).timeout(Duration::from_secs(5));
+        let t0 = Instant::now();
+        let calls: Vec<_> = (0..5)
+            .map(|_| {
+                let c = c.clone();
+                tokio::spawn(async move {
+                    c.call::<()>(&RequestContext::new(), "slow", json!({}))
+                        .await
+                })
+            })
+            .collect();
+        for h in calls {
+            h.await.unwrap().unwrap();
+        }
+        assert!(
+            t0.elapsed() < Duration::from_millis(900),
+            "5 x 200 ms ran in parallel: {:?}",
+            t0.elapsed()
+        );
+        s.stop().await.unwrap();
+        s.wait().await.unwrap();
+    });
+}
+
+/// MSG-SER-01/03, MSG-DISP-06 / TEST-MSG-06: the serializer is called on the client for each
+/// argument and the context, then the result; on the server for the context, each argument, then
+/// the result.
+#[test]
+fn serializer_calls_in_order() {
+    use osier_messaging::Serializer;
+    #[derive(Default)]
+    struct Recording(Mutex<Vec<String>>);
+    impl Serializer for Recording {
+        fn serialize_entity(
+            &self,
+            _c: &RequestContext,
+            v: serde_json::Value,
+        ) -> Result<serde_json::Value, MessagingError> {
+            self.0.lock().unwrap().push(format!("ser {v}"));
+            Ok(v)
+        }
+        fn deserialize_entity(
+            &self,
+            _c: &RequestContext,
+            v: serde_json::Value,
+        ) -> Result<serde_json::Value, MessagingError> {
+            self.0.lock().unwrap().push(format!("de {v}"));
+            Ok(v)
+        }
+        fn serialize_context(
+            &self,
+            c: &RequestContext,
+        ) -> serde_json::Map<String, serde_json::Value> {
+            self.0.lock().unwrap().push("ser ctx".into());
+            c.to_dict()
+        }
+        fn deserialize_context(
+            &self,
+            m: serde_json::Map<String, serde_json::Value>,
+        ) -> RequestContext {
+            self.0.lock().unwrap().push("de ctx".into());
+            RequestContext::from_dict(m)
+        }
+    }
+    let t = transport();
+    let top = topic("serializer");
+    let client_side = Arc::new(Recording::default());
+    let server_side = Arc::new(Recording::default());
+    let ep = Endpoint::new("e").method_async("add", |_c, a: serde_json::Value| async move {
+        Ok::<_, EndpointError>(a["a"].as_i64().unwrap_or(0) + 1)
+    });
+    block(async {
+        let s = RpcServer::builder(&t, Target::topic(&top).with_server("s"))
+            .bridge(bridge().clone())
+            .serializer(server_side.clone())
+            .endpoint(ep)
+            .build()
+            .unwrap();
+        s.start().await.unwrap();
+        let c = RpcClient::new(&t, Target::topic(&top))
+            .timeout(Duration::from_secs(5))
+            .serializer(client_side.clone());
+        let r: i64 = c
+            .call(&RequestContext::new(), "add", json!({"a": 1}))
+            .await
+            .unwrap();
+        assert_eq!(r, 2);
+        s.stop().await.unwrap();
+        s.wait().await.unwrap();
+    });
+    assert_eq!(*client_side.0.lock().unwrap(), ["ser 1", "ser ctx", "de 2"]);
+    assert_eq!(*server_side.0.lock().unwrap(), ["de ctx", "de 1", "ser 2"]);
+}
+
+/// MSG-URL-06 / MSG-FAKE-01: cleanup wipes the in-memory exchanges: what was queued is gone.
+#[test]
+fn cleanup_wipes_exchanges() {
+    let t = transport();
+    let top = topic("cleanup");
+    block(async {
+        let c = RpcClient::new(&t, Target::topic(&top));
+        c.cast(&RequestContext::new(), "echo", json!({"value": 1}))
+            .await
+            .unwrap();
+        t.cleanup().await;
+        let hits = Arc::new(AtomicUsize::new(0));
+        let h = hits.clone();
+        let ep = Endpoint::new("e").method("echo", move |_c, _a: serde_json::Value| {
+            h.fetch_add(1, Ordering::SeqCst);
+            Ok::<_, EndpointError>(())
+        });
+        let s = started(&t, Target::topic(&top).with_server("s"), vec![ep]).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(hits.load(Ordering::SeqCst), 0, "the queued cast was wiped");
+        s.stop().await.unwrap();
+        s.wait().await.unwrap();
+    });
+}
+
+/// MSG-RPC-03: the request carries method and args, plus namespace and version only when the
+/// target sets them.
+#[test]
+fn request_message_shape() {
+    use osier_messaging::driver::Driver;
+    let t = transport();
+    let top = topic("shape");
+    let d = osier_messaging::memory::MemoryDriver::new("openstack");
+    block(async {
+        let mut l = d
+            .listen(&Target::topic(&top).with_server("raw"))
+            .await
+            .unwrap();
+        let c = RpcClient::new(&t, Target::topic(&top));
+        c.cast(&RequestContext::new(), "m", json!({"x": 1}))
+            .await
+            .unwrap();
+        let plain = l.poll().await.unwrap().message;
+        let keys: Vec<&String> = plain.keys().collect();
+        assert_eq!(keys, ["args", "method"]);
+        c.prepare()
+            .namespace(Some("ns"))
+            .version(Some("1.2"))
+            .build()
+            .unwrap()
+            .cast(&RequestContext::new(), "m", json!({}))
+            .await
+            .unwrap();
+        let full = l.poll().await.unwrap().message;
+        assert_eq!(full.get("namespace"), Some(&json!("ns")));
+        assert_eq!(full.get("version"), Some(&json!("1.2")));
+        l.stop();
     });
 }

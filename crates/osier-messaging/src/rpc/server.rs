@@ -22,8 +22,8 @@
 //! let v: i64 = bridge.tokio().block_on(async {
 //!     server.start().await.unwrap();
 //!     let v = client.call(&RequestContext::new(), "echo", serde_json::json!({"value": 7})).await.unwrap();
-//!     server.stop();
-//!     server.wait().await;
+//!     server.stop().await.unwrap();
+//!     server.wait().await.unwrap();
 //!     v
 //! });
 //! assert_eq!(v, 7);
@@ -49,6 +49,37 @@ use crate::transport::Transport;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// `Some(true)` once cycle `cycle` reached `phase`, `Some(false)` before, `None` once a later
+/// cycle began.
+fn at(l: &Lifecycle, cycle: u64, phase: Phase) -> Option<bool> {
+    if l.cycle < cycle {
+        Some(false)
+    } else if l.cycle == cycle {
+        Some(l.phase >= phase)
+    } else {
+        None
+    }
+}
+
+/// Options of one lifecycle step (oslo's `log_after` and `timeout` arguments, MSG-SRV-05).
+#[derive(Debug, Clone, Copy)]
+pub struct StepOptions {
+    /// Log one "possible hang" warning after this long blocked behind the previous step
+    /// (default 30 s; zero or `None` turns it off).
+    pub log_after: Option<Duration>,
+    /// Fail with [`MessagingError::TaskTimeout`] after this long blocked (default: never).
+    pub timeout: Option<Duration>,
+}
+
+impl Default for StepOptions {
+    fn default() -> Self {
+        StepOptions {
+            log_after: Some(Duration::from_secs(30)),
+            timeout: None,
+        }
+    }
 }
 
 /// Configures an [`RpcServer`] (oslo's `get_rpc_server`).
@@ -118,7 +149,13 @@ impl RpcServerBuilder {
                 executor: self.executor,
                 serializer: self.serializer,
                 bridge,
-                state: Mutex::new(State::Idle),
+                life: Mutex::new(Lifecycle {
+                    cycle: 0,
+                    phase: Phase::Idle,
+                    stop: None,
+                    task: None,
+                }),
+                changed: Notify::new(),
                 inflight: AtomicUsize::new(0),
                 idle: Notify::new(),
                 dropped: AtomicU64::new(0),
@@ -127,15 +164,25 @@ impl RpcServerBuilder {
     }
 }
 
-enum State {
+/// Where the server is in its start -> stop -> wait cycle (MSG-SRV-05).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Phase {
+    /// Not started in this cycle.
     Idle,
-    Running {
-        stop: watch::Sender<bool>,
-        task: tokio::task::JoinHandle<()>,
-    },
-    Stopped {
-        task: tokio::task::JoinHandle<()>,
-    },
+    Starting,
+    Started,
+    Stopping,
+    Stopped,
+    Waiting,
+    /// The cycle is complete; `start` begins a new one.
+    Done,
+}
+
+struct Lifecycle {
+    cycle: u64,
+    phase: Phase,
+    stop: Option<watch::Sender<bool>>,
+    task: Option<tokio::task::JoinHandle<()>>,
 }
 
 struct Inner {
@@ -145,7 +192,9 @@ struct Inner {
     executor: Executor,
     serializer: Arc<dyn Serializer>,
     bridge: osier_bridge::Bridge,
-    state: Mutex<State>,
+    life: Mutex<Lifecycle>,
+    /// Signalled on every phase change.
+    changed: Notify,
     inflight: AtomicUsize,
     idle: Notify,
     dropped: AtomicU64,
@@ -181,8 +230,82 @@ impl RpcServer {
     }
 
     /// Starts listening (MSG-SRV-03). A target without topic or server is `InvalidTarget`; a
-    /// second start while running logs a warning and does nothing.
+    /// second start while running logs a warning and does nothing; a start after a full
+    /// start/stop/wait cycle begins a new cycle (MSG-SRV-05).
     pub async fn start(&self) -> Result<(), MessagingError> {
+        self.start_with(StepOptions::default()).await
+    }
+
+    /// Stops taking new messages (MSG-SRV-04). Requests in flight carry on; `wait` waits for
+    /// them. Waits for a `start` in progress, or not yet made, to finish first (MSG-SRV-05).
+    pub async fn stop(&self) -> Result<(), MessagingError> {
+        self.stop_with(StepOptions::default()).await
+    }
+
+    /// Waits until the listener has stopped and every request in flight has been answered.
+    /// Waits for `stop` first (MSG-SRV-05).
+    pub async fn wait(&self) -> Result<(), MessagingError> {
+        self.wait_with(StepOptions::default()).await
+    }
+
+    /// Which start/stop/wait cycle the server is in (1 after the first start).
+    pub fn cycle(&self) -> u64 {
+        lock(&self.inner.life).cycle
+    }
+
+    /// Blocks until `ready(phase)` holds in cycle `cycle` (or the cycle moved on: returns
+    /// `None`), logging once after `log_after` and failing after `timeout`.
+    async fn await_phase(
+        &self,
+        step: &str,
+        opts: StepOptions,
+        mut ready: impl FnMut(&Lifecycle) -> Option<bool>,
+    ) -> Result<Option<()>, MessagingError> {
+        let t0 = tokio::time::Instant::now();
+        let mut logged = false;
+        loop {
+            let notified = self.inner.changed.notified();
+            {
+                let life = lock(&self.inner.life);
+                match ready(&life) {
+                    Some(true) => return Ok(Some(())),
+                    None => return Ok(None),
+                    Some(false) => {}
+                }
+            }
+            let mut until = None;
+            if let Some(t) = opts.timeout {
+                until = Some(t0 + t);
+            }
+            if let Some(l) = opts.log_after.filter(|l| !l.is_zero() && !logged) {
+                if until.is_none_or(|u| t0 + l < u) {
+                    until = Some(t0 + l);
+                }
+            }
+            match until {
+                None => notified.await,
+                Some(u) => {
+                    if tokio::time::timeout_at(u, notified).await.is_err() {
+                        if opts.timeout.is_some_and(|t| t0.elapsed() >= t) {
+                            return Err(MessagingError::TaskTimeout(format!(
+                                "{step} timed out waiting for the previous step"
+                            )));
+                        }
+                        logged = true;
+                        tracing::warn!(step, target = %self.inner.target, "possible hang: still waiting for the previous step");
+                    }
+                }
+            }
+        }
+    }
+
+    fn set_phase(&self, phase: Phase) {
+        lock(&self.inner.life).phase = phase;
+        self.inner.changed.notify_waiters();
+    }
+
+    /// [`start`](RpcServer::start) with a timeout and a "possible hang" log delay.
+    pub async fn start_with(&self, opts: StepOptions) -> Result<(), MessagingError> {
         let t = &self.inner.target;
         if t.topic.is_none() {
             return Err(t.invalid("an RPC server needs a topic"));
@@ -190,11 +313,35 @@ impl RpcServer {
         if t.server.is_none() {
             return Err(t.invalid("an RPC server needs a server"));
         }
-        if matches!(*lock(&self.inner.state), State::Running { .. }) {
-            tracing::warn!(target = %t, "RPC server already started");
+        // Claim the start of a new cycle, or wait for a concurrent start to finish.
+        let cycle = {
+            let mut life = lock(&self.inner.life);
+            match life.phase {
+                Phase::Idle | Phase::Done => {
+                    life.cycle += 1;
+                    life.phase = Phase::Starting;
+                    Some(life.cycle)
+                }
+                Phase::Starting => None,
+                _ => {
+                    tracing::warn!(target = %t, "RPC server already started");
+                    return Ok(());
+                }
+            }
+        };
+        let Some(cycle) = cycle else {
+            let c = self.cycle();
+            self.await_phase("start", opts, |l| at(l, c, Phase::Started))
+                .await?;
             return Ok(());
-        }
-        let mut listener = self.inner.transport.driver.listen(t).await?;
+        };
+        let mut listener = match self.inner.transport.driver.listen(t).await {
+            Ok(l) => l,
+            Err(e) => {
+                self.set_phase(Phase::Idle);
+                return Err(e);
+            }
+        };
         let (stop_tx, mut stop_rx) = watch::channel(false);
         let inner = self.inner.clone();
         let task = self.inner.bridge.tokio().spawn(async move {
@@ -214,43 +361,87 @@ impl RpcServer {
                 });
             }
         });
-        *lock(&self.inner.state) = State::Running {
-            stop: stop_tx,
-            task,
-        };
+        {
+            let mut life = lock(&self.inner.life);
+            life.stop = Some(stop_tx);
+            life.task = Some(task);
+            debug_assert_eq!(life.cycle, cycle);
+        }
+        self.set_phase(Phase::Started);
         Ok(())
     }
 
-    /// Stops taking new messages (MSG-SRV-04). Requests in flight carry on; `wait` waits for
-    /// them.
-    pub fn stop(&self) {
-        let mut st = lock(&self.inner.state);
-        if let State::Running { .. } = &*st {
-            if let State::Running { stop, task } = std::mem::replace(&mut *st, State::Idle) {
-                let _ = stop.send(true);
-                *st = State::Stopped { task };
-            }
+    /// [`stop`](RpcServer::stop) with a timeout and a "possible hang" log delay.
+    pub async fn stop_with(&self, opts: StepOptions) -> Result<(), MessagingError> {
+        let cycle = self.current_or_next_cycle();
+        let go = self
+            .await_phase("stop", opts, |l| at(l, cycle, Phase::Started))
+            .await?;
+        if go.is_none() {
+            return Ok(()); // the cycle moved on: this stop belongs to a finished cycle
         }
-    }
-
-    /// Waits until the listener has stopped and every request in flight has been answered.
-    pub async fn wait(&self) {
-        let task = match std::mem::replace(&mut *lock(&self.inner.state), State::Idle) {
-            State::Stopped { task } => Some(task),
-            other => {
-                *lock(&self.inner.state) = other;
-                None
+        let sender = {
+            let mut life = lock(&self.inner.life);
+            if life.cycle != cycle || life.phase != Phase::Started {
+                None // another stop ran, or is running: wait for it below
+            } else {
+                life.phase = Phase::Stopping;
+                life.stop.take()
             }
         };
-        if let Some(t) = task {
-            let _ = t.await;
+        if let Some(tx) = sender {
+            let _ = tx.send(true);
+            self.set_phase(Phase::Stopped);
+            return Ok(());
         }
+        self.await_phase("stop", opts, |l| at(l, cycle, Phase::Stopped))
+            .await?;
+        Ok(())
+    }
+
+    /// [`wait`](RpcServer::wait) with a timeout and a "possible hang" log delay.
+    pub async fn wait_with(&self, opts: StepOptions) -> Result<(), MessagingError> {
+        let cycle = self.current_or_next_cycle();
+        let go = self
+            .await_phase("wait", opts, |l| at(l, cycle, Phase::Stopped))
+            .await?;
+        if go.is_none() {
+            return Ok(());
+        }
+        let task = {
+            let mut life = lock(&self.inner.life);
+            if life.cycle != cycle || life.phase != Phase::Stopped {
+                None
+            } else {
+                life.phase = Phase::Waiting;
+                life.task.take()
+            }
+        };
+        let Some(task) = task else {
+            self.await_phase("wait", opts, |l| at(l, cycle, Phase::Done))
+                .await?;
+            return Ok(());
+        };
+        let _ = task.await;
         loop {
             let idle = self.inner.idle.notified();
             if self.inner.inflight.load(Ordering::Acquire) == 0 {
-                return;
+                break;
             }
             idle.await;
+        }
+        self.set_phase(Phase::Done);
+        Ok(())
+    }
+
+    /// The cycle a stop or wait called now belongs to: the current one, or, before the first
+    /// start or after a completed cycle, the next one.
+    fn current_or_next_cycle(&self) -> u64 {
+        let life = lock(&self.inner.life);
+        match life.phase {
+            Phase::Idle => life.cycle + 1,
+            Phase::Done => life.cycle, // a stop/wait after a full cycle does nothing
+            _ => life.cycle,
         }
     }
 
