@@ -327,3 +327,58 @@ fn unknown_priority_is_dropped() {
     assert!("LOUD".parse::<Priority>().is_err());
     assert_eq!("warning".parse::<Priority>().unwrap(), Priority::Warn);
 }
+
+fn batch_listener(
+    t: &Transport,
+    topic: &str,
+    size: usize,
+    timeout: Option<Duration>,
+    sizes: Arc<Mutex<Vec<usize>>>,
+) -> NotificationListener {
+    let ep = NotificationEndpoint::new("b").on_batch(Priority::Info, move |batch| {
+        sizes.lock().unwrap().push(batch.len());
+        NotificationResult::Handled
+    });
+    NotificationListener::new(t, vec![Target::topic(topic)], vec![ep])
+        .batch(size, timeout)
+        .bridge(bridge().clone())
+}
+
+/// MSG-LSN-06 / TEST-MSG-14: batches (5, 1 s) over 12 messages give 5, 5, 2 (the last after the
+/// timeout); (5, None) over 10 give 5, 5.
+#[test]
+fn batches_by_size_and_timeout() {
+    let t = Transport::new("memory://").unwrap();
+    let n_for = |topic: &str| {
+        Notifier::new(&t, "p")
+            .driver(NotifyDriver::MessagingV2)
+            .topics(&[topic])
+    };
+    let (top1, top2) = (unique("batch"), unique("batch"));
+    let (s1, s2) = (
+        Arc::new(Mutex::new(Vec::new())),
+        Arc::new(Mutex::new(Vec::new())),
+    );
+    let l1 = batch_listener(&t, &top1, 5, Some(Duration::from_millis(300)), s1.clone());
+    let l2 = batch_listener(&t, &top2, 5, None, s2.clone());
+    block(async {
+        l1.start().await.unwrap();
+        l2.start().await.unwrap();
+        let (n1, n2) = (n_for(&top1), n_for(&top2));
+        for i in 0..12 {
+            n1.info(&RequestContext::new(), "e", json!({"i": i})).await;
+        }
+        for i in 0..10 {
+            n2.info(&RequestContext::new(), "e", json!({"i": i})).await;
+        }
+        until(|| {
+            s1.lock().unwrap().iter().sum::<usize>() == 12
+                && s2.lock().unwrap().iter().sum::<usize>() == 10
+        })
+        .await;
+        l1.stop().await;
+        l2.stop().await;
+    });
+    assert_eq!(*s1.lock().unwrap(), vec![5, 5, 2]);
+    assert_eq!(*s2.lock().unwrap(), vec![5, 5]);
+}

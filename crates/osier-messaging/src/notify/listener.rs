@@ -130,12 +130,14 @@ impl NotificationFilter {
 }
 
 type Callback = Arc<dyn Fn(&Notification) -> NotificationResult + Send + Sync>;
+type BatchCallback = Arc<dyn Fn(&[Notification]) -> NotificationResult + Send + Sync>;
 
 /// A notification endpoint: callbacks per priority, and an optional filter.
 #[derive(Clone)]
 pub struct NotificationEndpoint {
     name: String,
     callbacks: BTreeMap<Priority, Callback>,
+    batch_callbacks: BTreeMap<Priority, BatchCallback>,
     filter: NotificationFilter,
 }
 
@@ -154,8 +156,20 @@ impl NotificationEndpoint {
         NotificationEndpoint {
             name: name.to_string(),
             callbacks: BTreeMap::new(),
+            batch_callbacks: BTreeMap::new(),
             filter: NotificationFilter::default(),
         }
+    }
+
+    /// Handles `priority` in batches (for a listener in batch mode, MSG-LSN-06): `f` gets the
+    /// batch's notifications of that priority that pass the filter.
+    pub fn on_batch(
+        mut self,
+        priority: Priority,
+        f: impl Fn(&[Notification]) -> NotificationResult + Send + Sync + 'static,
+    ) -> Self {
+        self.batch_callbacks.insert(priority, Arc::new(f));
+        self
     }
 
     /// Handles `priority` with `f` (oslo's endpoint method named after the priority).
@@ -176,7 +190,7 @@ impl NotificationEndpoint {
 
     /// Whether this endpoint has a callback for `p`.
     pub fn handles(&self, p: Priority) -> bool {
-        self.callbacks.contains_key(&p)
+        self.callbacks.contains_key(&p) || self.batch_callbacks.contains_key(&p)
     }
 }
 
@@ -188,6 +202,7 @@ pub struct NotificationListener {
     endpoints: Arc<Vec<NotificationEndpoint>>,
     pool: Option<String>,
     allow_requeue: bool,
+    batch: Option<(usize, Option<std::time::Duration>)>,
     serializer: Arc<dyn Serializer>,
     bridge: osier_bridge::Bridge,
     stop: Mutex<Option<(watch::Sender<bool>, tokio::task::JoinHandle<()>)>>,
@@ -227,6 +242,7 @@ impl NotificationListener {
             endpoints: Arc::new(endpoints),
             pool: None,
             allow_requeue: false,
+            batch: None,
             serializer: Arc::new(NoOpSerializer),
             bridge: osier_bridge::Bridge::global().clone(),
             stop: Mutex::new(None),
@@ -249,6 +265,14 @@ impl NotificationListener {
     /// The serializer for context and payload.
     pub fn serializer(mut self, s: Arc<dyn Serializer>) -> Self {
         self.serializer = s;
+        self
+    }
+
+    /// Batch mode (oslo's batch listener, MSG-LSN-06): endpoints' `on_batch` callbacks get up to
+    /// `size` notifications, or fewer once `timeout` has run since the batch's first message
+    /// (`None`: wait for a full batch).
+    pub fn batch(mut self, size: usize, timeout: Option<std::time::Duration>) -> Self {
+        self.batch = Some((size.max(1), timeout));
         self
     }
 
@@ -283,20 +307,53 @@ impl NotificationListener {
             .listen_notifications(&subs, self.pool.as_deref())
             .await?;
         let (tx, mut rx) = watch::channel(false);
-        let (endpoints, ser, stats, requeue) = (
+        let (endpoints, ser, stats, requeue, batch) = (
             self.endpoints.clone(),
             self.serializer.clone(),
             self.stats.clone(),
             self.allow_requeue,
+            self.batch,
         );
         let task = self.bridge.tokio().spawn(async move {
+            let mut pending: Vec<Incoming> = Vec::new();
+            let mut first_at: Option<tokio::time::Instant> = None;
             loop {
-                let msg = tokio::select! {
-                    m = listener.poll() => m,
-                    _ = rx.changed() => { listener.stop(); None }
+                let deadline = match (batch, first_at) {
+                    (Some((_, Some(t))), Some(f)) => Some(f + t),
+                    _ => None,
                 };
-                let Some(msg) = msg else { break };
-                dispatch(&endpoints, ser.as_ref(), &stats, requeue, msg);
+                let flush_timer = async {
+                    match deadline {
+                        Some(d) => tokio::time::sleep_until(d).await,
+                        None => std::future::pending().await,
+                    }
+                };
+                let msg = tokio::select! {
+                    m = listener.poll() => Some(m),
+                    _ = rx.changed() => { listener.stop(); Some(None) }
+                    _ = flush_timer => None,
+                };
+                match (msg, batch) {
+                    (Some(None), _) => break,
+                    (Some(Some(m)), None) => dispatch(&endpoints, ser.as_ref(), &stats, requeue, m),
+                    (Some(Some(m)), Some((size, _))) => {
+                        pending.push(m);
+                        first_at.get_or_insert_with(tokio::time::Instant::now);
+                        if pending.len() >= size {
+                            let batch = std::mem::take(&mut pending);
+                            dispatch_batch(&endpoints, ser.as_ref(), &stats, requeue, batch);
+                            first_at = None;
+                        }
+                    }
+                    (None, _) => {
+                        let batch = std::mem::take(&mut pending);
+                        dispatch_batch(&endpoints, ser.as_ref(), &stats, requeue, batch);
+                        first_at = None;
+                    }
+                }
+            }
+            if !pending.is_empty() {
+                dispatch_batch(&endpoints, ser.as_ref(), &stats, requeue, pending);
             }
         });
         *self.stop.lock().unwrap_or_else(|e| e.into_inner()) = Some((tx, task));
@@ -313,13 +370,9 @@ impl NotificationListener {
     }
 }
 
-fn dispatch(
-    endpoints: &[NotificationEndpoint],
-    ser: &dyn Serializer,
-    stats: &Stats,
-    allow_requeue: bool,
-    msg: Incoming,
-) {
+/// Reads a message into a `Notification`; `None` (after acking and counting it) when it cannot
+/// be dispatched.
+fn parse(ser: &dyn Serializer, stats: &Stats, msg: &Incoming) -> Option<Notification> {
     let m = &msg.message;
     let Some(priority) = m
         .get("priority")
@@ -329,7 +382,7 @@ fn dispatch(
         tracing::warn!(priority = ?m.get("priority"), "notification with an unknown priority: acked and dropped");
         stats.dropped.fetch_add(1, Ordering::Relaxed);
         msg.acker.ack();
-        return;
+        return None;
     };
     let ctxt = ser.deserialize_context(msg.ctxt.clone());
     let payload =
@@ -339,7 +392,7 @@ fn dispatch(
                 tracing::warn!(error = %e, "could not deserialize a notification payload: dropped");
                 stats.dropped.fetch_add(1, Ordering::Relaxed);
                 msg.acker.ack();
-                return;
+                return None;
             }
         };
     let mut metadata = Dict::new();
@@ -348,7 +401,7 @@ fn dispatch(
             metadata.insert(k.into(), v.clone());
         }
     }
-    let n = Notification {
+    Some(Notification {
         ctxt,
         publisher_id: m
             .get("publisher_id")
@@ -363,7 +416,74 @@ fn dispatch(
         payload,
         metadata,
         priority,
+    })
+}
+
+fn settle(stats: &Stats, allow_requeue: bool, result: NotificationResult, msg: &Incoming) {
+    if result == NotificationResult::Requeue && allow_requeue {
+        stats.requeued.fetch_add(1, Ordering::Relaxed);
+        msg.acker.requeue();
+    } else {
+        stats.handled.fetch_add(1, Ordering::Relaxed);
+        msg.acker.ack();
+    }
+}
+
+/// Batch dispatch (MSG-LSN-06): per priority group, each endpoint's batch callback gets the
+/// group's notifications that pass its filter; REQUEUE or a panic requeues the whole group.
+fn dispatch_batch(
+    endpoints: &[NotificationEndpoint],
+    ser: &dyn Serializer,
+    stats: &Stats,
+    allow_requeue: bool,
+    msgs: Vec<Incoming>,
+) {
+    let mut groups: BTreeMap<Priority, Vec<(Notification, Incoming)>> = BTreeMap::new();
+    for m in msgs {
+        if let Some(n) = parse(ser, stats, &m) {
+            groups.entry(n.priority).or_default().push((n, m));
+        }
+    }
+    for (priority, items) in groups {
+        let mut result = NotificationResult::Handled;
+        for e in endpoints {
+            let Some(cb) = e.batch_callbacks.get(&priority) else {
+                continue;
+            };
+            let batch: Vec<Notification> = items
+                .iter()
+                .filter(|(n, _)| e.filter.matches(n))
+                .map(|(n, _)| n.clone())
+                .collect();
+            if batch.is_empty() {
+                continue;
+            }
+            let r = catch_unwind(AssertUnwindSafe(|| cb(&batch))).unwrap_or_else(|_| {
+                tracing::error!(endpoint = %e.name, "batch notification endpoint panicked; treated as requeue");
+                NotificationResult::Requeue
+            });
+            if r == NotificationResult::Requeue {
+                result = r;
+                break;
+            }
+        }
+        for (_, m) in &items {
+            settle(stats, allow_requeue, result, m);
+        }
+    }
+}
+
+fn dispatch(
+    endpoints: &[NotificationEndpoint],
+    ser: &dyn Serializer,
+    stats: &Stats,
+    allow_requeue: bool,
+    msg: Incoming,
+) {
+    let Some(n) = parse(ser, stats, &msg) else {
+        return;
     };
+    let priority = n.priority;
     let mut result = NotificationResult::Handled;
     for e in endpoints {
         let Some(cb) = e.callbacks.get(&priority) else {
@@ -382,11 +502,5 @@ fn dispatch(
             break;
         }
     }
-    if result == NotificationResult::Requeue && allow_requeue {
-        stats.requeued.fetch_add(1, Ordering::Relaxed);
-        msg.acker.requeue();
-    } else {
-        stats.handled.fetch_add(1, Ordering::Relaxed);
-        msg.acker.ack();
-    }
+    settle(stats, allow_requeue, result, &msg);
 }
