@@ -382,3 +382,76 @@ fn batches_by_size_and_timeout() {
     assert_eq!(*s1.lock().unwrap(), vec![5, 5, 2]);
     assert_eq!(*s2.lock().unwrap(), vec![5, 5]);
 }
+
+/// MSG-NOT-09: the routing driver sends to every driver whose rules match (the union over
+/// groups, each driver once); a driver with no rules gets everything; an empty config routes
+/// nothing.
+#[test]
+fn routing_driver_selects_by_event_and_priority() {
+    use osier_messaging::notify::notifier::{RoutingConfig, RoutingRule};
+    let t = Transport::new("memory://").unwrap();
+    let (compute, errors, all) = (
+        Arc::new(Mutex::new(Vec::<Recorded>::new())),
+        Arc::new(Mutex::new(Vec::<Recorded>::new())),
+        Arc::new(Mutex::new(Vec::<Recorded>::new())),
+    );
+    let cfg = RoutingConfig::new()
+        .route(
+            "g1",
+            "compute",
+            NotifyDriver::Test(compute.clone()),
+            RoutingRule {
+                accepted_events: Some(vec!["compute.*".into()]),
+                accepted_priorities: None,
+            },
+        )
+        .route(
+            "g1",
+            "errors",
+            NotifyDriver::Test(errors.clone()),
+            RoutingRule {
+                accepted_events: Some(vec!["*".into()]),
+                accepted_priorities: Some(vec!["ERROR".into(), "crit*".into()]),
+            },
+        )
+        .route(
+            "g2",
+            "compute",
+            NotifyDriver::Test(compute.clone()),
+            RoutingRule::default(),
+        )
+        .route(
+            "g2",
+            "all",
+            NotifyDriver::Test(all.clone()),
+            RoutingRule::default(),
+        );
+    let n = Notifier::new(&t, "p").driver(NotifyDriver::Routing(Arc::new(cfg)));
+    let empty =
+        Notifier::new(&t, "p").driver(NotifyDriver::Routing(Arc::new(RoutingConfig::new())));
+    block(async {
+        let ctx = RequestContext::new();
+        n.info(&ctx, "compute.start", json!({})).await;
+        n.error(&ctx, "network.down", json!({})).await;
+        n.critical(&ctx, "compute.dead", json!({})).await;
+        empty.info(&ctx, "compute.start", json!({})).await;
+    });
+    let events = |v: &Arc<Mutex<Vec<Recorded>>>| -> Vec<String> {
+        v.lock()
+            .unwrap()
+            .iter()
+            .map(|r| r.message["event_type"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // "compute" has g2's empty rule (everything) besides its g1 rule; the union gives it every
+    // message, each once even where both groups select it
+    assert_eq!(
+        events(&compute),
+        ["compute.start", "network.down", "compute.dead"]
+    );
+    assert_eq!(events(&errors), ["network.down", "compute.dead"]);
+    assert_eq!(
+        events(&all),
+        ["compute.start", "network.down", "compute.dead"]
+    );
+}

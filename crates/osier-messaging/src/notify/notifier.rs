@@ -52,6 +52,109 @@ pub enum NotifyDriver {
     Noop,
     /// `test`: keeps every notification in memory (MSG-NOT-10).
     Test(Arc<Mutex<Vec<Recorded>>>),
+    /// `routing`: sends each notification to the drivers whose rules accept it (MSG-NOT-09).
+    Routing(Arc<RoutingConfig>),
+}
+
+/// One rule of the routing driver: shell-style globs (`*`, `?`, `[...]`) on the event type and
+/// the lower-case priority. A rule that lists neither accepts everything.
+#[derive(Debug, Clone, Default)]
+pub struct RoutingRule {
+    /// Globs the event type must match (one of them), if given.
+    pub accepted_events: Option<Vec<String>>,
+    /// Globs the priority must match (one of them), if given.
+    pub accepted_priorities: Option<Vec<String>>,
+}
+
+/// The routing driver's configuration (oslo's `routing_config` file, given as data): groups of
+/// named drivers, each with its rule. The selected drivers are the union over all groups, each
+/// driver once; only drivers named here are used; an empty config routes nothing.
+#[derive(Debug, Clone, Default)]
+pub struct RoutingConfig {
+    /// `(group, driver name, driver, rule)`.
+    pub routes: Vec<(String, String, NotifyDriver, RoutingRule)>,
+}
+
+impl RoutingConfig {
+    /// An empty config (routes nothing).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds `driver` under `name` in `group` with `rule`.
+    pub fn route(
+        mut self,
+        group: &str,
+        name: &str,
+        driver: NotifyDriver,
+        rule: RoutingRule,
+    ) -> Self {
+        self.routes
+            .push((group.to_string(), name.to_string(), driver, rule));
+        self
+    }
+
+    /// The drivers that accept `(event_type, priority)`, each named driver once.
+    fn select(&self, event_type: &str, priority: Priority) -> Vec<&NotifyDriver> {
+        let mut seen: Vec<&str> = Vec::new();
+        let mut out = Vec::new();
+        for (_, name, driver, rule) in &self.routes {
+            let ok_event = rule
+                .accepted_events
+                .as_ref()
+                .is_none_or(|g| g.iter().any(|p| glob_match(p, event_type)));
+            let ok_prio = rule.accepted_priorities.as_ref().is_none_or(|g| {
+                g.iter()
+                    .any(|p| glob_match(&p.to_ascii_lowercase(), priority.as_str()))
+            });
+            if ok_event && ok_prio && !seen.contains(&name.as_str()) {
+                seen.push(name);
+                out.push(driver);
+            }
+        }
+        out
+    }
+}
+
+/// Python's `fnmatch.fnmatchcase`: `*`, `?`, `[seq]`, `[!seq]`.
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let mut re = String::from("^");
+    let mut chars = pattern.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '*' => re.push_str(".*"),
+            '?' => re.push('.'),
+            '[' => {
+                let mut class = String::new();
+                let mut closed = false;
+                if chars.peek() == Some(&'!') {
+                    chars.next();
+                    class.push('^');
+                }
+                for d in chars.by_ref() {
+                    if d == ']' {
+                        closed = true;
+                        break;
+                    }
+                    if d == '\\' || d == '^' {
+                        class.push('\\');
+                    }
+                    class.push(d);
+                }
+                if closed {
+                    re.push('[');
+                    re.push_str(&class);
+                    re.push(']');
+                } else {
+                    re.push_str("\\[");
+                    re.push_str(&regex::escape(&class));
+                }
+            }
+            other => re.push_str(&regex::escape(&other.to_string())),
+        }
+    }
+    re.push('$');
+    regex::Regex::new(&re).is_ok_and(|r| r.is_match(text))
 }
 
 /// Publishes notifications. Cheap to clone; [`prepare`](Notifier::prepare) makes a
@@ -194,34 +297,55 @@ impl Notifier {
         message.insert("timestamp".into(), oslo_timestamp(SystemTime::now()).into());
         let ctxt = sanitize(ctx);
         for d in self.drivers.iter() {
-            match d {
-                NotifyDriver::Noop => {}
-                NotifyDriver::Test(store) => {
-                    store
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .push(Recorded {
-                            ctxt: ctxt.clone(),
-                            message: message.clone(),
-                            priority,
-                            retry: self.retry,
-                        })
-                }
-                NotifyDriver::Log => log_notification(priority, event_type, &message),
-                NotifyDriver::Messaging | NotifyDriver::MessagingV2 => {
-                    for topic in self.topics.iter() {
-                        let out = Outgoing {
-                            target: Target::topic(format!("{topic}.{priority}")),
-                            ctxt: ctxt.clone(),
-                            message: message.clone(),
-                            timeout: None,
-                            call_monitor_timeout: None,
-                            retry: self.retry,
-                        };
-                        if let Err(e) = self.transport.driver.notify(out).await {
-                            tracing::error!(topic, event_type, error = %e, "could not send notification");
-                        }
+            self.send_via(d, &ctxt, &message, priority, event_type)
+                .await;
+        }
+    }
+
+    async fn send_via(
+        &self,
+        d: &NotifyDriver,
+        ctxt: &Dict,
+        message: &Dict,
+        priority: Priority,
+        event_type: &str,
+    ) {
+        match d {
+            NotifyDriver::Noop => {}
+            NotifyDriver::Test(store) => {
+                store
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(Recorded {
+                        ctxt: ctxt.clone(),
+                        message: message.clone(),
+                        priority,
+                        retry: self.retry,
+                    })
+            }
+            NotifyDriver::Log => log_notification(priority, event_type, message),
+            NotifyDriver::Messaging | NotifyDriver::MessagingV2 => {
+                for topic in self.topics.iter() {
+                    let out = Outgoing {
+                        target: Target::topic(format!("{topic}.{priority}")),
+                        ctxt: ctxt.clone(),
+                        message: message.clone(),
+                        timeout: None,
+                        call_monitor_timeout: None,
+                        retry: self.retry,
+                    };
+                    if let Err(e) = self.transport.driver.notify(out).await {
+                        tracing::error!(topic, event_type, error = %e, "could not send notification");
                     }
+                }
+            }
+            NotifyDriver::Routing(cfg) => {
+                for sub in cfg.select(event_type, priority) {
+                    if matches!(sub, NotifyDriver::Routing(_)) {
+                        tracing::warn!("a routing driver inside a routing driver is ignored");
+                        continue;
+                    }
+                    Box::pin(self.send_via(sub, ctxt, message, priority, event_type)).await;
                 }
             }
         }
@@ -279,6 +403,20 @@ fn log_notification(priority: Priority, event_type: &str, message: &Dict) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// MSG-NOT-09: fnmatch-style globs.
+    #[test]
+    fn glob_match_is_fnmatch() {
+        assert!(glob_match("compute.*", "compute.instance.create"));
+        assert!(!glob_match("compute.*", "network.x"));
+        assert!(glob_match("c?mpute", "compute"));
+        assert!(glob_match("[ei]nfo", "info"));
+        assert!(!glob_match("[!ei]nfo", "info"));
+        assert!(
+            glob_match("a.b", "a.b") && !glob_match("a.b", "axb"),
+            "dots are literal"
+        );
+    }
 
     /// MSG-NOT-02: the timestamp is Python's str(datetime).
     #[test]
