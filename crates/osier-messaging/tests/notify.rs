@@ -455,3 +455,63 @@ fn routing_driver_selects_by_event_and_priority() {
         ["compute.start", "network.down", "compute.dead"]
     );
 }
+
+/// MSG-NOT-11: log events become notifications: every record as `logrecord` at its level, or
+/// only errors as `error_notification` from `error.publisher`; the errors-only handler refuses a
+/// notifier with the log driver (it would loop).
+#[test]
+fn logging_handlers_turn_events_into_notifications() {
+    use osier_messaging::notify::log_handler::{LogHandlerMode, NotificationLayer};
+    use tracing_subscriber::layer::SubscriberExt;
+    let t = Transport::new("memory://").unwrap();
+    let (all, errs) = (
+        Arc::new(Mutex::new(Vec::<Recorded>::new())),
+        Arc::new(Mutex::new(Vec::<Recorded>::new())),
+    );
+    let h = bridge().tokio().clone();
+    let all_layer = NotificationLayer::new(
+        Notifier::new(&t, "svc").driver(NotifyDriver::Test(all.clone())),
+        h.clone(),
+        LogHandlerMode::AllRecords,
+    )
+    .unwrap();
+    let err_layer = NotificationLayer::new(
+        Notifier::new(&t, "svc").driver(NotifyDriver::Test(errs.clone())),
+        h.clone(),
+        LogHandlerMode::ErrorsOnly,
+    )
+    .unwrap();
+    let subscriber = tracing_subscriber::registry()
+        .with(all_layer)
+        .with(err_layer);
+    tracing::subscriber::with_default(subscriber, || {
+        tracing::warn!(disk = "sda", "disk almost full");
+        tracing::error!("cannot write");
+    });
+    block(until(|| {
+        all.lock().unwrap().len() == 2 && errs.lock().unwrap().len() == 1
+    }));
+    let all = all.lock().unwrap().clone();
+    let mut prios: Vec<String> = all
+        .iter()
+        .map(|r| r.message["priority"].as_str().unwrap().to_string())
+        .collect();
+    prios.sort();
+    assert_eq!(prios, ["ERROR", "WARN"]);
+    assert!(all.iter().all(|r| r.message["event_type"] == "logrecord"));
+    let warn = all
+        .iter()
+        .find(|r| r.message["priority"] == "WARN")
+        .unwrap();
+    assert_eq!(warn.message["payload"]["msg"], "disk almost full");
+    assert_eq!(warn.message["payload"]["extra"]["disk"], "sda");
+    let errs = errs.lock().unwrap().clone();
+    assert_eq!(errs[0].message["event_type"], "error_notification");
+    assert_eq!(errs[0].message["publisher_id"], "error.publisher");
+    assert!(NotificationLayer::new(
+        Notifier::new(&t, "svc").driver(NotifyDriver::Log),
+        h,
+        LogHandlerMode::ErrorsOnly
+    )
+    .is_err());
+}

@@ -430,7 +430,7 @@ fn call_monitor_heartbeats_keep_a_long_call_alive() {
     });
 }
 
-/// MSG-SRV-03 / TEST-MSG-07: a target without server or topic fails at start; an unknown
+/// MSG-SRV-03, MSG-TGT-02 / TEST-MSG-07: a target without server or topic fails at start; an unknown
 /// executor name is ExecutorLoadFailure (including oslo's removed `blocking`).
 #[test]
 fn bad_targets_fail_at_start_and_unknown_executors_are_refused() {
@@ -692,7 +692,8 @@ fn requests_run_concurrently() {
     });
 }
 
-/// MSG-SER-01/03, MSG-DISP-06 / TEST-MSG-06: the serializer is called on the client for each
+/// MSG-SER-01/02/03, MSG-DISP-06 / TEST-MSG-06 (a `RequestContextSerializer` is such a
+/// `Serializer` impl): the serializer is called on the client for each
 /// argument and the context, then the result; on the server for the context, each argument, then
 /// the result.
 #[test]
@@ -819,5 +820,70 @@ fn request_message_shape() {
         assert_eq!(full.get("namespace"), Some(&json!("ns")));
         assert_eq!(full.get("version"), Some(&json!("1.2")));
         l.stop();
+    });
+}
+
+/// MSG-RPC-01/07: a client is built from a transport and a target; retry (None, -1, 0, N) is
+/// accepted and handed to the driver (the in-memory driver ignores it, as oslo's fake driver does,
+/// MSG-FAKE-04).
+#[test]
+fn client_construction_and_retry_values() {
+    let t = transport();
+    let top = topic("retry");
+    block(async {
+        let s = started(
+            &t,
+            Target::topic(&top).with_server("s"),
+            vec![echo_endpoint("s")],
+        )
+        .await;
+        for retry in [None, Some(-1), Some(0), Some(3)] {
+            let mut c = RpcClient::new(&t, Target::topic(&top)).timeout(Duration::from_secs(2));
+            if let Some(r) = retry {
+                c = c.retry(r);
+            }
+            let p = c.prepare().retry(retry).build().unwrap();
+            let r: serde_json::Value = p
+                .call(&RequestContext::new(), "echo", json!({"value": 1}))
+                .await
+                .unwrap();
+            assert_eq!(r["value"], 1);
+        }
+        s.stop().await.unwrap();
+        s.wait().await.unwrap();
+    });
+}
+
+/// MSG-SER-04: messages must be JSON: arguments that do not serialize to an object of named
+/// arguments are a typed error before anything is sent.
+#[test]
+fn arguments_must_be_a_json_object() {
+    let t = transport();
+    let c = RpcClient::new(&t, Target::topic(topic("json")));
+    block(async {
+        let r = c.cast(&RequestContext::new(), "m", json!([1, 2])).await;
+        assert!(matches!(r, Err(MessagingError::Serialization(_))));
+        let mut bad = std::collections::HashMap::new();
+        bad.insert(vec![1u8], 1); // a map with non-string keys is not JSON
+        let r = c.cast(&RequestContext::new(), "m", bad).await;
+        assert!(matches!(r, Err(MessagingError::Serialization(_))));
+        assert!(
+            c.cast(&RequestContext::new(), "m", ()).await.is_ok(),
+            "no arguments"
+        );
+    });
+}
+
+/// MSG-SRV-04: reset does nothing (oslo's reset is a no-op for RPC servers).
+#[test]
+fn reset_does_nothing() {
+    let t = transport();
+    let s = lifecycle_server(&t);
+    block(async {
+        s.start().await.unwrap();
+        s.reset();
+        assert_eq!(s.cycle(), 1);
+        s.stop().await.unwrap();
+        s.wait().await.unwrap();
     });
 }

@@ -1,6 +1,7 @@
 //! Notifications: the [`Notifier`] and the [`NotificationListener`] (MSG-NOT-*, MSG-LSN-*).
 
 pub mod listener;
+pub mod log_handler;
 pub mod notifier;
 
 use std::fmt;

@@ -268,6 +268,11 @@ impl Notifier {
         n
     }
 
+    /// True if one of the drivers satisfies `f`.
+    pub fn has_driver(&self, f: impl Fn(&NotifyDriver) -> bool) -> bool {
+        self.drivers.iter().any(f)
+    }
+
     /// False only when the drivers are exactly `[noop]` (MSG-NOT-07).
     pub fn is_enabled(&self) -> bool {
         !(self.drivers.len() == 1 && matches!(self.drivers[0], NotifyDriver::Noop))

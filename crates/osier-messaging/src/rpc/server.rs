@@ -248,6 +248,10 @@ impl RpcServer {
         self.wait_with(StepOptions::default()).await
     }
 
+    /// Does nothing, like oslo's `reset()` for RPC servers (MSG-SRV-04); here so service code
+    /// written against oslo's `Service` contract can call it.
+    pub fn reset(&self) {}
+
     /// Which start/stop/wait cycle the server is in (1 after the first start).
     pub fn cycle(&self) -> u64 {
         lock(&self.inner.life).cycle
