@@ -235,6 +235,9 @@ impl Acker for MemAcker {
 }
 
 struct MemListener {
+    /// Keep a copy of each message for `requeue` (notifications); RPC never requeues
+    /// (at most once, MSG-SRV-06), so its listener moves messages out without copying.
+    keep_for_requeue: bool,
     queues: Vec<Arc<Queue>>,
     inbox: Arc<Inbox>,
     stopped: Arc<Notify>,
@@ -248,6 +251,18 @@ impl MemListener {
             .reply
             .clone()
             .map(|tx| Arc::new(MemReplier(tx)) as Arc<dyn Replier>);
+        if !self.keep_for_requeue {
+            return Some(Incoming {
+                ctxt: env.ctxt,
+                message: env.message,
+                replier,
+                client_timeout,
+                acker: Box::new(MemAcker {
+                    requeue_to: q,
+                    env: Mutex::new(None),
+                }),
+            });
+        }
         Some(Incoming {
             ctxt: env.ctxt.clone(),
             message: env.message.clone(),
@@ -360,6 +375,7 @@ impl Driver for MemoryDriver {
             q.subscribe(&inbox);
         }
         Ok(Box::new(MemListener {
+            keep_for_requeue: false,
             queues,
             inbox,
             stopped: Arc::new(Notify::new()),
@@ -387,6 +403,7 @@ impl Driver for MemoryDriver {
             q.subscribe(&inbox);
         }
         Ok(Box::new(MemListener {
+            keep_for_requeue: true,
             queues,
             inbox,
             stopped: Arc::new(Notify::new()),
