@@ -20,7 +20,17 @@ use osier_bridge::Bridge;
 /// One bridge for all bridge workloads, with the defaults (one green hub; one tokio worker per core).
 pub fn bridge() -> &'static Bridge {
     static B: OnceLock<Bridge> = OnceLock::new();
-    B.get_or_init(|| Bridge::builder().build().expect("bridge"))
+    B.get_or_init(|| {
+        // OSIER_BENCH_TOKIO_WORKERS overrides the worker count, to compare configurations.
+        let mut b = Bridge::builder();
+        if let Some(n) = std::env::var("OSIER_BENCH_TOKIO_WORKERS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+        {
+            b = b.tokio_workers(n);
+        }
+        b.build().expect("bridge")
+    })
 }
 
 type Echo = (
