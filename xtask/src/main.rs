@@ -222,28 +222,7 @@ fn bench_eventlet(rest: &[String]) -> Result<(), String> {
     let mut results = BTreeMap::new();
 
     println!("==> Rust side (osier-green, may, tokio), release build");
-    let mut c = cargo();
-    c.args([
-        "run",
-        "--release",
-        "-q",
-        "-p",
-        "osier-benches",
-        "--bin",
-        "green_table",
-        "--",
-    ]);
-    if quick {
-        c.arg("--quick");
-    }
-    let out = c.output().map_err(|e| e.to_string())?;
-    if !out.status.success() {
-        return Err(format!(
-            "green_table failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    parse_lines(&String::from_utf8_lossy(&out.stdout), &mut results);
+    results.extend(run_table("green_table", quick, false)?);
 
     println!("==> Python side (eventlet {EVENTLET_VERSION})");
     let mut c = Command::new(&py);
@@ -264,9 +243,14 @@ fn bench_eventlet(rest: &[String]) -> Result<(), String> {
     Ok(())
 }
 
-/// Runs `bridge_table`, pinned to CPU 0 when `one_core` (every thread on one core: no
-/// cross-CPU wake-ups, so the software cost shows without the VM's 5-55 us IPI noise).
-fn bridge_table(quick: bool, one_core: bool) -> Result<BTreeMap<(String, String), f64>, String> {
+/// Builds and runs the table runner `bin` of osier-benches (release), pinned to CPU 0 when
+/// `one_core` (every thread on one core: no cross-CPU wake-ups, so the software cost shows
+/// without the VM's 5-55 us IPI noise), and reads its JSON lines.
+fn run_table(
+    bin: &str,
+    quick: bool,
+    one_core: bool,
+) -> Result<BTreeMap<(String, String), f64>, String> {
     let build = cargo()
         .args([
             "build",
@@ -275,14 +259,14 @@ fn bridge_table(quick: bool, one_core: bool) -> Result<BTreeMap<(String, String)
             "-p",
             "osier-benches",
             "--bin",
-            "bridge_table",
+            bin,
         ])
         .status()
         .map_err(|e| e.to_string())?;
     if !build.success() {
-        return Err("building bridge_table failed".into());
+        return Err(format!("building {bin} failed"));
     }
-    let exe = root().join("target/release/bridge_table");
+    let exe = root().join("target/release").join(bin);
     let mut c = if one_core {
         let mut c = Command::new("taskset");
         c.args(["-c", "0"]).arg(&exe);
@@ -293,12 +277,10 @@ fn bridge_table(quick: bool, one_core: bool) -> Result<BTreeMap<(String, String)
     if quick {
         c.arg("--quick");
     }
-    let out = c
-        .output()
-        .map_err(|e| format!("running bridge_table: {e}"))?;
+    let out = c.output().map_err(|e| format!("running {bin}: {e}"))?;
     if !out.status.success() {
         return Err(format!(
-            "bridge_table failed: {}",
+            "{bin} failed: {}",
             String::from_utf8_lossy(&out.stderr)
         ));
     }
@@ -310,9 +292,9 @@ fn bridge_table(quick: bool, one_core: bool) -> Result<BTreeMap<(String, String)
 fn bench_bridge(rest: &[String]) -> Result<(), String> {
     let quick = rest.iter().any(|a| a == "--quick");
     println!("==> bridge benchmarks, all threads on one core (taskset -c 0)");
-    let one = bridge_table(quick, true)?;
+    let one = run_table("bridge_table", quick, true)?;
     println!("==> bridge benchmarks, free to use every core");
-    let all = bridge_table(quick, false)?;
+    let all = run_table("bridge_table", quick, false)?;
     let get = |r: &BTreeMap<(String, String), f64>, b: &str| {
         r.get(&(b.to_string(), "osier".to_string())).copied()
     };
@@ -389,29 +371,7 @@ fn bench_bridge(rest: &[String]) -> Result<(), String> {
 
 fn bench_messaging(rest: &[String]) -> Result<(), String> {
     let quick = rest.iter().any(|a| a == "--quick");
-    let mut c = cargo();
-    c.args([
-        "run",
-        "--release",
-        "-q",
-        "-p",
-        "osier-benches",
-        "--bin",
-        "messaging_table",
-        "--",
-    ]);
-    if quick {
-        c.arg("--quick");
-    }
-    let out = c.output().map_err(|e| e.to_string())?;
-    if !out.status.success() {
-        return Err(format!(
-            "messaging_table failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    let mut r = BTreeMap::new();
-    parse_lines(&String::from_utf8_lossy(&out.stdout), &mut r);
+    let r = run_table("messaging_table", quick, false)?;
     let get = |b: &str, i: &str| r.get(&(b.to_string(), i.to_string())).copied();
     let f = |v: Option<f64>| v.map(|x| format!("{x:.0}")).unwrap_or_else(|| "-".into());
     println!();

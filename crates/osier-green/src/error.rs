@@ -59,8 +59,9 @@ pub enum RuntimeError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GreenletExit;
 
-/// Turns a panic payload into the message it carries.
-pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
+/// Turns a panic payload into the message it carries (`&str` or `String` payloads; anything else
+/// is described as such).
+pub fn panic_message(payload: &(dyn Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&'static str>() {
         (*s).to_string()
     } else if let Some(s) = payload.downcast_ref::<String>() {

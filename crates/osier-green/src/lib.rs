@@ -83,7 +83,7 @@ pub mod tpool;
 mod waiter;
 mod watchdog;
 
-pub use error::{GreenError, GreenletExit, RuntimeError};
+pub use error::{panic_message, GreenError, GreenletExit, RuntimeError};
 pub use event::{Event, EventError};
 pub use greenthread::{
     current, in_green_thread, sleep, spawn, spawn_after, spawn_n, yield_now, Current, GreenBuilder,

@@ -244,6 +244,20 @@ struct MemListener {
 }
 
 impl MemListener {
+    /// A listener consuming from `queues` through one inbox.
+    fn subscribe(queues: Vec<Arc<Queue>>, keep_for_requeue: bool) -> Box<dyn Listener> {
+        let inbox = Arc::new(Inbox::default());
+        for q in &queues {
+            q.subscribe(&inbox);
+        }
+        Box::new(MemListener {
+            keep_for_requeue,
+            queues,
+            inbox,
+            stopped: Arc::new(Notify::new()),
+        })
+    }
+
     fn take(&self) -> Option<Incoming> {
         let (env, q) = lock(&self.inbox.items).pop_front()?;
         let client_timeout = env.timeout;
@@ -370,16 +384,7 @@ impl Driver for MemoryDriver {
             .ok_or_else(|| target.invalid("an RPC server needs a server"))?;
         let ex = self.exchange(target);
         let queues = vec![ex.server_queue(topic, server), ex.topic_queue(topic)];
-        let inbox = Arc::new(Inbox::default());
-        for q in &queues {
-            q.subscribe(&inbox);
-        }
-        Ok(Box::new(MemListener {
-            keep_for_requeue: false,
-            queues,
-            inbox,
-            stopped: Arc::new(Notify::new()),
-        }))
+        Ok(MemListener::subscribe(queues, false))
     }
 
     async fn notify(&self, msg: Outgoing) -> Result<(), MessagingError> {
@@ -398,16 +403,7 @@ impl Driver for MemoryDriver {
             })?;
             queues.push(self.exchange(t).pool_queue(topic, pool));
         }
-        let inbox = Arc::new(Inbox::default());
-        for q in &queues {
-            q.subscribe(&inbox);
-        }
-        Ok(Box::new(MemListener {
-            keep_for_requeue: true,
-            queues,
-            inbox,
-            stopped: Arc::new(Notify::new()),
-        }))
+        Ok(MemListener::subscribe(queues, true))
     }
 
     /// Wipes every in-memory exchange in the process (MSG-FAKE-01).

@@ -471,11 +471,7 @@ impl<T, F: std::future::Future<Output = T> + Unpin> std::future::Future for Catc
         })) {
             Ok(std::task::Poll::Ready(v)) => std::task::Poll::Ready(Ok(v)),
             Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
-            Err(p) => std::task::Poll::Ready(Err(p
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| p.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "panic".into()))),
+            Err(p) => std::task::Poll::Ready(Err(osier_green::panic_message(&*p))),
         }
     }
 }
@@ -495,12 +491,7 @@ async fn run(
 ) -> Result<Value, Failure> {
     let bridge = &inner.bridge;
     let join_err = |e: tokio::task::JoinError| match e.try_into_panic() {
-        Ok(p) => panic_failure(
-            p.downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| p.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "panic".into()),
-        ),
+        Ok(p) => panic_failure(osier_green::panic_message(&*p)),
         Err(e) => Failure::new("Cancelled", "osier", e.to_string()),
     };
     let green_err = |e: osier_green::GreenError| match e {
