@@ -145,6 +145,27 @@ impl<T, S: Store<T>> Inner<T, S> {
         self.putters.notify_one();
         Some(item)
     }
+
+    /// One attempt of a put: `slot` holds the item until it goes in.
+    fn attempt_put(&mut self, slot: &mut Option<T>) -> Option<()> {
+        if !self.can_put() {
+            return None;
+        }
+        if let Some(item) = slot.take() {
+            self.do_put(item);
+        }
+        Some(())
+    }
+
+    /// One attempt of a get.
+    fn attempt_get(&mut self) -> Option<T> {
+        let r = self.do_get();
+        if r.is_none() && self.maxsize == Some(0) {
+            // A putter of a rendezvous queue waits for a getter: we are about to be one.
+            self.putters.notify_one();
+        }
+        r
+    }
 }
 
 /// A green queue with store `S`. Cloning gives another handle to the same queue. Usable from
@@ -207,16 +228,7 @@ impl<T: Send, S: Store<T>> GenericQueue<T, S> {
             &self.inner,
             |s| &mut s.putters,
             deadline,
-            |s| {
-                if s.can_put() {
-                    if let Some(item) = slot.take() {
-                        s.do_put(item);
-                    }
-                    Some(())
-                } else {
-                    None
-                }
-            },
+            |s| s.attempt_put(&mut slot),
         );
         match (r, slot) {
             (Ok(()), _) => Ok(()),
@@ -230,14 +242,7 @@ impl<T: Send, S: Store<T>> GenericQueue<T, S> {
             &self.inner,
             |s| &mut s.getters,
             deadline,
-            |s| {
-                let r = s.do_get();
-                if r.is_none() && s.maxsize == Some(0) {
-                    // A putter of a rendezvous queue waits for a getter: we are about to be one.
-                    s.putters.notify_one();
-                }
-                r
-            },
+            Inner::attempt_get,
         )
         .map_err(|_| Empty)
     }
@@ -249,16 +254,7 @@ impl<T: Send, S: Store<T>> GenericQueue<T, S> {
         WaitFuture::new(
             &self.inner,
             |s| &mut s.putters,
-            move |s: &mut Inner<T, S>| {
-                if s.can_put() {
-                    if let Some(item) = slot.take() {
-                        s.do_put(item);
-                    }
-                    Some(())
-                } else {
-                    None
-                }
-            },
+            move |s: &mut Inner<T, S>| s.attempt_put(&mut slot),
         )
         .await
     }
@@ -266,18 +262,7 @@ impl<T: Send, S: Store<T>> GenericQueue<T, S> {
     /// Takes the next item from async code, without blocking the executor's thread. Cancel-safe:
     /// an item is taken only when the future completes.
     pub async fn get_async(&self) -> T {
-        WaitFuture::new(
-            &self.inner,
-            |s| &mut s.getters,
-            |s: &mut Inner<T, S>| {
-                let r = s.do_get();
-                if r.is_none() && s.maxsize == Some(0) {
-                    s.putters.notify_one();
-                }
-                r
-            },
-        )
-        .await
+        WaitFuture::new(&self.inner, |s| &mut s.getters, Inner::attempt_get).await
     }
 
     /// Adds `item`, waiting while the queue is full.
