@@ -62,13 +62,13 @@ pub enum MessagingError {
         version_cap: String,
     },
     /// No compatible endpoint has the method (MSG-DISP-03).
-    #[error("endpoint does not support RPC method {method}")]
+    #[error("Endpoint does not support RPC method {method}")]
     NoSuchMethod {
         /// The method.
         method: String,
     },
     /// No endpoint is compatible with the namespace and version (MSG-DISP-03).
-    #[error("endpoint does not support RPC version {version}. Attempted method: {method}")]
+    #[error("Endpoint does not support RPC version {version}. Attempted method: {method}")]
     UnsupportedVersion {
         /// The requested version.
         version: String,

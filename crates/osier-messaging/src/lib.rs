@@ -22,6 +22,7 @@
 //! | `get_notification_listener(transport, targets, endpoints, pool=..., allow_requeue=...)` | [`NotificationListener::new`]`(..).pool(..).allow_requeue(..)` |
 #![warn(missing_docs)]
 
+pub mod amqp;
 mod context;
 pub mod driver;
 mod error;

@@ -1,0 +1,360 @@
+//! The oslo.messaging wire format on RabbitMQ (`oslo-wire.md` sections 3-8): bodies, the 2.0
+//! envelope, RPC requests, replies, failures and notifications, as pure functions over JSON.
+//!
+//! The AMQP driver (issue 5) publishes what these functions build and hands what it consumes to
+//! them; keeping the format here, apart from the connection handling, lets every captured test
+//! vector be checked without a broker.
+//!
+//! ```
+//! use osier_messaging::amqp::wire;
+//! use serde_json::json;
+//!
+//! let msg = json!({"method": "echo", "args": {"value": 1}});
+//! let ctx = json!({"request_id": "req-1"});
+//! let inner = wire::encode_request(
+//!     msg.as_object().unwrap(), ctx.as_object().unwrap(),
+//!     Some(wire::CallInfo { msg_id: "m1", reply_q: "reply_x", call_monitor_timeout: None }),
+//!     "u1",
+//! );
+//! let body = wire::encode_body(&inner);
+//! let back = wire::decode_request(wire::decode_body(&body).unwrap()).unwrap();
+//! assert_eq!(back.message["method"], "echo");
+//! assert_eq!(back.ctxt["request_id"], "req-1");
+//! assert_eq!(back.msg_id.as_deref(), Some("m1"));
+//! ```
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use crate::driver::Dict;
+use crate::error::{Failure, MessagingError};
+
+/// The only envelope version Python accepts (major 2, minor 0).
+pub const OSLO_VERSION: &str = "2.0";
+/// The `content_type` every oslo message carries; Python rejects messages without it.
+pub const CONTENT_TYPE: &str = "application/json";
+/// The `content_encoding` oslo sets.
+pub const CONTENT_ENCODING: &str = "utf-8";
+/// How many recent `_unique_id`s a listener remembers to drop duplicates.
+pub const DUPLICATE_WINDOW: usize = 16;
+const CONTEXT_PREFIX: &str = "_context_";
+
+/// What is wrong with a body or message received from the wire.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    /// The body is not JSON.
+    #[error("body is not JSON: {0}")]
+    NotJson(String),
+    /// The body (or the enveloped message) is JSON but not an object.
+    #[error("body is not a JSON object")]
+    NotObject,
+    /// An envelope with a version other than 2.0 (Python rejects those too).
+    #[error("unsupported oslo envelope version {0:?}")]
+    UnsupportedEnvelope(String),
+    /// A required member is missing or has the wrong type.
+    #[error("bad member {0}")]
+    BadMember(&'static str),
+}
+
+impl From<WireError> for MessagingError {
+    fn from(e: WireError) -> Self {
+        MessagingError::Serialization(e.to_string())
+    }
+}
+
+/// A new `_unique_id` / `_msg_id`: uuid4 as 32 lower-case hex digits.
+pub fn new_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// The `expiration` property of a call request: the call timeout in milliseconds, as a string.
+pub fn expiration_ms(timeout: Duration) -> String {
+    timeout.as_millis().to_string()
+}
+
+/// The 2.0 envelope: `{"oslo.version": "2.0", "oslo.message": "<the message as a JSON string>"}`.
+pub fn encode_body(inner: &Dict) -> Vec<u8> {
+    let text = Value::Object(inner.clone()).to_string();
+    let mut env = Map::new();
+    env.insert("oslo.version".into(), OSLO_VERSION.into());
+    env.insert("oslo.message".into(), text.into());
+    Value::Object(env).to_string().into_bytes()
+}
+
+/// The legacy 1.0 body (notifications with the `messaging` driver): the message itself.
+pub fn encode_body_v1(inner: &Dict) -> Vec<u8> {
+    Value::Object(inner.clone()).to_string().into_bytes()
+}
+
+/// Decodes a body: the 2.0 envelope, or a bare message object (both are accepted by Python).
+pub fn decode_body(body: &[u8]) -> Result<Dict, WireError> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| WireError::NotJson(e.to_string()))?;
+    let Value::Object(obj) = v else {
+        return Err(WireError::NotObject);
+    };
+    match obj.get("oslo.version") {
+        None => Ok(obj),
+        Some(Value::String(ver)) if ver == OSLO_VERSION => {
+            let Some(Value::String(inner)) = obj.get("oslo.message") else {
+                return Err(WireError::BadMember("oslo.message"));
+            };
+            match serde_json::from_str::<Value>(inner) {
+                Ok(Value::Object(m)) => Ok(m),
+                Ok(_) => Err(WireError::NotObject),
+                Err(e) => Err(WireError::NotJson(e.to_string())),
+            }
+        }
+        Some(other) => Err(WireError::UnsupportedEnvelope(match other {
+            Value::String(s) => s.clone(),
+            v => v.to_string(),
+        })),
+    }
+}
+
+/// The call-only members of a request.
+#[derive(Debug, Clone, Copy)]
+pub struct CallInfo<'a> {
+    /// `_msg_id`: the reply carries it back.
+    pub msg_id: &'a str,
+    /// `_reply_q`: the caller's reply queue.
+    pub reply_q: &'a str,
+    /// `_timeout`: the call-monitor timeout in seconds (`null` when unused).
+    pub call_monitor_timeout: Option<Duration>,
+}
+
+fn flatten_context(out: &mut Dict, ctxt: &Dict) {
+    for (k, v) in ctxt {
+        out.insert(format!("{CONTEXT_PREFIX}{k}"), v.clone());
+    }
+}
+
+fn seconds(d: Duration) -> Value {
+    if d.subsec_nanos() == 0 {
+        Value::from(d.as_secs())
+    } else {
+        Value::from(d.as_secs_f64())
+    }
+}
+
+/// A request's inner message (section 5): `message` is `{method, args[, namespace, version]}`;
+/// the context is flattened into `_context_<key>` members; calls add `_msg_id`, `_reply_q` and
+/// `_timeout`.
+pub fn encode_request(
+    message: &Dict,
+    ctxt: &Dict,
+    call: Option<CallInfo<'_>>,
+    unique_id: &str,
+) -> Dict {
+    let mut out = Dict::new();
+    for k in ["method", "args", "namespace", "version"] {
+        if let Some(v) = message.get(k) {
+            out.insert(k.into(), v.clone());
+        }
+    }
+    if !out.contains_key("args") {
+        out.insert("args".into(), Value::Object(Dict::new()));
+    }
+    if let Some(c) = call {
+        out.insert("_msg_id".into(), c.msg_id.into());
+        out.insert("_reply_q".into(), c.reply_q.into());
+        out.insert(
+            "_timeout".into(),
+            c.call_monitor_timeout.map(seconds).unwrap_or(Value::Null),
+        );
+    }
+    out.insert("_unique_id".into(), unique_id.into());
+    flatten_context(&mut out, ctxt);
+    out
+}
+
+/// A decoded request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RequestWire {
+    /// `{method, args[, namespace, version]}` (`args` defaults to `{}`).
+    pub message: Dict,
+    /// The context, `_context_` prefixes stripped.
+    pub ctxt: Dict,
+    /// `_msg_id` (calls only): no reply without it.
+    pub msg_id: Option<String>,
+    /// `_reply_q` (calls only).
+    pub reply_q: Option<String>,
+    /// `_timeout`: the call-monitor timeout, when set.
+    pub call_monitor_timeout: Option<Duration>,
+    /// `_unique_id`, when present (the duplicate filter keys on it).
+    pub unique_id: Option<String>,
+}
+
+fn opt_str(m: &Dict, k: &str) -> Option<String> {
+    m.get(k).and_then(Value::as_str).map(str::to_string)
+}
+
+/// Splits a received request into its parts; unknown extra members are ignored (section 11.8).
+pub fn decode_request(mut inner: Dict) -> Result<RequestWire, WireError> {
+    if !matches!(inner.get("method"), Some(Value::String(_))) {
+        return Err(WireError::BadMember("method"));
+    }
+    let msg_id = opt_str(&inner, "_msg_id");
+    let reply_q = opt_str(&inner, "_reply_q");
+    let unique_id = opt_str(&inner, "_unique_id");
+    let call_monitor_timeout = inner
+        .get("_timeout")
+        .and_then(Value::as_f64)
+        .filter(|t| *t > 0.0 && t.is_finite())
+        .map(Duration::from_secs_f64);
+    let mut ctxt = Dict::new();
+    let mut message = Dict::new();
+    for (k, v) in std::mem::take(&mut inner) {
+        if let Some(key) = k.strip_prefix(CONTEXT_PREFIX) {
+            ctxt.insert(key.to_string(), v);
+        } else if matches!(k.as_str(), "method" | "args" | "namespace" | "version") {
+            message.insert(k, v);
+        }
+    }
+    match message.get("args") {
+        None | Some(Value::Null) => {
+            message.insert("args".into(), Value::Object(Dict::new()));
+        }
+        Some(Value::Object(_)) => {}
+        Some(_) => return Err(WireError::BadMember("args")),
+    }
+    Ok(RequestWire {
+        message,
+        ctxt,
+        msg_id,
+        reply_q,
+        call_monitor_timeout,
+        unique_id,
+    })
+}
+
+/// A reply's inner message (section 6): `result`, `failure` (the failure as a JSON *string*, or
+/// null), `ending`, `_msg_id`, `_unique_id`. A heartbeat is `result: null, failure: null,
+/// ending: false`.
+pub fn encode_reply(
+    result: Option<&Value>,
+    failure: Option<&Failure>,
+    ending: bool,
+    msg_id: &str,
+    unique_id: &str,
+) -> Dict {
+    let mut out = Dict::new();
+    out.insert("result".into(), result.cloned().unwrap_or(Value::Null));
+    out.insert(
+        "failure".into(),
+        match failure {
+            Some(f) => Value::String(serde_json::to_string(f).unwrap_or_default()),
+            None => Value::Null,
+        },
+    );
+    out.insert("ending".into(), ending.into());
+    out.insert("_msg_id".into(), msg_id.into());
+    out.insert("_unique_id".into(), unique_id.into());
+    out
+}
+
+/// A decoded reply.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplyWire {
+    /// `result` (null when absent).
+    pub result: Value,
+    /// The failure, when the server failed.
+    pub failure: Option<Failure>,
+    /// `ending`: false for heartbeats (and for the first half of a legacy two-part reply).
+    pub ending: bool,
+    /// `_msg_id`: which call this answers.
+    pub msg_id: String,
+}
+
+/// Decodes a reply. `ending` missing counts as false (Python keeps waiting too); a failure that
+/// carries only class, module and message is accepted.
+pub fn decode_reply(inner: &Dict) -> Result<ReplyWire, WireError> {
+    let msg_id = opt_str(inner, "_msg_id").ok_or(WireError::BadMember("_msg_id"))?;
+    let failure = match inner.get("failure") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => {
+            Some(serde_json::from_str::<Failure>(s).map_err(|_| WireError::BadMember("failure"))?)
+        }
+        Some(_) => return Err(WireError::BadMember("failure")),
+    };
+    Ok(ReplyWire {
+        result: inner.get("result").cloned().unwrap_or(Value::Null),
+        failure,
+        ending: inner
+            .get("ending")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+        msg_id,
+    })
+}
+
+/// A notification's inner message (section 8): `message` holds `message_id`, `publisher_id`,
+/// `event_type`, `priority`, `payload`, `timestamp`; the context is flattened; `_unique_id` added.
+pub fn encode_notification(message: &Dict, ctxt: &Dict, unique_id: &str) -> Dict {
+    let mut out = Dict::new();
+    for (k, v) in message {
+        out.insert(k.clone(), v.clone());
+    }
+    out.insert("_unique_id".into(), unique_id.into());
+    flatten_context(&mut out, ctxt);
+    out
+}
+
+/// A decoded notification: the message members and the context, prefixes stripped.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NotificationWire {
+    /// `message_id`, `publisher_id`, `event_type`, `priority`, `payload`, `timestamp` (and any
+    /// other member Python sent).
+    pub message: Dict,
+    /// The context.
+    pub ctxt: Dict,
+    /// `_unique_id`, when present.
+    pub unique_id: Option<String>,
+}
+
+/// Splits a received notification into message, context and unique id.
+pub fn decode_notification(inner: Dict) -> NotificationWire {
+    let unique_id = opt_str(&inner, "_unique_id");
+    let mut ctxt = Dict::new();
+    let mut message = Dict::new();
+    for (k, v) in inner {
+        if let Some(key) = k.strip_prefix(CONTEXT_PREFIX) {
+            ctxt.insert(key.to_string(), v);
+        } else if k != "_unique_id" {
+            message.insert(k, v);
+        }
+    }
+    NotificationWire {
+        message,
+        ctxt,
+        unique_id,
+    }
+}
+
+/// Drops messages whose `_unique_id` is among the last [`DUPLICATE_WINDOW`] seen (section 6).
+#[derive(Debug, Default)]
+pub struct DuplicateFilter {
+    recent: VecDeque<String>,
+}
+
+impl DuplicateFilter {
+    /// A filter that has seen nothing.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// True if `id` was seen recently (the message is a duplicate); otherwise remembers it.
+    /// A message without an id is never a duplicate.
+    pub fn is_duplicate(&mut self, id: Option<&str>) -> bool {
+        let Some(id) = id else { return false };
+        if self.recent.iter().any(|x| x == id) {
+            return true;
+        }
+        if self.recent.len() == DUPLICATE_WINDOW {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(id.to_string());
+        false
+    }
+}

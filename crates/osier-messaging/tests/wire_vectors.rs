@@ -1,0 +1,297 @@
+//! The oslo.messaging wire format against the captured test vectors (`oslo-wire.md` section 13,
+//! copied into `tests/data/oslo-wire-vectors.json`) and section 11's checklist.
+
+use std::time::Duration;
+
+use osier_messaging::amqp::wire::{self, CallInfo, DuplicateFilter, WireError};
+use osier_messaging::Failure;
+use serde_json::{json, Value};
+
+fn vectors() -> Vec<Value> {
+    let text = include_str!("data/oslo-wire-vectors.json");
+    let v: Value = serde_json::from_str(text).unwrap();
+    v["vectors"].as_array().unwrap().clone()
+}
+
+fn vector(name: &str) -> (Value, serde_json::Map<String, Value>) {
+    let v = vectors()
+        .into_iter()
+        .find(|v| v["name"] == name)
+        .unwrap_or_else(|| panic!("{name}"));
+    let inner = wire::decode_body(v["body"].as_str().unwrap().as_bytes()).unwrap();
+    (v, inner)
+}
+
+/// Section 11 item 8: every captured message decodes (envelope and bare bodies).
+#[test]
+fn every_captured_vector_decodes() {
+    let all = vectors();
+    assert_eq!(all.len(), 17);
+    for v in all {
+        let body = v["body"].as_str().unwrap();
+        let inner =
+            wire::decode_body(body.as_bytes()).unwrap_or_else(|e| panic!("{}: {e}", v["name"]));
+        let name = v["name"].as_str().unwrap();
+        if name.starts_with("rpc_call_request")
+            || name.contains("cast_request")
+            || name == "rpc_call_monitor_request"
+        {
+            let r = wire::decode_request(inner).unwrap();
+            assert!(r.message["method"].is_string(), "{name}");
+            assert!(r.message["args"].is_object(), "{name}");
+        } else if name.contains("reply") {
+            let r = wire::decode_reply(&inner).unwrap();
+            assert_eq!(r.msg_id.len(), 32, "{name}");
+        } else {
+            let n = wire::decode_notification(inner);
+            assert!(n.message["priority"].is_string(), "{name}");
+        }
+    }
+}
+
+/// Section 5.1: a call request's members and the flattened context.
+#[test]
+fn call_request_vector() {
+    let (v, inner) = vector("rpc_call_request");
+    assert_eq!(v["routing_key"], "probe.s1");
+    let r = wire::decode_request(inner).unwrap();
+    assert_eq!(r.message["method"], "echo");
+    assert_eq!(r.message["args"], json!({"value": 1}));
+    assert_eq!(r.msg_id.as_deref().map(str::len), Some(32));
+    assert!(r.reply_q.as_deref().unwrap().starts_with("reply_"));
+    assert_eq!(r.call_monitor_timeout, None, "_timeout: null");
+    assert_eq!(r.ctxt["user_id"], "probe-user");
+    assert_eq!(
+        r.ctxt["request_id"],
+        "req-dfc3625d-f814-46b7-8fa1-a21da201ca85"
+    );
+    assert!(!r.ctxt.contains_key("_msg_id"));
+}
+
+/// Sections 5.1/5.2: namespace and version travel only when set; a cast has no call members;
+/// call-monitor requests carry `_timeout`; nested context values survive.
+#[test]
+fn request_variants() {
+    let r = wire::decode_request(vector("rpc_call_request_namespace_version").1).unwrap();
+    assert_eq!(
+        (
+            r.message["namespace"].as_str(),
+            r.message["version"].as_str()
+        ),
+        (Some("probe_ns"), Some("2.1"))
+    );
+    let cast = wire::decode_request(vector("rpc_cast_request").1).unwrap();
+    assert!(cast.msg_id.is_none() && cast.reply_q.is_none() && cast.call_monitor_timeout.is_none());
+    let (fan_v, fan) = vector("rpc_fanout_cast_request");
+    assert_eq!(
+        (fan_v["exchange"].as_str(), fan_v["routing_key"].as_str()),
+        (Some("probe_fanout"), Some(""))
+    );
+    assert!(wire::decode_request(fan).unwrap().msg_id.is_none());
+    let cm = wire::decode_request(vector("rpc_call_monitor_request").1).unwrap();
+    assert_eq!(cm.call_monitor_timeout, Some(Duration::from_secs(2)));
+    let ctx = wire::decode_request(vector("rpc_call_request_context").1).unwrap();
+    assert_eq!(ctx.ctxt["nested"], json!({"a": 1}));
+    assert_eq!(ctx.ctxt["is_admin"], json!(false));
+}
+
+/// Sections 6/7: replies, heartbeats and the failure-in-a-string, with oslo's class names.
+#[test]
+fn reply_and_failure_vectors() {
+    let ok = wire::decode_reply(&vector("rpc_call_reply").1).unwrap();
+    assert_eq!(
+        (ok.result.clone(), ok.ending, ok.failure.is_none()),
+        (json!(1), true, true)
+    );
+    let hb = wire::decode_reply(&vector("rpc_call_monitor_heartbeat_reply").1).unwrap();
+    assert!(!hb.ending && hb.result.is_null() && hb.failure.is_none());
+    let custom = wire::decode_reply(&vector("rpc_failure_reply_custom").1)
+        .unwrap()
+        .failure
+        .unwrap();
+    assert_eq!(
+        (
+            custom.class.as_str(),
+            custom.module.as_str(),
+            custom.message.as_str()
+        ),
+        ("ProbeError", "probe_exceptions", "boom")
+    );
+    assert_eq!(custom.kwargs["code"], json!(7));
+    assert!(!custom.tb.is_empty());
+    let builtin = wire::decode_reply(&vector("rpc_failure_reply_builtin").1)
+        .unwrap()
+        .failure
+        .unwrap();
+    assert_eq!(
+        (builtin.class.as_str(), builtin.module.as_str()),
+        ("ValueError", "builtins")
+    );
+    let nsm = wire::decode_reply(&vector("rpc_failure_reply_no_such_method").1)
+        .unwrap()
+        .failure
+        .unwrap();
+    assert_eq!(
+        (nsm.class.as_str(), nsm.module.as_str()),
+        ("NoSuchMethod", "oslo_messaging.rpc.dispatcher")
+    );
+    let uv = wire::decode_reply(&vector("rpc_failure_reply_unsupported_version").1)
+        .unwrap()
+        .failure
+        .unwrap();
+    assert_eq!(uv.class, "UnsupportedVersion");
+    let ours_uv = Failure::from_error(&osier_messaging::MessagingError::UnsupportedVersion {
+        version: "9.9".into(),
+        method: "echo".into(),
+    });
+    assert_eq!(
+        ours_uv.message,
+        "Endpoint does not support RPC version 9.9. Attempted method: echo"
+    );
+    assert!(
+        uv.message
+            .starts_with("Endpoint does not support RPC version "),
+        "{}",
+        uv.message
+    );
+    // what our server sends for the same errors uses the same names
+    let ours =
+        Failure::from_error(&osier_messaging::MessagingError::NoSuchMethod { method: "x".into() });
+    assert_eq!(
+        (ours.class.as_str(), ours.module.as_str()),
+        (nsm.class.as_str(), nsm.module.as_str())
+    );
+    assert_eq!(ours.message, "Endpoint does not support RPC method x");
+}
+
+/// Section 8: notifications (2.0 envelope, request context, warn, legacy 1.0 body).
+#[test]
+fn notification_vectors() {
+    let (v, inner) = vector("notification_v2_info");
+    assert_eq!(v["routing_key"], "notifications.info");
+    let n = wire::decode_notification(inner);
+    assert_eq!(n.message["priority"], "INFO");
+    assert_eq!(
+        n.message["message_id"].as_str().map(str::len),
+        Some(36),
+        "dashed uuid"
+    );
+    assert!(n.ctxt.is_empty(), "a plain dict context is not sent");
+    let ts = n.message["timestamp"].as_str().unwrap();
+    assert_eq!((ts.len(), &ts[10..11]), (26, " "));
+    let rc = wire::decode_notification(vector("notification_v2_request_context").1);
+    assert!(rc.ctxt.contains_key("user_identity") && rc.ctxt["auth_token"].is_null());
+    assert_eq!(
+        wire::decode_notification(vector("notification_v2_warn").1).message["priority"],
+        "WARN"
+    );
+    let (v1, legacy) = vector("notification_v1_legacy");
+    assert!(
+        v1["body"].as_str().unwrap().starts_with("{\"message_id\""),
+        "no envelope"
+    );
+    assert_eq!(
+        wire::decode_notification(legacy).message["event_type"],
+        "probe.info.simple"
+    );
+}
+
+/// Section 4 / 11.3: what we encode is the 2.0 envelope with the message as a JSON string, and
+/// it decodes back (round trip for requests, replies with failures, heartbeats, notifications).
+#[test]
+fn our_encoding_round_trips_in_the_envelope() {
+    let msg = json!({"method": "echo", "args": {"v": "h\u{e9}llo"}, "version": "1.2"});
+    let ctx = json!({"request_id": "req-1", "roles": ["admin"]});
+    let inner = wire::encode_request(
+        msg.as_object().unwrap(),
+        ctx.as_object().unwrap(),
+        Some(CallInfo {
+            msg_id: "abc",
+            reply_q: "reply_q1",
+            call_monitor_timeout: Some(Duration::from_secs(4)),
+        }),
+        &wire::new_id(),
+    );
+    assert_eq!(inner["_timeout"], json!(4));
+    assert_eq!(inner["_context_roles"], json!(["admin"]));
+    let body = wire::encode_body(&inner);
+    let outer: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(outer.as_object().unwrap().len(), 2);
+    assert_eq!(outer["oslo.version"], "2.0");
+    assert!(
+        outer["oslo.message"].is_string(),
+        "the message travels as a JSON string"
+    );
+    let back = wire::decode_request(wire::decode_body(&body).unwrap()).unwrap();
+    assert_eq!(back.message["args"]["v"], "h\u{e9}llo");
+    assert_eq!(back.ctxt, *ctx.as_object().unwrap());
+    assert_eq!(back.call_monitor_timeout, Some(Duration::from_secs(4)));
+
+    let f = Failure::new("ValueError", "builtins", "bad");
+    let reply = wire::encode_reply(None, Some(&f), true, "abc", &wire::new_id());
+    assert!(
+        reply["failure"].is_string(),
+        "the failure travels as a JSON string"
+    );
+    let r = wire::decode_reply(&wire::decode_body(&wire::encode_body(&reply)).unwrap()).unwrap();
+    assert_eq!(r.failure, Some(f));
+    let hb = wire::decode_reply(&wire::encode_reply(None, None, false, "abc", "u")).unwrap();
+    assert!(!hb.ending && hb.failure.is_none());
+
+    let note = json!({"message_id": "m", "publisher_id": "p", "event_type": "e", "priority": "INFO", "payload": {}, "timestamp": "t"});
+    let n = wire::encode_notification(note.as_object().unwrap(), ctx.as_object().unwrap(), "u2");
+    let back = wire::decode_notification(wire::decode_body(&wire::encode_body_v1(&n)).unwrap());
+    assert_eq!(back.unique_id.as_deref(), Some("u2"));
+    assert_eq!(back.ctxt["request_id"], "req-1");
+    assert_eq!(wire::expiration_ms(Duration::from_secs(60)), "60000");
+}
+
+/// Section 3 / 11.8: what Python receivers refuse we refuse too (envelope 2.1 or 3.0); what they
+/// tolerate we tolerate (compact JSON, no `args`, no `_unique_id`, `ending` missing = false).
+#[test]
+fn tolerance_matches_python() {
+    for ver in ["2.1", "3.0"] {
+        let body = json!({"oslo.version": ver, "oslo.message": "{}"}).to_string();
+        assert!(matches!(
+            wire::decode_body(body.as_bytes()),
+            Err(WireError::UnsupportedEnvelope(_))
+        ));
+    }
+    assert!(matches!(
+        wire::decode_body(b"not json"),
+        Err(WireError::NotJson(_))
+    ));
+    assert!(matches!(
+        wire::decode_body(b"[1]"),
+        Err(WireError::NotObject)
+    ));
+    let r = wire::decode_request(
+        json!({"method": "m", "extra": 1})
+            .as_object()
+            .unwrap()
+            .clone(),
+    )
+    .unwrap();
+    assert_eq!(r.message["args"], json!({}));
+    assert!(r.unique_id.is_none());
+    let reply =
+        wire::decode_reply(json!({"result": 2, "_msg_id": "x"}).as_object().unwrap()).unwrap();
+    assert!(!reply.ending);
+    assert!(
+        wire::decode_request(json!({"args": {}}).as_object().unwrap().clone()).is_err(),
+        "no method"
+    );
+}
+
+/// Section 6: the duplicate filter remembers the last 16 `_unique_id`s.
+#[test]
+fn duplicate_filter_window() {
+    let mut f = DuplicateFilter::new();
+    assert!(!f.is_duplicate(Some("a")));
+    assert!(f.is_duplicate(Some("a")));
+    for i in 0..16 {
+        assert!(!f.is_duplicate(Some(&i.to_string())));
+    }
+    assert!(!f.is_duplicate(Some("a")), "pushed out of the window");
+    assert!(!f.is_duplicate(None) && !f.is_duplicate(None));
+}
