@@ -71,16 +71,14 @@ impl Transport {
             // oslo's in-memory driver is `fake`; `memory` is ours. The query is ignored, as the
             // fake driver does (MSG-URL-05).
             "memory" | "fake" => Arc::new(MemoryDriver::new(&opts.control_exchange)),
-            "rabbit" | "kombu" => {
-                return Err(MessagingError::DriverLoadFailure {
-                    driver: url.driver().to_string(),
-                    reason: "the RabbitMQ driver is not built yet (issue 5)".into(),
-                })
-            }
+            "rabbit" | "kombu" => Arc::new(crate::amqp::driver::AmqpDriver::new(
+                &url,
+                &opts.control_exchange,
+            )),
             other => {
                 return Err(MessagingError::DriverLoadFailure {
                     driver: other.to_string(),
-                    reason: "unknown driver (available: memory, fake)".into(),
+                    reason: "unknown driver (available: memory, fake, rabbit, kombu)".into(),
                 })
             }
         };

@@ -344,17 +344,28 @@ impl DuplicateFilter {
         Self::default()
     }
 
-    /// True if `id` was seen recently (the message is a duplicate); otherwise remembers it.
-    /// A message without an id is never a duplicate.
+    /// True if `id` was seen recently (the message is a duplicate); otherwise remembers it
+    /// (RPC: a request is taken when it is received). A message without an id is never a
+    /// duplicate.
     pub fn is_duplicate(&mut self, id: Option<&str>) -> bool {
-        let Some(id) = id else { return false };
-        if self.recent.iter().any(|x| x == id) {
+        if self.contains(id) {
             return true;
         }
+        self.remember(id);
+        false
+    }
+
+    /// True if `id` was remembered recently.
+    pub fn contains(&self, id: Option<&str>) -> bool {
+        id.is_some_and(|id| self.recent.iter().any(|x| x == id))
+    }
+
+    /// Remembers `id` (notifications: only once acknowledged, so a requeued one comes back).
+    pub fn remember(&mut self, id: Option<&str>) {
+        let Some(id) = id else { return };
         if self.recent.len() == DUPLICATE_WINDOW {
             self.recent.pop_front();
         }
         self.recent.push_back(id.to_string());
-        false
     }
 }

@@ -1,0 +1,261 @@
+//! The `rabbit://` driver against the real broker on 127.0.0.1:5672 (guest/guest), which
+//! `.ci/run` makes sure is up. Every test uses its own topics. (MSG-AMQP-*, first part.)
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use osier_bridge::Bridge;
+use osier_messaging::{
+    Endpoint, EndpointError, MessagingError, NotificationEndpoint, NotificationListener,
+    NotificationResult, Notifier, NotifyDriver, Priority, RequestContext, RpcClient, RpcServer,
+    Target, Transport,
+};
+use serde::Deserialize;
+use serde_json::json;
+
+const URL: &str = "rabbit://guest:guest@127.0.0.1:5672/";
+
+fn bridge() -> &'static Bridge {
+    static B: OnceLock<Bridge> = OnceLock::new();
+    B.get_or_init(|| Bridge::builder().build().unwrap())
+}
+
+fn block<F: std::future::Future>(f: F) -> F::Output {
+    bridge().tokio().block_on(f)
+}
+
+fn topic(name: &str) -> String {
+    format!("osier-test-{name}-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Deletes the queues and exchanges a test declared (oslo never deletes topic queues itself).
+async fn clean_up(queues: &[String], exchanges: &[String]) {
+    use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
+    let conn = lapin::Connection::connect(
+        "amqp://guest:guest@127.0.0.1:5672/%2f",
+        lapin::ConnectionProperties::default(),
+    )
+    .await
+    .unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    for q in queues {
+        if let Err(e) = ch
+            .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
+            .await
+        {
+            eprintln!("queue_delete {q}: {e}");
+        }
+    }
+    for e in exchanges {
+        let _ = ch
+            .exchange_delete(e.as_str().into(), ExchangeDeleteOptions::default())
+            .await;
+    }
+    let _ = conn.close(200, "bye".into()).await;
+}
+
+fn rpc_queues(top: &str, servers: &[&str]) -> Vec<String> {
+    let mut v = vec![top.to_string()];
+    v.extend(servers.iter().map(|s| format!("{top}.{s}")));
+    v
+}
+
+#[derive(Deserialize)]
+struct V {
+    value: i64,
+}
+
+fn server(t: &Transport, top: &str, name: &str) -> RpcServer {
+    let n = name.to_string();
+    RpcServer::builder(t, Target::topic(top).with_server(name))
+        .bridge(bridge().clone())
+        .endpoint(Endpoint::new("e").method_async("echo", move |_c, a: V| {
+            let n = n.clone();
+            async move { Ok::<_, EndpointError>(json!({"server": n, "value": a.value})) }
+        }))
+        .build()
+        .unwrap()
+}
+
+/// A call and its reply go through the broker with oslo's topology and envelope; a failure
+/// comes back as a RemoteError with oslo's class name.
+#[test]
+fn call_round_trip_and_remote_error_through_rabbitmq() {
+    let t = Transport::new(URL).unwrap();
+    let top = topic("call");
+    block(async {
+        let s = server(&t, &top, "s1");
+        s.start().await.unwrap();
+        let c = RpcClient::new(&t, Target::topic(&top)).timeout(Duration::from_secs(10));
+        let r: serde_json::Value = c
+            .call(
+                &RequestContext::with_new_request_id(),
+                "echo",
+                json!({"value": 41}),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r, json!({"server": "s1", "value": 41}));
+        let e = c
+            .call::<serde_json::Value>(&RequestContext::new(), "nosuch", json!({}))
+            .await;
+        match e {
+            Err(MessagingError::Remote(f)) => assert_eq!(f.class, "NoSuchMethod"),
+            other => panic!("{other:?}"),
+        }
+        s.stop().await.unwrap();
+        s.wait().await.unwrap();
+        clean_up(&rpc_queues(&top, &["s1"]), &[]).await;
+    });
+}
+
+/// Directed calls reach their server; a fanout cast reaches every server on the topic.
+#[test]
+fn directed_calls_and_fanout_through_rabbitmq() {
+    let t = Transport::new(URL).unwrap();
+    let top = topic("fanout");
+    let hits = Arc::new(Mutex::new(Vec::new()));
+    let mk = |name: &str| {
+        let (n, h) = (name.to_string(), hits.clone());
+        RpcServer::builder(&t, Target::topic(&top).with_server(name))
+            .bridge(bridge().clone())
+            .endpoint(
+                Endpoint::new("e")
+                    .method("note", move |_c, _a: serde_json::Value| {
+                        h.lock().unwrap().push(n.clone());
+                        Ok::<_, EndpointError>(())
+                    })
+                    .method("who", {
+                        let n = name.to_string();
+                        move |_c, _a: serde_json::Value| Ok::<_, EndpointError>(n.clone())
+                    }),
+            )
+            .build()
+            .unwrap()
+    };
+    block(async {
+        let (a, b) = (mk("a"), mk("b"));
+        a.start().await.unwrap();
+        b.start().await.unwrap();
+        let c = RpcClient::new(&t, Target::topic(&top)).timeout(Duration::from_secs(10));
+        let ctx = RequestContext::new();
+        let who: String = c
+            .prepare()
+            .server(Some("b"))
+            .build()
+            .unwrap()
+            .call(&ctx, "who", json!({}))
+            .await
+            .unwrap();
+        assert_eq!(who, "b");
+        c.prepare()
+            .fanout(true)
+            .build()
+            .unwrap()
+            .cast(&ctx, "note", json!({}))
+            .await
+            .unwrap();
+        let t0 = Instant::now();
+        while hits.lock().unwrap().len() < 2 && t0.elapsed() < Duration::from_secs(10) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let mut got = hits.lock().unwrap().clone();
+        got.sort();
+        assert_eq!(got, ["a", "b"]);
+        for s in [a, b] {
+            s.stop().await.unwrap();
+            s.wait().await.unwrap();
+        }
+        clean_up(&rpc_queues(&top, &["a", "b"]), &[]).await;
+    });
+}
+
+/// Call-monitor heartbeats travel as `ending: false` replies and keep a long call alive.
+#[test]
+fn call_monitor_heartbeats_through_rabbitmq() {
+    let t = Transport::new(URL).unwrap();
+    let top = topic("monitor");
+    block(async {
+        let s = RpcServer::builder(&t, Target::topic(&top).with_server("s"))
+            .bridge(bridge().clone())
+            .endpoint(
+                Endpoint::new("e").method_async("slow", |_c, a: V| async move {
+                    tokio::time::sleep(Duration::from_millis(a.value as u64)).await;
+                    Ok::<_, EndpointError>(a.value)
+                }),
+            )
+            .build()
+            .unwrap();
+        s.start().await.unwrap();
+        let c = RpcClient::new(&t, Target::topic(&top))
+            .timeout(Duration::from_secs(8))
+            .call_monitor_timeout(Duration::from_secs(2));
+        let v: i64 = c
+            .call(&RequestContext::new(), "slow", json!({"value": 3500}))
+            .await
+            .unwrap();
+        assert_eq!(v, 3500);
+        s.stop().await.unwrap();
+        s.wait().await.unwrap();
+        clean_up(&rpc_queues(&top, &["s"]), &[]).await;
+    });
+}
+
+/// Notifications are published to `<topic>.<priority>` (declared first, so none are lost before
+/// a listener exists) and reach a listener, with requeue when asked.
+#[test]
+fn notifications_through_rabbitmq() {
+    let t = Transport::new(URL).unwrap();
+    let top = topic("notif");
+    let got = Arc::new(AtomicUsize::new(0));
+    let g = got.clone();
+    let ep = NotificationEndpoint::new("e").on(Priority::Info, move |n| {
+        assert_eq!(n.event_type, "osier.test");
+        // requeue the first delivery once, handle the rest
+        if g.fetch_add(1, Ordering::SeqCst) == 0 {
+            NotificationResult::Requeue
+        } else {
+            NotificationResult::Handled
+        }
+    });
+    let n = Notifier::new(&t, "osier.tests")
+        .driver(NotifyDriver::MessagingV2)
+        .topics(&[&top]);
+    block(async {
+        // sent before the listener exists: kept in the declared queue
+        n.info(&RequestContext::new(), "osier.test", json!({"k": 1}))
+            .await;
+        let l = NotificationListener::new(&t, vec![Target::topic(&top)], vec![ep])
+            .allow_requeue(true)
+            .bridge(bridge().clone());
+        l.start().await.unwrap();
+        let t0 = Instant::now();
+        while got.load(Ordering::SeqCst) < 2 && t0.elapsed() < Duration::from_secs(10) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        l.stop().await;
+        assert_eq!(
+            got.load(Ordering::SeqCst),
+            2,
+            "delivered, requeued, delivered again"
+        );
+        clean_up(&[format!("{top}.info")], &[]).await;
+    });
+}
+
+/// An unreachable broker is a typed error that does not show the password.
+#[test]
+fn unreachable_broker_is_a_typed_error_without_password() {
+    let t = Transport::new("rabbit://guest:secretpw@127.0.0.1:1/").unwrap();
+    block(async {
+        let c = RpcClient::new(&t, Target::topic("x")).timeout(Duration::from_secs(2));
+        let e = c
+            .cast(&RequestContext::new(), "m", json!({}))
+            .await
+            .unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("cannot connect"), "{text}");
+        assert!(!text.contains("secretpw"), "{text}");
+    });
+}
