@@ -2,9 +2,10 @@
 //!
 //! oslo.messaging's model in Rust (`behaviour.md` part C): transport URLs, targets, an RPC
 //! client and server with oslo's dispatcher rules, and executors chosen per endpoint, so one
-//! endpoint of a service can move from green threads to async while the others stay. This
-//! release has the in-memory transport (`memory://`, oslo's `fake://`); the RabbitMQ driver
-//! (issue 5) slots in behind the same [`Driver`](driver::Driver) trait.
+//! endpoint of a service can move from green threads to async while the others stay. Transports:
+//! in-memory (`memory://`, oslo's `fake://`, the embedded default) and a first RabbitMQ driver
+//! (`rabbit://`, [`amqp`]) behind the same [`Driver`](driver::Driver) trait, speaking oslo's wire
+//! format; failover, reconnection and TLS are still to come (issue 5).
 //!
 //! | oslo.messaging | osier-messaging |
 //! |---|---|

@@ -6,6 +6,7 @@
 //! let t = Transport::new("memory://").unwrap();
 //! assert_eq!(t.url().driver(), "memory");
 //! assert!(Transport::new("nosuch://").is_err()); // DriverLoadFailure (MSG-URL-04)
+//! assert!(Transport::new("rabbit://guest:guest@127.0.0.1:5672/").is_ok()); // connects on first use
 //! ```
 
 use std::sync::Arc;
