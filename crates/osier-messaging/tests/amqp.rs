@@ -259,3 +259,23 @@ fn unreachable_broker_is_a_typed_error_without_password() {
         assert!(!text.contains("secretpw"), "{text}");
     });
 }
+
+/// Several hosts in the URL: a dead first host fails over to the next one on connect.
+#[test]
+fn connect_fails_over_to_the_next_host() {
+    let t = Transport::new("rabbit://guest:guest@127.0.0.1:1,guest:guest@127.0.0.1:5672/").unwrap();
+    let top = topic("failover");
+    block(async {
+        let s = server(&t, &top, "s1");
+        s.start().await.unwrap();
+        let c = RpcClient::new(&t, Target::topic(&top)).timeout(Duration::from_secs(10));
+        let r: serde_json::Value = c
+            .call(&RequestContext::new(), "echo", json!({"value": 2}))
+            .await
+            .unwrap();
+        assert_eq!(r["value"], 2);
+        s.stop().await.unwrap();
+        s.wait().await.unwrap();
+        clean_up(&rpc_queues(&top, &["s1"]), &[]).await;
+    });
+}

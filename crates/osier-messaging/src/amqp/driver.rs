@@ -1,7 +1,8 @@
 //! The `rabbit://` driver on `lapin`: oslo.messaging's topology and wire format (`oslo-wire.md`
 //! sections 1-8) behind the [`Driver`] trait.
 //!
-//! This first version connects to the URL's first host, keeps one publishing connection (with
+//! This first version connects to the first of the URL's hosts that answers, keeps one
+//! publishing connection (with
 //! publisher confirms) and one connection per listener and for replies, and declares exactly the
 //! exchanges and queues of section 2 with oslo's default flags. Failover across hosts,
 //! reconnection, TLS and the non-default options of section 10 are not built yet.
@@ -39,12 +40,18 @@ fn amqp_err(what: &str, e: lapin::Error) -> MessagingError {
     MessagingError::Delivery(format!("{what}: {e}"))
 }
 
-/// The AMQP URI for the first host of `url`, with oslo's defaults (guest/guest, port 5672, vhost
-/// `/`). The result holds the password: never log it.
-fn amqp_uri(url: &TransportUrl) -> String {
+/// One AMQP URI per host of `url`, in URL order, with oslo's defaults (guest/guest, port 5672,
+/// vhost `/`; `rabbit://` with no host is localhost). The results hold passwords: never log them.
+fn amqp_uris(url: &TransportUrl) -> Vec<String> {
+    if url.hosts().is_empty() {
+        return vec![amqp_uri(url, None)];
+    }
+    url.hosts().iter().map(|h| amqp_uri(url, Some(h))).collect()
+}
+
+fn amqp_uri(url: &TransportUrl, h: Option<&crate::url::TransportHost>) -> String {
     use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
     let enc = |s: &str| utf8_percent_encode(s, NON_ALPHANUMERIC).to_string();
-    let h = url.hosts().first();
     let user = h
         .and_then(|h| h.username.clone())
         .unwrap_or_else(|| "guest".into());
@@ -107,7 +114,8 @@ struct Sender {
 }
 
 struct Shared {
-    uri: String,
+    /// One per broker host, tried in order (failover on connect).
+    uris: Vec<String>,
     control_exchange: String,
     sender: OnceCell<Sender>,
     reply: OnceCell<ReplyQueue>,
@@ -126,17 +134,30 @@ impl std::fmt::Debug for AmqpDriver {
     }
 }
 
-async fn connect(uri: &str) -> Result<Connection, MessagingError> {
-    Connection::connect(uri, ConnectionProperties::default())
-        .await
-        .map_err(|e| MessagingError::Delivery(format!("cannot connect to the broker: {e}")))
+/// Connects to the first broker host that answers, in URL order. The error lists why each host
+/// failed, without credentials.
+async fn connect(uris: &[String]) -> Result<Connection, MessagingError> {
+    let mut why = Vec::new();
+    for (i, uri) in uris.iter().enumerate() {
+        match Connection::connect(uri, ConnectionProperties::default()).await {
+            Ok(c) => return Ok(c),
+            Err(e) => {
+                tracing::warn!(host = i, error = %e, "broker host unreachable, trying the next");
+                why.push(format!("host {}: {e}", i + 1));
+            }
+        }
+    }
+    Err(MessagingError::Delivery(format!(
+        "cannot connect to the broker: {}",
+        why.join("; ")
+    )))
 }
 
 impl Shared {
     async fn sender(&self) -> Result<&Sender, MessagingError> {
         self.sender
             .get_or_try_init(|| async {
-                let conn = connect(&self.uri).await?;
+                let conn = connect(&self.uris).await?;
                 let channel = conn
                     .create_channel()
                     .await
@@ -251,7 +272,7 @@ impl Shared {
     async fn reply_queue(&self) -> Result<&ReplyQueue, MessagingError> {
         self.reply
             .get_or_try_init(|| async {
-                let conn = connect(&self.uri).await?;
+                let conn = connect(&self.uris).await?;
                 let ch = conn
                     .create_channel()
                     .await
@@ -408,7 +429,7 @@ impl AmqpDriver {
     pub fn new(url: &TransportUrl, control_exchange: &str) -> Self {
         AmqpDriver {
             shared: Arc::new(Shared {
-                uri: amqp_uri(url),
+                uris: amqp_uris(url),
                 control_exchange: control_exchange.to_string(),
                 sender: OnceCell::new(),
                 reply: OnceCell::new(),
@@ -425,7 +446,7 @@ impl AmqpDriver {
         queues: Vec<(String, String, String, FieldTable)>,
         rpc: bool,
     ) -> Result<Box<dyn Listener>, MessagingError> {
-        let conn = connect(&self.shared.uri).await?;
+        let conn = connect(&self.shared.uris).await?;
         let ch = conn
             .create_channel()
             .await
@@ -648,7 +669,7 @@ impl Driver for AmqpDriver {
             if let Some((q, ex, key, args)) = first {
                 listener_queues.push((q, ex, key, args));
             }
-            let conn = connect(&self.shared.uri).await?;
+            let conn = connect(&self.shared.uris).await?;
             let ch = conn
                 .create_channel()
                 .await
