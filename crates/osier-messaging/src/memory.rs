@@ -181,6 +181,28 @@ impl MemoryDriver {
         }
     }
 
+    /// Puts `msg` on its exchange's queues; a call carries its reply channel and call-monitor
+    /// timeout.
+    fn route(
+        &self,
+        msg: Outgoing,
+        reply: Option<mpsc::UnboundedSender<ReplyEvent>>,
+    ) -> Result<(), MessagingError> {
+        let topic = msg.target.require_topic()?.to_string();
+        let timeout = reply.as_ref().and(msg.call_monitor_timeout);
+        self.exchange(&msg.target).route(
+            &msg.target,
+            &topic,
+            Envelope {
+                ctxt: msg.ctxt,
+                message: msg.message,
+                reply,
+                timeout,
+            },
+        );
+        Ok(())
+    }
+
     fn exchange(&self, target: &Target) -> Arc<Exchange> {
         let name = target
             .exchange
@@ -341,35 +363,12 @@ impl Drop for MemListener {
 #[async_trait]
 impl Driver for MemoryDriver {
     async fn cast(&self, msg: Outgoing) -> Result<(), MessagingError> {
-        let topic = msg.target.require_topic()?.to_string();
-        let ex = self.exchange(&msg.target);
-        ex.route(
-            &msg.target,
-            &topic,
-            Envelope {
-                ctxt: msg.ctxt,
-                message: msg.message,
-                reply: None,
-                timeout: None,
-            },
-        );
-        Ok(())
+        self.route(msg, None)
     }
 
     async fn call(&self, msg: Outgoing) -> Result<Box<dyn ReplyWaiter>, MessagingError> {
-        let topic = msg.target.require_topic()?.to_string();
-        let ex = self.exchange(&msg.target);
         let (tx, rx) = mpsc::unbounded_channel();
-        ex.route(
-            &msg.target,
-            &topic,
-            Envelope {
-                ctxt: msg.ctxt,
-                message: msg.message,
-                reply: Some(tx),
-                timeout: msg.call_monitor_timeout,
-            },
-        );
+        self.route(msg, Some(tx))?;
         Ok(Box::new(MemWaiter(rx)))
     }
 

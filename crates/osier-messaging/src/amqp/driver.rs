@@ -93,6 +93,49 @@ fn properties(expiration: Option<Duration>) -> BasicProperties {
     }
 }
 
+async fn open_channel(conn: &Connection) -> Result<Channel, MessagingError> {
+    conn.create_channel()
+        .await
+        .map_err(|e| amqp_err("create channel", e))
+}
+
+/// Declares `queue` with oslo's default flags (non-durable, not auto-delete, not exclusive).
+async fn declare_queue(ch: &Channel, queue: &str, args: FieldTable) -> Result<(), MessagingError> {
+    ch.queue_declare(queue.into(), QueueDeclareOptions::default(), args)
+        .await
+        .map(|_| ())
+        .map_err(|e| amqp_err("queue.declare", e))
+}
+
+async fn bind_queue(
+    ch: &Channel,
+    queue: &str,
+    exchange: &str,
+    key: &str,
+) -> Result<(), MessagingError> {
+    ch.queue_bind(
+        queue.into(),
+        exchange.into(),
+        key.into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .map_err(|e| amqp_err("queue.bind", e))
+}
+
+/// Consumes `queue` with manual acks (`no_ack=false`, no consumer arguments).
+async fn consume(ch: &Channel, queue: &str) -> Result<lapin::Consumer, MessagingError> {
+    ch.basic_consume(
+        queue.into(),
+        "".into(),
+        BasicConsumeOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .map_err(|e| amqp_err("basic.consume", e))
+}
+
 fn transient_args() -> FieldTable {
     let mut t = FieldTable::default();
     t.insert("x-expires".into(), AMQPValue::LongInt(TRANSIENT_TTL_MS));
@@ -158,10 +201,7 @@ impl Shared {
         self.sender
             .get_or_try_init(|| async {
                 let conn = connect(&self.uris).await?;
-                let channel = conn
-                    .create_channel()
-                    .await
-                    .map_err(|e| amqp_err("create channel", e))?;
+                let channel = open_channel(&conn).await?;
                 channel
                     .confirm_select(ConfirmSelectOptions::default())
                     .await
@@ -273,23 +313,10 @@ impl Shared {
         self.reply
             .get_or_try_init(|| async {
                 let conn = connect(&self.uris).await?;
-                let ch = conn
-                    .create_channel()
-                    .await
-                    .map_err(|e| amqp_err("create channel", e))?;
+                let ch = open_channel(&conn).await?;
                 let name = format!("reply_{}", wire::new_id());
-                ch.queue_declare(name.as_str().into(), QueueDeclareOptions::default(), transient_args())
-                    .await
-                    .map_err(|e| amqp_err("queue.declare", e))?;
-                let mut consumer = ch
-                    .basic_consume(
-                        name.as_str().into(),
-                        "".into(),
-                        BasicConsumeOptions::default(),
-                        FieldTable::default(),
-                    )
-                    .await
-                    .map_err(|e| amqp_err("basic.consume", e))?;
+                declare_queue(&ch, &name, transient_args()).await?;
+                let mut consumer = consume(&ch, &name).await?;
                 let waiters: Waiters = Arc::new(Mutex::new(HashMap::new()));
                 let w2 = waiters.clone();
                 tokio::spawn(async move {
@@ -437,46 +464,30 @@ impl AmqpDriver {
         }
     }
 
-    /// Opens a listen connection, declares and binds `queues` (`(queue, exchange, key, args)`),
-    /// and merges their deliveries into one listener. `rpc` selects request decoding (with a
-    /// replier) over notification decoding.
+    /// Opens a listen connection, declares `exchanges` and `queues`, makes the `bindings`
+    /// (`(queue, exchange, key)`), and merges the deliveries of every queue into one listener.
+    /// `rpc` selects request decoding (with a replier) over notification decoding.
     async fn listen_on(
         &self,
         exchanges: Vec<(String, bool)>,
-        queues: Vec<(String, String, String, FieldTable)>,
+        queues: Vec<(String, FieldTable)>,
+        bindings: Vec<(String, String, String)>,
         rpc: bool,
     ) -> Result<Box<dyn Listener>, MessagingError> {
         let conn = connect(&self.shared.uris).await?;
-        let ch = conn
-            .create_channel()
-            .await
-            .map_err(|e| amqp_err("create channel", e))?;
+        let ch = open_channel(&conn).await?;
         for (ex, fanout) in &exchanges {
             self.shared.declare_exchange(&ch, None, ex, *fanout).await?;
         }
+        for (q, args) in &queues {
+            declare_queue(&ch, q, args.clone()).await?;
+        }
+        for (q, ex, key) in &bindings {
+            bind_queue(&ch, q, ex, key).await?;
+        }
         let (tx, rx) = mpsc::unbounded_channel();
-        for (q, ex, key, args) in queues {
-            ch.queue_declare(q.as_str().into(), QueueDeclareOptions::default(), args)
-                .await
-                .map_err(|e| amqp_err("queue.declare", e))?;
-            ch.queue_bind(
-                q.as_str().into(),
-                ex.as_str().into(),
-                key.as_str().into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .map_err(|e| amqp_err("queue.bind", e))?;
-            let mut consumer = ch
-                .basic_consume(
-                    q.as_str().into(),
-                    "".into(),
-                    BasicConsumeOptions::default(),
-                    FieldTable::default(),
-                )
-                .await
-                .map_err(|e| amqp_err("basic.consume", e))?;
+        for (q, _) in &queues {
+            let mut consumer = consume(&ch, q).await?;
             let (tx, shared) = (tx.clone(), self.shared.clone());
             tokio::spawn(async move {
                 let dups = Arc::new(Mutex::new(DuplicateFilter::new()));
@@ -584,27 +595,19 @@ impl Driver for AmqpDriver {
         let ex = self.shared.exchange_of(target);
         let fanout_ex = format!("{topic}_fanout");
         let exchanges = vec![(ex.clone(), false), (fanout_ex.clone(), true)];
+        let server_q = format!("{topic}.{server}");
+        let fanout_q = format!("{topic}_fanout_{}", wire::new_id());
         let queues = vec![
-            (
-                topic.clone(),
-                ex.clone(),
-                topic.clone(),
-                FieldTable::default(),
-            ),
-            (
-                format!("{topic}.{server}"),
-                ex.clone(),
-                format!("{topic}.{server}"),
-                FieldTable::default(),
-            ),
-            (
-                format!("{topic}_fanout_{}", wire::new_id()),
-                fanout_ex,
-                topic.clone(),
-                transient_args(),
-            ),
+            (topic.clone(), FieldTable::default()),
+            (server_q.clone(), FieldTable::default()),
+            (fanout_q.clone(), transient_args()),
         ];
-        self.listen_on(exchanges, queues, true).await
+        let bindings = vec![
+            (topic.clone(), ex.clone(), topic.clone()),
+            (server_q.clone(), ex, server_q),
+            (fanout_q, fanout_ex, topic),
+        ];
+        self.listen_on(exchanges, queues, bindings, true).await
     }
 
     async fn notify(&self, msg: Outgoing) -> Result<(), MessagingError> {
@@ -618,24 +621,8 @@ impl Driver for AmqpDriver {
         // before any listener exists are kept (section 2).
         let marker = format!("queue:{ex}:{key}");
         if !lock(&s.declared).contains(&marker) {
-            s.channel
-                .queue_declare(
-                    key.as_str().into(),
-                    QueueDeclareOptions::default(),
-                    FieldTable::default(),
-                )
-                .await
-                .map_err(|e| amqp_err("queue.declare", e))?;
-            s.channel
-                .queue_bind(
-                    key.as_str().into(),
-                    ex.as_str().into(),
-                    key.as_str().into(),
-                    QueueBindOptions::default(),
-                    FieldTable::default(),
-                )
-                .await
-                .map_err(|e| amqp_err("queue.bind", e))?;
+            declare_queue(&s.channel, &key, FieldTable::default()).await?;
+            bind_queue(&s.channel, &key, &ex, &key).await?;
             lock(&s.declared).insert(marker);
         }
         let inner = wire::encode_notification(&msg.message, &msg.ctxt, &wire::new_id());
@@ -650,7 +637,8 @@ impl Driver for AmqpDriver {
         pool: Option<&str>,
     ) -> Result<Box<dyn Listener>, MessagingError> {
         let mut exchanges = Vec::new();
-        let mut queues = Vec::new();
+        let mut queues: Vec<(String, FieldTable)> = Vec::new();
+        let mut bindings = Vec::new();
         for t in targets {
             let key = t.topic.clone().ok_or_else(|| {
                 t.invalid("a notification listener needs a topic on every target")
@@ -659,46 +647,15 @@ impl Driver for AmqpDriver {
             if !exchanges.iter().any(|(e, _)| *e == ex) {
                 exchanges.push((ex.clone(), false));
             }
+            // A pool is one queue, bound once per routing key (section 2); otherwise one queue
+            // per routing key, named after it.
             let queue = pool.map(str::to_string).unwrap_or_else(|| key.clone());
-            queues.push((queue, ex, key, FieldTable::default()));
+            if !queues.iter().any(|(q, _)| *q == queue) {
+                queues.push((queue.clone(), FieldTable::default()));
+            }
+            bindings.push((queue, ex, key));
         }
-        if let Some(p) = pool {
-            // One queue for the pool, bound once per routing key, consumed once.
-            let first = queues.first().cloned();
-            let mut listener_queues = Vec::new();
-            if let Some((q, ex, key, args)) = first {
-                listener_queues.push((q, ex, key, args));
-            }
-            let conn = connect(&self.shared.uris).await?;
-            let ch = conn
-                .create_channel()
-                .await
-                .map_err(|e| amqp_err("create channel", e))?;
-            for (ex, _) in &exchanges {
-                self.shared.declare_exchange(&ch, None, ex, false).await?;
-            }
-            ch.queue_declare(
-                p.into(),
-                QueueDeclareOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .map_err(|e| amqp_err("queue.declare", e))?;
-            for (_, ex, key, _) in queues.iter().skip(1) {
-                ch.queue_bind(
-                    p.into(),
-                    ex.as_str().into(),
-                    key.as_str().into(),
-                    QueueBindOptions::default(),
-                    FieldTable::default(),
-                )
-                .await
-                .map_err(|e| amqp_err("queue.bind", e))?;
-            }
-            drop(conn);
-            return self.listen_on(exchanges, listener_queues, false).await;
-        }
-        self.listen_on(exchanges, queues, false).await
+        self.listen_on(exchanges, queues, bindings, false).await
     }
 
     async fn cleanup(&self) {}
