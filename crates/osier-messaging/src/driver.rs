@@ -39,6 +39,9 @@ pub enum ReplyEvent {
     Heartbeat,
     /// The final reply.
     Done(Outcome),
+    /// The request could not be delivered (the broker refused it, or the connection could not
+    /// be re-established in time); the call ends with this error.
+    Failed(MessagingError),
 }
 
 /// The caller's end of a call: replies and heartbeats arrive here.

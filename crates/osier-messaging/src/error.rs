@@ -112,6 +112,59 @@ pub enum MessagingError {
     /// The transport or server was closed.
     #[error("the transport is closed")]
     Closed,
+    /// The broker refused or lost what the driver asked for (RabbitMQ driver).
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+}
+
+/// What went wrong talking to the broker, with the broker's own reason. Hosts are shown as
+/// `host:port`, never with credentials.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BrokerError {
+    /// No host of the URL accepted a connection (refused, unresolvable, timed out).
+    #[error("broker unreachable: {0}")]
+    Unreachable(String),
+    /// The broker refused the credentials (ACCESS_REFUSED).
+    #[error("broker refused the login of user {user:?} on {host}: {reason}")]
+    AuthRefused {
+        /// The host.
+        host: String,
+        /// The user name (not the password).
+        user: String,
+        /// The broker's reason.
+        reason: String,
+    },
+    /// The virtual host does not exist or the user may not use it.
+    #[error("virtual host {vhost:?} refused on {host}: {reason}")]
+    VhostRefused {
+        /// The host.
+        host: String,
+        /// The virtual host.
+        vhost: String,
+        /// The broker's reason.
+        reason: String,
+    },
+    /// The broker closed the channel (an inequivalent declare, a missing exchange...).
+    #[error("the broker closed the channel: {code} {reason}")]
+    ChannelClosed {
+        /// The AMQP reply code (406 PRECONDITION_FAILED, 404 NOT_FOUND, ...).
+        code: u16,
+        /// The broker's reply text.
+        reason: String,
+    },
+    /// The connection broke and could not be re-established within the retries or the timeout.
+    #[error("connection to the broker lost: {0}")]
+    ConnectionLost(String),
+    /// A reply could not be routed to its queue for `kombu_missing_consumer_retry_timeout`
+    /// (MSG-AMQP-08), or a heartbeat found the queue gone.
+    #[error("reply queue {0:?} does not exist (the caller is gone)")]
+    Unroutable(String),
+    /// The broker refused to take the message (a negative publisher confirm).
+    #[error("the broker did not accept the message (nack)")]
+    Nacked,
+    /// TLS could not be set up.
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 /// A failure as a server sends it back (oslo's serialized exception, MSG-ERR-01): `class`,

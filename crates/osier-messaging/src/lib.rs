@@ -36,7 +36,7 @@ mod url;
 mod version;
 
 pub use context::{NoOpSerializer, RequestContext, Serializer};
-pub use error::{Failure, MessagingError};
+pub use error::{BrokerError, Failure, MessagingError};
 pub use notify::listener::{
     Notification, NotificationEndpoint, NotificationFilter, NotificationListener,
     NotificationResult,

@@ -72,10 +72,10 @@ impl Transport {
             // oslo's in-memory driver is `fake`; `memory` is ours. The query is ignored, as the
             // fake driver does (MSG-URL-05).
             "memory" | "fake" => Arc::new(MemoryDriver::new(&opts.control_exchange)),
-            "rabbit" | "kombu" => Arc::new(crate::amqp::driver::AmqpDriver::new(
+            "rabbit" | "kombu" => Arc::new(crate::amqp::AmqpDriver::new(
                 &url,
                 &opts.control_exchange,
-            )),
+            )?),
             other => {
                 return Err(MessagingError::DriverLoadFailure {
                     driver: other.to_string(),
@@ -83,6 +83,29 @@ impl Transport {
                 })
             }
         };
+        Ok(Transport { url, driver, opts })
+    }
+
+    /// A `rabbit://` transport with rabbit options set in code; the URL's query parameters
+    /// still override them, as in oslo (section 10).
+    pub fn with_rabbit_options(
+        url: &str,
+        opts: TransportOptions,
+        rabbit: crate::amqp::RabbitOptions,
+    ) -> Result<Self, MessagingError> {
+        let url: TransportUrl = url.parse()?;
+        if !matches!(url.driver(), "rabbit" | "kombu") {
+            return Err(MessagingError::DriverLoadFailure {
+                driver: url.driver().to_string(),
+                reason: "rabbit options given for a transport that is not rabbit://".into(),
+            });
+        }
+        let rabbit = rabbit.with_url_query(&url)?;
+        let driver = Arc::new(crate::amqp::AmqpDriver::with_options(
+            &url,
+            &opts.control_exchange,
+            rabbit,
+        )?);
         Ok(Transport { url, driver, opts })
     }
 

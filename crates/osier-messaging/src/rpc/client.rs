@@ -342,8 +342,12 @@ impl RpcClient {
         let topic = msg.target.topic.clone().unwrap_or_default();
         let timeout = self.effective_timeout();
         let deadline = tokio::time::Instant::now() + timeout;
-        let mut waiter = self.transport.driver.call(msg).await?;
         let timed_out = || MessagingError::Timeout(format!("No reply on topic {topic}"));
+        let mut waiter = match tokio::time::timeout_at(deadline, self.transport.driver.call(msg)).await
+        {
+            Ok(w) => w?,
+            Err(_) => return Err(timed_out()),
+        };
         loop {
             let monitor = self
                 .call_monitor_timeout
@@ -356,6 +360,7 @@ impl RpcClient {
                 Err(_) => return Err(timed_out()),
                 Ok(None) => return Err(MessagingError::Closed),
                 Ok(Some(ReplyEvent::Heartbeat)) => continue,
+                Ok(Some(ReplyEvent::Failed(e))) => return Err(e),
                 Ok(Some(ReplyEvent::Done(Ok(v)))) => {
                     let v = self.serializer.deserialize_entity(ctx, v)?;
                     return serde_json::from_value(v)

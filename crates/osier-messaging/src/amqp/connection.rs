@@ -1,0 +1,245 @@
+//! Connecting to the broker: the URL's hosts with failover, oslo's backoff, the AMQP heartbeat,
+//! TLS, and errors that name the broker's reason without credentials (MSG-AMQP-04/05/12).
+//!
+//! Hosts are tried round-robin, starting after the one that worked last
+//! (`kombu_failover_strategy=round-robin`). A refused login or virtual host is not retried: no
+//! number of attempts fixes it, and retrying would only hide it (oslo retries it like a network
+//! error; the difference is deliberate).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use lapin::protocol::{AMQPErrorKind, AMQPHardError, AMQPSoftError};
+use lapin::{Connection, ConnectionProperties, ErrorKind};
+use tokio::time::Instant;
+
+use crate::amqp::options::RabbitOptions;
+use crate::error::{BrokerError, MessagingError};
+use crate::url::TransportUrl;
+
+/// One broker host: its AMQP URI (holds the password: never logged) and what may be shown.
+#[derive(Clone)]
+struct Host {
+    uri: String,
+    shown: String,
+    user: String,
+}
+
+/// The broker a driver talks to: its hosts, virtual host and options.
+pub(crate) struct Broker {
+    hosts: Vec<Host>,
+    vhost: String,
+    pub(crate) opts: RabbitOptions,
+    next: AtomicUsize,
+}
+
+impl std::fmt::Debug for Broker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown: Vec<&str> = self.hosts.iter().map(|h| h.shown.as_str()).collect();
+        f.debug_struct("Broker")
+            .field("hosts", &shown)
+            .field("vhost", &self.vhost)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Broker {
+    /// The broker of `url`, with oslo's defaults (guest/guest, port 5672 or 5671 with TLS,
+    /// vhost `/`; no host means localhost).
+    pub(crate) fn new(url: &TransportUrl, opts: RabbitOptions) -> Self {
+        use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+        let enc = |s: &str| utf8_percent_encode(s, NON_ALPHANUMERIC).to_string();
+        let vhost = match url.virtual_host() {
+            None | Some("") => "/".to_string(),
+            Some(v) => v.to_string(),
+        };
+        let (scheme, default_port) = if opts.ssl {
+            ("amqps", 5671)
+        } else {
+            ("amqp", 5672)
+        };
+        let query = format!(
+            "heartbeat={}&connection_timeout=10000&channel_max=2047",
+            opts.heartbeat_timeout_threshold
+        );
+        let one = |h: Option<&crate::url::TransportHost>| {
+            let user = h
+                .and_then(|h| h.username.clone())
+                .unwrap_or_else(|| "guest".into());
+            let pass = h
+                .and_then(|h| h.password.clone())
+                .unwrap_or_else(|| "guest".into());
+            let host = h
+                .map(|h| h.hostname.clone())
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "localhost".into());
+            let host = if host.contains(':') {
+                format!("[{host}]")
+            } else {
+                host
+            };
+            let port = h.and_then(|h| h.port).unwrap_or(default_port);
+            Host {
+                uri: format!(
+                    "{scheme}://{}:{}@{host}:{port}/{}?{query}",
+                    enc(&user),
+                    enc(&pass),
+                    enc(&vhost)
+                ),
+                shown: format!("{host}:{port}"),
+                user,
+            }
+        };
+        let hosts = if url.hosts().is_empty() {
+            vec![one(None)]
+        } else {
+            url.hosts().iter().map(|h| one(Some(h))).collect()
+        };
+        Broker {
+            hosts,
+            vhost,
+            opts,
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    /// One connection attempt on each host, round-robin from the last good one. The error is the
+    /// most telling one: a refused login or vhost over an unreachable host.
+    pub(crate) async fn connect_once(&self) -> Result<Connection, BrokerError> {
+        let n = self.hosts.len();
+        let start = self.next.load(Ordering::Relaxed);
+        let mut refused: Option<BrokerError> = None;
+        let mut why = Vec::new();
+        for i in 0..n {
+            let idx = (start + i) % n;
+            let h = &self.hosts[idx];
+            // MSG-AMQP-12 / LESSON-05: the name is made when connecting, so a forked child
+            // carries its own pid.
+            let name = format!(
+                "{}:{}:{}",
+                program_name(),
+                std::process::id(),
+                uuid::Uuid::new_v4()
+            );
+            let props = ConnectionProperties::default().with_connection_name(name.into());
+            match Connection::connect(&h.uri, props).await {
+                Ok(c) => {
+                    self.next.store(idx, Ordering::Relaxed);
+                    tracing::debug!(host = %h.shown, "connected to the broker");
+                    return Ok(c);
+                }
+                Err(e) => {
+                    let err = self.classify_connect(h, &e);
+                    tracing::warn!(host = %h.shown, error = %err, "broker host failed");
+                    match err {
+                        BrokerError::AuthRefused { .. } | BrokerError::VhostRefused { .. } => {
+                            refused.get_or_insert(err);
+                        }
+                        other => why.push(other.to_string()),
+                    }
+                }
+            }
+        }
+        self.next.store((start + 1) % n.max(1), Ordering::Relaxed);
+        Err(refused.unwrap_or_else(|| BrokerError::Unreachable(why.join("; "))))
+    }
+
+    /// Connects, retrying with oslo's backoff: `retry` `None` (or negative) retries until
+    /// `deadline`, `Some(n)` makes at most `n + 1` attempts (MSG-AMQP-05). A refused login or
+    /// vhost ends at once.
+    pub(crate) async fn connect(
+        &self,
+        retry: Option<i32>,
+        deadline: Option<Instant>,
+    ) -> Result<Connection, MessagingError> {
+        let mut attempt: u32 = 0;
+        loop {
+            match self.connect_once().await {
+                Ok(c) => return Ok(c),
+                Err(e @ (BrokerError::AuthRefused { .. } | BrokerError::VhostRefused { .. })) => {
+                    return Err(e.into())
+                }
+                Err(e) => {
+                    let wait = self.opts.reconnect_wait(attempt);
+                    let out_of_retries = matches!(retry, Some(r) if r >= 0 && attempt >= r as u32);
+                    let out_of_time = deadline.is_some_and(|d| Instant::now() + wait >= d);
+                    if out_of_retries || out_of_time {
+                        let why = match e {
+                            BrokerError::Unreachable(s) => s,
+                            other => other.to_string(),
+                        };
+                        return Err(BrokerError::Unreachable(format!(
+                            "unable to connect after {} tries: {why}",
+                            attempt + 1
+                        ))
+                        .into());
+                    }
+                    tracing::info!(attempt, wait_s = wait.as_secs_f64(), "reconnecting to the broker");
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
+    fn classify_connect(&self, h: &Host, e: &lapin::Error) -> BrokerError {
+        match e.kind() {
+            ErrorKind::ProtocolError(p) => match p.kind() {
+                AMQPErrorKind::Soft(AMQPSoftError::ACCESSREFUSED) => BrokerError::AuthRefused {
+                    host: h.shown.clone(),
+                    user: h.user.clone(),
+                    reason: p.get_message().to_string(),
+                },
+                AMQPErrorKind::Hard(AMQPHardError::NOTALLOWED) => BrokerError::VhostRefused {
+                    host: h.shown.clone(),
+                    vhost: self.vhost.clone(),
+                    reason: p.get_message().to_string(),
+                },
+                _ => BrokerError::Unreachable(format!("{}: {}", h.shown, p.get_message())),
+            },
+            ErrorKind::IOError(io) if io.to_string().contains("TLS") => {
+                BrokerError::Tls(format!("{}: {io}", h.shown))
+            }
+            _ => {
+                // lapin's messages never contain the URI, but make sure of it.
+                let text = e.to_string();
+                let text = if text.contains(&h.uri) {
+                    "connection failed".to_string()
+                } else {
+                    text
+                };
+                BrokerError::Unreachable(format!("{}: {text}", h.shown))
+            }
+        }
+    }
+}
+
+fn program_name() -> String {
+    std::env::args()
+        .next()
+        .and_then(|a| {
+            std::path::Path::new(&a)
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+        })
+        .unwrap_or_else(|| "osier".into())
+}
+
+/// Maps an error of a channel operation: the broker closing the channel is
+/// [`BrokerError::ChannelClosed`] with its code and text; anything else means the connection is
+/// gone.
+pub(crate) fn op_error(what: &str, e: &lapin::Error) -> MessagingError {
+    match e.kind() {
+        ErrorKind::ProtocolError(p) => BrokerError::ChannelClosed {
+            code: p.get_id(),
+            reason: format!("{what}: {}", p.get_message()),
+        }
+        .into(),
+        _ => BrokerError::ConnectionLost(format!("{what}: {e}")).into(),
+    }
+}
+
+/// Whether `e` is the broker refusing one operation (the channel is closed, the connection is
+/// fine) rather than the connection failing. Retrying the same operation would fail again.
+pub(crate) fn is_channel_error(e: &lapin::Error) -> bool {
+    matches!(e.kind(), ErrorKind::ProtocolError(p) if matches!(p.kind(), AMQPErrorKind::Soft(_)))
+}

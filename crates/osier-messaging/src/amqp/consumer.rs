@@ -1,0 +1,349 @@
+//! The consuming side: one owner task per listener (and one for the reply queue) holds its own
+//! connection and channel (MSG-AMQP-06, LESSON-09). It declares the topology, consumes, hands
+//! each delivery to a handler, and is the only one to send acks and rejects: other tasks ask it
+//! through [`AckSender`].
+//!
+//! When the connection breaks, the owner reconnects with oslo's backoff (forever, as oslo's
+//! listeners do), declares the whole topology again and resumes every consumer (MSG-AMQP-05).
+//! An ack for a delivery of the lost connection cannot be sent any more: the broker redelivers
+//! that message, and the listener's duplicate filter recognises it.
+
+use std::sync::Arc;
+
+use futures::stream::{FuturesUnordered, SelectAll};
+use futures::StreamExt;
+use lapin::message::Delivery;
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, BasicRejectOptions,
+    ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{Channel, Connection, ExchangeKind};
+use tokio::sync::{mpsc, oneshot, Notify};
+
+use crate::amqp::connection::{op_error, Broker};
+use crate::amqp::publisher::{ExchangeSpec, QueueSpec};
+use crate::error::MessagingError;
+
+/// Exchanges, queues and bindings a listener needs, and the queues it consumes.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Topology {
+    pub exchanges: Vec<ExchangeSpec>,
+    pub queues: Vec<QueueSpec>,
+    /// `(queue, exchange, routing key)`.
+    pub bindings: Vec<(String, String, String)>,
+    /// Queues deleted when the listener stops (an RPC server's fanout queue).
+    pub delete_on_stop: Vec<String>,
+}
+
+/// What the owner does with a delivery once the handler has seen it.
+pub(crate) enum Decision {
+    /// Ack it now (RPC requests: before dispatch; replies).
+    Ack,
+    /// Reject it without requeue (not an oslo message).
+    Reject,
+    /// The handler keeps it and acks or requeues later through the [`AckSender`].
+    Hold,
+}
+
+/// An ack or requeue for the owner to send.
+#[derive(Debug)]
+enum AckCmd {
+    Ack(u64, u64),
+    Requeue(u64, u64),
+}
+
+/// Sends acks and requeues to the owner of the channel a delivery came from.
+#[derive(Debug, Clone)]
+pub(crate) struct AckSender {
+    tx: mpsc::UnboundedSender<AckCmd>,
+    generation: u64,
+}
+
+impl AckSender {
+    pub(crate) fn ack(&self, tag: u64) {
+        let _ = self.tx.send(AckCmd::Ack(self.generation, tag));
+    }
+    pub(crate) fn requeue(&self, tag: u64) {
+        let _ = self.tx.send(AckCmd::Requeue(self.generation, tag));
+    }
+}
+
+/// The handler of one listener's deliveries.
+pub(crate) type Handler = Box<dyn FnMut(Delivery, &AckSender) -> Decision + Send>;
+
+/// A running owner. [`Consumer::stop`] cancels the consumers but keeps the channel for the acks
+/// of messages still being handled; dropping the `Consumer` closes everything.
+pub(crate) struct Consumer {
+    stop: Arc<Notify>,
+    close: Arc<Notify>,
+}
+
+impl Consumer {
+    /// Connects, sets up `topo` and starts consuming `queues` with `handler`. Returns once the
+    /// first setup worked, or with its error (broker unreachable, login refused, a declare the
+    /// broker refused): a listener that cannot start says so instead of retrying silently.
+    pub(crate) async fn start(
+        broker: Arc<Broker>,
+        topo: Topology,
+        queues: Vec<String>,
+        handler: Handler,
+    ) -> Result<Consumer, MessagingError> {
+        let stop = Arc::new(Notify::new());
+        let close = Arc::new(Notify::new());
+        let (ready_tx, ready_rx) = oneshot::channel();
+        tokio::spawn(owner(
+            broker,
+            topo,
+            queues,
+            handler,
+            (stop.clone(), close.clone()),
+            ready_tx,
+        ));
+        match ready_rx.await {
+            Ok(Ok(())) => Ok(Consumer { stop, close }),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(MessagingError::Closed),
+        }
+    }
+
+    /// Cancels the consumers: no new deliveries; the handler is dropped (so a listener's queue
+    /// of received messages ends), acks still go out.
+    pub(crate) fn stop(&self) {
+        self.stop.notify_one();
+    }
+}
+
+impl Drop for Consumer {
+    /// Deletes the `delete_on_stop` queues and closes the connection.
+    fn drop(&mut self) {
+        self.stop.notify_one();
+        self.close.notify_one();
+    }
+}
+
+struct Session {
+    conn: Connection,
+    channel: Channel,
+    consumers: SelectAll<lapin::Consumer>,
+    tags: Vec<String>,
+}
+
+async fn setup(
+    broker: &Broker,
+    topo: &Topology,
+    queues: &[String],
+) -> Result<Session, MessagingError> {
+    let conn = broker.connect(Some(0), None).await?;
+    let ch = conn
+        .create_channel()
+        .await
+        .map_err(|e| op_error("channel.open", &e))?;
+    let prefetch = broker.opts.rabbit_qos_prefetch_count;
+    if prefetch > 0 {
+        // MSG-AMQP-10: listen channels only.
+        ch.basic_qos(prefetch, BasicQosOptions { global: false })
+            .await
+            .map_err(|e| op_error("basic.qos", &e))?;
+    }
+    for ex in &topo.exchanges {
+        let kind = if ex.fanout {
+            ExchangeKind::Fanout
+        } else {
+            ExchangeKind::Topic
+        };
+        let opts = ExchangeDeclareOptions {
+            durable: ex.durable,
+            auto_delete: ex.auto_delete,
+            ..ExchangeDeclareOptions::default()
+        };
+        ch.exchange_declare(ex.name.as_str().into(), kind, opts, FieldTable::default())
+            .await
+            .map_err(|e| op_error("exchange.declare", &e))?;
+    }
+    for q in &topo.queues {
+        let opts = QueueDeclareOptions {
+            durable: q.durable,
+            auto_delete: q.auto_delete,
+            ..QueueDeclareOptions::default()
+        };
+        ch.queue_declare(q.name.as_str().into(), opts, q.args.clone())
+            .await
+            .map_err(|e| op_error("queue.declare", &e))?;
+    }
+    for (q, ex, key) in &topo.bindings {
+        ch.queue_bind(
+            q.as_str().into(),
+            ex.as_str().into(),
+            key.as_str().into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(|e| op_error("queue.bind", &e))?;
+    }
+    let mut consumers = SelectAll::new();
+    let mut tags = Vec::new();
+    for q in queues {
+        let c = ch
+            .basic_consume(
+                q.as_str().into(),
+                "".into(),
+                BasicConsumeOptions::default(),
+                broker.opts.consumer_args(),
+            )
+            .await
+            .map_err(|e| op_error("basic.consume", &e))?;
+        tags.push(c.tag().to_string());
+        consumers.push(c);
+    }
+    Ok(Session {
+        conn,
+        channel: ch,
+        consumers,
+        tags,
+    })
+}
+
+type AckFut = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+async fn owner(
+    broker: Arc<Broker>,
+    topo: Topology,
+    queues: Vec<String>,
+    handler: Handler,
+    (stop, close): (Arc<Notify>, Arc<Notify>),
+    ready: oneshot::Sender<Result<(), MessagingError>>,
+) {
+    let mut handler = Some(handler);
+    let (ack_tx, mut ack_rx) = mpsc::unbounded_channel::<AckCmd>();
+    let mut ready = Some(ready);
+    let mut generation: u64 = 0;
+    let mut attempt: u32 = 0;
+    'reconnect: loop {
+        let mut s = match setup(&broker, &topo, &queues).await {
+            Ok(s) => s,
+            Err(e) => {
+                if let Some(r) = ready.take() {
+                    let _ = r.send(Err(e));
+                    return;
+                }
+                let wait = broker.opts.reconnect_wait(attempt);
+                attempt += 1;
+                tracing::warn!(error = %e, wait_s = wait.as_secs_f64(), "listener cannot reach the broker; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => continue 'reconnect,
+                    _ = close.notified() => return,
+                }
+            }
+        };
+        if let Some(r) = ready.take() {
+            let _ = r.send(Ok(()));
+        } else {
+            tracing::info!(queues = ?queues, "listener reconnected; consumers resumed");
+        }
+        attempt = 0;
+        generation += 1;
+        let acks = AckSender {
+            tx: ack_tx.clone(),
+            generation,
+        };
+        let mut pending_acks: FuturesUnordered<AckFut> = FuturesUnordered::new();
+        loop {
+            tokio::select! {
+                _ = stop.notified(), if handler.is_some() => {
+                    for t in &s.tags {
+                        let _ = s.channel.basic_cancel(t.as_str().into(), BasicCancelOptions::default()).await;
+                    }
+                    handler = None;
+                }
+                _ = close.notified() => {
+                    while pending_acks.next().await.is_some() {}
+                    // Acks asked for before the close still go out.
+                    while let Ok(cmd) = ack_rx.try_recv() {
+                        if let Some(f) = ack_cmd(&s.channel, generation, cmd) {
+                            f.await;
+                        }
+                    }
+                    for q in &topo.delete_on_stop {
+                        if let Err(e) = s.channel.queue_delete(q.as_str().into(), QueueDeleteOptions::default()).await {
+                            tracing::debug!(queue = %q, error = %e, "could not delete the queue on stop");
+                        }
+                    }
+                    let _ = s.conn.close(200, "OK".into()).await;
+                    return;
+                }
+                d = s.consumers.next(), if handler.is_some() => match (d, handler.as_mut()) {
+                    (Some(Ok(d)), Some(h)) => {
+                        let tag = d.delivery_tag;
+                        match h(d, &acks) {
+                            Decision::Ack => pending_acks.push(ack_fut(&s.channel, tag, AckKind::Ack)),
+                            Decision::Reject => pending_acks.push(ack_fut(&s.channel, tag, AckKind::Reject)),
+                            Decision::Hold => {}
+                        }
+                    }
+                    (Some(Ok(_)), None) => {}
+                    (Some(Err(e)), _) => {
+                        tracing::warn!(error = %e, "listener lost its connection; reconnecting");
+                        let _ = s.conn.close(320, "reconnecting".into()).await;
+                        continue 'reconnect;
+                    }
+                    (None, _) => {
+                        tracing::warn!("the broker cancelled the consumers; reconnecting");
+                        let _ = s.conn.close(320, "reconnecting".into()).await;
+                        continue 'reconnect;
+                    }
+                },
+                Some(cmd) = ack_rx.recv() => {
+                    if let Some(f) = ack_cmd(&s.channel, generation, cmd) {
+                        pending_acks.push(f);
+                    }
+                }
+                Some(()) = pending_acks.next(), if !pending_acks.is_empty() => {}
+            }
+        }
+    }
+}
+
+enum AckKind {
+    Ack,
+    Reject,
+    Requeue,
+}
+
+fn ack_fut(ch: &Channel, tag: u64, kind: AckKind) -> AckFut {
+    let ch = ch.clone();
+    Box::pin(async move {
+        let r = match kind {
+            AckKind::Ack => ch.basic_ack(tag, BasicAckOptions::default()).await,
+            AckKind::Reject => {
+                ch.basic_reject(tag, BasicRejectOptions { requeue: false })
+                    .await
+            }
+            AckKind::Requeue => {
+                ch.basic_reject(tag, BasicRejectOptions { requeue: true })
+                    .await
+            }
+        };
+        if let Err(e) = r {
+            tracing::debug!(error = %e, "ack not sent (connection lost): the broker redelivers");
+        }
+    })
+}
+
+/// The ack or requeue `cmd` asks for, unless its delivery came from a lost connection (the
+/// broker redelivers those).
+fn ack_cmd(ch: &Channel, generation: u64, cmd: AckCmd) -> Option<AckFut> {
+    let (gen, tag, kind) = match cmd {
+        AckCmd::Ack(g, t) => (g, t, AckKind::Ack),
+        AckCmd::Requeue(g, t) => (g, t, AckKind::Requeue),
+    };
+    if gen != generation {
+        tracing::debug!(
+            tag,
+            "ack for a delivery of a lost connection dropped: the broker redelivers it"
+        );
+        return None;
+    }
+    Some(ack_fut(ch, tag, kind))
+}

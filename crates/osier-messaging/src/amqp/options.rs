@@ -1,0 +1,329 @@
+//! `[oslo_messaging_rabbit]`: the rabbit driver's options, under oslo's names, settable in code
+//! and as transport URL query parameters (`oslo-wire.md` section 10, MSG-AMQP-03/05/10).
+//!
+//! ```
+//! use osier_messaging::amqp::RabbitOptions;
+//! use osier_messaging::TransportUrl;
+//!
+//! let url: TransportUrl = "rabbit://h/?rabbit_qos_prefetch_count=10&amqp_durable_queues=true"
+//!     .parse()
+//!     .unwrap();
+//! let opts = RabbitOptions::default().with_url_query(&url).unwrap();
+//! assert_eq!(opts.rabbit_qos_prefetch_count, 10);
+//! assert!(opts.amqp_durable_queues);
+//! // A query value that does not parse is an error, not a silent default.
+//! let bad: TransportUrl = "rabbit://h/?rabbit_qos_prefetch_count=lots".parse().unwrap();
+//! assert!(RabbitOptions::default().with_url_query(&bad).is_err());
+//! ```
+
+use std::time::Duration;
+
+use lapin::types::{AMQPValue, FieldTable};
+
+use crate::error::MessagingError;
+use crate::url::TransportUrl;
+
+/// The rabbit driver's options. Defaults are oslo.messaging 18.x's, except where a field says
+/// otherwise.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RabbitOptions {
+    /// Control exchange, topic, server and notification queues are durable (default false).
+    pub amqp_durable_queues: bool,
+    /// Control exchange, topic, server and notification queues are auto-delete (default false).
+    pub amqp_auto_delete: bool,
+    /// Topic, server and notification queues are quorum queues (and durable) (default false).
+    pub rabbit_quorum_queue: bool,
+    /// `x-delivery-limit` on quorum queues (0: unset).
+    pub rabbit_quorum_delivery_limit: u32,
+    /// `x-max-in-memory-length` on quorum queues (0: unset).
+    pub rabbit_quorum_max_memory_length: u32,
+    /// `x-max-in-memory-bytes` on quorum queues (0: unset).
+    pub rabbit_quorum_max_memory_bytes: u32,
+    /// Reply and fanout queues are quorum queues (and durable); the fanout exchange is durable.
+    pub rabbit_transient_quorum_queue: bool,
+    /// `x-ha-policy: all` on queues (obsolete since RabbitMQ 3.0; refused with quorum queues).
+    pub rabbit_ha_queues: bool,
+    /// `x-expires` on reply and fanout queues, in seconds (1800; 0: none).
+    pub rabbit_transient_queues_ttl: u32,
+    /// `Basic.Qos` prefetch on listen channels (0: unlimited, no `Basic.Qos`).
+    pub rabbit_qos_prefetch_count: u16,
+    /// Stable reply and fanout queue names `<host>:<process>:<n>`, and fanout queues kept on stop.
+    pub use_queue_manager: bool,
+    /// The consumer argument `x-cancel-on-ha-failover: true`.
+    pub enable_cancel_on_failover: bool,
+    /// The AMQP heartbeat asked for at connection tune, in seconds (60; 0 turns it off). lapin
+    /// sends heartbeats from its own I/O thread, so busy green or async code never starves them
+    /// (LESSON-03).
+    pub heartbeat_timeout_threshold: u16,
+    /// The first wait before reconnecting, in seconds (1).
+    pub rabbit_retry_interval: f64,
+    /// How much each further wait grows, in seconds (2).
+    pub rabbit_retry_backoff: f64,
+    /// The longest wait between reconnect attempts, in seconds. **oslo: 30; here: 3**, so a
+    /// client finds a restarted broker within seconds (the fault tests require 5 s).
+    pub rabbit_interval_max: f64,
+    /// Added before every reconnect, in seconds (1; oslo's `kombu_reconnect_delay`).
+    pub kombu_reconnect_delay: f64,
+    /// How long a server keeps retrying a reply whose queue is missing, in seconds (60).
+    pub kombu_missing_consumer_retry_timeout: f64,
+    /// Connect with TLS (`amqps`); also set by `ssl=true` in the URL query.
+    pub ssl: bool,
+    /// A PEM file of CA certificates to trust (`ssl_ca_file`); the system roots otherwise.
+    pub ssl_ca_file: Option<String>,
+}
+
+impl Default for RabbitOptions {
+    fn default() -> Self {
+        RabbitOptions {
+            amqp_durable_queues: false,
+            amqp_auto_delete: false,
+            rabbit_quorum_queue: false,
+            rabbit_quorum_delivery_limit: 0,
+            rabbit_quorum_max_memory_length: 0,
+            rabbit_quorum_max_memory_bytes: 0,
+            rabbit_transient_quorum_queue: false,
+            rabbit_ha_queues: false,
+            rabbit_transient_queues_ttl: 1800,
+            rabbit_qos_prefetch_count: 0,
+            use_queue_manager: false,
+            enable_cancel_on_failover: false,
+            heartbeat_timeout_threshold: 60,
+            rabbit_retry_interval: 1.0,
+            rabbit_retry_backoff: 2.0,
+            rabbit_interval_max: 3.0,
+            kombu_reconnect_delay: 1.0,
+            kombu_missing_consumer_retry_timeout: 60.0,
+            ssl: false,
+            ssl_ca_file: None,
+        }
+    }
+}
+
+fn parse_bool(s: &str) -> Option<bool> {
+    match s.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Some(true),
+        "false" | "0" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+impl RabbitOptions {
+    /// These options with the URL's query parameters applied (they override, as in oslo).
+    /// Parameters of other drivers or unknown names are ignored; a known name with a value that
+    /// does not parse is an [`InvalidTransportUrl`](MessagingError::InvalidTransportUrl) error.
+    pub fn with_url_query(mut self, url: &TransportUrl) -> Result<Self, MessagingError> {
+        for (k, v) in url.query() {
+            let bad = |what: &str| MessagingError::InvalidTransportUrl {
+                url: url.to_string(),
+                reason: format!("query parameter {k}={v:?}: expected {what}"),
+            };
+            macro_rules! set {
+                (bool $f:ident) => {
+                    self.$f = parse_bool(v).ok_or_else(|| bad("true or false"))?
+                };
+                (num $f:ident) => {
+                    self.$f = v.parse().map_err(|_| bad("a number"))?
+                };
+            }
+            match k.as_str() {
+                "amqp_durable_queues" => set!(bool amqp_durable_queues),
+                "amqp_auto_delete" => set!(bool amqp_auto_delete),
+                "rabbit_quorum_queue" => set!(bool rabbit_quorum_queue),
+                "rabbit_quorum_delivery_limit" => set!(num rabbit_quorum_delivery_limit),
+                "rabbit_quorum_max_memory_length" => set!(num rabbit_quorum_max_memory_length),
+                "rabbit_quorum_max_memory_bytes" => set!(num rabbit_quorum_max_memory_bytes),
+                "rabbit_transient_quorum_queue" => set!(bool rabbit_transient_quorum_queue),
+                "rabbit_ha_queues" => set!(bool rabbit_ha_queues),
+                "rabbit_transient_queues_ttl" => set!(num rabbit_transient_queues_ttl),
+                "rabbit_qos_prefetch_count" => set!(num rabbit_qos_prefetch_count),
+                "use_queue_manager" => set!(bool use_queue_manager),
+                "enable_cancel_on_failover" => set!(bool enable_cancel_on_failover),
+                "heartbeat_timeout_threshold" => set!(num heartbeat_timeout_threshold),
+                "rabbit_retry_interval" => set!(num rabbit_retry_interval),
+                "rabbit_retry_backoff" => set!(num rabbit_retry_backoff),
+                "rabbit_interval_max" => set!(num rabbit_interval_max),
+                "kombu_reconnect_delay" => set!(num kombu_reconnect_delay),
+                "kombu_missing_consumer_retry_timeout" => {
+                    set!(num kombu_missing_consumer_retry_timeout)
+                }
+                "ssl" => set!(bool ssl),
+                "ssl_ca_file" => self.ssl_ca_file = Some(v.clone()),
+                other => tracing::debug!(parameter = other, "transport URL query parameter ignored"),
+            }
+        }
+        self.validate()?;
+        Ok(self)
+    }
+
+    /// Refuses combinations oslo refuses (MSG-AMQP-03: HA with quorum queues is a RuntimeError
+    /// there) and values that cannot work.
+    pub fn validate(&self) -> Result<(), MessagingError> {
+        let bad = |reason: &str| MessagingError::DriverLoadFailure {
+            driver: "rabbit".into(),
+            reason: reason.into(),
+        };
+        if self.rabbit_ha_queues && (self.rabbit_quorum_queue || self.rabbit_transient_quorum_queue)
+        {
+            return Err(bad(
+                "rabbit_ha_queues cannot be combined with quorum queues (x-ha-policy and x-queue-type conflict)",
+            ));
+        }
+        for (name, v) in [
+            ("rabbit_retry_interval", self.rabbit_retry_interval),
+            ("rabbit_retry_backoff", self.rabbit_retry_backoff),
+            ("rabbit_interval_max", self.rabbit_interval_max),
+            ("kombu_reconnect_delay", self.kombu_reconnect_delay),
+            (
+                "kombu_missing_consumer_retry_timeout",
+                self.kombu_missing_consumer_retry_timeout,
+            ),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(bad(&format!("{name} must be a non-negative number of seconds")));
+            }
+        }
+        Ok(())
+    }
+
+    /// The wait before reconnect attempt `attempt` (0-based): `kombu_reconnect_delay` plus
+    /// `rabbit_retry_interval + attempt * rabbit_retry_backoff`, at most `rabbit_interval_max`
+    /// (MSG-AMQP-05).
+    pub fn reconnect_wait(&self, attempt: u32) -> Duration {
+        let grow = (self.rabbit_retry_interval + f64::from(attempt) * self.rabbit_retry_backoff)
+            .min(self.rabbit_interval_max);
+        Duration::from_secs_f64(self.kombu_reconnect_delay.min(self.rabbit_interval_max) + grow)
+    }
+
+    /// Whether the topic exchange and the topic/server/notification queues are durable.
+    pub(crate) fn durable(&self) -> bool {
+        self.amqp_durable_queues || self.rabbit_quorum_queue
+    }
+
+    /// Arguments of topic, server and notification queues.
+    pub(crate) fn queue_args(&self) -> FieldTable {
+        let mut t = FieldTable::default();
+        if self.rabbit_ha_queues {
+            t.insert("x-ha-policy".into(), AMQPValue::LongString("all".into()));
+        }
+        if self.rabbit_quorum_queue {
+            t.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
+            for (k, v) in [
+                ("x-delivery-limit", self.rabbit_quorum_delivery_limit),
+                ("x-max-in-memory-length", self.rabbit_quorum_max_memory_length),
+                ("x-max-in-memory-bytes", self.rabbit_quorum_max_memory_bytes),
+            ] {
+                if v > 0 {
+                    t.insert(k.into(), AMQPValue::LongLongInt(i64::from(v)));
+                }
+            }
+        }
+        t
+    }
+
+    /// Arguments of reply and fanout queues.
+    pub(crate) fn transient_args(&self) -> FieldTable {
+        let mut t = FieldTable::default();
+        if self.rabbit_transient_queues_ttl > 0 {
+            let ms = i64::from(self.rabbit_transient_queues_ttl) * 1000;
+            t.insert(
+                "x-expires".into(),
+                i32::try_from(ms)
+                    .map(AMQPValue::LongInt)
+                    .unwrap_or(AMQPValue::LongLongInt(ms)),
+            );
+        }
+        if self.rabbit_ha_queues {
+            t.insert("x-ha-policy".into(), AMQPValue::LongString("all".into()));
+        }
+        if self.rabbit_transient_quorum_queue {
+            t.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
+        }
+        t
+    }
+
+    /// Consumer arguments.
+    pub(crate) fn consumer_args(&self) -> FieldTable {
+        let mut t = FieldTable::default();
+        if self.enable_cancel_on_failover {
+            t.insert("x-cancel-on-ha-failover".into(), AMQPValue::Boolean(true));
+        }
+        t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url(s: &str) -> TransportUrl {
+        s.parse().unwrap()
+    }
+
+    /// MSG-AMQP-05: the waits grow by the backoff and stop at the maximum.
+    #[test]
+    fn reconnect_waits_grow_then_cap() {
+        let o = RabbitOptions {
+            kombu_reconnect_delay: 0.0,
+            rabbit_interval_max: 30.0,
+            ..RabbitOptions::default()
+        };
+        let w: Vec<f64> = (0..5).map(|a| o.reconnect_wait(a).as_secs_f64()).collect();
+        assert_eq!(w, vec![1.0, 3.0, 5.0, 7.0, 9.0]);
+        assert_eq!(o.reconnect_wait(100).as_secs_f64(), 30.0);
+    }
+
+    /// Section 10: URL query parameters override, under oslo's names.
+    #[test]
+    fn url_query_overrides_options() {
+        let o = RabbitOptions::default()
+            .with_url_query(&url(
+                "rabbit://h/?rabbit_quorum_queue=true&rabbit_quorum_delivery_limit=5&rabbit_transient_queues_ttl=0&enable_cancel_on_failover=yes&heartbeat_timeout_threshold=10",
+            ))
+            .unwrap();
+        assert!(o.rabbit_quorum_queue && o.durable());
+        assert_eq!(o.heartbeat_timeout_threshold, 10);
+        let qa = o.queue_args();
+        assert_eq!(
+            qa.inner().get("x-queue-type"),
+            Some(&AMQPValue::LongString("quorum".into()))
+        );
+        assert_eq!(
+            qa.inner().get("x-delivery-limit"),
+            Some(&AMQPValue::LongLongInt(5))
+        );
+        assert!(o.transient_args().inner().is_empty());
+        assert!(o.consumer_args().inner().contains_key("x-cancel-on-ha-failover"));
+    }
+
+    /// Section 2 defaults: transient queues expire after 30 minutes; nothing else is set.
+    #[test]
+    fn default_arguments_match_oslo() {
+        let o = RabbitOptions::default();
+        assert!(!o.durable());
+        assert!(o.queue_args().inner().is_empty());
+        assert_eq!(
+            o.transient_args().inner().get("x-expires"),
+            Some(&AMQPValue::LongInt(1_800_000))
+        );
+        assert!(o.consumer_args().inner().is_empty());
+    }
+
+    /// MSG-AMQP-03: HA queues and quorum queues together are refused.
+    #[test]
+    fn ha_with_quorum_is_refused() {
+        let e = RabbitOptions::default()
+            .with_url_query(&url("rabbit://h/?rabbit_ha_queues=1&rabbit_quorum_queue=1"))
+            .unwrap_err();
+        assert!(matches!(e, MessagingError::DriverLoadFailure { .. }), "{e}");
+    }
+
+    #[test]
+    fn bad_query_value_is_an_error_naming_the_parameter() {
+        let e = RabbitOptions::default()
+            .with_url_query(&url("rabbit://u:secret@h/?amqp_durable_queues=maybe"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("amqp_durable_queues"), "{e}");
+        assert!(!e.contains("secret"), "{e}");
+    }
+}

@@ -1,0 +1,390 @@
+//! The publishing side: one owner task per driver holds the sending connection and its one
+//! channel (LESSON-09); callers talk to it through a queue.
+//!
+//! The owner puts the channel in confirm mode and keeps many publishes in flight: it writes each
+//! message as soon as it arrives and matches the broker's confirms as they come back, so a slow
+//! confirm never holds the next publish (lapin-notes: 10x over one confirm at a time).
+//!
+//! Every message stays with the owner until the broker confirms it. If the connection breaks
+//! first, the owner reconnects (failover and backoff of [`Broker::connect`]), declares again what
+//! it needs, and publishes the message again: delivery to the broker is at-least-once, and
+//! receivers drop the duplicates by `_unique_id` (MSG-AMQP-07), as with oslo. What the caller waits
+//! for depends on the message kind; see [`Wait`].
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use futures::stream::FuturesUnordered;
+use futures::StreamExt;
+use lapin::options::{
+    BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
+    QueueDeclareOptions,
+};
+use lapin::Confirmation;
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Channel, Connection, ExchangeKind};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use crate::amqp::connection::{is_channel_error, op_error, Broker};
+use crate::amqp::wire;
+use crate::error::{BrokerError, MessagingError};
+
+/// An exchange to declare before publishing (once per connection).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct ExchangeSpec {
+    pub name: String,
+    pub fanout: bool,
+    pub durable: bool,
+    pub auto_delete: bool,
+}
+
+/// A queue to declare and bind before publishing (notifications, section 2).
+#[derive(Debug, Clone)]
+pub(crate) struct QueueSpec {
+    pub name: String,
+    pub durable: bool,
+    pub auto_delete: bool,
+    pub args: FieldTable,
+}
+
+/// What happened to a confirmed message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Routed {
+    /// The broker took it (and routed it, if it was mandatory).
+    Delivered,
+    /// Mandatory and unroutable: the broker returned it (`Basic.Return`).
+    Returned,
+}
+
+/// One message for the owner.
+pub(crate) struct Publish {
+    pub exchange: Option<ExchangeSpec>,
+    pub exchange_name: String,
+    pub routing_key: String,
+    pub queue: Option<(QueueSpec, String)>,
+    pub body: Vec<u8>,
+    pub mandatory: bool,
+    pub expiration: Option<Duration>,
+    /// oslo's retry: `None` forever, `Some(n)` at most n re-sends after a lost connection.
+    pub retry: Option<i32>,
+    pub deadline: Option<Instant>,
+    done: Option<oneshot::Sender<Result<Routed, MessagingError>>>,
+    resent: u32,
+}
+
+impl Publish {
+    pub(crate) fn new(exchange_name: String, routing_key: String, body: Vec<u8>) -> Self {
+        Publish {
+            exchange: None,
+            exchange_name,
+            routing_key,
+            queue: None,
+            body,
+            mandatory: false,
+            expiration: None,
+            retry: None,
+            deadline: None,
+            done: None,
+            resent: 0,
+        }
+    }
+
+    fn finish(&mut self, r: Result<Routed, MessagingError>) {
+        if let Some(d) = self.done.take() {
+            let _ = d.send(r);
+        }
+    }
+
+    fn abandoned(&self) -> bool {
+        self.done.as_ref().is_some_and(|d| d.is_closed())
+    }
+
+    fn expired(&self) -> bool {
+        self.deadline.is_some_and(|d| Instant::now() >= d)
+    }
+
+    fn may_resend(&self) -> bool {
+        !matches!(self.retry, Some(r) if r >= 0 && self.resent >= r as u32) && !self.expired()
+    }
+}
+
+fn properties(expiration: Option<Duration>) -> BasicProperties {
+    let p = BasicProperties::default()
+        .with_content_type(wire::CONTENT_TYPE.into())
+        .with_content_encoding(wire::CONTENT_ENCODING.into())
+        .with_delivery_mode(2)
+        .with_priority(0)
+        .with_headers(FieldTable::default());
+    match expiration {
+        Some(t) => p.with_expiration(wire::expiration_ms(t).into()),
+        None => p,
+    }
+}
+
+/// The handle: cheap to share; the owner task starts on first use, on the caller's runtime.
+pub(crate) struct Publisher {
+    broker: Arc<Broker>,
+    tx: OnceLock<mpsc::UnboundedSender<Publish>>,
+}
+
+impl Publisher {
+    pub(crate) fn new(broker: Arc<Broker>) -> Self {
+        Publisher {
+            broker,
+            tx: OnceLock::new(),
+        }
+    }
+
+    fn sender(&self) -> &mpsc::UnboundedSender<Publish> {
+        self.tx.get_or_init(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            tokio::spawn(owner(self.broker.clone(), rx));
+            tx
+        })
+    }
+
+    /// Hands `p` to the owner; the receiver resolves with the broker's confirm, or an error once
+    /// the retries or the deadline are used up.
+    pub(crate) fn submit(&self, mut p: Publish) -> oneshot::Receiver<Result<Routed, MessagingError>> {
+        let (tx, rx) = oneshot::channel();
+        p.done = Some(tx);
+        if let Err(mpsc::error::SendError(mut p)) = self.sender().send(p) {
+            p.finish(Err(MessagingError::Closed));
+        }
+        rx
+    }
+
+    /// Publishes and waits for the broker's confirm.
+    pub(crate) async fn publish(&self, p: Publish) -> Result<Routed, MessagingError> {
+        let deadline = p.deadline;
+        let rx = self.submit(p);
+        match deadline {
+            Some(d) => match tokio::time::timeout_at(d, rx).await {
+                Ok(r) => r.unwrap_or(Err(MessagingError::Closed)),
+                Err(_) => Err(BrokerError::ConnectionLost(
+                    "the message could not be confirmed by the broker in time".into(),
+                )
+                .into()),
+            },
+            None => rx.await.unwrap_or(Err(MessagingError::Closed)),
+        }
+    }
+}
+
+struct Link {
+    _conn: Connection,
+    channel: Channel,
+    declared: HashSet<String>,
+}
+
+type InFlight = std::pin::Pin<
+    Box<dyn std::future::Future<Output = (Publish, Result<Confirmation, lapin::Error>)> + Send>,
+>;
+
+async fn open(broker: &Broker) -> Result<Link, MessagingError> {
+    let conn = broker.connect(Some(0), None).await?;
+    let channel = conn
+        .create_channel()
+        .await
+        .map_err(|e| op_error("channel.open", &e))?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .map_err(|e| op_error("confirm.select", &e))?;
+    Ok(Link {
+        _conn: conn,
+        channel,
+        declared: HashSet::new(),
+    })
+}
+
+/// Declares what `p` needs on this connection, once.
+async fn prepare(link: &mut Link, p: &Publish) -> Result<(), lapin::Error> {
+    if let Some(ex) = &p.exchange {
+        let key = format!("x:{}", ex.name);
+        if !link.declared.contains(&key) {
+            let kind = if ex.fanout {
+                ExchangeKind::Fanout
+            } else {
+                ExchangeKind::Topic
+            };
+            let opts = ExchangeDeclareOptions {
+                durable: ex.durable,
+                auto_delete: ex.auto_delete,
+                ..ExchangeDeclareOptions::default()
+            };
+            link.channel
+                .exchange_declare(ex.name.as_str().into(), kind, opts, FieldTable::default())
+                .await?;
+            link.declared.insert(key);
+        }
+    }
+    if let Some((q, key)) = &p.queue {
+        let marker = format!("q:{}:{}:{key}", q.name, p.exchange_name);
+        if !link.declared.contains(&marker) {
+            let opts = QueueDeclareOptions {
+                durable: q.durable,
+                auto_delete: q.auto_delete,
+                ..QueueDeclareOptions::default()
+            };
+            link.channel
+                .queue_declare(q.name.as_str().into(), opts, q.args.clone())
+                .await?;
+            link.channel
+                .queue_bind(
+                    q.name.as_str().into(),
+                    p.exchange_name.as_str().into(),
+                    key.as_str().into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await?;
+            link.declared.insert(marker);
+        }
+    }
+    Ok(())
+}
+
+/// Writes `p` and returns the future of its confirm.
+fn send(link: &Link, p: Publish) -> InFlight {
+    let ch = link.channel.clone();
+    Box::pin(async move {
+        let r = async {
+            ch.basic_publish(
+                p.exchange_name.as_str().into(),
+                p.routing_key.as_str().into(),
+                BasicPublishOptions {
+                    mandatory: p.mandatory,
+                    immediate: false,
+                },
+                &p.body,
+                properties(p.expiration),
+            )
+            .await?
+            .await
+        }
+        .await;
+        (p, r)
+    })
+}
+
+/// The owner task: see the module docs.
+async fn owner(broker: Arc<Broker>, mut rx: mpsc::UnboundedReceiver<Publish>) {
+    let mut link: Option<Link> = None;
+    let mut pending: VecDeque<Publish> = VecDeque::new();
+    let mut inflight: FuturesUnordered<InFlight> = FuturesUnordered::new();
+    let mut attempt: u32 = 0;
+    let mut closed = false;
+    loop {
+        // Drop what nobody waits for any more, and fail what may not be re-sent.
+        pending.retain_mut(|p| {
+            if p.abandoned() {
+                return false;
+            }
+            if p.resent > 0 && !p.may_resend() {
+                p.finish(Err(BrokerError::ConnectionLost(format!(
+                    "the message could not be re-sent after {} tries",
+                    p.resent
+                ))
+                .into()));
+                return false;
+            }
+            true
+        });
+        if closed && pending.is_empty() && inflight.is_empty() {
+            return;
+        }
+        if link.is_none() && !pending.is_empty() {
+            match open(&broker).await {
+                Ok(l) => {
+                    if attempt > 0 {
+                        tracing::info!("publisher reconnected to the broker");
+                    }
+                    link = Some(l);
+                    attempt = 0;
+                }
+                Err(e) => {
+                    let fatal = matches!(
+                        e,
+                        MessagingError::Broker(
+                            BrokerError::AuthRefused { .. } | BrokerError::VhostRefused { .. }
+                        )
+                    );
+                    // A message that has never been sent counts its connect attempts as tries.
+                    for p in pending.iter_mut() {
+                        p.resent += 1;
+                    }
+                    if fatal {
+                        for mut p in pending.drain(..) {
+                            p.finish(Err(e.clone()));
+                        }
+                        continue;
+                    }
+                    for p in pending.iter_mut() {
+                        if !p.may_resend() {
+                            p.finish(Err(e.clone()));
+                        }
+                    }
+                    pending.retain(|p| p.done.is_some());
+                    let wait = broker.opts.reconnect_wait(attempt);
+                    attempt += 1;
+                    tracing::warn!(error = %e, wait_s = wait.as_secs_f64(), "publisher cannot reach the broker");
+                    let until = Instant::now() + wait;
+                    loop {
+                        tokio::select! {
+                            _ = tokio::time::sleep_until(until) => break,
+                            m = rx.recv(), if !closed => match m {
+                                Some(p) => pending.push_back(p),
+                                None => closed = true,
+                            },
+                        }
+                    }
+                    continue;
+                }
+            }
+        }
+        if let Some(l) = link.as_mut() {
+            while let Some(p) = pending.pop_front() {
+                if p.abandoned() {
+                    continue;
+                }
+                if let Err(e) = prepare(l, &p).await {
+                    let mut p = p;
+                    if is_channel_error(&e) {
+                        p.finish(Err(op_error("declare", &e)));
+                    } else {
+                        pending.push_front(p);
+                    }
+                    link = None; // the channel is closed either way
+                    break;
+                }
+                inflight.push(send(l, p));
+            }
+        }
+        tokio::select! {
+            m = rx.recv(), if !closed => match m {
+                Some(p) => pending.push_back(p),
+                None => closed = true,
+            },
+            Some((mut p, r)) = inflight.next(), if !inflight.is_empty() => match r {
+                Ok(Confirmation::Ack(None)) | Ok(Confirmation::NotRequested) => {
+                    p.finish(Ok(Routed::Delivered))
+                }
+                Ok(Confirmation::Ack(Some(_))) => p.finish(Ok(Routed::Returned)),
+                Ok(Confirmation::Nack(_)) => p.finish(Err(BrokerError::Nacked.into())),
+                Err(e) if is_channel_error(&e) => {
+                    p.finish(Err(op_error("basic.publish", &e)));
+                    link = None;
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "publish lost with the connection; re-sending");
+                    p.resent += 1;
+                    pending.push_back(p);
+                    link = None;
+                }
+            },
+        }
+    }
+}
