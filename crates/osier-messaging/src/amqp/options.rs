@@ -186,12 +186,14 @@ impl RabbitOptions {
     }
 
     /// The wait before reconnect attempt `attempt` (0-based): `kombu_reconnect_delay` plus
-    /// `rabbit_retry_interval + attempt * rabbit_retry_backoff`, at most `rabbit_interval_max`
-    /// (MSG-AMQP-05).
+    /// `rabbit_retry_interval + attempt * rabbit_retry_backoff`, the whole at most
+    /// `rabbit_interval_max` (MSG-AMQP-05; oslo caps only the growing part, and its larger
+    /// maximum makes the difference small there).
     pub fn reconnect_wait(&self, attempt: u32) -> Duration {
-        let grow = (self.rabbit_retry_interval + f64::from(attempt) * self.rabbit_retry_backoff)
-            .min(self.rabbit_interval_max);
-        Duration::from_secs_f64(self.kombu_reconnect_delay.min(self.rabbit_interval_max) + grow)
+        let w = self.kombu_reconnect_delay
+            + self.rabbit_retry_interval
+            + f64::from(attempt) * self.rabbit_retry_backoff;
+        Duration::from_secs_f64(w.min(self.rabbit_interval_max))
     }
 
     /// Whether the topic exchange and the topic/server/notification queues are durable.
@@ -270,6 +272,11 @@ mod tests {
         let w: Vec<f64> = (0..5).map(|a| o.reconnect_wait(a).as_secs_f64()).collect();
         assert_eq!(w, vec![1.0, 3.0, 5.0, 7.0, 9.0]);
         assert_eq!(o.reconnect_wait(100).as_secs_f64(), 30.0);
+        // The defaults: 2 s, then every 3 s.
+        let d = RabbitOptions::default();
+        assert_eq!(d.reconnect_wait(0).as_secs_f64(), 2.0);
+        assert_eq!(d.reconnect_wait(1).as_secs_f64(), 3.0);
+        assert_eq!(d.reconnect_wait(9).as_secs_f64(), 3.0);
     }
 
     /// Section 10: URL query parameters override, under oslo's names.

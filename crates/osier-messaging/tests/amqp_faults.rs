@@ -1,0 +1,243 @@
+//! Faults on the real broker (MSG-AMQP-05, issue 5): every connection is closed by the broker
+//! (`rabbitmqctl close_all_connections`), and the broker application is stopped and started
+//! (`rabbitmqctl stop_app` / `start_app`), while calls and notifications stream. Clients,
+//! servers and listeners must come back on their own within 5 s, every call must end in a result
+//! or a typed error within its timeout, and no notification the broker confirmed may be lost.
+//!
+//! These tests disturb every connection on the broker, so they run one at a time and in their
+//! own test binary (cargo runs test binaries one after another).
+
+use std::collections::BTreeSet;
+use std::process::Command;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use osier_bridge::Bridge;
+use osier_messaging::{
+    Endpoint, EndpointError, NotificationEndpoint, NotificationListener, NotificationResult,
+    Notifier, NotifyDriver, Priority, RequestContext, RpcClient, RpcServer, Target, Transport,
+    TransportOptions,
+};
+use serde_json::json;
+
+fn bridge() -> &'static Bridge {
+    static B: OnceLock<Bridge> = OnceLock::new();
+    B.get_or_init(|| Bridge::builder().build().unwrap())
+}
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static M: Mutex<()> = Mutex::new(());
+    M.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn rabbitmqctl(args: &[&str]) {
+    let out = Command::new("rabbitmqctl")
+        .args(args)
+        .output()
+        .expect("rabbitmqctl is installed with the broker");
+    assert!(
+        out.status.success(),
+        "rabbitmqctl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Starts the broker application again even if the test fails half-way.
+struct AppGuard;
+impl Drop for AppGuard {
+    fn drop(&mut self) {
+        let _ = Command::new("rabbitmqctl").arg("start_app").output();
+    }
+}
+
+fn unique(name: &str) -> String {
+    format!("osier-fault-{name}-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// A server echoing `{"i": n}`, a listener recording payload `i`s, a client and a notifier, each
+/// on its own transport (as separate processes would be).
+struct Rig {
+    server: RpcServer,
+    listener: NotificationListener,
+    client: RpcClient,
+    notifier: Notifier,
+    seen: Arc<Mutex<BTreeSet<i64>>>,
+    cleanup: (Vec<String>, Vec<String>),
+}
+
+fn rig(url: &str, exchange: &str) -> Rig {
+    let opts = || TransportOptions {
+        control_exchange: exchange.to_string(),
+        ..TransportOptions::default()
+    };
+    let top = unique("topic");
+    let ts = Transport::with_options(url, opts()).unwrap();
+    let tc = Transport::with_options(url, opts()).unwrap();
+    let server = RpcServer::builder(&ts, Target::topic(&top).with_server("s"))
+        .bridge(bridge().clone())
+        .endpoint(
+            Endpoint::new("e").method_async("echo", |_c, a: serde_json::Value| async move {
+                Ok::<_, EndpointError>(a)
+            }),
+        )
+        .build()
+        .unwrap();
+    let seen = Arc::new(Mutex::new(BTreeSet::new()));
+    let s2 = seen.clone();
+    let ep = NotificationEndpoint::new("e").on(Priority::Info, move |n| {
+        if let Some(i) = n.payload.get("i").and_then(|v| v.as_i64()) {
+            s2.lock().unwrap().insert(i);
+        }
+        NotificationResult::Handled
+    });
+    let listener = NotificationListener::new(&ts, vec![Target::topic(&top)], vec![ep])
+        .bridge(bridge().clone());
+    let client = RpcClient::new(&tc, Target::topic(&top)).timeout(Duration::from_secs(20));
+    let notifier = Notifier::new(&tc, "osier.faults")
+        .driver(NotifyDriver::MessagingV2)
+        .topics(&[&top]);
+    Rig {
+        server,
+        listener,
+        client,
+        notifier,
+        seen,
+        cleanup: (
+            vec![top.clone(), format!("{top}.s"), format!("{top}.info")],
+            vec![exchange.to_string()],
+        ),
+    }
+}
+
+/// Streams `n` calls and notifications, one every 20 ms; after the 20th, `fault` starts on its
+/// own thread while the stream goes on. Returns how long after the fault ended the first call
+/// completed.
+async fn stream_through(r: &Rig, n: i64, fault: impl FnOnce() + Send + 'static) -> Duration {
+    let mut fault = Some(fault);
+    let done_at: Arc<Mutex<Option<Instant>>> = Arc::new(Mutex::new(None));
+    let mut fault_thread = None;
+    let mut recovered: Option<Duration> = None;
+    for i in 0..n {
+        if i == 20 {
+            let (f, d) = (fault.take().unwrap(), done_at.clone());
+            fault_thread = Some(std::thread::spawn(move || {
+                f();
+                *d.lock().unwrap() = Some(Instant::now());
+            }));
+        }
+        let t0 = Instant::now();
+        let v: serde_json::Value = r
+            .client
+            .call(&RequestContext::new(), "echo", json!({"i": i}))
+            .await
+            .unwrap_or_else(|e| panic!("call {i} failed after {:?}: {e}", t0.elapsed()));
+        assert_eq!(v, json!({"i": i}));
+        if let (Some(f), None) = (*done_at.lock().unwrap(), recovered) {
+            recovered = Some(f.elapsed());
+        }
+        r.notifier
+            .info(&RequestContext::new(), "osier.fault", json!({"i": i}))
+            .await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        if i == n - 1 && done_at.lock().unwrap().is_none() {
+            // The fault outlasted the stream: keep calling until it is over.
+            while done_at.lock().unwrap().is_none() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            let t0 = Instant::now();
+            let _: serde_json::Value = r
+                .client
+                .call(&RequestContext::new(), "echo", json!({"i": -1}))
+                .await
+                .unwrap_or_else(|e| panic!("call after the fault failed after {:?}: {e}", t0.elapsed()));
+            recovered = Some(done_at.lock().unwrap().unwrap().elapsed());
+        }
+    }
+    if let Some(t) = fault_thread {
+        t.join().expect("the fault ran");
+    }
+    // Every notification the broker confirmed reaches the listener.
+    let t0 = Instant::now();
+    while r.seen.lock().unwrap().len() < n as usize && t0.elapsed() < Duration::from_secs(20) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let seen = r.seen.lock().unwrap().clone();
+    let missing: Vec<i64> = (0..n).filter(|i| !seen.contains(i)).collect();
+    eprintln!("{} notifications received", seen.len());
+    assert!(missing.is_empty(), "notifications lost: {missing:?}");
+    recovered.expect("calls after the fault")
+}
+
+async fn shut(r: Rig) {
+    r.server.stop().await.unwrap();
+    r.server.wait().await.unwrap();
+    r.listener.stop().await;
+    use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
+    let conn = lapin::Connection::connect(
+        "amqp://guest:guest@127.0.0.1:5672/%2f",
+        lapin::ConnectionProperties::default(),
+    )
+    .await
+    .unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    for q in &r.cleanup.0 {
+        let _ = ch
+            .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
+            .await;
+    }
+    for e in &r.cleanup.1 {
+        let _ = ch
+            .exchange_delete(e.as_str().into(), ExchangeDeleteOptions::default())
+            .await;
+    }
+    let _ = conn.close(200, "bye".into()).await;
+}
+
+/// MSG-AMQP-05: the broker closes every connection mid-stream; publisher, reply queue, RPC
+/// server and notification listener all reconnect and resume, nothing is lost.
+#[test]
+fn calls_and_notifications_survive_close_all_connections() {
+    let _one = one_at_a_time();
+    let r = rig(
+        "rabbit://guest:guest@127.0.0.1:5672/",
+        &unique("exchange"),
+    );
+    bridge().tokio().block_on(async {
+        r.server.start().await.unwrap();
+        r.listener.start().await.unwrap();
+        let back = stream_through(&r, 60, || {
+            rabbitmqctl(&["close_all_connections", "osier fault test"])
+        })
+        .await;
+        eprintln!("first call after close_all_connections: {back:?}");
+        assert!(back < Duration::from_secs(5), "first call after the fault took {back:?}");
+        shut(r).await;
+    });
+}
+
+/// MSG-AMQP-05, section 10: the broker application stops (every queue that is not durable goes
+/// with it) and starts again. With `amqp_durable_queues=true` (set in the URL query) the
+/// notification queue and its confirmed messages survive; the reply and fanout queues are
+/// declared again on reconnect.
+#[test]
+fn calls_and_notifications_survive_a_broker_restart() {
+    let _one = one_at_a_time();
+    let r = rig(
+        "rabbit://guest:guest@127.0.0.1:5672/?amqp_durable_queues=true",
+        &unique("exchange"),
+    );
+    bridge().tokio().block_on(async {
+        r.server.start().await.unwrap();
+        r.listener.start().await.unwrap();
+        let back = stream_through(&r, 50, || {
+            let _guard = AppGuard;
+            rabbitmqctl(&["stop_app"]);
+            std::thread::sleep(Duration::from_secs(1));
+            rabbitmqctl(&["start_app"]);
+        })
+        .await;
+        eprintln!("first call after the broker restart: {back:?}");
+        assert!(back < Duration::from_secs(5), "first call after the restart took {back:?}");
+        shut(r).await;
+    });
+}
