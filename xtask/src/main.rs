@@ -7,8 +7,12 @@
 //! | `bench-eventlet [--quick]` | the green microbenchmarks side by side in one run: osier-green, raw may, tokio and Python eventlet (in a venv under `target/xtask/`), as one table of ratios |
 //! | `bench-bridge [--quick]` | the bridge benchmarks beside their baselines (tokio task round trip, OS thread -> tokio -> OS thread hand-off, may ping-pong), as one table |
 //! | `bench-messaging [--quick]` | in-memory RPC calls and casts per executor beside a tokio mpsc request/reply baseline |
+//! | `interop` | osier against the real Python oslo.messaging (venv from PyPI) on the local RabbitMQ, both directions; prints `N passed, N failed` |
+//! | `fuzz [--seconds N]` | seeds and runs the cargo-fuzz target of the message decoder (needs `cargo install cargo-fuzz` and nightly) |
 //! | `loom` | only the loom models |
 #![allow(clippy::print_stdout)]
+
+mod interop;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -28,9 +32,11 @@ fn main() -> ExitCode {
         "bench-bridge" => bench_bridge(rest),
         "bench-messaging" => bench_messaging(rest),
         "loom" => loom(),
+        "interop" => interop::interop(),
+        "fuzz" => fuzz(rest),
         _ => {
             println!(
-                "usage: cargo xtask <ci | bench | bench-eventlet [--quick] | bench-bridge [--quick] | bench-messaging [--quick] | loom>"
+                "usage: cargo xtask <ci | bench | bench-eventlet [--quick] | bench-bridge [--quick] | bench-messaging [--quick] | bench-amqp [--quick] | interop | fuzz [--seconds N] | loom>"
             );
             return if task == "help" {
                 ExitCode::SUCCESS
@@ -159,8 +165,38 @@ fn ci() -> Result<(), String> {
             "three_executors",
         ]),
     )?;
+    println!("\n==> interop with Python oslo.messaging");
+    interop::interop()?;
     println!("\nxtask ci: all steps passed in {:.1?}", t0.elapsed());
     Ok(())
+}
+
+/// Writes the captured oslo messages as seeds and runs the decoder fuzz target.
+fn fuzz(rest: &[String]) -> Result<(), String> {
+    let secs = match rest {
+        [] => 600,
+        [flag, n] if flag == "--seconds" => n.parse().map_err(|_| "--seconds takes a number")?,
+        _ => return Err("usage: cargo xtask fuzz [--seconds N]".into()),
+    };
+    let corpus = root().join("fuzz/corpus/decode_message");
+    std::fs::create_dir_all(&corpus).map_err(|e| e.to_string())?;
+    let text = std::fs::read_to_string(
+        root().join("crates/osier-messaging/tests/data/oslo-wire-vectors.json"),
+    )
+    .map_err(|e| e.to_string())?;
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+    for vec in v["vectors"].as_array().into_iter().flatten() {
+        if let (Some(name), Some(body)) = (vec["name"].as_str(), vec["body"].as_str()) {
+            std::fs::write(corpus.join(name), body).map_err(|e| e.to_string())?;
+        }
+    }
+    run(
+        "cargo fuzz (decode_message)",
+        Command::new("cargo")
+            .current_dir(root().join("fuzz"))
+            .args(["+nightly", "fuzz", "run", "decode_message", "--"])
+            .arg(format!("-max_total_time={secs}")),
+    )
 }
 
 fn bench(rest: &[String]) -> Result<(), String> {

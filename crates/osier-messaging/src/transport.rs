@@ -72,10 +72,9 @@ impl Transport {
             // oslo's in-memory driver is `fake`; `memory` is ours. The query is ignored, as the
             // fake driver does (MSG-URL-05).
             "memory" | "fake" => Arc::new(MemoryDriver::new(&opts.control_exchange)),
-            "rabbit" | "kombu" => Arc::new(crate::amqp::AmqpDriver::new(
-                &url,
-                &opts.control_exchange,
-            )?),
+            "rabbit" | "kombu" => {
+                Arc::new(crate::amqp::AmqpDriver::new(&url, &opts.control_exchange)?)
+            }
             other => {
                 return Err(MessagingError::DriverLoadFailure {
                     driver: other.to_string(),

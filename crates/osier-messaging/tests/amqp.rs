@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use osier_bridge::Bridge;
 use osier_messaging::{
-    BrokerError, Endpoint, EndpointError, MessagingError, NotificationEndpoint, NotificationListener,
-    NotificationResult, Notifier, NotifyDriver, Priority, RequestContext, RpcClient, RpcServer,
-    Target, Transport,
+    BrokerError, Endpoint, EndpointError, MessagingError, NotificationEndpoint,
+    NotificationListener, NotificationResult, Notifier, NotifyDriver, Priority, RequestContext,
+    RpcClient, RpcServer, Target, Transport,
 };
 use serde::Deserialize;
 use serde_json::json;

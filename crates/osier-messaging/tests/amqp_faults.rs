@@ -149,7 +149,9 @@ async fn stream_through(r: &Rig, n: i64, fault: impl FnOnce() + Send + 'static) 
                 .client
                 .call(&RequestContext::new(), "echo", json!({"i": -1}))
                 .await
-                .unwrap_or_else(|e| panic!("call after the fault failed after {:?}: {e}", t0.elapsed()));
+                .unwrap_or_else(|e| {
+                    panic!("call after the fault failed after {:?}: {e}", t0.elapsed())
+                });
             recovered = Some(done_at.lock().unwrap().unwrap().elapsed());
         }
     }
@@ -198,10 +200,7 @@ async fn shut(r: Rig) {
 #[test]
 fn calls_and_notifications_survive_close_all_connections() {
     let _one = one_at_a_time();
-    let r = rig(
-        "rabbit://guest:guest@127.0.0.1:5672/",
-        &unique("exchange"),
-    );
+    let r = rig("rabbit://guest:guest@127.0.0.1:5672/", &unique("exchange"));
     bridge().tokio().block_on(async {
         r.server.start().await.unwrap();
         r.listener.start().await.unwrap();
@@ -210,7 +209,10 @@ fn calls_and_notifications_survive_close_all_connections() {
         })
         .await;
         eprintln!("first call after close_all_connections: {back:?}");
-        assert!(back < Duration::from_secs(5), "first call after the fault took {back:?}");
+        assert!(
+            back < Duration::from_secs(5),
+            "first call after the fault took {back:?}"
+        );
         shut(r).await;
     });
 }
@@ -237,7 +239,10 @@ fn calls_and_notifications_survive_a_broker_restart() {
         })
         .await;
         eprintln!("first call after the broker restart: {back:?}");
-        assert!(back < Duration::from_secs(5), "first call after the restart took {back:?}");
+        assert!(
+            back < Duration::from_secs(5),
+            "first call after the restart took {back:?}"
+        );
         shut(r).await;
     });
 }

@@ -173,7 +173,11 @@ impl Broker {
                         ))
                         .into());
                     }
-                    tracing::info!(attempt, wait_s = wait.as_secs_f64(), "reconnecting to the broker");
+                    tracing::info!(
+                        attempt,
+                        wait_s = wait.as_secs_f64(),
+                        "reconnecting to the broker"
+                    );
                     tokio::time::sleep(wait).await;
                     attempt += 1;
                 }

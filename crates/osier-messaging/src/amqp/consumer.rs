@@ -255,6 +255,9 @@ async fn owner(
                     for t in &s.tags {
                         let _ = s.channel.basic_cancel(t.as_str().into(), BasicCancelOptions::default()).await;
                     }
+                    // Deleted before the handler goes, so a listener that saw its last
+                    // message knows the queues are gone too.
+                    delete_queues(&s.channel, &topo.delete_on_stop).await;
                     handler = None;
                 }
                 _ = close.notified() => {
@@ -265,10 +268,8 @@ async fn owner(
                             f.await;
                         }
                     }
-                    for q in &topo.delete_on_stop {
-                        if let Err(e) = s.channel.queue_delete(q.as_str().into(), QueueDeleteOptions::default()).await {
-                            tracing::debug!(queue = %q, error = %e, "could not delete the queue on stop");
-                        }
+                    if handler.is_some() {
+                        delete_queues(&s.channel, &topo.delete_on_stop).await;
                     }
                     let _ = s.conn.close(200, "OK".into()).await;
                     return;
@@ -301,6 +302,17 @@ async fn owner(
                 }
                 Some(()) = pending_acks.next(), if !pending_acks.is_empty() => {}
             }
+        }
+    }
+}
+
+async fn delete_queues(ch: &Channel, queues: &[String]) {
+    for q in queues {
+        if let Err(e) = ch
+            .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
+            .await
+        {
+            tracing::debug!(queue = %q, error = %e, "could not delete the queue on stop");
         }
     }
 }

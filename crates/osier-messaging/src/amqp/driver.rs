@@ -63,7 +63,12 @@ impl GoneQueues {
 
     fn insert(&mut self, q: &str) {
         if self.0.len() >= Self::MAX {
-            if let Some(oldest) = self.0.iter().min_by_key(|(_, t)| **t).map(|(k, _)| k.clone()) {
+            if let Some(oldest) = self
+                .0
+                .iter()
+                .min_by_key(|(_, t)| **t)
+                .map(|(k, _)| k.clone())
+            {
                 self.0.remove(&oldest);
             }
         }
@@ -164,7 +169,11 @@ impl Shared {
     }
 
     /// The request of `msg` (call or cast), ready for the publisher (section 5).
-    fn request(&self, msg: &Outgoing, call: Option<CallInfo<'_>>) -> Result<Publish, MessagingError> {
+    fn request(
+        &self,
+        msg: &Outgoing,
+        call: Option<CallInfo<'_>>,
+    ) -> Result<Publish, MessagingError> {
         let topic = msg.target.require_topic()?;
         let inner = wire::encode_request(&msg.message, &msg.ctxt, call, &wire::new_id());
         let body = wire::encode_body(&inner);
@@ -577,11 +586,7 @@ impl Driver for AmqpDriver {
         let sh = &self.shared;
         let ex = sh.topic_exchange(sh.exchange_of(&msg.target));
         let inner = wire::encode_notification(&msg.message, &msg.ctxt, &wire::new_id());
-        let mut p = Publish::new(
-            ex.name.clone(),
-            key.clone(),
-            wire::encode_body(&inner),
-        );
+        let mut p = Publish::new(ex.name.clone(), key.clone(), wire::encode_body(&inner));
         p.exchange = Some(ex);
         // Declare and bind the queue named after the routing key first, so notifications sent
         // before any listener exists are kept (section 2, section 11 item 7).

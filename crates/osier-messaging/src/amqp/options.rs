@@ -148,7 +148,9 @@ impl RabbitOptions {
                 }
                 "ssl" => set!(bool ssl),
                 "ssl_ca_file" => self.ssl_ca_file = Some(v.clone()),
-                other => tracing::debug!(parameter = other, "transport URL query parameter ignored"),
+                other => {
+                    tracing::debug!(parameter = other, "transport URL query parameter ignored")
+                }
             }
         }
         self.validate()?;
@@ -179,7 +181,9 @@ impl RabbitOptions {
             ),
         ] {
             if !(v.is_finite() && v >= 0.0) {
-                return Err(bad(&format!("{name} must be a non-negative number of seconds")));
+                return Err(bad(&format!(
+                    "{name} must be a non-negative number of seconds"
+                )));
             }
         }
         Ok(())
@@ -208,10 +212,16 @@ impl RabbitOptions {
             t.insert("x-ha-policy".into(), AMQPValue::LongString("all".into()));
         }
         if self.rabbit_quorum_queue {
-            t.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
+            t.insert(
+                "x-queue-type".into(),
+                AMQPValue::LongString("quorum".into()),
+            );
             for (k, v) in [
                 ("x-delivery-limit", self.rabbit_quorum_delivery_limit),
-                ("x-max-in-memory-length", self.rabbit_quorum_max_memory_length),
+                (
+                    "x-max-in-memory-length",
+                    self.rabbit_quorum_max_memory_length,
+                ),
                 ("x-max-in-memory-bytes", self.rabbit_quorum_max_memory_bytes),
             ] {
                 if v > 0 {
@@ -238,7 +248,10 @@ impl RabbitOptions {
             t.insert("x-ha-policy".into(), AMQPValue::LongString("all".into()));
         }
         if self.rabbit_transient_quorum_queue {
-            t.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
+            t.insert(
+                "x-queue-type".into(),
+                AMQPValue::LongString("quorum".into()),
+            );
         }
         t
     }
@@ -299,7 +312,10 @@ mod tests {
             Some(&AMQPValue::LongLongInt(5))
         );
         assert!(o.transient_args().inner().is_empty());
-        assert!(o.consumer_args().inner().contains_key("x-cancel-on-ha-failover"));
+        assert!(o
+            .consumer_args()
+            .inner()
+            .contains_key("x-cancel-on-ha-failover"));
     }
 
     /// Section 2 defaults: transient queues expire after 30 minutes; nothing else is set.

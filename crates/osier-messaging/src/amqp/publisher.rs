@@ -21,8 +21,8 @@ use lapin::options::{
     BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
     QueueDeclareOptions,
 };
-use lapin::Confirmation;
 use lapin::types::FieldTable;
+use lapin::Confirmation;
 use lapin::{BasicProperties, Channel, Connection, ExchangeKind};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -147,7 +147,10 @@ impl Publisher {
 
     /// Hands `p` to the owner; the receiver resolves with the broker's confirm, or an error once
     /// the retries or the deadline are used up.
-    pub(crate) fn submit(&self, mut p: Publish) -> oneshot::Receiver<Result<Routed, MessagingError>> {
+    pub(crate) fn submit(
+        &self,
+        mut p: Publish,
+    ) -> oneshot::Receiver<Result<Routed, MessagingError>> {
         let (tx, rx) = oneshot::channel();
         p.done = Some(tx);
         if let Err(mpsc::error::SendError(mut p)) = self.sender().send(p) {

@@ -343,11 +343,11 @@ impl RpcClient {
         let timeout = self.effective_timeout();
         let deadline = tokio::time::Instant::now() + timeout;
         let timed_out = || MessagingError::Timeout(format!("No reply on topic {topic}"));
-        let mut waiter = match tokio::time::timeout_at(deadline, self.transport.driver.call(msg)).await
-        {
-            Ok(w) => w?,
-            Err(_) => return Err(timed_out()),
-        };
+        let mut waiter =
+            match tokio::time::timeout_at(deadline, self.transport.driver.call(msg)).await {
+                Ok(w) => w?,
+                Err(_) => return Err(timed_out()),
+            };
         loop {
             let monitor = self
                 .call_monitor_timeout

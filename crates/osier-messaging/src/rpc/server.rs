@@ -349,12 +349,25 @@ impl RpcServer {
         let (stop_tx, mut stop_rx) = watch::channel(false);
         let inner = self.inner.clone();
         let task = self.inner.bridge.tokio().spawn(async move {
+            let mut stopping = false;
             loop {
                 let msg = tokio::select! {
                     m = listener.poll() => m,
-                    _ = stop_rx.changed() => { listener.stop(); None }
+                    _ = stop_rx.changed(), if !stopping => {
+                        // The listener cancels its subscriptions (an AMQP listener also deletes
+                        // its fanout queue) and then ends its stream.
+                        listener.stop();
+                        stopping = true;
+                        continue;
+                    }
                 };
                 let Some(msg) = msg else { break };
+                if stopping {
+                    // Delivered before the cancel took effect: back to the queue for another
+                    // server (MSG-SRV-05: no new request starts once stop() was called).
+                    msg.acker.requeue();
+                    continue;
+                }
                 inner.inflight.fetch_add(1, Ordering::AcqRel);
                 let i2 = inner.clone();
                 tokio::spawn(async move {
