@@ -120,6 +120,12 @@ pub trait Driver: Send + Sync + 'static {
         targets: &[Target],
         pool: Option<&str>,
     ) -> Result<Box<dyn Listener>, MessagingError>;
+    /// Waits until everything sent so far is in the broker's hands; fails if something the
+    /// driver accepted could not be delivered since the last flush. Drivers that deliver at
+    /// once have nothing to wait for.
+    async fn flush(&self) -> Result<(), MessagingError> {
+        Ok(())
+    }
     /// Releases the driver's resources.
     async fn cleanup(&self);
 }

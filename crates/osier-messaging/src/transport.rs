@@ -118,6 +118,13 @@ impl Transport {
         &self.opts
     }
 
+    /// Waits until every cast and notification sent so far is confirmed by the broker, and
+    /// fails if one could not be delivered since the last flush (RabbitMQ driver; the in-memory
+    /// driver delivers at once). Call it before a process exits.
+    pub async fn flush(&self) -> Result<(), MessagingError> {
+        self.driver.flush().await
+    }
+
     /// Releases the driver's resources (for the in-memory driver: wipes every exchange in the
     /// process, MSG-FAKE-01).
     pub async fn cleanup(&self) {

@@ -284,3 +284,125 @@ fn connect_fails_over_to_the_next_host() {
         clean_up(&rpc_queues(&top, &["s1"]), &[]).await;
     });
 }
+
+/// Casts and notifications return once written; `Transport::flush` returns once the broker has
+/// confirmed every one of them, so all of them are in the queue by then.
+#[test]
+fn flush_returns_once_every_notification_is_confirmed() {
+    let t = Transport::new(URL).unwrap();
+    let top = topic("flush");
+    let n = Notifier::new(&t, "osier.tests")
+        .driver(NotifyDriver::MessagingV2)
+        .topics(&[&top]);
+    block(async {
+        for i in 0..300 {
+            n.info(&RequestContext::new(), "osier.flush", json!({ "i": i }))
+                .await;
+        }
+        t.flush().await.unwrap();
+        let conn = lapin::Connection::connect(
+            "amqp://guest:guest@127.0.0.1:5672/%2f",
+            lapin::ConnectionProperties::default(),
+        )
+        .await
+        .unwrap();
+        let ch = conn.create_channel().await.unwrap();
+        let q = ch
+            .queue_declare(
+                format!("{top}.info").as_str().into(),
+                lapin::options::QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                lapin::types::FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(q.message_count(), 300);
+        let _ = conn.close(200, "bye".into()).await;
+        clean_up(&[format!("{top}.info")], &[]).await;
+    });
+}
+
+/// A wrong password is `BrokerError::AuthRefused` with the broker's reason, not retried, and
+/// the password appears nowhere.
+#[test]
+fn refused_login_is_a_typed_error() {
+    let t = Transport::new("rabbit://guest:wrongpw@127.0.0.1:5672/").unwrap();
+    block(async {
+        let c = RpcClient::new(&t, Target::topic("x"));
+        let t0 = Instant::now();
+        let e = c
+            .cast(&RequestContext::new(), "m", json!({}))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(e, MessagingError::Broker(BrokerError::AuthRefused { ref user, .. }) if user == "guest"),
+            "{e:?}"
+        );
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "retried a refused login"
+        );
+        assert!(!format!("{e} {e:?}").contains("wrongpw"));
+    });
+}
+
+/// A virtual host that does not exist is `BrokerError::VhostRefused`.
+#[test]
+fn missing_vhost_is_a_typed_error() {
+    let t = Transport::new("rabbit://guest:guest@127.0.0.1:5672/osier-no-such-vhost").unwrap();
+    block(async {
+        let e = RpcServer::builder(&t, Target::topic("x").with_server("s"))
+            .bridge(bridge().clone())
+            .endpoint(Endpoint::new("e"))
+            .build()
+            .unwrap()
+            .start()
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(e, MessagingError::Broker(BrokerError::VhostRefused { ref vhost, .. }) if vhost == "osier-no-such-vhost"),
+            "{e:?}"
+        );
+    });
+}
+
+/// Section 10 on the real broker: quorum queues and a prefetch set in the URL query; the topic
+/// queue is declared as a quorum queue and calls go through.
+#[test]
+fn quorum_queues_and_prefetch_from_the_url_query() {
+    let ex = topic("qexchange");
+    let t = Transport::with_options(
+        &format!("{URL}?rabbit_quorum_queue=true&rabbit_qos_prefetch_count=4"),
+        osier_messaging::TransportOptions {
+            control_exchange: ex.clone(),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let top = topic("quorum");
+    block(async {
+        let s = server(&t, &top, "s1");
+        s.start().await.unwrap();
+        let c = RpcClient::new(&t, Target::topic(&top)).timeout(Duration::from_secs(10));
+        let r: serde_json::Value = c
+            .call(&RequestContext::new(), "echo", json!({"value": 7}))
+            .await
+            .unwrap();
+        assert_eq!(r["value"], 7);
+        let out = std::process::Command::new("rabbitmqctl")
+            .args(["list_queues", "-q", "name", "type", "durable"])
+            .output()
+            .unwrap();
+        let listing = String::from_utf8_lossy(&out.stdout);
+        let line = listing
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(top.as_str()))
+            .unwrap_or_else(|| panic!("{top} not listed:\n{listing}"));
+        assert!(line.contains("quorum") && line.contains("true"), "{line}");
+        s.stop().await.unwrap();
+        s.wait().await.unwrap();
+        clean_up(&rpc_queues(&top, &["s1"]), &[ex]).await;
+    });
+}

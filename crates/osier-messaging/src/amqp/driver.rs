@@ -8,11 +8,21 @@
 //!
 //! What each message kind waits for (the delivery guarantee, see docs/architecture.md):
 //!
-//! | message | publisher confirm | the sender returns |
+//! Every channel is in confirm mode, and the publisher keeps each message until the broker
+//! confirms it, re-sending it after a lost connection: delivery to the broker is at-least-once
+//! for every kind, as in oslo. What differs is what the sender waits for:
+//!
+//! | message | the sender returns | why |
 //! |---|---|---|
-//! | cast, fanout cast, notification | yes | once the broker confirmed it (at-least-once to the broker, as oslo; MSG-AMQP-13) |
-//! | call request | yes, not waited for | at once: the reply proves delivery; a lost connection re-sends the request, a nack ends the call with an error |
-//! | reply | yes, `mandatory` | once confirmed and routed; a `Basic.Return` is retried every 0.25 s for `kombu_missing_consumer_retry_timeout` (MSG-AMQP-08) |
+//! | call request | once written to a live channel | the reply proves delivery; a confirm adds nothing the caller could act on |
+//! | cast, fanout cast, notification | once written to a live channel (`wait_for_confirms=true`: once confirmed, as oslo, MSG-AMQP-13) | confirms are pipelined instead of one at a time (lapin-notes: ~10x); [`Transport::flush`](crate::Transport::flush) waits for all of them and reports any message the broker did not take |
+//! | reply | once confirmed and routed | `mandatory`: a `Basic.Return` is retried every 0.25 s for `kombu_missing_consumer_retry_timeout` (MSG-AMQP-08) |
+//!
+//! What `wait_for_confirms=false` gives up: a cast or notification that `cast()` / `notify()`
+//! returned from and that was not yet confirmed is lost if the *sending process* dies in the
+//! next few hundred microseconds (a lost connection is covered by the re-send). Call
+//! [`Transport::flush`](crate::Transport::flush) where that matters (before exit; the service
+//! launcher does on stop).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -26,7 +36,7 @@ use tokio::time::Instant;
 use crate::amqp::connection::Broker;
 use crate::amqp::consumer::{AckSender, Consumer, Decision, Handler, Topology};
 use crate::amqp::options::RabbitOptions;
-use crate::amqp::publisher::{ExchangeSpec, Publish, Publisher, QueueSpec, Routed};
+use crate::amqp::publisher::{ExchangeSpec, Publish, Publisher, QueueSpec, Routed, Wait};
 use crate::amqp::wire::{self, CallInfo, DuplicateFilter};
 use crate::driver::{
     Acker, Driver, Incoming, Listener, Outcome, Outgoing, Replier, ReplyEvent, ReplyWaiter,
@@ -121,6 +131,15 @@ fn queue_suffix(opts: &RabbitOptions) -> String {
 impl Shared {
     fn opts(&self) -> &RabbitOptions {
         &self.broker.opts
+    }
+
+    /// What casts and notifications wait for (see the module docs).
+    fn fire_and_track(&self) -> Wait {
+        if self.opts().wait_for_confirms {
+            Wait::Confirmed
+        } else {
+            Wait::Written
+        }
     }
 
     fn exchange_of(&self, t: &Target) -> String {
@@ -510,7 +529,8 @@ impl AmqpDriver {
 #[async_trait]
 impl Driver for AmqpDriver {
     async fn cast(&self, msg: Outgoing) -> Result<(), MessagingError> {
-        let p = self.shared.request(&msg, None)?;
+        let mut p = self.shared.request(&msg, None)?;
+        p.wait = self.shared.fire_and_track();
         match self.shared.publisher.publish(p).await? {
             Routed::Delivered | Routed::Returned => Ok(()),
         }
@@ -528,6 +548,7 @@ impl Driver for AmqpDriver {
         };
         let mut p = self.shared.request(&msg, Some(call))?;
         p.deadline = msg.timeout.map(|t| Instant::now() + t);
+        p.wait = Wait::Written;
         let confirm = self.shared.publisher.submit(p);
         Ok(Box::new(AmqpWaiter {
             rx,
@@ -592,6 +613,7 @@ impl Driver for AmqpDriver {
         // before any listener exists are kept (section 2, section 11 item 7).
         p.queue = Some((sh.queue(key.clone()), key));
         p.retry = msg.retry;
+        p.wait = sh.fire_and_track();
         sh.publisher.publish(p).await.map(|_| ())
     }
 
@@ -626,5 +648,79 @@ impl Driver for AmqpDriver {
         Ok(Box::new(AmqpListener { rx, consumer }))
     }
 
-    async fn cleanup(&self) {}
+    async fn flush(&self) -> Result<(), MessagingError> {
+        self.shared.publisher.flush().await
+    }
+
+    async fn cleanup(&self) {
+        if let Err(e) = self.shared.publisher.flush().await {
+            tracing::error!(error = %e, "messages were lost at transport cleanup");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn driver(url: &str) -> AmqpDriver {
+        AmqpDriver::new(&url.parse().unwrap(), "openstack").unwrap()
+    }
+
+    /// Casts and notifications wait for the write by default and for the confirm with
+    /// `wait_for_confirms=true` (oslo's behaviour, MSG-AMQP-13), read from the URL query.
+    #[test]
+    fn casts_wait_for_their_confirm_only_when_asked() {
+        assert_eq!(driver("rabbit://h/").shared.fire_and_track(), Wait::Written);
+        assert_eq!(
+            driver("rabbit://h/?wait_for_confirms=true")
+                .shared
+                .fire_and_track(),
+            Wait::Confirmed
+        );
+    }
+
+    /// Section 10: the option variants change the declared flags and arguments.
+    #[test]
+    fn durable_and_quorum_options_shape_the_topology() {
+        let d = driver("rabbit://h/?amqp_durable_queues=true&amqp_auto_delete=true");
+        let ex = d.shared.topic_exchange("openstack".into());
+        assert!(ex.durable && ex.auto_delete && !ex.fanout);
+        let q = d.shared.queue("topic".into());
+        assert!(q.durable && q.auto_delete);
+        let d = driver("rabbit://h/?rabbit_transient_quorum_queue=true");
+        let fq = d.shared.transient_queue("t_fanout_x".into());
+        assert!(fq.durable);
+        assert!(d.shared.fanout_exchange("t").durable);
+        let plain = driver("rabbit://h/");
+        let fq = plain.shared.transient_queue("t_fanout_x".into());
+        assert!(!fq.durable && !fq.auto_delete);
+        assert!(!plain.shared.fanout_exchange("t").durable);
+        assert!(plain.shared.fanout_exchange("t").auto_delete);
+    }
+
+    /// MSG-AMQP-08: a reply queue found missing is remembered (200 entries at most).
+    #[test]
+    fn gone_reply_queues_are_remembered_and_bounded() {
+        let mut g = GoneQueues::default();
+        for i in 0..250 {
+            g.insert(&format!("reply_{i}"));
+        }
+        assert_eq!(g.0.len(), GoneQueues::MAX);
+        assert!(g.contains("reply_249"));
+        assert!(!g.contains("nosuch"));
+    }
+
+    /// LESSON-05: with the queue manager, names carry this process's pid, read when the name is
+    /// made (so after a fork); without it, they are random.
+    #[test]
+    fn queue_names_are_derived_when_made() {
+        let qm = RabbitOptions {
+            use_queue_manager: true,
+            ..RabbitOptions::default()
+        };
+        assert!(queue_suffix(&qm).ends_with(&format!(":{}", std::process::id())));
+        let plain = RabbitOptions::default();
+        assert_ne!(queue_suffix(&plain), queue_suffix(&plain));
+    }
 }

@@ -66,6 +66,10 @@ pub struct RabbitOptions {
     pub kombu_reconnect_delay: f64,
     /// How long a server keeps retrying a reply whose queue is missing, in seconds (60).
     pub kombu_missing_consumer_retry_timeout: f64,
+    /// Casts and notifications return only once the broker confirmed them, one at a time, as
+    /// oslo does (default false: they return once written and the confirms are pipelined; see
+    /// [`driver`](crate::amqp::driver) for what that trades). osier's own option.
+    pub wait_for_confirms: bool,
     /// Connect with TLS (`amqps`); also set by `ssl=true` in the URL query.
     pub ssl: bool,
     /// A PEM file of CA certificates to trust (`ssl_ca_file`); the system roots otherwise.
@@ -93,6 +97,7 @@ impl Default for RabbitOptions {
             rabbit_interval_max: 3.0,
             kombu_reconnect_delay: 1.0,
             kombu_missing_consumer_retry_timeout: 60.0,
+            wait_for_confirms: false,
             ssl: false,
             ssl_ca_file: None,
         }
@@ -146,6 +151,7 @@ impl RabbitOptions {
                 "kombu_missing_consumer_retry_timeout" => {
                     set!(num kombu_missing_consumer_retry_timeout)
                 }
+                "wait_for_confirms" => set!(bool wait_for_confirms),
                 "ssl" => set!(bool ssl),
                 "ssl_ca_file" => self.ssl_ca_file = Some(v.clone()),
                 other => {

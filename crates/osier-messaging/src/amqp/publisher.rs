@@ -9,9 +9,12 @@
 //! first, the owner reconnects (failover and backoff of [`Broker::connect`]), declares again what
 //! it needs, and publishes the message again: delivery to the broker is at-least-once, and
 //! receivers drop the duplicates by `_unique_id` (MSG-AMQP-07), as with oslo. What the caller waits
-//! for depends on the message kind; see [`Wait`].
+//! for depends on the message kind; see [`Wait`]. A message whose confirm never comes (a nack,
+//! or re-sends used up) after its caller stopped waiting is logged at error level and counted;
+//! [`Publisher::flush`] waits for every outstanding confirm and reports those failures.
 
 use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -24,7 +27,7 @@ use lapin::options::{
 use lapin::types::FieldTable;
 use lapin::Confirmation;
 use lapin::{BasicProperties, Channel, Connection, ExchangeKind};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::time::Instant;
 
 use crate::amqp::connection::{is_channel_error, op_error, Broker};
@@ -58,8 +61,20 @@ pub(crate) enum Routed {
     Returned,
 }
 
+/// What [`Publisher::publish`] waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wait {
+    /// The broker's confirm (replies, which must know about `Basic.Return`; casts and
+    /// notifications with `rabbit_wait_for_confirms`).
+    Confirmed,
+    /// The message written to a live channel; the owner keeps it until the broker confirms it
+    /// and re-sends it after a lost connection.
+    Written,
+}
+
 /// One message for the owner.
 pub(crate) struct Publish {
+    pub wait: Wait,
     pub exchange: Option<ExchangeSpec>,
     pub exchange_name: String,
     pub routing_key: String,
@@ -77,6 +92,7 @@ pub(crate) struct Publish {
 impl Publish {
     pub(crate) fn new(exchange_name: String, routing_key: String, body: Vec<u8>) -> Self {
         Publish {
+            wait: Wait::Confirmed,
             exchange: None,
             exchange_name,
             routing_key,
@@ -91,9 +107,11 @@ impl Publish {
         }
     }
 
-    fn finish(&mut self, r: Result<Routed, MessagingError>) {
-        if let Some(d) = self.done.take() {
-            let _ = d.send(r);
+    /// Tells the caller, if it still waits. Returns false when nobody heard it.
+    fn tell(&mut self, r: Result<Routed, MessagingError>) -> bool {
+        match self.done.take() {
+            Some(d) => d.send(r).is_ok(),
+            None => false,
         }
     }
 
@@ -123,10 +141,27 @@ fn properties(expiration: Option<Duration>) -> BasicProperties {
     }
 }
 
+/// Messages handed to the owner and not yet confirmed, and failures nobody heard about.
+#[derive(Default)]
+pub(crate) struct Tracker {
+    outstanding: AtomicUsize,
+    lost: AtomicUsize,
+    idle: Notify,
+}
+
+impl Tracker {
+    fn done(&self) {
+        if self.outstanding.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.idle.notify_waiters();
+        }
+    }
+}
+
 /// The handle: cheap to share; the owner task starts on first use, on the caller's runtime.
 pub(crate) struct Publisher {
     broker: Arc<Broker>,
     tx: OnceLock<mpsc::UnboundedSender<Publish>>,
+    tracker: Arc<Tracker>,
 }
 
 impl Publisher {
@@ -134,29 +169,54 @@ impl Publisher {
         Publisher {
             broker,
             tx: OnceLock::new(),
+            tracker: Arc::new(Tracker::default()),
         }
     }
 
     fn sender(&self) -> &mpsc::UnboundedSender<Publish> {
         self.tx.get_or_init(|| {
             let (tx, rx) = mpsc::unbounded_channel();
-            tokio::spawn(owner(self.broker.clone(), rx));
+            tokio::spawn(owner(self.broker.clone(), rx, self.tracker.clone()));
             tx
         })
     }
 
-    /// Hands `p` to the owner; the receiver resolves with the broker's confirm, or an error once
-    /// the retries or the deadline are used up.
+    /// Hands `p` to the owner; the receiver resolves as `p.wait` says, or with an error once the
+    /// retries or the deadline are used up.
     pub(crate) fn submit(
         &self,
         mut p: Publish,
     ) -> oneshot::Receiver<Result<Routed, MessagingError>> {
         let (tx, rx) = oneshot::channel();
         p.done = Some(tx);
+        self.tracker.outstanding.fetch_add(1, Ordering::AcqRel);
         if let Err(mpsc::error::SendError(mut p)) = self.sender().send(p) {
-            p.finish(Err(MessagingError::Closed));
+            p.tell(Err(MessagingError::Closed));
+            self.tracker.done();
         }
         rx
+    }
+
+    /// Waits until every message handed over so far is confirmed by the broker (or failed).
+    /// Fails if a message whose sender had stopped waiting could not be delivered since the
+    /// last flush.
+    pub(crate) async fn flush(&self) -> Result<(), MessagingError> {
+        loop {
+            let idle = self.tracker.idle.notified();
+            tokio::pin!(idle);
+            idle.as_mut().enable();
+            if self.tracker.outstanding.load(Ordering::Acquire) == 0 {
+                break;
+            }
+            idle.await;
+        }
+        match self.tracker.lost.swap(0, Ordering::AcqRel) {
+            0 => Ok(()),
+            n => Err(BrokerError::ConnectionLost(format!(
+                "{n} message(s) handed to the transport were not confirmed by the broker"
+            ))
+            .into()),
+        }
     }
 
     /// Publishes and waits for the broker's confirm.
@@ -251,11 +311,11 @@ async fn prepare(link: &mut Link, p: &Publish) -> Result<(), lapin::Error> {
 }
 
 /// Writes `p` and returns the future of its confirm.
-fn send(link: &Link, p: Publish) -> InFlight {
+fn send(link: &Link, mut p: Publish) -> InFlight {
     let ch = link.channel.clone();
     Box::pin(async move {
-        let r = async {
-            ch.basic_publish(
+        let written = ch
+            .basic_publish(
                 p.exchange_name.as_str().into(),
                 p.routing_key.as_str().into(),
                 BasicPublishOptions {
@@ -265,16 +325,45 @@ fn send(link: &Link, p: Publish) -> InFlight {
                 &p.body,
                 properties(p.expiration),
             )
-            .await?
-            .await
-        }
-        .await;
+            .await;
+        let r = match written {
+            Ok(confirm) => {
+                if p.wait == Wait::Written {
+                    p.tell(Ok(Routed::Delivered));
+                }
+                confirm.await
+            }
+            Err(e) => Err(e),
+        };
         (p, r)
     })
 }
 
+/// The final outcome of `p`: its caller hears it if it still waits; otherwise a failure is
+/// logged and counted for [`Publisher::flush`].
+fn settle(mut p: Publish, r: Result<Routed, MessagingError>, tracker: &Tracker) {
+    if let Err(e) = &r {
+        if !p.tell(r.clone()) {
+            tracing::error!(
+                exchange = %p.exchange_name,
+                routing_key = %p.routing_key,
+                error = %e,
+                "a message handed to the transport was not delivered to the broker"
+            );
+            tracker.lost.fetch_add(1, Ordering::AcqRel);
+        }
+    } else {
+        p.tell(r);
+    }
+    tracker.done();
+}
+
 /// The owner task: see the module docs.
-async fn owner(broker: Arc<Broker>, mut rx: mpsc::UnboundedReceiver<Publish>) {
+async fn owner(
+    broker: Arc<Broker>,
+    mut rx: mpsc::UnboundedReceiver<Publish>,
+    tracker: Arc<Tracker>,
+) {
     let mut link: Option<Link> = None;
     let mut pending: VecDeque<Publish> = VecDeque::new();
     let mut inflight: FuturesUnordered<InFlight> = FuturesUnordered::new();
@@ -282,20 +371,22 @@ async fn owner(broker: Arc<Broker>, mut rx: mpsc::UnboundedReceiver<Publish>) {
     let mut closed = false;
     loop {
         // Drop what nobody waits for any more, and fail what may not be re-sent.
-        pending.retain_mut(|p| {
+        let mut keep = VecDeque::with_capacity(pending.len());
+        for p in pending.drain(..) {
             if p.abandoned() {
-                return false;
-            }
-            if p.resent > 0 && !p.may_resend() {
-                p.finish(Err(BrokerError::ConnectionLost(format!(
+                // The caller gave up (its call timed out): nothing to deliver any more.
+                tracker.done();
+            } else if p.resent > 0 && !p.may_resend() {
+                let why = BrokerError::ConnectionLost(format!(
                     "the message could not be re-sent after {} tries",
                     p.resent
-                ))
-                .into()));
-                return false;
+                ));
+                settle(p, Err(why.into()), &tracker);
+            } else {
+                keep.push_back(p);
             }
-            true
-        });
+        }
+        pending = keep;
         if closed && pending.is_empty() && inflight.is_empty() {
             return;
         }
@@ -319,18 +410,18 @@ async fn owner(broker: Arc<Broker>, mut rx: mpsc::UnboundedReceiver<Publish>) {
                     for p in pending.iter_mut() {
                         p.resent += 1;
                     }
-                    if fatal {
-                        for mut p in pending.drain(..) {
-                            p.finish(Err(e.clone()));
+                    let mut keep = VecDeque::with_capacity(pending.len());
+                    for p in pending.drain(..) {
+                        if fatal || !p.may_resend() {
+                            settle(p, Err(e.clone()), &tracker);
+                        } else {
+                            keep.push_back(p);
                         }
+                    }
+                    pending = keep;
+                    if fatal {
                         continue;
                     }
-                    for p in pending.iter_mut() {
-                        if !p.may_resend() {
-                            p.finish(Err(e.clone()));
-                        }
-                    }
-                    pending.retain(|p| p.done.is_some());
                     let wait = broker.opts.reconnect_wait(attempt);
                     attempt += 1;
                     tracing::warn!(error = %e, wait_s = wait.as_secs_f64(), "publisher cannot reach the broker");
@@ -351,12 +442,12 @@ async fn owner(broker: Arc<Broker>, mut rx: mpsc::UnboundedReceiver<Publish>) {
         if let Some(l) = link.as_mut() {
             while let Some(p) = pending.pop_front() {
                 if p.abandoned() {
+                    tracker.done();
                     continue;
                 }
                 if let Err(e) = prepare(l, &p).await {
-                    let mut p = p;
                     if is_channel_error(&e) {
-                        p.finish(Err(op_error("declare", &e)));
+                        settle(p, Err(op_error("declare", &e)), &tracker);
                     } else {
                         pending.push_front(p);
                     }
@@ -373,12 +464,12 @@ async fn owner(broker: Arc<Broker>, mut rx: mpsc::UnboundedReceiver<Publish>) {
             },
             Some((mut p, r)) = inflight.next(), if !inflight.is_empty() => match r {
                 Ok(Confirmation::Ack(None)) | Ok(Confirmation::NotRequested) => {
-                    p.finish(Ok(Routed::Delivered))
+                    settle(p, Ok(Routed::Delivered), &tracker)
                 }
-                Ok(Confirmation::Ack(Some(_))) => p.finish(Ok(Routed::Returned)),
-                Ok(Confirmation::Nack(_)) => p.finish(Err(BrokerError::Nacked.into())),
+                Ok(Confirmation::Ack(Some(_))) => settle(p, Ok(Routed::Returned), &tracker),
+                Ok(Confirmation::Nack(_)) => settle(p, Err(BrokerError::Nacked.into()), &tracker),
                 Err(e) if is_channel_error(&e) => {
-                    p.finish(Err(op_error("basic.publish", &e)));
+                    settle(p, Err(op_error("basic.publish", &e)), &tracker);
                     link = None;
                 }
                 Err(e) => {
