@@ -15,6 +15,7 @@
 //! | memory per parked unit | 10k green threads parked on an `Event` | 10k coroutines parked on a channel | 10k tasks parked on a oneshot |
 #![allow(missing_docs)]
 
+pub mod amqp;
 pub mod bridge;
 pub mod messaging;
 

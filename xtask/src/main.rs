@@ -7,11 +7,13 @@
 //! | `bench-eventlet [--quick]` | the green microbenchmarks side by side in one run: osier-green, raw may, tokio and Python eventlet (in a venv under `target/xtask/`), as one table of ratios |
 //! | `bench-bridge [--quick]` | the bridge benchmarks beside their baselines (tokio task round trip, OS thread -> tokio -> OS thread hand-off, may ping-pong), as one table |
 //! | `bench-messaging [--quick]` | in-memory RPC calls and casts per executor beside a tokio mpsc request/reply baseline |
+//! | `bench-amqp [--quick] [--rounds N]` | RabbitMQ calls, casts and notifications: osier, the raw lapin loop with the same guarantee, and Python oslo.messaging, interleaved in one run |
 //! | `interop` | osier against the real Python oslo.messaging (venv from PyPI) on the local RabbitMQ, both directions; prints `N passed, N failed` |
 //! | `fuzz [--seconds N]` | seeds and runs the cargo-fuzz target of the message decoder (needs `cargo install cargo-fuzz` and nightly) |
 //! | `loom` | only the loom models |
 #![allow(clippy::print_stdout)]
 
+mod bench_amqp;
 mod interop;
 
 use std::collections::BTreeMap;
@@ -33,6 +35,7 @@ fn main() -> ExitCode {
         "bench-messaging" => bench_messaging(rest),
         "loom" => loom(),
         "interop" => interop::interop(),
+        "bench-amqp" => bench_amqp::bench_amqp(rest),
         "fuzz" => fuzz(rest),
         _ => {
             println!(
@@ -287,6 +290,24 @@ fn run_table(
     quick: bool,
     one_core: bool,
 ) -> Result<BTreeMap<(String, String), f64>, String> {
+    run_table_with(bin, quick, one_core, &[])
+}
+
+/// [`run_table`] with extra arguments for the runner.
+fn run_table_args(
+    bin: &str,
+    quick: bool,
+    args: &[&str],
+) -> Result<BTreeMap<(String, String), f64>, String> {
+    run_table_with(bin, quick, false, args)
+}
+
+fn run_table_with(
+    bin: &str,
+    quick: bool,
+    one_core: bool,
+    args: &[&str],
+) -> Result<BTreeMap<(String, String), f64>, String> {
     let build = cargo()
         .args([
             "build",
@@ -313,6 +334,7 @@ fn run_table(
     if quick {
         c.arg("--quick");
     }
+    c.args(args);
     let out = c.output().map_err(|e| format!("running {bin}: {e}"))?;
     if !out.status.success() {
         return Err(format!(

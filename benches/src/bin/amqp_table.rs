@@ -1,0 +1,64 @@
+//! RabbitMQ workloads for `cargo xtask bench-amqp`: one JSON line per figure. `--impl osier` or
+//! `--impl raw` (the lapin floor with the same delivery guarantee); `--quick` for a smoke run.
+//! Python oslo.messaging's side is `xtask/py/oslo_bench.py`, run by xtask in the same session.
+
+#![allow(clippy::print_stdout)] // its output is the JSON lines xtask reads
+
+use std::time::Duration;
+
+use osier_benches::amqp::{self as a, Stats};
+
+fn emit(bench: &str, imp: &str, v: f64, unit: &str) {
+    println!(r#"{{"bench":"{bench}","impl":"{imp}","value":{v:.3},"unit":"{unit}"}}"#);
+}
+
+fn report(row: &str, imp: &str, s: Stats) {
+    emit(row, imp, s.per_s, "per_s");
+    if let (Some(p50), Some(p99)) = (s.p50_ms, s.p99_ms) {
+        emit(&format!("{row}_p50_ms"), imp, p50, "ms");
+        emit(&format!("{row}_p99_ms"), imp, p99, "ms");
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let imp = args
+        .iter()
+        .position(|a| a == "--impl")
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+        .unwrap_or_else(|| "osier".into());
+    let (warm, dur) = if quick {
+        (Duration::from_millis(300), Duration::from_secs(1))
+    } else {
+        (Duration::from_secs(1), Duration::from_secs(5))
+    };
+    let rt = osier_benches::bridge::bridge().tokio().clone();
+    rt.block_on(async {
+        match imp.as_str() {
+            "osier" => {
+                report("call_1", &imp, a::osier_calls(1, warm, dur).await);
+                report("call_16", &imp, a::osier_calls(16, warm, dur).await);
+                report("cast_1", &imp, a::osier_casts(1, warm, dur).await);
+                report("cast_16", &imp, a::osier_casts(16, warm, dur).await);
+                report("notify_1", &imp, a::osier_notifications(1, warm, dur).await);
+                report("notify_16", &imp, a::osier_notifications(16, warm, dur).await);
+            }
+            "raw" => {
+                report("call_1", &imp, a::raw_calls(1, warm, dur).await);
+                report("call_16", &imp, a::raw_calls(16, warm, dur).await);
+                let c1 = a::raw_casts(1, warm, dur).await;
+                report("cast_1", &imp, c1);
+                report("notify_1", &imp, c1);
+                let c16 = a::raw_casts(16, warm, dur).await;
+                report("cast_16", &imp, c16);
+                report("notify_16", &imp, c16);
+            }
+            other => {
+                eprintln!("unknown --impl {other}: osier or raw");
+                std::process::exit(2);
+            }
+        }
+    });
+}

@@ -1,0 +1,102 @@
+//! `cargo xtask bench-amqp [--quick] [--rounds N]`: osier's RabbitMQ driver, the raw lapin loop
+//! with the same delivery guarantee, and Python oslo.messaging (threading executor), on the
+//! local broker in one session. Rounds are interleaved (osier, raw, oslo, osier, ...) so that
+//! the machine's noise falls on all three alike; each figure is the median over the rounds.
+
+use std::collections::BTreeMap;
+use std::process::Command;
+
+use crate::interop::ensure_oslo_venv;
+use crate::{parse_lines, root, run_table_args};
+
+fn median(mut v: Vec<f64>) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    Some(v[v.len() / 2])
+}
+
+/// The task.
+pub fn bench_amqp(rest: &[String]) -> Result<(), String> {
+    let quick = rest.iter().any(|a| a == "--quick");
+    let rounds: usize = match rest.iter().position(|a| a == "--rounds") {
+        Some(i) => rest
+            .get(i + 1)
+            .and_then(|n| n.parse().ok())
+            .ok_or("--rounds takes a number")?,
+        None if quick => 1,
+        None => 3,
+    };
+    let py = ensure_oslo_venv()?;
+    let mut samples: BTreeMap<(String, String), Vec<f64>> = BTreeMap::new();
+    for round in 1..=rounds {
+        println!("==> round {round}/{rounds}: osier");
+        let mut r = run_table_args("amqp_table", quick, &["--impl", "osier"])?;
+        println!("==> round {round}/{rounds}: raw lapin");
+        r.extend(run_table_args("amqp_table", quick, &["--impl", "raw"])?);
+        println!("==> round {round}/{rounds}: Python oslo.messaging");
+        let mut c = Command::new(&py);
+        c.arg(root().join("xtask/py/oslo_bench.py"))
+            .env("PYTHONWARNINGS", "ignore");
+        if quick {
+            c.arg("--quick");
+        }
+        let out = c.output().map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(format!(
+                "oslo bench failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        parse_lines(&String::from_utf8_lossy(&out.stdout), &mut r);
+        for (k, v) in r {
+            samples.entry(k).or_default().push(v);
+        }
+    }
+    let med: BTreeMap<(String, String), f64> = samples
+        .into_iter()
+        .filter_map(|(k, v)| median(v).map(|m| (k, m)))
+        .collect();
+    let get = |b: &str, i: &str| med.get(&(b.to_string(), i.to_string())).copied();
+    println!("\nRabbitMQ 127.0.0.1, median of {rounds} interleaved round(s)\n");
+    println!("| workload | osier | raw lapin (same guarantee) | oslo.messaging | osier / oslo (target >= 5x) | osier / raw (target >= 0.8x) |");
+    println!("|---|---|---|---|---|---|");
+    let rows = [
+        ("call_1", "RPC call, 1 caller: calls/s"),
+        ("call_16", "RPC call, 16 callers: calls/s"),
+        ("cast_1", "cast, 1 sender: casts/s end to end"),
+        ("cast_16", "cast, 16 senders: casts/s end to end"),
+        ("notify_1", "notification, 1 sender: /s end to end"),
+        ("notify_16", "notification, 16 senders: /s end to end"),
+    ];
+    let f = |v: Option<f64>| v.map(|x| format!("{x:.0}")).unwrap_or_else(|| "-".into());
+    let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}x", a / b),
+        _ => "-".into(),
+    };
+    for (k, what) in rows {
+        let (o, r, p) = (get(k, "osier"), get(k, "raw"), get(k, "oslo"));
+        println!(
+            "| {what} | {} | {} | {} | {} | {} |",
+            f(o),
+            f(r),
+            f(p),
+            ratio(o, p),
+            ratio(o, r)
+        );
+    }
+    let ms = |v: Option<f64>| v.map(|x| format!("{x:.2}")).unwrap_or_else(|| "-".into());
+    for k in ["call_1", "call_16"] {
+        for q in ["p50", "p99"] {
+            let key = format!("{k}_{q}_ms");
+            println!(
+                "| {k} latency {q}, ms (1 caller p50 target <= 0.5) | {} | {} | {} | | |",
+                ms(get(&key, "osier")),
+                ms(get(&key, "raw")),
+                ms(get(&key, "oslo"))
+            );
+        }
+    }
+    Ok(())
+}
