@@ -239,8 +239,8 @@ pub async fn osier_notifications(senders: usize, warmup: Duration, dur: Duration
         h.fetch_add(1, Ordering::AcqRel);
         NotificationResult::Handled
     });
-    let listener =
-        NotificationListener::new(&ts, vec![Target::topic(&top)], vec![ep]).bridge(bridge().clone());
+    let listener = NotificationListener::new(&ts, vec![Target::topic(&top)], vec![ep])
+        .bridge(bridge().clone());
     listener.start().await.expect("listener");
     let notifier = Notifier::new(&tc, "osier.bench")
         .driver(NotifyDriver::MessagingV2)
@@ -324,15 +324,27 @@ async fn publish_written(ch: &Channel, key: &str, body: &[u8], mandatory: bool) 
 }
 
 /// Raw request/reply with the guarantee osier's call gives: 4 connections (client publish, client
-/// replies, server consume, server publish), requests confirmed in the background, replies
-/// mandatory with their confirm awaited by the server, acks without waiting.
+/// replies, server consume, server publish), requests without confirms, replies mandatory with
+/// their confirm awaited by the server, acks without waiting.
 pub async fn raw_calls(callers: usize, warmup: Duration, dur: Duration) -> Stats {
     let (rq, replyq) = (unique("raw-req"), unique("raw-reply"));
-    let (c_pub, c_rep, s_con, s_pub) = (conn().await, conn().await, conn().await, conn().await);
-    let ch_cpub = confirm_channel(&c_pub).await;
-    let ch_crep = c_rep.create_channel().await.expect("channel");
+    let shared = std::env::var("RAW_SHARED").is_ok();
+    let (c_pub, s_con) = (conn().await, conn().await);
+    let (c_rep, s_pub) = if shared {
+        (None, None)
+    } else {
+        (Some(conn().await), Some(conn().await))
+    };
+    // Requests without confirms, as osier sends them (the reply proves delivery).
+    let ch_cpub = c_pub.create_channel().await.expect("channel");
+    let ch_crep = c_rep
+        .as_ref()
+        .unwrap_or(&c_pub)
+        .create_channel()
+        .await
+        .expect("channel");
     let ch_scon = s_con.create_channel().await.expect("channel");
-    let ch_spub = confirm_channel(&s_pub).await;
+    let ch_spub = confirm_channel(s_pub.as_ref().unwrap_or(&s_con)).await;
     queue(&ch_scon, &rq).await;
     queue(&ch_crep, &replyq).await;
     // server
@@ -378,8 +390,9 @@ pub async fn raw_calls(callers: usize, warmup: Duration, dur: Duration) -> Stats
         }
     });
     // client: replies matched by correlation (the first 8 bytes carry a call number)
-    let waiters: Arc<std::sync::Mutex<std::collections::HashMap<u64, tokio::sync::oneshot::Sender<()>>>> =
-        Arc::default();
+    let waiters: Arc<
+        std::sync::Mutex<std::collections::HashMap<u64, tokio::sync::oneshot::Sender<()>>>,
+    > = Arc::default();
     let mut replies = ch_crep
         .basic_consume(
             replyq.as_str().into(),
@@ -431,7 +444,10 @@ pub async fn raw_calls(callers: usize, warmup: Duration, dur: Duration) -> Stats
     server.abort();
     reader.abort();
     delete_queues(&[rq_del, replyq]).await;
-    for c in [c_pub, c_rep, s_con, s_pub] {
+    for c in [Some(c_pub), c_rep, Some(s_con), s_pub]
+        .into_iter()
+        .flatten()
+    {
         let _ = c.close(200, "bye".into()).await;
     }
     s

@@ -12,6 +12,11 @@ fn emit(bench: &str, imp: &str, v: f64, unit: &str) {
     println!(r#"{{"bench":"{bench}","impl":"{imp}","value":{v:.3},"unit":"{unit}"}}"#);
 }
 
+/// `OSIER_BENCH_ONLY=<row>` runs one row (for profiling).
+fn wanted(row: &str) -> bool {
+    std::env::var("OSIER_BENCH_ONLY").map_or(true, |only| only == row)
+}
+
 fn report(row: &str, imp: &str, s: Stats) {
     emit(row, imp, s.per_s, "per_s");
     if let (Some(p50), Some(p99)) = (s.p50_ms, s.p99_ms) {
@@ -38,22 +43,47 @@ fn main() {
     rt.block_on(async {
         match imp.as_str() {
             "osier" => {
-                report("call_1", &imp, a::osier_calls(1, warm, dur).await);
-                report("call_16", &imp, a::osier_calls(16, warm, dur).await);
-                report("cast_1", &imp, a::osier_casts(1, warm, dur).await);
-                report("cast_16", &imp, a::osier_casts(16, warm, dur).await);
-                report("notify_1", &imp, a::osier_notifications(1, warm, dur).await);
-                report("notify_16", &imp, a::osier_notifications(16, warm, dur).await);
+                if wanted("call_1") {
+                    report("call_1", &imp, a::osier_calls(1, warm, dur).await);
+                }
+                if wanted("call_16") {
+                    report("call_16", &imp, a::osier_calls(16, warm, dur).await);
+                }
+                if wanted("cast_1") {
+                    report("cast_1", &imp, a::osier_casts(1, warm, dur).await);
+                }
+                if wanted("cast_16") {
+                    report("cast_16", &imp, a::osier_casts(16, warm, dur).await);
+                }
+                if wanted("notify_1") {
+                    report("notify_1", &imp, a::osier_notifications(1, warm, dur).await);
+                }
+                if wanted("notify_16") {
+                    report(
+                        "notify_16",
+                        &imp,
+                        a::osier_notifications(16, warm, dur).await,
+                    );
+                }
             }
             "raw" => {
-                report("call_1", &imp, a::raw_calls(1, warm, dur).await);
-                report("call_16", &imp, a::raw_calls(16, warm, dur).await);
-                let c1 = a::raw_casts(1, warm, dur).await;
-                report("cast_1", &imp, c1);
-                report("notify_1", &imp, c1);
-                let c16 = a::raw_casts(16, warm, dur).await;
-                report("cast_16", &imp, c16);
-                report("notify_16", &imp, c16);
+                if wanted("call_1") {
+                    report("call_1", &imp, a::raw_calls(1, warm, dur).await);
+                }
+                if wanted("call_16") {
+                    report("call_16", &imp, a::raw_calls(16, warm, dur).await);
+                }
+                if wanted("cast_1") || wanted("notify_1") {
+                    // Casts and notifications are the same loop on the wire.
+                    let c1 = a::raw_casts(1, warm, dur).await;
+                    report("cast_1", &imp, c1);
+                    report("notify_1", &imp, c1);
+                }
+                if wanted("cast_16") || wanted("notify_16") {
+                    let c16 = a::raw_casts(16, warm, dur).await;
+                    report("cast_16", &imp, c16);
+                    report("notify_16", &imp, c16);
+                }
             }
             other => {
                 eprintln!("unknown --impl {other}: osier or raw");

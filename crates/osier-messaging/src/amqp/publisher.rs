@@ -75,6 +75,9 @@ pub(crate) enum Wait {
 /// One message for the owner.
 pub(crate) struct Publish {
     pub wait: Wait,
+    /// Publish on the confirm channel (false: on the plain channel, for call requests, whose
+    /// reply proves delivery; such a message is not re-sent after a lost connection).
+    pub confirm: bool,
     pub exchange: Option<ExchangeSpec>,
     pub exchange_name: String,
     pub routing_key: String,
@@ -93,6 +96,7 @@ impl Publish {
     pub(crate) fn new(exchange_name: String, routing_key: String, body: Vec<u8>) -> Self {
         Publish {
             wait: Wait::Confirmed,
+            confirm: true,
             exchange: None,
             exchange_name,
             routing_key,
@@ -239,6 +243,9 @@ impl Publisher {
 struct Link {
     _conn: Connection,
     channel: Channel,
+    /// Without publisher confirms: call requests (the broker does less work per message, and
+    /// a call's reply is its confirm).
+    plain: Channel,
     declared: HashSet<String>,
 }
 
@@ -256,9 +263,14 @@ async fn open(broker: &Broker) -> Result<Link, MessagingError> {
         .confirm_select(ConfirmSelectOptions::default())
         .await
         .map_err(|e| op_error("confirm.select", &e))?;
+    let plain = conn
+        .create_channel()
+        .await
+        .map_err(|e| op_error("channel.open", &e))?;
     Ok(Link {
         _conn: conn,
         channel,
+        plain,
         declared: HashSet::new(),
     })
 }
@@ -312,7 +324,11 @@ async fn prepare(link: &mut Link, p: &Publish) -> Result<(), lapin::Error> {
 
 /// Writes `p` and returns the future of its confirm.
 fn send(link: &Link, mut p: Publish) -> InFlight {
-    let ch = link.channel.clone();
+    let ch = if p.confirm {
+        link.channel.clone()
+    } else {
+        link.plain.clone()
+    };
     Box::pin(async move {
         let written = ch
             .basic_publish(
