@@ -159,13 +159,28 @@ fn ci() -> Result<(), String> {
         cargo().args(["run", "-p", "osier-bridge", "--example", "mixed"]),
     )?;
     run(
-        "messaging example run",
+        "main demo run (in-memory transport)",
         cargo().args([
             "run",
+            "--release",
             "-p",
             "osier-messaging",
             "--example",
             "three_executors",
+        ]),
+    )?;
+    run(
+        "main demo run on RabbitMQ",
+        cargo().args([
+            "run",
+            "--release",
+            "-p",
+            "osier-messaging",
+            "--example",
+            "three_executors",
+            "--",
+            "--url",
+            "rabbit://guest:guest@127.0.0.1:5672/",
         ]),
     )?;
     println!("\n==> interop with Python oslo.messaging");

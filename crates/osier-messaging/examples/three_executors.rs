@@ -1,8 +1,10 @@
 //! One RPC server whose endpoints run on three executors (tokio, green, native threads), called
-//! from an async client and from a green client, over the in-memory transport.
+//! from an async client and from a green client, over the in-memory transport, or over
+//! RabbitMQ with `--url`.
 //!
 //! ```text
 //! cargo run -p osier-messaging --example three_executors
+//! cargo run -p osier-messaging --example three_executors -- --url rabbit://guest:guest@127.0.0.1:5672/
 //! ```
 //!
 //! This is the shape of a service in the middle of its migration: the `inventory` endpoint has
@@ -24,8 +26,17 @@ struct Item {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    let mut url = "memory://".to_string();
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--url" => url = args.next().ok_or("--url needs a transport URL")?,
+            other => return Err(format!("unknown argument {other} (--url URL)").into()),
+        }
+    }
     let bridge = osier_bridge::Bridge::builder().build()?;
-    let transport = Transport::new("memory://")?;
+    let transport = Transport::new(&url)?;
+    println!("transport: {}", transport.url()); // the password is redacted
 
     let inventory = Endpoint::new("inventory")
         .target(
@@ -106,7 +117,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     bridge.tokio().block_on(async {
         server.stop().await?;
-        server.wait().await
+        server.wait().await?;
+        transport.flush().await
     })?;
     bridge.shutdown_timeout(Duration::from_secs(2))?;
     Ok(())

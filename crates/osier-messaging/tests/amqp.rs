@@ -406,3 +406,80 @@ fn quorum_queues_and_prefetch_from_the_url_query() {
         clean_up(&rpc_queues(&top, &["s1"]), &[ex]).await;
     });
 }
+
+/// Our connections with a negotiated heartbeat of `secs`: their `connection_name`s.
+fn connections_with_heartbeat(secs: u32) -> std::collections::BTreeSet<String> {
+    let out = std::process::Command::new("rabbitmqctl")
+        .args(["list_connections", "-q", "timeout", "client_properties"])
+        .output()
+        .unwrap();
+    let key = "{\"connection_name\",\"";
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let (t, props) = l.split_once('\t')?;
+            let name = props.split(key).nth(1)?.split('"').next()?;
+            (t.trim() == secs.to_string() && name.contains(&format!(":{}:", std::process::id())))
+                .then(|| name.to_string())
+        })
+        .collect()
+}
+
+/// LESSON-03, MSG-AMQP-04, MSG-AMQP-12: the heartbeat asked for in the URL is negotiated, and it
+/// keeps the connections alive while every tokio worker is blocked for longer than the broker's
+/// limit (two missed heartbeats): lapin sends them from its own I/O thread. No connection is
+/// replaced, and calls work at once afterwards. Connection names are `<program>:<pid>:<uuid>`.
+#[test]
+fn heartbeats_keep_connections_alive_while_the_runtime_is_blocked() {
+    let b = Bridge::builder().tokio_workers(1).build().unwrap();
+    let t = Transport::new(&format!("{URL}?heartbeat_timeout_threshold=2")).unwrap();
+    let top = topic("heartbeat");
+    let s = RpcServer::builder(&t, Target::topic(&top).with_server("s"))
+        .bridge(b.clone())
+        .endpoint(
+            Endpoint::new("e").method_async("echo", |_c, a: V| async move {
+                Ok::<_, EndpointError>(a.value)
+            }),
+        )
+        .build()
+        .unwrap();
+    let c = RpcClient::new(&t, Target::topic(&top)).timeout(Duration::from_secs(10));
+    let call = |c: &RpcClient, v: i64| {
+        let c = c.clone();
+        b.tokio().block_on(async move {
+            c.call::<i64>(&RequestContext::new(), "echo", json!({"value": v}))
+                .await
+        })
+    };
+    b.tokio().block_on(s.start()).unwrap();
+    assert_eq!(call(&c, 1).unwrap(), 1);
+    let before = connections_with_heartbeat(2);
+    assert!(
+        before.len() >= 3,
+        "listener, publisher and reply connections: {before:?}"
+    );
+    for name in &before {
+        let parts: Vec<&str> = name.rsplitn(3, ':').collect();
+        assert_eq!(parts.len(), 3, "{name}");
+        assert!(uuid::Uuid::parse_str(parts[0]).is_ok(), "{name}");
+        assert_eq!(parts[1], std::process::id().to_string(), "{name}");
+    }
+    // Block the only tokio worker for 7 s: the broker gives up after ~4 s without heartbeats.
+    b.tokio()
+        .block_on(
+            b.tokio()
+                .spawn(async { std::thread::sleep(Duration::from_secs(7)) }),
+        )
+        .unwrap();
+    assert_eq!(call(&c, 2).unwrap(), 2);
+    assert_eq!(
+        connections_with_heartbeat(2),
+        before,
+        "a connection was replaced"
+    );
+    b.tokio().block_on(async {
+        s.stop().await.unwrap();
+        s.wait().await.unwrap();
+        clean_up(&rpc_queues(&top, &["s"]), &[]).await;
+    });
+}
