@@ -2,9 +2,9 @@
 //! TLS, and errors that name the broker's reason without credentials (MSG-AMQP-04/05/12).
 //!
 //! Hosts are tried round-robin, starting after the one that worked last
-//! (`kombu_failover_strategy=round-robin`). A refused login or virtual host is not retried: no
-//! number of attempts fixes it, and retrying would only hide it (oslo retries it like a network
-//! error; the difference is deliberate).
+//! (`kombu_failover_strategy=round-robin`). A refused login or virtual host, or a certificate
+//! that is not trusted, is not retried: no number of attempts fixes it, and retrying would only
+//! hide it (oslo retries it like a network error; the difference is deliberate).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -22,6 +22,20 @@ struct Host {
     uri: String,
     shown: String,
     user: String,
+}
+
+impl BrokerError {
+    /// A refusal no retry can fix: wrong credentials, a missing vhost, an untrusted
+    /// certificate. Retrying would only hide it (oslo retries these like network errors; the
+    /// difference is deliberate).
+    pub(crate) fn is_permanent(&self) -> bool {
+        matches!(
+            self,
+            BrokerError::AuthRefused { .. }
+                | BrokerError::VhostRefused { .. }
+                | BrokerError::Tls(_)
+        )
+    }
 }
 
 /// The broker a driver talks to: its hosts, virtual host and options.
@@ -122,7 +136,8 @@ impl Broker {
             );
             let props = ConnectionProperties::default().with_connection_name(name.into());
             let rt = async_rs::TokioRuntime::tokio_with_handle(io_runtime()?.clone());
-            match Connection::connect_with_runtime(&h.uri, props, rt).await {
+            let tls = self.tls_config()?;
+            match Connection::connect_with_config(&h.uri, props, tls, rt).await {
                 Ok(c) => {
                     self.next.store(idx, Ordering::Relaxed);
                     tracing::debug!(host = %h.shown, "connected to the broker");
@@ -132,7 +147,9 @@ impl Broker {
                     let err = self.classify_connect(h, &e);
                     tracing::warn!(host = %h.shown, error = %err, "broker host failed");
                     match err {
-                        BrokerError::AuthRefused { .. } | BrokerError::VhostRefused { .. } => {
+                        BrokerError::AuthRefused { .. }
+                        | BrokerError::VhostRefused { .. }
+                        | BrokerError::Tls(_) => {
                             refused.get_or_insert(err);
                         }
                         other => why.push(other.to_string()),
@@ -156,9 +173,7 @@ impl Broker {
         loop {
             match self.connect_once().await {
                 Ok(c) => return Ok(c),
-                Err(e @ (BrokerError::AuthRefused { .. } | BrokerError::VhostRefused { .. })) => {
-                    return Err(e.into())
-                }
+                Err(e) if e.is_permanent() => return Err(e.into()),
                 Err(e) => {
                     let wait = self.opts.reconnect_wait(attempt);
                     let out_of_retries = matches!(retry, Some(r) if r >= 0 && attempt >= r as u32);
@@ -186,6 +201,21 @@ impl Broker {
         }
     }
 
+    /// TLS settings: the CA file of `ssl_ca_file` (PEM) when set, the system's roots otherwise.
+    fn tls_config(&self) -> Result<lapin::tcp::OwnedTLSConfig, BrokerError> {
+        let cert_chain =
+            match (&self.opts.ssl_ca_file, self.opts.ssl) {
+                (Some(path), true) => Some(std::fs::read_to_string(path).map_err(|e| {
+                    BrokerError::Tls(format!("cannot read ssl_ca_file {path}: {e}"))
+                })?),
+                _ => None,
+            };
+        Ok(lapin::tcp::OwnedTLSConfig {
+            identity: None,
+            cert_chain,
+        })
+    }
+
     fn classify_connect(&self, h: &Host, e: &lapin::Error) -> BrokerError {
         match e.kind() {
             ErrorKind::ProtocolError(p) => match p.kind() {
@@ -201,7 +231,7 @@ impl Broker {
                 },
                 _ => BrokerError::Unreachable(format!("{}: {}", h.shown, p.get_message())),
             },
-            ErrorKind::IOError(io) if io.to_string().contains("TLS") => {
+            ErrorKind::IOError(io) if self.opts.ssl && is_tls_failure(io) => {
                 BrokerError::Tls(format!("{}: {io}", h.shown))
             }
             _ => {
@@ -236,6 +266,21 @@ fn io_runtime() -> Result<&'static tokio::runtime::Handle, BrokerError> {
     .as_ref()
     .map(|rt| rt.handle())
     .map_err(|e| BrokerError::Unreachable(format!("cannot start the AMQP I/O runtime: {e}")))
+}
+
+/// Whether an I/O error is the TLS handshake failing (rustls' errors, wrapped by tcp-stream).
+fn is_tls_failure(e: &std::io::Error) -> bool {
+    let text = e.to_string().to_ascii_lowercase();
+    [
+        "tls",
+        "certificate",
+        "handshake",
+        "invalid peer",
+        "unknownissuer",
+        "corrupt message",
+    ]
+    .iter()
+    .any(|k| text.contains(k))
 }
 
 fn program_name() -> String {

@@ -74,6 +74,11 @@ pub struct RabbitOptions {
     pub ssl: bool,
     /// A PEM file of CA certificates to trust (`ssl_ca_file`); the system roots otherwise.
     pub ssl_ca_file: Option<String>,
+    /// Client certificate and key (`ssl_cert_file`, `ssl_key_file`): not supported yet; setting
+    /// them is refused with a clear error rather than ignored.
+    pub ssl_cert_file: Option<String>,
+    /// See `ssl_cert_file`.
+    pub ssl_key_file: Option<String>,
 }
 
 impl Default for RabbitOptions {
@@ -100,6 +105,8 @@ impl Default for RabbitOptions {
             wait_for_confirms: false,
             ssl: false,
             ssl_ca_file: None,
+            ssl_cert_file: None,
+            ssl_key_file: None,
         }
     }
 }
@@ -154,6 +161,8 @@ impl RabbitOptions {
                 "wait_for_confirms" => set!(bool wait_for_confirms),
                 "ssl" => set!(bool ssl),
                 "ssl_ca_file" => self.ssl_ca_file = Some(v.clone()),
+                "ssl_cert_file" => self.ssl_cert_file = Some(v.clone()),
+                "ssl_key_file" => self.ssl_key_file = Some(v.clone()),
                 other => {
                     tracing::debug!(parameter = other, "transport URL query parameter ignored")
                 }
@@ -170,6 +179,11 @@ impl RabbitOptions {
             driver: "rabbit".into(),
             reason: reason.into(),
         };
+        if self.ssl_cert_file.is_some() || self.ssl_key_file.is_some() {
+            return Err(bad(
+                "ssl_cert_file / ssl_key_file (TLS client certificates) are not supported yet",
+            ));
+        }
         if self.rabbit_ha_queues && (self.rabbit_quorum_queue || self.rabbit_transient_quorum_queue)
         {
             return Err(bad(

@@ -416,12 +416,7 @@ async fn owner(
                     attempt = 0;
                 }
                 Err(e) => {
-                    let fatal = matches!(
-                        e,
-                        MessagingError::Broker(
-                            BrokerError::AuthRefused { .. } | BrokerError::VhostRefused { .. }
-                        )
-                    );
+                    let fatal = matches!(&e, MessagingError::Broker(b) if b.is_permanent());
                     // A message that has never been sent counts its connect attempts as tries.
                     for p in pending.iter_mut() {
                         p.resent += 1;
