@@ -159,6 +159,17 @@ pub enum BrokerError {
     /// (MSG-AMQP-08), or a heartbeat found the queue gone.
     #[error("reply queue {0:?} does not exist (the caller is gone)")]
     Unroutable(String),
+    /// With `at_least_once`, the broker returned a request no queue is bound for (oslo's
+    /// MessageUndeliverable, MSG-RPC-09).
+    #[error(
+        "message undeliverable: nothing consumes exchange {exchange:?} routing key {routing_key:?}"
+    )]
+    Undeliverable {
+        /// The exchange.
+        exchange: String,
+        /// The routing key.
+        routing_key: String,
+    },
     /// The broker refused to take the message (a negative publisher confirm).
     #[error("the broker did not accept the message (nack)")]
     Nacked,

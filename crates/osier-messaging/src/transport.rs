@@ -29,6 +29,13 @@ pub struct TransportOptions {
     pub max_message_size: usize,
     /// Answer `oslo_rpc_server_ping` with `pong` (`rpc_ping_enabled`, default off, MSG-DISP-07).
     pub rpc_ping_enabled: bool,
+    /// Publish requests with AMQP's `mandatory` flag and wait for the broker's verdict, so a
+    /// call or cast nobody consumes fails with [`BrokerError::Undeliverable`] instead of
+    /// vanishing (oslo's `TransportOptions(at_least_once=True)`, MSG-RPC-09; default off). The
+    /// in-memory driver ignores it.
+    ///
+    /// [`BrokerError::Undeliverable`]: crate::BrokerError::Undeliverable
+    pub at_least_once: bool,
 }
 
 impl Default for TransportOptions {
@@ -38,6 +45,7 @@ impl Default for TransportOptions {
             rpc_response_timeout: Duration::from_secs(60),
             max_message_size: 16 << 20,
             rpc_ping_enabled: false,
+            at_least_once: false,
         }
     }
 }
@@ -72,9 +80,10 @@ impl Transport {
             // oslo's in-memory driver is `fake`; `memory` is ours. The query is ignored, as the
             // fake driver does (MSG-URL-05).
             "memory" | "fake" => Arc::new(MemoryDriver::new(&opts.control_exchange)),
-            "rabbit" | "kombu" => {
-                Arc::new(crate::amqp::AmqpDriver::new(&url, &opts.control_exchange)?)
-            }
+            "rabbit" | "kombu" => Arc::new(
+                crate::amqp::AmqpDriver::new(&url, &opts.control_exchange)?
+                    .at_least_once(opts.at_least_once),
+            ),
             other => {
                 return Err(MessagingError::DriverLoadFailure {
                     driver: other.to_string(),
@@ -100,11 +109,10 @@ impl Transport {
             });
         }
         let rabbit = rabbit.with_url_query(&url)?;
-        let driver = Arc::new(crate::amqp::AmqpDriver::with_options(
-            &url,
-            &opts.control_exchange,
-            rabbit,
-        )?);
+        let driver = Arc::new(
+            crate::amqp::AmqpDriver::with_options(&url, &opts.control_exchange, rabbit)?
+                .at_least_once(opts.at_least_once),
+        );
         Ok(Transport { url, driver, opts })
     }
 

@@ -483,3 +483,51 @@ fn heartbeats_keep_connections_alive_while_the_runtime_is_blocked() {
         clean_up(&rpc_queues(&top, &["s"]), &[]).await;
     });
 }
+
+/// MSG-RPC-09: with `at_least_once`, a cast or call to a topic nobody consumes fails with
+/// `Undeliverable` at once instead of vanishing (or timing out); without it, the cast succeeds.
+#[test]
+fn at_least_once_makes_unroutable_requests_an_error() {
+    let top = topic("nobody");
+    let strict = Transport::with_options(
+        URL,
+        osier_messaging::TransportOptions {
+            at_least_once: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let lax = Transport::new(URL).unwrap();
+    block(async {
+        let ctx = RequestContext::new();
+        let e = RpcClient::new(&strict, Target::topic(&top))
+            .cast(&ctx, "m", json!({}))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, MessagingError::Broker(BrokerError::Undeliverable { routing_key, .. }) if *routing_key == top),
+            "{e:?}"
+        );
+        let t0 = Instant::now();
+        let e = RpcClient::new(&strict, Target::topic(&top))
+            .timeout(Duration::from_secs(20))
+            .call::<serde_json::Value>(&ctx, "m", json!({}))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                &e,
+                MessagingError::Broker(BrokerError::Undeliverable { .. })
+            ),
+            "{e:?}"
+        );
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "waited for the timeout"
+        );
+        RpcClient::new(&lax, Target::topic(&top))
+            .cast(&ctx, "m", json!({}))
+            .await
+            .unwrap();
+    });
+}

@@ -313,3 +313,73 @@ pub(crate) fn op_error(what: &str, e: &lapin::Error) -> MessagingError {
 pub(crate) fn is_channel_error(e: &lapin::Error) -> bool {
     matches!(e.kind(), ErrorKind::ProtocolError(p) if matches!(p.kind(), AMQPErrorKind::Soft(_)))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use super::*;
+
+    /// MSG-AMQP-05, TEST-MSG-15: `retry` 4, 1 and 0 make 5, 2 and 1 connection attempts, then
+    /// fail. The "broker" accepts each TCP connection and closes it, counting them.
+    #[tokio::test]
+    async fn retry_n_makes_n_plus_one_attempts() {
+        for (retry, attempts) in [(4, 5), (1, 2), (0, 1)] {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let port = listener.local_addr().unwrap().port();
+            let seen = Arc::new(AtomicUsize::new(0));
+            let s2 = seen.clone();
+            let acceptor = tokio::spawn(async move {
+                while let Ok((sock, _)) = listener.accept().await {
+                    s2.fetch_add(1, Ordering::SeqCst);
+                    drop(sock);
+                }
+            });
+            let opts = RabbitOptions {
+                kombu_reconnect_delay: 0.0,
+                rabbit_retry_interval: 0.0,
+                rabbit_retry_backoff: 0.0,
+                ..RabbitOptions::default()
+            };
+            let url = format!("rabbit://u:secret@127.0.0.1:{port}/")
+                .parse()
+                .unwrap();
+            let e = Broker::new(&url, opts)
+                .connect(Some(retry), None)
+                .await
+                .unwrap_err();
+            acceptor.abort();
+            assert_eq!(seen.load(Ordering::SeqCst), attempts, "retry {retry}: {e}");
+            assert!(
+                matches!(e, MessagingError::Broker(BrokerError::Unreachable(_))),
+                "{e:?}"
+            );
+            assert!(!e.to_string().contains("secret"));
+        }
+    }
+
+    /// Hosts are tried round-robin from the last one that worked (MSG-AMQP-05 failover).
+    #[test]
+    fn uris_carry_heartbeat_vhost_and_tls_scheme() {
+        let url = "rabbit://a:b@h1:1234,c:d@h2/v%2Fhost".parse().unwrap();
+        let b = Broker::new(&url, RabbitOptions::default());
+        assert_eq!(b.hosts.len(), 2);
+        assert!(b.hosts[0]
+            .uri
+            .starts_with("amqp://a:b@h1:1234/v%2Fhost?heartbeat=60"));
+        assert!(b.hosts[1].uri.starts_with("amqp://c:d@h2:5672/"));
+        assert_eq!(b.hosts[1].shown, "h2:5672");
+        let tls = Broker::new(
+            &"rabbit://h/".parse().unwrap(),
+            RabbitOptions {
+                ssl: true,
+                ..RabbitOptions::default()
+            },
+        );
+        assert!(tls.hosts[0]
+            .uri
+            .starts_with("amqps://guest:guest@h:5671/%2F"));
+        assert!(!format!("{b:?}").contains(":b@"), "Debug shows no password");
+    }
+}

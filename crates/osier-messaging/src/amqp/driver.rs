@@ -89,6 +89,7 @@ impl GoneQueues {
 
 struct Shared {
     broker: Arc<Broker>,
+    at_least_once: bool,
     control_exchange: String,
     publisher: Publisher,
     reply: OnceCell<ReplyQueue>,
@@ -216,7 +217,19 @@ impl Shared {
             p
         };
         p.retry = msg.retry;
+        if self.at_least_once {
+            p.mandatory = true;
+        }
         Ok(p)
+    }
+
+    /// With `at_least_once`: a returned request is an error naming where it went.
+    fn undeliverable(p: &Publish) -> MessagingError {
+        BrokerError::Undeliverable {
+            exchange: p.exchange_name.clone(),
+            routing_key: p.routing_key.clone(),
+        }
+        .into()
     }
 
     /// The reply queue: declared and consumed by its own owner task on the first call.
@@ -278,6 +291,8 @@ fn route_reply(waiters: &Waiters, data: &[u8]) {
 struct AmqpWaiter {
     rx: mpsc::UnboundedReceiver<ReplyEvent>,
     confirm: Option<oneshot::Receiver<Result<Routed, MessagingError>>>,
+    /// The error for a returned request (mandatory requests only come back returned).
+    undeliverable: Option<MessagingError>,
     msg_id: String,
     waiters: Waiters,
 }
@@ -294,8 +309,14 @@ impl ReplyWaiter for AmqpWaiter {
                 ev = self.rx.recv() => return ev,
                 c = confirm => {
                     self.confirm = None;
-                    if let Ok(Err(e)) = c {
-                        return Some(ReplyEvent::Failed(e));
+                    match c {
+                        Ok(Err(e)) => return Some(ReplyEvent::Failed(e)),
+                        Ok(Ok(Routed::Returned)) => {
+                            if let Some(e) = self.undeliverable.take() {
+                                return Some(ReplyEvent::Failed(e));
+                            }
+                        }
+                        _ => {}
                     }
                 }
             }
@@ -512,6 +533,7 @@ impl AmqpDriver {
         let broker = Arc::new(Broker::new(url, opts));
         Ok(AmqpDriver {
             shared: Arc::new(Shared {
+                at_least_once: false,
                 publisher: Publisher::new(broker.clone()),
                 broker,
                 control_exchange: control_exchange.to_string(),
@@ -525,12 +547,31 @@ impl AmqpDriver {
     pub fn options(&self) -> &RabbitOptions {
         self.shared.opts()
     }
+
+    /// Requests are `mandatory` and wait for the broker's verdict (MSG-RPC-09, see
+    /// [`TransportOptions::at_least_once`](crate::TransportOptions::at_least_once)).
+    pub fn at_least_once(mut self, on: bool) -> Self {
+        match Arc::get_mut(&mut self.shared) {
+            Some(s) => s.at_least_once = on,
+            None => tracing::warn!("at_least_once set on a driver already in use: ignored"),
+        }
+        self
+    }
 }
 
 #[async_trait]
 impl Driver for AmqpDriver {
     async fn cast(&self, msg: Outgoing) -> Result<(), MessagingError> {
         let mut p = self.shared.request(&msg, None)?;
+        if self.shared.at_least_once {
+            // Only the broker's verdict says whether a queue took it.
+            p.wait = Wait::Confirmed;
+            let undeliverable = Shared::undeliverable(&p);
+            return match self.shared.publisher.publish(p).await? {
+                Routed::Delivered => Ok(()),
+                Routed::Returned => Err(undeliverable),
+            };
+        }
         p.wait = self.shared.fire_and_track();
         match self.shared.publisher.publish(p).await? {
             Routed::Delivered | Routed::Returned => Ok(()),
@@ -549,12 +590,19 @@ impl Driver for AmqpDriver {
         };
         let mut p = self.shared.request(&msg, Some(call))?;
         p.deadline = msg.timeout.map(|t| Instant::now() + t);
-        p.wait = Wait::Written;
-        p.confirm = false;
+        if self.shared.at_least_once {
+            // Confirmed and mandatory: a request nobody consumes ends the call at once.
+            p.wait = Wait::Confirmed;
+        } else {
+            p.wait = Wait::Written;
+            p.confirm = false;
+        }
+        let undeliverable = Shared::undeliverable(&p);
         let confirm = self.shared.publisher.submit(p);
         Ok(Box::new(AmqpWaiter {
             rx,
             confirm: Some(confirm),
+            undeliverable: Some(undeliverable),
             msg_id,
             waiters: rq.waiters.clone(),
         }))
