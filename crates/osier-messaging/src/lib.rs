@@ -3,9 +3,10 @@
 //! oslo.messaging's model in Rust (`behaviour.md` part C): transport URLs, targets, an RPC
 //! client and server with oslo's dispatcher rules, and executors chosen per endpoint, so one
 //! endpoint of a service can move from green threads to async while the others stay. Transports:
-//! in-memory (`memory://`, oslo's `fake://`, the embedded default) and a first RabbitMQ driver
-//! (`rabbit://`, [`amqp`]) behind the same [`Driver`](driver::Driver) trait, speaking oslo's wire
-//! format; failover, reconnection and TLS are still to come (issue 5).
+//! in-memory (`memory://`, oslo's `fake://`, the embedded default) and RabbitMQ (`rabbit://`,
+//! [`amqp`]) behind the same [`Driver`](driver::Driver) trait, wire-compatible with Python
+//! oslo.messaging 18.x (failover, reconnection, heartbeats on their own runtime, TLS, oslo's
+//! `[oslo_messaging_rabbit]` options as [`amqp::RabbitOptions`] or URL query parameters).
 //!
 //! | oslo.messaging | osier-messaging |
 //! |---|---|
@@ -21,6 +22,8 @@
 //! | `RemoteError` | [`MessagingError::Remote`] with oslo's failure fields ([`Failure`]) |
 //! | `Notifier(transport, publisher_id, driver='messagingv2')` | [`Notifier::new`]`(..).driver(NotifyDriver::MessagingV2)` |
 //! | `get_notification_listener(transport, targets, endpoints, pool=..., allow_requeue=...)` | [`NotificationListener::new`]`(..).pool(..).allow_requeue(..)` |
+//! | `[oslo_messaging_rabbit]` options, URL query overrides | [`amqp::RabbitOptions`], [`Transport::with_rabbit_options`], the same names in the URL query |
+//! | `MessageDeliveryFailure`, connection errors | [`MessagingError::Broker`]`(`[`BrokerError`]`)` |
 #![warn(missing_docs)]
 
 pub mod amqp;

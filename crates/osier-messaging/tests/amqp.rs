@@ -25,6 +25,15 @@ fn block<F: std::future::Future>(f: F) -> F::Output {
     bridge().tokio().block_on(f)
 }
 
+/// `rabbitmqctl`, or the command in `OSIER_RABBITMQCTL` (e.g. `docker exec <id> rabbitmqctl`).
+fn rabbitmqctl_cmd() -> std::process::Command {
+    let spec = std::env::var("OSIER_RABBITMQCTL").unwrap_or_else(|_| "rabbitmqctl".into());
+    let mut parts = spec.split_whitespace();
+    let mut c = std::process::Command::new(parts.next().unwrap_or("rabbitmqctl"));
+    c.args(parts);
+    c
+}
+
 fn topic(name: &str) -> String {
     format!("osier-test-{name}-{}", uuid::Uuid::new_v4().simple())
 }
@@ -391,7 +400,7 @@ fn quorum_queues_and_prefetch_from_the_url_query() {
             .await
             .unwrap();
         assert_eq!(r["value"], 7);
-        let out = std::process::Command::new("rabbitmqctl")
+        let out = rabbitmqctl_cmd()
             .args(["list_queues", "-q", "name", "type", "durable"])
             .output()
             .unwrap();
@@ -409,7 +418,7 @@ fn quorum_queues_and_prefetch_from_the_url_query() {
 
 /// Our connections with a negotiated heartbeat of `secs`: their `connection_name`s.
 fn connections_with_heartbeat(secs: u32) -> std::collections::BTreeSet<String> {
-    let out = std::process::Command::new("rabbitmqctl")
+    let out = rabbitmqctl_cmd()
         .args(["list_connections", "-q", "timeout", "client_properties"])
         .output()
         .unwrap();
@@ -529,5 +538,43 @@ fn at_least_once_makes_unroutable_requests_an_error() {
             .cast(&ctx, "m", json!({}))
             .await
             .unwrap();
+    });
+}
+
+/// A declaration the broker refuses closes the channel: `BrokerError::ChannelClosed` with the
+/// broker's code and reason (here 406 PRECONDITION_FAILED: the topic queue exists as durable,
+/// the server declares it non-durable).
+#[test]
+fn a_refused_declaration_is_a_typed_channel_error() {
+    let t = Transport::new(URL).unwrap();
+    let top = topic("inequivalent");
+    block(async {
+        let conn = lapin::Connection::connect(
+            "amqp://guest:guest@127.0.0.1:5672/%2f",
+            lapin::ConnectionProperties::default(),
+        )
+        .await
+        .unwrap();
+        let ch = conn.create_channel().await.unwrap();
+        ch.queue_declare(
+            top.as_str().into(),
+            lapin::options::QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            lapin::types::FieldTable::default(),
+        )
+        .await
+        .unwrap();
+        let e = server(&t, &top, "s1").start().await.unwrap_err();
+        match &e {
+            MessagingError::Broker(BrokerError::ChannelClosed { code, reason }) => {
+                assert_eq!(*code, 406, "{reason}");
+                assert!(reason.contains("durable"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let _ = conn.close(200, "bye".into()).await;
+        clean_up(&[top.clone(), format!("{top}.s1")], &[]).await;
     });
 }

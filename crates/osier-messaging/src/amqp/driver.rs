@@ -598,7 +598,7 @@ impl Driver for AmqpDriver {
             p.confirm = false;
         }
         let undeliverable = Shared::undeliverable(&p);
-        let confirm = self.shared.publisher.submit(p);
+        let confirm = self.shared.publisher.submit(p).await;
         Ok(Box::new(AmqpWaiter {
             rx,
             confirm: Some(confirm),
