@@ -3,8 +3,9 @@
 //! oslo.service's model in Rust (`behaviour.md` part D, SVC-*), for green and async services
 //! alike. This first part holds the looping calls ([`looping`], SVC-LOOP-*): fixed interval with
 //! drift correction, fixed interval with timeout, dynamic, back-off with oslo's exact series, a
-//! retry helper, and "done" with a value; `stop()` wakes a sleeping loop at once. Services,
-//! launchers, signals, task groups, periodic tasks and systemd notify are issue 6's next steps.
+//! retry helper, and "done" with a value; `stop()` wakes a sleeping loop at once; and systemd
+//! readiness notification ([`systemd`], SVC-SYSD-01). Services, launchers, signals, task groups
+//! and periodic tasks are issue 6's next steps.
 //!
 //! | oslo.service | osier-service |
 //! |---|---|
@@ -18,3 +19,4 @@
 #![warn(missing_docs)]
 
 pub mod looping;
+pub mod systemd;
