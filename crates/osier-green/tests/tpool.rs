@@ -6,7 +6,12 @@ use std::time::Duration;
 
 use osier_green::{sleep, spawn, tpool, with_timeout, GreenError, Runtime, TimeoutError};
 
+/// Runs `f` in a green thread. The pool is process-global and `killall_then_execute...` checks
+/// its thread count, so the tests of this file take turns (cargo runs them on parallel threads;
+/// another test's `execute` between `killall` and the check made it flaky).
 fn green<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
     Runtime::global().block_on(f).expect("test body failed")
 }
 
