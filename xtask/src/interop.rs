@@ -24,36 +24,7 @@ const DEFAULT_URL: &str = "rabbit://guest:guest@127.0.0.1:5672/";
 
 /// The venv with oslo.messaging, made once.
 pub fn ensure_oslo_venv() -> Result<PathBuf, String> {
-    let venv = root().join("target/xtask/venv-oslo");
-    let py = venv.join("bin/python");
-    if !py.exists() {
-        run(
-            "create venv",
-            Command::new("python3").args(["-m", "venv"]).arg(&venv),
-        )?;
-    }
-    let have = Command::new(&py)
-        .args([
-            "-c",
-            "import importlib.metadata as m,sys;sys.stdout.write(m.version('oslo.messaging'))",
-        ])
-        .stderr(Stdio::null())
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
-        .unwrap_or_default();
-    if have != OSLO_MESSAGING_VERSION {
-        run(
-            "install oslo.messaging from PyPI",
-            Command::new(&py).args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                &format!("oslo.messaging=={OSLO_MESSAGING_VERSION}"),
-            ]),
-        )?;
-    }
-    Ok(py)
+    crate::ensure_venv("venv-oslo", "oslo.messaging", OSLO_MESSAGING_VERSION)
 }
 
 /// Builds the Rust peer and returns its path.

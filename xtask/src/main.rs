@@ -238,8 +238,10 @@ fn parse_lines(out: &str, into: &mut BTreeMap<(String, String), f64>) {
     }
 }
 
-fn ensure_eventlet_venv() -> Result<PathBuf, String> {
-    let venv = root().join("target/xtask/venv-eventlet");
+/// A venv under `target/xtask/<name>` with `package==version` from PyPI, made once; returns
+/// its python. The installed version is read from the package metadata.
+fn ensure_venv(name: &str, package: &str, version: &str) -> Result<PathBuf, String> {
+    let venv = root().join("target/xtask").join(name);
     let py = venv.join("bin/python");
     if !py.exists() {
         run(
@@ -250,24 +252,29 @@ fn ensure_eventlet_venv() -> Result<PathBuf, String> {
     let have = Command::new(&py)
         .args([
             "-c",
-            "import eventlet,sys;sys.stdout.write(eventlet.__version__)",
+            &format!("import importlib.metadata as m,sys;sys.stdout.write(m.version('{package}'))"),
         ])
+        .stderr(std::process::Stdio::null())
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
         .unwrap_or_default();
-    if have != EVENTLET_VERSION {
+    if have != version {
         run(
-            "install eventlet from PyPI",
+            &format!("install {package} from PyPI"),
             Command::new(&py).args([
                 "-m",
                 "pip",
                 "install",
                 "--quiet",
-                &format!("eventlet=={EVENTLET_VERSION}"),
+                &format!("{package}=={version}"),
             ]),
         )?;
     }
     Ok(py)
+}
+
+fn ensure_eventlet_venv() -> Result<PathBuf, String> {
+    ensure_venv("venv-eventlet", "eventlet", EVENTLET_VERSION)
 }
 
 fn bench_eventlet(rest: &[String]) -> Result<(), String> {
