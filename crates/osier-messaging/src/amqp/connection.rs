@@ -283,7 +283,8 @@ fn is_tls_failure(e: &std::io::Error) -> bool {
     .any(|k| text.contains(k))
 }
 
-fn program_name() -> String {
+/// This program's file name (for connection and queue names).
+pub(crate) fn program_name() -> String {
     std::env::args()
         .next()
         .and_then(|a| {

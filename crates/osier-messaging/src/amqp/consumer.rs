@@ -15,10 +15,10 @@ use futures::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, BasicRejectOptions,
-    ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
+    QueueBindOptions, QueueDeleteOptions,
 };
 use lapin::types::FieldTable;
-use lapin::{Channel, Connection, ExchangeKind};
+use lapin::{Channel, Connection};
 use tokio::sync::{mpsc, oneshot, Notify};
 
 use crate::amqp::connection::{op_error, Broker};
@@ -147,27 +147,12 @@ async fn setup(
             .map_err(|e| op_error("basic.qos", &e))?;
     }
     for ex in &topo.exchanges {
-        let kind = if ex.fanout {
-            ExchangeKind::Fanout
-        } else {
-            ExchangeKind::Topic
-        };
-        let opts = ExchangeDeclareOptions {
-            durable: ex.durable,
-            auto_delete: ex.auto_delete,
-            ..ExchangeDeclareOptions::default()
-        };
-        ch.exchange_declare(ex.name.as_str().into(), kind, opts, FieldTable::default())
+        ex.declare(&ch)
             .await
             .map_err(|e| op_error("exchange.declare", &e))?;
     }
     for q in &topo.queues {
-        let opts = QueueDeclareOptions {
-            durable: q.durable,
-            auto_delete: q.auto_delete,
-            ..QueueDeclareOptions::default()
-        };
-        ch.queue_declare(q.name.as_str().into(), opts, q.args.clone())
+        q.declare(&ch)
             .await
             .map_err(|e| op_error("queue.declare", &e))?;
     }

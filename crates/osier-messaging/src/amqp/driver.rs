@@ -119,15 +119,11 @@ fn queue_suffix(opts: &RabbitOptions) -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "localhost".into());
-    let prog = std::env::args()
-        .next()
-        .and_then(|a| {
-            std::path::Path::new(&a)
-                .file_name()
-                .map(|f| f.to_string_lossy().into_owned())
-        })
-        .unwrap_or_else(|| "osier".into());
-    format!("{host}:{prog}:{}", std::process::id())
+    format!(
+        "{host}:{}:{}",
+        crate::amqp::connection::program_name(),
+        std::process::id()
+    )
 }
 
 impl Shared {

@@ -43,6 +43,24 @@ pub(crate) struct ExchangeSpec {
     pub auto_delete: bool,
 }
 
+impl ExchangeSpec {
+    /// `exchange.declare` with these flags: the one place publisher and consumers declare.
+    pub(crate) async fn declare(&self, ch: &Channel) -> Result<(), lapin::Error> {
+        let kind = if self.fanout {
+            ExchangeKind::Fanout
+        } else {
+            ExchangeKind::Topic
+        };
+        let opts = ExchangeDeclareOptions {
+            durable: self.durable,
+            auto_delete: self.auto_delete,
+            ..ExchangeDeclareOptions::default()
+        };
+        ch.exchange_declare(self.name.as_str().into(), kind, opts, FieldTable::default())
+            .await
+    }
+}
+
 /// A queue to declare and bind before publishing (notifications, section 2).
 #[derive(Debug, Clone)]
 pub(crate) struct QueueSpec {
@@ -50,6 +68,20 @@ pub(crate) struct QueueSpec {
     pub durable: bool,
     pub auto_delete: bool,
     pub args: FieldTable,
+}
+
+impl QueueSpec {
+    /// `queue.declare` with these flags and arguments.
+    pub(crate) async fn declare(&self, ch: &Channel) -> Result<(), lapin::Error> {
+        let opts = QueueDeclareOptions {
+            durable: self.durable,
+            auto_delete: self.auto_delete,
+            ..QueueDeclareOptions::default()
+        };
+        ch.queue_declare(self.name.as_str().into(), opts, self.args.clone())
+            .await
+            .map(|_| ())
+    }
 }
 
 /// What happened to a confirmed message.
@@ -299,33 +331,14 @@ async fn open(broker: &Broker) -> Result<Link, MessagingError> {
 async fn prepare(link: &mut Link, p: &Publish) -> Result<(), lapin::Error> {
     if let Some(ex) = &p.exchange {
         if !link.exchanges.contains(&ex.name) {
-            let kind = if ex.fanout {
-                ExchangeKind::Fanout
-            } else {
-                ExchangeKind::Topic
-            };
-            let opts = ExchangeDeclareOptions {
-                durable: ex.durable,
-                auto_delete: ex.auto_delete,
-                ..ExchangeDeclareOptions::default()
-            };
-            link.channel
-                .exchange_declare(ex.name.as_str().into(), kind, opts, FieldTable::default())
-                .await?;
+            ex.declare(&link.channel).await?;
             link.exchanges.insert(ex.name.clone());
         }
     }
     if let Some((q, key)) = &p.queue {
         let marker = format!("q:{}:{}:{key}", q.name, p.exchange_name);
         if !link.declared.contains(&marker) {
-            let opts = QueueDeclareOptions {
-                durable: q.durable,
-                auto_delete: q.auto_delete,
-                ..QueueDeclareOptions::default()
-            };
-            link.channel
-                .queue_declare(q.name.as_str().into(), opts, q.args.clone())
-                .await?;
+            q.declare(&link.channel).await?;
             link.channel
                 .queue_bind(
                     q.name.as_str().into(),
