@@ -10,7 +10,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use lapin::protocol::{AMQPErrorKind, AMQPHardError, AMQPSoftError};
 use lapin::{Connection, ConnectionProperties, ErrorKind};
-use tokio::time::Instant;
 
 use crate::amqp::options::RabbitOptions;
 use crate::error::{BrokerError, MessagingError};
@@ -161,44 +160,12 @@ impl Broker {
         Err(refused.unwrap_or_else(|| BrokerError::Unreachable(why.join("; "))))
     }
 
-    /// Connects, retrying with oslo's backoff: `retry` `None` (or negative) retries until
-    /// `deadline`, `Some(n)` makes at most `n + 1` attempts (MSG-AMQP-05). A refused login or
-    /// vhost ends at once.
-    pub(crate) async fn connect(
-        &self,
-        retry: Option<i32>,
-        deadline: Option<Instant>,
-    ) -> Result<Connection, MessagingError> {
-        let mut attempt: u32 = 0;
-        loop {
-            match self.connect_once().await {
-                Ok(c) => return Ok(c),
-                Err(e) if e.is_permanent() => return Err(e.into()),
-                Err(e) => {
-                    let wait = self.opts.reconnect_wait(attempt);
-                    let out_of_retries = matches!(retry, Some(r) if r >= 0 && attempt >= r as u32);
-                    let out_of_time = deadline.is_some_and(|d| Instant::now() + wait >= d);
-                    if out_of_retries || out_of_time {
-                        let why = match e {
-                            BrokerError::Unreachable(s) => s,
-                            other => other.to_string(),
-                        };
-                        return Err(BrokerError::Unreachable(format!(
-                            "unable to connect after {} tries: {why}",
-                            attempt + 1
-                        ))
-                        .into());
-                    }
-                    tracing::info!(
-                        attempt,
-                        wait_s = wait.as_secs_f64(),
-                        "reconnecting to the broker"
-                    );
-                    tokio::time::sleep(wait).await;
-                    attempt += 1;
-                }
-            }
-        }
+    /// One round over the hosts ([`connect_once`](Self::connect_once)) as a `MessagingError`.
+    /// Retrying is the owners' business: the publisher counts a message's tries against its
+    /// `retry` (MSG-RPC-07), consumers retry forever once started, both with
+    /// [`RabbitOptions::reconnect_wait`] between rounds.
+    pub(crate) async fn connect(&self) -> Result<Connection, MessagingError> {
+        Ok(self.connect_once().await?)
     }
 
     /// TLS settings: the CA file of `ssl_ca_file` (PEM) when set, the system's roots otherwise.
@@ -317,50 +284,9 @@ pub(crate) fn is_channel_error(e: &lapin::Error) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Arc;
-
     use super::*;
 
-    /// MSG-AMQP-05, TEST-MSG-15: `retry` 4, 1 and 0 make 5, 2 and 1 connection attempts, then
-    /// fail. The "broker" accepts each TCP connection and closes it, counting them.
-    #[tokio::test]
-    async fn retry_n_makes_n_plus_one_attempts() {
-        for (retry, attempts) in [(4, 5), (1, 2), (0, 1)] {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let port = listener.local_addr().unwrap().port();
-            let seen = Arc::new(AtomicUsize::new(0));
-            let s2 = seen.clone();
-            let acceptor = tokio::spawn(async move {
-                while let Ok((sock, _)) = listener.accept().await {
-                    s2.fetch_add(1, Ordering::SeqCst);
-                    drop(sock);
-                }
-            });
-            let opts = RabbitOptions {
-                kombu_reconnect_delay: 0.0,
-                rabbit_retry_interval: 0.0,
-                rabbit_retry_backoff: 0.0,
-                ..RabbitOptions::default()
-            };
-            let url = format!("rabbit://u:secret@127.0.0.1:{port}/")
-                .parse()
-                .unwrap();
-            let e = Broker::new(&url, opts)
-                .connect(Some(retry), None)
-                .await
-                .unwrap_err();
-            acceptor.abort();
-            assert_eq!(seen.load(Ordering::SeqCst), attempts, "retry {retry}: {e}");
-            assert!(
-                matches!(e, MessagingError::Broker(BrokerError::Unreachable(_))),
-                "{e:?}"
-            );
-            assert!(!e.to_string().contains("secret"));
-        }
-    }
-
-    /// Hosts are tried round-robin from the last one that worked (MSG-AMQP-05 failover).
+    /// The URIs carry the heartbeat, the vhost and the TLS scheme; Debug shows no password.
     #[test]
     fn uris_carry_heartbeat_vhost_and_tls_scheme() {
         let url = "rabbit://a:b@h1:1234,c:d@h2/v%2Fhost".parse().unwrap();

@@ -134,7 +134,7 @@ async fn setup(
     topo: &Topology,
     queues: &[String],
 ) -> Result<Session, MessagingError> {
-    let conn = broker.connect(Some(0), None).await?;
+    let conn = broker.connect().await?;
     let ch = conn
         .create_channel()
         .await

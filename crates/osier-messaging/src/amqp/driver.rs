@@ -745,6 +745,47 @@ mod tests {
         assert!(plain.shared.fanout_exchange("t").auto_delete);
     }
 
+    /// MSG-RPC-07, MSG-AMQP-05, TEST-MSG-15: a cast with `retry` 4, 1 and 0 makes 5, 2 and 1
+    /// connection attempts through the publisher, then fails with `Unreachable`. The "broker"
+    /// accepts each TCP connection and closes it, counting them.
+    #[tokio::test]
+    async fn cast_retry_n_makes_n_plus_one_attempts() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        for (retry, attempts) in [(4, 5), (1, 2), (0, 1)] {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let port = listener.local_addr().unwrap().port();
+            let seen = Arc::new(AtomicUsize::new(0));
+            let s2 = seen.clone();
+            let acceptor = tokio::spawn(async move {
+                while let Ok((sock, _)) = listener.accept().await {
+                    s2.fetch_add(1, Ordering::SeqCst);
+                    drop(sock);
+                }
+            });
+            let d = driver(&format!(
+                "rabbit://u:secret@127.0.0.1:{port}/?kombu_reconnect_delay=0&rabbit_retry_interval=0&rabbit_retry_backoff=0"
+            ));
+            let e = d
+                .cast(Outgoing {
+                    target: Target::topic("t"),
+                    ctxt: Default::default(),
+                    message: Default::default(),
+                    timeout: None,
+                    call_monitor_timeout: None,
+                    retry: Some(retry),
+                })
+                .await
+                .unwrap_err();
+            acceptor.abort();
+            assert_eq!(seen.load(Ordering::SeqCst), attempts, "retry {retry}: {e}");
+            assert!(
+                matches!(e, MessagingError::Broker(BrokerError::Unreachable(_))),
+                "{e:?}"
+            );
+            assert!(!e.to_string().contains("secret"));
+        }
+    }
+
     /// MSG-AMQP-08: a reply queue found missing is remembered (200 entries at most).
     #[test]
     fn gone_reply_queues_are_remembered_and_bounded() {

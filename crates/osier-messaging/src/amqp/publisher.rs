@@ -162,8 +162,10 @@ impl Publish {
         self.deadline.is_some_and(|d| Instant::now() >= d)
     }
 
+    /// oslo's `retry` N allows N retries, so N + 1 tries (MSG-RPC-07); `resent` counts the
+    /// failed tries so far.
     fn may_resend(&self) -> bool {
-        !matches!(self.retry, Some(r) if r >= 0 && self.resent >= r as u32) && !self.expired()
+        !matches!(self.retry, Some(r) if r >= 0 && self.resent > r as u32) && !self.expired()
     }
 }
 
@@ -305,7 +307,7 @@ type InFlight = std::pin::Pin<
 >;
 
 async fn open(broker: &Broker) -> Result<Link, MessagingError> {
-    let conn = broker.connect(Some(0), None).await?;
+    let conn = broker.connect().await?;
     let channel = conn
         .create_channel()
         .await
