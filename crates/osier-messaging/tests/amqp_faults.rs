@@ -121,8 +121,8 @@ fn rig(url: &str, exchange: &str) -> Rig {
 }
 
 /// Streams `n` calls and notifications, one every 20 ms; after the 20th, `fault` starts on its
-/// own thread while the stream goes on. Returns how long after the fault ended the first call
-/// made after it got its answer. A call in flight during the fault may time out (its request or
+/// own thread while the stream goes on. Returns how long the first call made after the fault
+/// ended took to get its answer. A call in flight during the fault may time out (its request or
 /// reply can go with the connection: call requests carry no confirm, see docs/architecture.md).
 async fn stream_through(r: &Rig, n: i64, fault: impl FnOnce() + Send + 'static) -> Duration {
     let mut fault = Some(fault);
@@ -147,9 +147,11 @@ async fn stream_through(r: &Rig, n: i64, fault: impl FnOnce() + Send + 'static) 
         {
             Ok(v) => {
                 assert_eq!(v, json!({"i": i}));
-                // Recovered: the first call made after the fault ended has its answer.
-                if let (Some(f), None) = (fault_over_before, recovered) {
-                    recovered = Some(f.elapsed());
+                // Recovered: how long the first call made after the fault ended took. (Not the
+                // time since the fault ended: a call in flight during the fault may have held
+                // the stream until its own timeout, long after the transport was back.)
+                if let (Some(_), None) = (fault_over_before, recovered) {
+                    recovered = Some(t0.elapsed());
                 }
             }
             // A call in flight when the fault hit may lose its request or its reply with the
