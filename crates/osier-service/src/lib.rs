@@ -1,22 +1,63 @@
 //! # osier-service
 //!
-//! oslo.service's model in Rust (`behaviour.md` part D, SVC-*), for green and async services
-//! alike. This first part holds the looping calls ([`looping`], SVC-LOOP-*): fixed interval with
-//! drift correction, fixed interval with timeout, dynamic, back-off with oslo's exact series, a
-//! retry helper, and "done" with a value; `stop()` wakes a sleeping loop at once; and systemd
-//! readiness notification ([`systemd`], SVC-SYSD-01). Services, launchers, signals, task groups
-//! and periodic tasks are issue 6's next steps.
+//! oslo.service's model in Rust (`behaviour.md` part D, SVC-*), for green services, async
+//! services and processes that host both, so one process can run components at different
+//! stages of their migration.
 //!
 //! | oslo.service | osier-service |
 //! |---|---|
-//! | `loopingcall.FixedIntervalLoopingCall(f).start(interval=1)` | [`looping::LoopingCall::fixed_interval`]`(1 s).start(f)` |
-//! | `loopingcall.DynamicLoopingCall(f).start(periodic_interval_max=60)` | [`looping::LoopingCall::dynamic`]`().periodic_interval_max(60 s).start(f)` |
-//! | `loopingcall.BackOffLoopingCall(f).start(...)` | [`looping::LoopingCall::backoff`]`()...start(f)` |
-//! | `loopingcall.RetryDecorator(...)` | [`looping::Retry`] |
+//! | `class S(service.ServiceBase)` | `impl `[`Service`]` for S` (async) or `impl `[`GreenService`]` for S` wrapped in [`Green`] |
+//! | `service.launch(conf, s, workers)`; `launcher.wait()` | [`launch`]`(opts, factory, workers)?.wait()` (returns the exit status) |
+//! | `ServiceLauncher` / `ProcessLauncher` | [`ServiceLauncher`] / [`ProcessLauncher`] (workers are re-executed, not forked: see [`process`]) |
+//! | `SignalHandler`, TERM / INT / HUP / ALRM | one channel ([`signals`]); the graceful timeout replaces ALRM |
+//! | `threadgroup.ThreadGroup` | [`TaskGroup`] (green threads and async tasks, with a [`CancelToken`]) |
+//! | `loopingcall.*` | [`looping`] |
+//! | `periodic_task.PeriodicTasks` | [`periodic::PeriodicTasks`] |
+//! | `systemd.notify_once()` | [`systemd`] (the launchers send READY=1 / STOPPING=1 / RELOADING=1) |
+//! | `oslo_messaging.get_rpc_server(...)` run by a launcher | `RpcServer` implements [`Service`] ([`rpc`]) |
 //!
-//! Green code uses them through the bridge: start the loop on the bridge's tokio runtime and
-//! `yield_future(handle.wait())` from a green thread.
+//! ```no_run
+//! use osier_service::{launch, BoxError, LauncherOptions, Service};
+//!
+//! struct Api;
+//!
+//! #[async_trait::async_trait]
+//! impl Service for Api {
+//!     async fn start(&self) -> Result<(), BoxError> { Ok(()) }
+//!     async fn stop(&self, _graceful: bool) -> Result<(), BoxError> { Ok(()) }
+//!     async fn wait(&self) -> Result<(), BoxError> { Ok(()) }
+//! }
+//!
+//! let opts = LauncherOptions::new().graceful_shutdown_timeout(std::time::Duration::from_secs(30));
+//! let launcher = launch(opts, |_ctx| Ok::<_, BoxError>(Api), Some(4))?;
+//! std::process::exit(launcher.wait());
+//! # Ok::<(), osier_service::LaunchError>(())
+//! ```
+//!
+//! Backend selection (SVC-BK-01) does not apply: both runtimes are always there, one
+//! [`Bridge`](osier_bridge::Bridge) per process, and each service picks its flavour by the trait
+//! it implements. The eventlet backdoor (SVC-BD-01) and the WSGI server (SVC-THR-07) are not
+//! offered, as in oslo's threading backend.
 #![warn(missing_docs)]
 
+mod launcher;
 pub mod looping;
+pub mod periodic;
+pub mod process;
+pub mod rpc;
+mod service;
+pub mod signals;
 pub mod systemd;
+mod task_group;
+
+pub use launcher::{
+    launch, ForegroundHup, LaunchError, Launcher, LauncherHandle, LauncherOptions, ServiceLauncher,
+    WorkerContext,
+};
+pub use process::ProcessLauncher;
+pub use service::{
+    BoxError, Green, GreenService, InvalidRestartMethod, RestartMethod, Service, Services,
+    StartError,
+};
+pub use signals::is_daemon;
+pub use task_group::{CancelToken, TaskGroup, TaskGroupError, Timer};
