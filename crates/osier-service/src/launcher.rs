@@ -344,10 +344,18 @@ impl Launcher {
 /// is [`LaunchError::InvalidWorkers`]. A worker count that is not an integer does not compile:
 ///
 /// ```compile_fail
-/// # use osier_service::{launch, LauncherOptions};
+/// # use osier_service::{launch, BoxError, LauncherOptions, Service};
 /// # struct Api;
-/// let l = launch(LauncherOptions::new(), |_ctx| Ok::<_, std::io::Error>(Api), "1");
+/// # #[async_trait::async_trait]
+/// # impl Service for Api {
+/// #     async fn start(&self) -> Result<(), BoxError> { Ok(()) }
+/// #     async fn stop(&self, _g: bool) -> Result<(), BoxError> { Ok(()) }
+/// #     async fn wait(&self) -> Result<(), BoxError> { Ok(()) }
+/// # }
+/// let l = launch(LauncherOptions::new(), |_ctx| Ok::<_, BoxError>(Api), "1");
 /// ```
+///
+/// (The same call with `Some(1)` compiles.)
 pub fn launch<S, E, F>(
     opts: LauncherOptions,
     factory_fn: F,

@@ -285,6 +285,8 @@ fn hup_runs_the_reload_hook_and_reset_and_keeps_serving() {
     let c = Client::new(&topic);
     let before = c.call("whoami", json!({})).unwrap();
     assert_eq!(before["resets"], 0);
+    // SVC-PER-04: the periodic task, driven by a dynamic timer in the service's task group.
+    d.wait_line("periodic self_check");
     d.signal(libc::SIGHUP);
     d.wait_line("reload hook ran");
     d.wait_line("api reset");
