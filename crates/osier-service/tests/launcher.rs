@@ -330,3 +330,31 @@ fn a_green_service_runs_each_method_in_a_green_thread() {
     assert_eq!(run.join().unwrap(), 0);
     assert_eq!(*calls.lock().unwrap(), ["start", "stop(true)", "wait"]);
 }
+
+#[test]
+fn a_zero_graceful_timeout_waits_as_long_as_the_stop_takes() {
+    // SVC-SIG-08: graceful_shutdown_timeout 0 means wait forever.
+    struct SlowStop(watch::Sender<bool>);
+    #[async_trait::async_trait]
+    impl Service for SlowStop {
+        async fn start(&self) -> Result<(), BoxError> {
+            Ok(())
+        }
+        async fn stop(&self, _graceful: bool) -> Result<(), BoxError> {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            self.0.send_replace(true);
+            Ok(())
+        }
+        async fn wait(&self) -> Result<(), BoxError> {
+            let _ = self.0.subscribe().wait_for(|s| *s).await;
+            Ok(())
+        }
+    }
+    let mut l = ServiceLauncher::new(quiet().graceful_shutdown_timeout(Duration::ZERO));
+    l.launch_service(|_| Ok::<_, BoxError>(SlowStop(watch::channel(false).0)));
+    let h = l.handle();
+    h.stop(); // queued: acted on once the service has started
+    let t0 = std::time::Instant::now();
+    assert_eq!(l.wait(), 0);
+    assert!(t0.elapsed() >= Duration::from_millis(300));
+}

@@ -451,3 +451,54 @@ fn hup_on_a_worker_restarts_it_in_place() {
     d.signal(libc::SIGTERM);
     assert_eq!(d.wait_exit(LONG).code(), Some(0));
 }
+
+#[test]
+fn a_worker_that_fails_to_start_is_respawned_under_the_fork_rate_limit() {
+    // SVC-LAUNCH-08 (the worker exits 1 and is respawned), SVC-LAUNCH-05 ("Forking too fast"):
+    // the two API workers fail at once, again and again; the heartbeat worker keeps running.
+    let mut d = Demo::start(&["--workers", "2", "--fail-start"], &[]);
+    d.wait_line("Forking too fast");
+    let failed = d.matching(|l| l.contains("worker exited") && l.contains("code=1"));
+    assert!(failed.len() >= 3, "{failed:?}");
+    assert!(
+        failed.iter().all(|l| field(l, "service") == Some(0)),
+        "only the failing service: {failed:?}"
+    );
+    d.signal(libc::SIGTERM);
+    assert_eq!(d.wait_exit(LONG).code(), Some(0), "log:\n{}", d.log());
+}
+
+#[test]
+fn hup_in_the_foreground_stops_gracefully_instead_of_hanging() {
+    // SVC-SIG-09 and SVC-SIG-02's hang: under a terminal (a pty from `script`), the process is
+    // not a daemon; a HUP stops it gracefully (ForegroundHup::Stop) with status 0, where oslo's
+    // single-process launcher resets its handlers and keeps waiting.
+    let cmd = format!(
+        "{} --periodic-spacing 60",
+        env!("CARGO_BIN_EXE_osier-service-demo")
+    );
+    let mut child = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("util-linux `script` is needed for the pty");
+    let out = child.stdout.take().expect("piped");
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let l2 = lines.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines() {
+            let Ok(line) = line else { break };
+            l2.lock().unwrap().push(line);
+        }
+    });
+    let mut d = Demo { child, lines };
+    let started = d.wait_line("services started");
+    let pid = field(&started, "pid").expect("pid in the line");
+    kill(pid, libc::SIGHUP);
+    d.wait_line("SIGHUP in the foreground");
+    assert_eq!(d.wait_exit(LONG).code(), Some(0), "log:\n{}", d.log());
+    assert!(d.matching(|l| l.contains("reload hook ran")).is_empty());
+}
