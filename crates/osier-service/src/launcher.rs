@@ -435,16 +435,12 @@ pub(crate) fn run_in_process(
             }
         }
     }
-    let _signals = if opts.handle_signals {
-        match signals::forward_signals(tx.clone()) {
-            Ok(h) => Some(SignalGuard(h)),
-            Err(e) => {
-                tracing::error!(error = %e, "cannot install signal handlers");
-                return 1;
-            }
+    let _signals = match signals::forward_signals(opts.handle_signals, tx.clone()) {
+        Ok(guard) => guard,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot install signal handlers");
+            return 1;
         }
-    } else {
-        None
     };
     if matches!(role, Role::Worker(_)) {
         watch_parent(tx.clone());
@@ -476,14 +472,6 @@ pub(crate) fn run_in_process(
             std::mem::forget(bridge);
             code
         }
-    }
-}
-
-struct SignalGuard(signal_hook::iterator::Handle);
-
-impl Drop for SignalGuard {
-    fn drop(&mut self) {
-        self.0.close();
     }
 }
 

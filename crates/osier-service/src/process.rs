@@ -34,7 +34,7 @@
 //!
 //! | Signal | Parent |
 //! |---|---|
-//! | TERM | stop respawning; systemd STOPPING=1; TERM to every worker; wait for them, bounded by the graceful timeout, then KILL the stragglers and exit 1 (oslo exits and leaves them to the pipe) |
+//! | TERM | stop respawning; systemd STOPPING=1; TERM to every worker; wait for them, bounded by the graceful timeout, then KILL the stragglers and exit 1 (oslo exits and leaves them to the pipe). Exit 0 only if every worker exited 0 |
 //! | INT | exit 1 at once; the workers follow through the pipe (SVC-SIG-03) |
 //! | HUP (daemon) | reload hooks; `reload`: TERM every worker, each comes back as a new process; `mutate`: HUP every worker, each restarts in place with the same pid (SVC-SIG-03) |
 //! | HUP (foreground) | as TERM, like oslo's ProcessLauncher (SVC-SIG-09), unless [`ForegroundHup::Restart`](crate::ForegroundHup) |
@@ -180,16 +180,12 @@ impl ProcessLauncher {
                 return 1;
             }
         };
-        let _signals = if self.opts.handle_signals {
-            match signals::forward_signals(self.tx.clone()) {
-                Ok(h) => Some(h),
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot install signal handlers");
-                    return 1;
-                }
+        let _signals = match signals::forward_signals(self.opts.handle_signals, self.tx.clone()) {
+            Ok(guard) => guard,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot install signal handlers");
+                return 1;
             }
-        } else {
-            None
         };
         let (reader, writer) = match std::io::pipe() {
             Ok(p) => p,
@@ -209,6 +205,7 @@ impl ProcessLauncher {
             reader,
             _writer: writer,
             running: true,
+            unclean_stop: false,
             deadline: None,
             rx: self.rx,
         };
@@ -221,11 +218,7 @@ impl ProcessLauncher {
                 });
             }
         }
-        let code = rt.block_on(sup.run());
-        if let Some(h) = _signals {
-            h.close();
-        }
-        code
+        rt.block_on(sup.run())
     }
 }
 
@@ -301,6 +294,8 @@ struct Supervisor {
     /// Held, never written: when this process dies the workers read EOF.
     _writer: std::io::PipeWriter,
     running: bool,
+    /// A worker exited badly (non-zero, or by a signal) after the stop began.
+    unclean_stop: bool,
     /// When stopping with a graceful timeout: when the stragglers get KILL.
     deadline: Option<Instant>,
     rx: UnboundedReceiver<Event>,
@@ -316,6 +311,10 @@ impl Supervisor {
             if self.running {
                 self.respawn();
             } else if self.slots.iter().all(|s| s.child.is_none()) {
+                if self.unclean_stop {
+                    tracing::error!("every worker has exited, not all of them cleanly");
+                    return 1;
+                }
                 tracing::info!("every worker has exited");
                 return 0;
             } else if self.deadline.is_some_and(|d| Instant::now() >= d) {
@@ -401,6 +400,9 @@ impl Supervisor {
                 Ok(None) => {}
                 Ok(Some(status)) => {
                     log_exit(slot.service, slot.id, child.id(), status);
+                    if !self.running && !status.success() {
+                        self.unclean_stop = true;
+                    }
                     slot.child = None;
                 }
                 Err(e) => {

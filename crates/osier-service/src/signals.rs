@@ -60,12 +60,25 @@ pub(crate) enum Event {
     Restart,
 }
 
-/// Installs the handlers for TERM, INT and HUP and a thread that forwards them to `tx`;
-/// `close()` on the returned handle ends the forwarding.
+/// Ends the forwarding of signals when dropped.
+pub(crate) struct Forwarding(signal_hook::iterator::Handle);
+
+impl Drop for Forwarding {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
+/// When `on`, installs the handlers for TERM, INT and HUP and a thread that forwards them to
+/// `tx` until the returned guard is dropped.
 pub(crate) fn forward_signals(
+    on: bool,
     tx: UnboundedSender<Event>,
-) -> std::io::Result<signal_hook::iterator::Handle> {
+) -> std::io::Result<Option<Forwarding>> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    if !on {
+        return Ok(None);
+    }
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])?;
     let handle = signals.handle();
     std::thread::Builder::new()
@@ -80,7 +93,7 @@ pub(crate) fn forward_signals(
                 }
             }
         })?;
-    Ok(handle)
+    Ok(Some(Forwarding(handle)))
 }
 
 /// Whether this process counts as a daemon (SVC-SIG-09): stdout is not a terminal, or this

@@ -206,7 +206,7 @@ impl TaskGroup {
         let handle = self.inner.bridge.tokio().spawn(async move {
             let _leave = Leave(inner, tokio::task::id());
             if let Err(p) = std::panic::AssertUnwindSafe(fut).catch_unwind().await {
-                tracing::error!(panic = %panic_text(&*p), "task group member panicked");
+                tracing::error!(panic = %osier_green::panic_message(&*p), "task group member panicked");
             }
         });
         members.insert(Key::Task(handle.id()), Member::Task(handle.abort_handle()));
@@ -354,15 +354,5 @@ impl TaskGroup {
             }
         }
         self.inner.changed.notify_waiters();
-    }
-}
-
-fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = p.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = p.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "non-string panic".to_string()
     }
 }

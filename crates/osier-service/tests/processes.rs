@@ -457,9 +457,10 @@ fn a_worker_that_fails_to_start_is_respawned_under_the_fork_rate_limit() {
     // SVC-LAUNCH-08 (the worker exits 1 and is respawned), SVC-LAUNCH-05 ("Forking too fast"):
     // the two API workers fail at once, again and again; the heartbeat worker keeps running.
     let mut d = Demo::start(&["--workers", "2", "--fail-start"], &[]);
+    // N = 2: the 4th start within 2 s is the first one held back.
     d.wait_line("Forking too fast");
-    let failed = d.matching(|l| l.contains("worker exited") && l.contains("code=1"));
-    assert!(failed.len() >= 3, "{failed:?}");
+    // ... and the failing workers keep being started again, one by one.
+    let failed = d.wait_lines(4, |l| l.contains("worker exited") && l.contains("code=1"));
     assert!(
         failed.iter().all(|l| field(l, "service") == Some(0)),
         "only the failing service: {failed:?}"
@@ -501,4 +502,38 @@ fn hup_in_the_foreground_stops_gracefully_instead_of_hanging() {
     d.wait_line("SIGHUP in the foreground");
     assert_eq!(d.wait_exit(LONG).code(), Some(0), "log:\n{}", d.log());
     assert!(d.matching(|l| l.contains("reload hook ran")).is_empty());
+}
+
+#[test]
+fn term_on_the_parent_with_a_stuck_worker_exits_1_after_the_graceful_timeout() {
+    // SVC-SIG-03 (TERM bounded by the graceful timeout), SVC-LAUNCH-06: the stuck worker does
+    // not hold the parent past the timeout, and the parent's status says the stop was not clean.
+    let topic = unique_topic();
+    let mut d = Demo::start(
+        &[
+            "--workers",
+            "2",
+            "--url",
+            RABBIT,
+            "--topic",
+            &topic,
+            "--graceful-timeout",
+            "2",
+        ],
+        &[],
+    );
+    d.wait_lines(3, |l| l.contains("services started role=Worker"));
+    let c = Client::new(&topic);
+    let _stuck = c.call_in_background("work", json!({"secs": 60}));
+    d.wait_line("work started");
+    let t0 = Instant::now();
+    d.signal(libc::SIGTERM);
+    let status = d.wait_exit(LONG);
+    let took = t0.elapsed();
+    assert_eq!(status.code(), Some(1), "log:\n{}", d.log());
+    assert!(took >= Duration::from_secs(2), "{took:?}");
+    assert!(took < Duration::from_secs(15), "{took:?}");
+    d.wait_line("graceful shutdown timeout exceeded");
+    let pids: Vec<u32> = started_workers(&d).iter().map(|w| w.2).collect();
+    assert!(pids.iter().all(|p| gone(*p)), "{pids:?}");
 }
