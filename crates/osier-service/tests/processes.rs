@@ -537,3 +537,69 @@ fn term_on_the_parent_with_a_stuck_worker_exits_1_after_the_graceful_timeout() {
     let pids: Vec<u32> = started_workers(&d).iter().map(|w| w.2).collect();
     assert!(pids.iter().all(|p| gone(*p)), "{pids:?}");
 }
+
+/// The names of a process's threads.
+fn thread_names(pid: u32) -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    dir.filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|s| s.trim().to_string())
+        .collect()
+}
+
+#[test]
+fn workers_are_re_executed_and_the_parent_starts_no_service_runtime() {
+    // LESSON-04, SVC-THR-06, SVC-LAUNCH-04: a worker is a fresh exec of the same program with
+    // the same arguments (its exec-time environment holds the worker marker, which a forked
+    // child's would not), and the parent never builds the services' runtimes.
+    let d = workers_demo(&["--periodic-spacing", "60"]);
+    let parent_cmdline = std::fs::read(format!("/proc/{}/cmdline", d.pid())).unwrap();
+    for (svc, id, pid) in started_workers(&d) {
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+        assert_eq!(cmdline, parent_cmdline, "same program, same arguments");
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+        let vars: Vec<&[u8]> = environ.split(|b| *b == 0).collect();
+        let marker = format!("OSIER_SERVICE_WORKER={svc}:{id}");
+        assert!(
+            vars.contains(&marker.as_bytes()),
+            "worker {pid} has {marker}"
+        );
+        assert!(thread_names(pid)
+            .iter()
+            .any(|n| n.starts_with("osier-tokio")));
+    }
+    let parent_threads = thread_names(d.pid());
+    assert!(
+        !parent_threads
+            .iter()
+            .any(|n| n.starts_with("osier-tokio") || n.starts_with("osier-hub")),
+        "the parent runs no service runtime: {parent_threads:?}"
+    );
+}
+
+#[test]
+fn systemd_hears_the_parent_once_and_never_the_workers() {
+    // SVC-SYSD-01: the ProcessLauncher parent sends READY=1 and STOPPING=1; the workers start
+    // without NOTIFY_SOCKET.
+    let dir = std::env::temp_dir().join(unique_topic());
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("notify.sock");
+    let sock = UnixDatagram::bind(&path).unwrap();
+    sock.set_read_timeout(Some(LONG)).unwrap();
+    let mut d = Demo::start(
+        &["--workers", "2"],
+        &[("NOTIFY_SOCKET", path.to_str().unwrap())],
+    );
+    let mut buf = [0_u8; 64];
+    let n = sock.recv(&mut buf).expect("READY=1");
+    assert_eq!(&buf[..n], b"READY=1");
+    d.wait_lines(3, |l| l.contains("services started role=Worker"));
+    d.signal(libc::SIGTERM);
+    let n = sock.recv(&mut buf).expect("STOPPING=1");
+    assert_eq!(&buf[..n], b"STOPPING=1");
+    assert_eq!(d.wait_exit(LONG).code(), Some(0));
+    sock.set_nonblocking(true).unwrap();
+    assert!(sock.recv(&mut buf).is_err(), "nothing else was sent");
+    let _ = std::fs::remove_dir_all(dir);
+}
