@@ -7,15 +7,7 @@ use std::collections::BTreeMap;
 use std::process::Command;
 
 use crate::interop::ensure_oslo_venv;
-use crate::{parse_lines, root, run_table_args};
-
-fn median(mut v: Vec<f64>) -> Option<f64> {
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_by(|a, b| a.total_cmp(b));
-    Some(v[v.len() / 2])
-}
+use crate::{median, parse_lines, root, run_table_args};
 
 /// The task.
 pub fn bench_amqp(rest: &[String]) -> Result<(), String> {

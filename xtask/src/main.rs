@@ -14,6 +14,7 @@
 #![allow(clippy::print_stdout)]
 
 mod bench_amqp;
+mod bench_service;
 mod interop;
 
 use std::collections::BTreeMap;
@@ -36,10 +37,11 @@ fn main() -> ExitCode {
         "loom" => loom(),
         "interop" => interop::interop(),
         "bench-amqp" => bench_amqp::bench_amqp(rest),
+        "bench-service" => bench_service::bench_service(rest),
         "fuzz" => fuzz(rest),
         _ => {
             println!(
-                "usage: cargo xtask <ci | bench | bench-eventlet [--quick] | bench-bridge [--quick] | bench-messaging [--quick] | bench-amqp [--quick] | interop | fuzz [--seconds N] | loom>"
+                "usage: cargo xtask <ci | bench | bench-eventlet [--quick] | bench-bridge [--quick] | bench-messaging [--quick] | bench-amqp [--quick] | bench-service [--rounds N] [--workers N] | interop | fuzz [--seconds N] | loom>"
             );
             return if task == "help" {
                 ExitCode::SUCCESS
@@ -55,6 +57,15 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The median of some samples (the upper one of the middle two for an even count).
+fn median(mut v: Vec<f64>) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    Some(v[v.len() / 2])
 }
 
 fn root() -> PathBuf {

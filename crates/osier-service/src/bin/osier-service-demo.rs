@@ -16,8 +16,8 @@
 //! The `demo` endpoint has `work {secs}` (sleeps, then answers with its pid: a request in
 //! flight for the signal tests) and `whoami` (pid, worker id, how many resets it has seen).
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use osier_messaging::{
@@ -172,36 +172,48 @@ impl Service for Api {
     }
 }
 
-/// A service still written green: a heartbeat in a green thread.
+/// A service still written green: a heartbeat in a green thread, which parks on its stop event
+/// between beats (a stop wakes it at once).
+#[derive(Default)]
 struct Heartbeat {
-    stopping: Arc<AtomicBool>,
-    done: osier_green::Event<(), ()>,
+    stop: Mutex<Option<osier_green::Event<(), ()>>>,
+    thread: Mutex<Option<osier_green::GreenThread<u64>>>,
+}
+
+fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl GreenService for Heartbeat {
     fn start(&self) -> Result<(), BoxError> {
-        self.stopping.store(false, Ordering::Release);
-        let stopping = self.stopping.clone();
-        let done = self.done.clone();
-        osier_green::Runtime::current().spawn(move || {
-            while !stopping.load(Ordering::Acquire) {
-                osier_green::sleep(Duration::from_millis(100));
+        let stop = osier_green::Event::new();
+        let s2 = stop.clone();
+        let gt = osier_green::Runtime::current().spawn(move || {
+            let mut beats = 0_u64;
+            while s2.wait_timeout(Duration::from_secs(1)).is_none() {
+                beats += 1;
             }
-            done.send(())
+            beats
         });
+        *locked(&self.stop) = Some(stop);
+        *locked(&self.thread) = Some(gt);
         tracing::info!("green heartbeat started");
         Ok(())
     }
 
     fn stop(&self, _graceful: bool) -> Result<(), BoxError> {
-        self.stopping.store(true, Ordering::Release);
+        if let Some(stop) = locked(&self.stop).take() {
+            stop.send(())?;
+        }
         Ok(())
     }
 
     fn wait(&self) -> Result<(), BoxError> {
-        let _ = self.done.wait();
-        self.done.reset()?;
-        tracing::info!("green heartbeat stopped");
+        let thread = locked(&self.thread).take();
+        if let Some(gt) = thread {
+            let beats = gt.wait()?;
+            tracing::info!(beats, "green heartbeat stopped");
+        }
         Ok(())
     }
 }
@@ -232,13 +244,7 @@ fn main() {
     let a = args.clone();
     let api = move |ctx: &WorkerContext| Api::build(ctx, &a);
     let heartbeat = |ctx: &WorkerContext| {
-        Ok::<_, BoxError>(Green::new(
-            Heartbeat {
-                stopping: Arc::new(AtomicBool::new(false)),
-                done: osier_green::Event::new(),
-            },
-            ctx.bridge().clone(),
-        ))
+        Ok::<_, BoxError>(Green::new(Heartbeat::default(), ctx.bridge().clone()))
     };
     let code = if args.workers <= 1 {
         let mut launcher = ServiceLauncher::new(opts);
