@@ -28,8 +28,8 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 ///
 /// `start` should return once the service is running (its work goes on in tasks it spawned);
 /// `wait` returns once it has stopped. `stop(graceful)` asks it to stop: `graceful` means "let
-/// work in flight finish" (a launcher passes `true` on TERM and `false` when the graceful
-/// timeout or the parent's death cuts things short). `reset` is called on a HUP restart, between
+/// work in flight finish" (a launcher passes `true` on TERM and on a reload, and `false` when a
+/// worker's parent has died). `reset` is called on a HUP restart, between
 /// the stop and the new start (SVC-BASE-03).
 #[async_trait]
 pub trait Service: Send + Sync + 'static {

@@ -48,15 +48,10 @@ impl Demo {
         }
         let mut child = cmd.spawn().expect("start the demo");
         let stderr = child.stderr.take().expect("stderr is piped");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let l2 = lines.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                l2.lock().unwrap().push(line);
-            }
-        });
-        Demo { child, lines }
+        Demo {
+            child,
+            lines: collect_lines(stderr),
+        }
     }
 
     fn pid(&self) -> u32 {
@@ -117,6 +112,19 @@ impl Demo {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+/// Collects the lines `r` produces, in a thread.
+fn collect_lines(r: impl std::io::Read + Send + 'static) -> Arc<Mutex<Vec<String>>> {
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let l2 = lines.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(r).lines() {
+            let Ok(line) = line else { break };
+            l2.lock().unwrap().push(line);
+        }
+    });
+    lines
 }
 
 impl Drop for Demo {
@@ -487,15 +495,10 @@ fn hup_in_the_foreground_stops_gracefully_instead_of_hanging() {
         .spawn()
         .expect("util-linux `script` is needed for the pty");
     let out = child.stdout.take().expect("piped");
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let l2 = lines.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines() {
-            let Ok(line) = line else { break };
-            l2.lock().unwrap().push(line);
-        }
-    });
-    let mut d = Demo { child, lines };
+    let mut d = Demo {
+        child,
+        lines: collect_lines(out),
+    };
     let started = d.wait_line("services started");
     let pid = field(&started, "pid").expect("pid in the line");
     kill(pid, libc::SIGHUP);
