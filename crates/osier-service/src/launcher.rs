@@ -388,7 +388,12 @@ pub(crate) enum Role {
     Single,
     /// A ProcessLauncher worker: HUP always restarts in place (the parent sends it for
     /// `mutate`; an operator may send it to one worker, TEST-SVC-04), the parent talks to systemd.
-    Worker(usize),
+    Worker {
+        /// Which service (in the order launched).
+        service: usize,
+        /// The worker id, 0 to N-1.
+        id: usize,
+    },
 }
 
 /// How the in-process loop ended.
@@ -418,7 +423,7 @@ pub(crate) fn run_in_process(
         bridge: bridge.clone(),
         worker: match role {
             Role::Single => None,
-            Role::Worker(id) => Some(id),
+            Role::Worker { id, .. } => Some(id),
         },
     };
     let mut services = Services::new();
@@ -442,7 +447,7 @@ pub(crate) fn run_in_process(
             return 1;
         }
     };
-    if matches!(role, Role::Worker(_)) {
+    if matches!(role, Role::Worker { .. }) {
         watch_parent(tx.clone());
     }
     let mut run = InProcess {
@@ -455,7 +460,14 @@ pub(crate) fn run_in_process(
         generation: 0,
         waiter: None,
     };
-    let exit = bridge.tokio().block_on(run.serve());
+    // Everything the launcher logs in a worker carries the worker's id.
+    let span = match role {
+        Role::Single => tracing::Span::none(),
+        Role::Worker { service, id } => tracing::info_span!("worker", service, id),
+    };
+    let exit = bridge
+        .tokio()
+        .block_on(tracing::Instrument::instrument(run.serve(), span));
     match exit {
         Exit::Clean(code) => {
             drop(run);
@@ -644,7 +656,7 @@ impl InProcess {
                 }
                 Event::Signal(Signal::Hup) => {
                     let restart = match self.role {
-                        Role::Worker(_) => true,
+                        Role::Worker { .. } => true,
                         Role::Single => {
                             signals::is_daemon()
                                 || self.opts.foreground_hup == ForegroundHup::Restart

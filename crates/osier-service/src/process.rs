@@ -159,7 +159,13 @@ impl ProcessLauncher {
                     return 1;
                 };
                 let factories = vec![f.clone()];
-                run_in_process(self.opts, factories, Role::Worker(id), self.tx, self.rx)
+                run_in_process(
+                    self.opts,
+                    factories,
+                    Role::Worker { service, id },
+                    self.tx,
+                    self.rx,
+                )
             }
             Ok(None) => self.supervise(),
             Err(e) => {
