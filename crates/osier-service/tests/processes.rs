@@ -225,27 +225,39 @@ fn rabbit_demo(topic: &str, extra: &[&str]) -> Demo {
     d
 }
 
+type Call = std::thread::JoinHandle<Result<Value, osier_messaging::MessagingError>>;
+
+/// Sends `work {secs}` to the demo through the broker, waits until the demo has begun it, sends
+/// `sig`, and returns the call (answered or not), the exit status, and the time from the signal
+/// to the exit.
+fn signal_with_work_in_flight(
+    d: &mut Demo,
+    topic: &str,
+    secs: f64,
+    sig: i32,
+) -> (Call, ExitStatus, Duration) {
+    let c = Client::new(topic);
+    let call = c.call_in_background("work", json!({ "secs": secs }));
+    d.wait_line("work started");
+    let t0 = Instant::now();
+    d.signal(sig);
+    let status = d.wait_exit(LONG);
+    (call, status, t0.elapsed())
+}
+
 #[test]
 fn term_lets_the_request_in_flight_finish_and_exits_0() {
     // SVC-SIG-02, TEST-SVC-08: TERM keeps the process alive while a request is in flight.
     let topic = unique_topic();
     let mut d = rabbit_demo(&topic, &["--graceful-timeout", "20"]);
-    let c = Client::new(&topic);
-    let call = c.call_in_background("work", json!({"secs": 1.5}));
-    d.wait_line("work started");
-    let t0 = Instant::now();
-    d.signal(libc::SIGTERM);
+    let (call, status, took) = signal_with_work_in_flight(&mut d, &topic, 1.5, libc::SIGTERM);
     let reply = call
         .join()
         .unwrap()
         .expect("the request in flight is answered");
     assert_eq!(reply["pid"], d.pid());
-    let status = d.wait_exit(LONG);
     assert_eq!(status.code(), Some(0), "log:\n{}", d.log());
-    assert!(
-        t0.elapsed() >= Duration::from_secs(1),
-        "it waited for the request"
-    );
+    assert!(took >= Duration::from_secs(1), "it waited for the request");
     d.wait_line("services stopped");
 }
 
@@ -255,13 +267,7 @@ fn term_with_a_stuck_handler_exits_1_after_the_graceful_timeout() {
     // exits after more than 2 s, but it does exit, non-zero, and says why.
     let topic = unique_topic();
     let mut d = rabbit_demo(&topic, &["--graceful-timeout", "2"]);
-    let c = Client::new(&topic);
-    let _stuck = c.call_in_background("work", json!({"secs": 60}));
-    d.wait_line("work started");
-    let t0 = Instant::now();
-    d.signal(libc::SIGTERM);
-    let status = d.wait_exit(LONG);
-    let took = t0.elapsed();
+    let (_stuck, status, took) = signal_with_work_in_flight(&mut d, &topic, 60.0, libc::SIGTERM);
     assert_eq!(status.code(), Some(1), "log:\n{}", d.log());
     assert!(took >= Duration::from_secs(2), "{took:?}");
     assert!(took < Duration::from_secs(15), "{took:?}");
@@ -273,14 +279,9 @@ fn int_exits_1_at_once_with_work_in_flight() {
     // SVC-SIG-02, TEST-SVC-08: SIGINT exits at once.
     let topic = unique_topic();
     let mut d = rabbit_demo(&topic, &["--graceful-timeout", "60"]);
-    let c = Client::new(&topic);
-    let _stuck = c.call_in_background("work", json!({"secs": 60}));
-    d.wait_line("work started");
-    let t0 = Instant::now();
-    d.signal(libc::SIGINT);
-    let status = d.wait_exit(LONG);
+    let (_stuck, status, took) = signal_with_work_in_flight(&mut d, &topic, 60.0, libc::SIGINT);
     assert_eq!(status.code(), Some(1), "log:\n{}", d.log());
-    assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
+    assert!(took < Duration::from_secs(10), "{took:?}");
     d.wait_line("caught SIGINT");
 }
 
@@ -526,13 +527,7 @@ fn term_on_the_parent_with_a_stuck_worker_exits_1_after_the_graceful_timeout() {
         &[],
     );
     d.wait_lines(3, |l| l.contains("services started role=Worker"));
-    let c = Client::new(&topic);
-    let _stuck = c.call_in_background("work", json!({"secs": 60}));
-    d.wait_line("work started");
-    let t0 = Instant::now();
-    d.signal(libc::SIGTERM);
-    let status = d.wait_exit(LONG);
-    let took = t0.elapsed();
+    let (_stuck, status, took) = signal_with_work_in_flight(&mut d, &topic, 60.0, libc::SIGTERM);
     assert_eq!(status.code(), Some(1), "log:\n{}", d.log());
     assert!(took >= Duration::from_secs(2), "{took:?}");
     assert!(took < Duration::from_secs(15), "{took:?}");
