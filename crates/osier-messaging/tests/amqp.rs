@@ -2,7 +2,7 @@
 //! `.ci/run` makes sure is up. Every test uses its own topics. (MSG-AMQP-*, first part.)
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use osier_bridge::Bridge;
@@ -14,54 +14,13 @@ use osier_messaging::{
 use serde::Deserialize;
 use serde_json::json;
 
+mod common;
+use common::{block, bridge, clean_up, rabbitmqctl_cmd, raw_channel};
+
 const URL: &str = "rabbit://guest:guest@127.0.0.1:5672/";
-
-fn bridge() -> &'static Bridge {
-    static B: OnceLock<Bridge> = OnceLock::new();
-    B.get_or_init(|| Bridge::builder().build().unwrap())
-}
-
-fn block<F: std::future::Future>(f: F) -> F::Output {
-    bridge().tokio().block_on(f)
-}
-
-/// `rabbitmqctl`, or the command in `OSIER_RABBITMQCTL` (e.g. `docker exec <id> rabbitmqctl`).
-fn rabbitmqctl_cmd() -> std::process::Command {
-    let spec = std::env::var("OSIER_RABBITMQCTL").unwrap_or_else(|_| "rabbitmqctl".into());
-    let mut parts = spec.split_whitespace();
-    let mut c = std::process::Command::new(parts.next().unwrap_or("rabbitmqctl"));
-    c.args(parts);
-    c
-}
 
 fn topic(name: &str) -> String {
     format!("osier-test-{name}-{}", uuid::Uuid::new_v4().simple())
-}
-
-/// Deletes the queues and exchanges a test declared (oslo never deletes topic queues itself).
-async fn clean_up(queues: &[String], exchanges: &[String]) {
-    use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
-    let conn = lapin::Connection::connect(
-        "amqp://guest:guest@127.0.0.1:5672/%2f",
-        lapin::ConnectionProperties::default(),
-    )
-    .await
-    .unwrap();
-    let ch = conn.create_channel().await.unwrap();
-    for q in queues {
-        if let Err(e) = ch
-            .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
-            .await
-        {
-            eprintln!("queue_delete {q}: {e}");
-        }
-    }
-    for e in exchanges {
-        let _ = ch
-            .exchange_delete(e.as_str().into(), ExchangeDeleteOptions::default())
-            .await;
-    }
-    let _ = conn.close(200, "bye".into()).await;
 }
 
 fn rpc_queues(top: &str, servers: &[&str]) -> Vec<String> {
@@ -309,13 +268,7 @@ fn flush_returns_once_every_notification_is_confirmed() {
                 .await;
         }
         t.flush().await.unwrap();
-        let conn = lapin::Connection::connect(
-            "amqp://guest:guest@127.0.0.1:5672/%2f",
-            lapin::ConnectionProperties::default(),
-        )
-        .await
-        .unwrap();
-        let ch = conn.create_channel().await.unwrap();
+        let (conn, ch) = raw_channel().await;
         let q = ch
             .queue_declare(
                 format!("{top}.info").as_str().into(),
@@ -549,13 +502,7 @@ fn a_refused_declaration_is_a_typed_channel_error() {
     let t = Transport::new(URL).unwrap();
     let top = topic("inequivalent");
     block(async {
-        let conn = lapin::Connection::connect(
-            "amqp://guest:guest@127.0.0.1:5672/%2f",
-            lapin::ConnectionProperties::default(),
-        )
-        .await
-        .unwrap();
-        let ch = conn.create_channel().await.unwrap();
+        let (conn, ch) = raw_channel().await;
         ch.queue_declare(
             top.as_str().into(),
             lapin::options::QueueDeclareOptions {

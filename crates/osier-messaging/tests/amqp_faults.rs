@@ -9,23 +9,20 @@
 //! own test binary (cargo runs test binaries one after another).
 
 use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use osier_bridge::Bridge;
 use osier_messaging::{
-    Endpoint, EndpointError, MessagingError, NotificationEndpoint, NotificationListener,
-    NotificationResult, Notifier, NotifyDriver, Priority, RequestContext, RpcClient, RpcServer,
-    Target, Transport, TransportOptions,
+    MessagingError, NotificationEndpoint, NotificationListener, NotificationResult, Notifier,
+    NotifyDriver, Priority, RequestContext, RpcClient, RpcServer, Target, Transport,
+    TransportOptions,
 };
 use serde_json::json;
 
-const CALL_TIMEOUT: Duration = Duration::from_secs(8);
+mod common;
+use common::{bridge, clean_up, echo_server, rabbitmqctl_cmd};
 
-fn bridge() -> &'static Bridge {
-    static B: OnceLock<Bridge> = OnceLock::new();
-    B.get_or_init(|| Bridge::builder().build().unwrap())
-}
+const CALL_TIMEOUT: Duration = Duration::from_secs(8);
 
 fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
     static M: Mutex<()> = Mutex::new(());
@@ -52,15 +49,6 @@ impl Drop for AppGuard {
     }
 }
 
-/// `rabbitmqctl`, or the command in `OSIER_RABBITMQCTL` (e.g. `docker exec <id> rabbitmqctl`).
-fn rabbitmqctl_cmd() -> std::process::Command {
-    let spec = std::env::var("OSIER_RABBITMQCTL").unwrap_or_else(|_| "rabbitmqctl".into());
-    let mut parts = spec.split_whitespace();
-    let mut c = std::process::Command::new(parts.next().unwrap_or("rabbitmqctl"));
-    c.args(parts);
-    c
-}
-
 fn unique(name: &str) -> String {
     format!("osier-fault-{name}-{}", uuid::Uuid::new_v4().simple())
 }
@@ -84,15 +72,7 @@ fn rig(url: &str, exchange: &str) -> Rig {
     let top = unique("topic");
     let ts = Transport::with_options(url, opts()).unwrap();
     let tc = Transport::with_options(url, opts()).unwrap();
-    let server = RpcServer::builder(&ts, Target::topic(&top).with_server("s"))
-        .bridge(bridge().clone())
-        .endpoint(
-            Endpoint::new("e").method_async("echo", |_c, a: serde_json::Value| async move {
-                Ok::<_, EndpointError>(a)
-            }),
-        )
-        .build()
-        .unwrap();
+    let server = echo_server(&ts, &top, "s");
     let seen = Arc::new(Mutex::new(BTreeSet::new()));
     let s2 = seen.clone();
     let ep = NotificationEndpoint::new("e").on(Priority::Info, move |n| {
@@ -205,25 +185,7 @@ async fn shut(r: Rig) {
     r.server.stop().await.unwrap();
     r.server.wait().await.unwrap();
     r.listener.stop().await;
-    use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
-    let conn = lapin::Connection::connect(
-        "amqp://guest:guest@127.0.0.1:5672/%2f",
-        lapin::ConnectionProperties::default(),
-    )
-    .await
-    .unwrap();
-    let ch = conn.create_channel().await.unwrap();
-    for q in &r.cleanup.0 {
-        let _ = ch
-            .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
-            .await;
-    }
-    for e in &r.cleanup.1 {
-        let _ = ch
-            .exchange_delete(e.as_str().into(), ExchangeDeleteOptions::default())
-            .await;
-    }
-    let _ = conn.close(200, "bye".into()).await;
+    clean_up(&r.cleanup.0, &r.cleanup.1).await;
 }
 
 /// MSG-AMQP-05: the broker closes every connection mid-stream; publisher, reply queue, RPC

@@ -2,21 +2,15 @@
 //! throw-away certificate for `localhost` in front of the local broker, and osier connects
 //! through it with lapin's rustls support. The broker itself needs no TLS set-up.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
-use osier_bridge::Bridge;
-use osier_messaging::{
-    BrokerError, Endpoint, EndpointError, MessagingError, RequestContext, RpcClient, RpcServer,
-    Target, Transport,
-};
+use osier_messaging::{BrokerError, MessagingError, RequestContext, RpcClient, Target, Transport};
 use serde_json::json;
 use tokio_rustls::rustls;
 
-fn bridge() -> &'static Bridge {
-    static B: OnceLock<Bridge> = OnceLock::new();
-    B.get_or_init(|| Bridge::builder().build().unwrap())
-}
+mod common;
+use common::{bridge, clean_up, echo_server};
 
 /// A TLS listener on 127.0.0.1 forwarding to the broker; returns its port and the CA file.
 async fn tls_terminator() -> (u16, std::path::PathBuf) {
@@ -63,15 +57,7 @@ fn calls_go_through_tls_with_the_configured_ca() {
             ca.display()
         );
         let t = Transport::new(&url).unwrap();
-        let s = RpcServer::builder(&t, Target::topic(&top).with_server("s"))
-            .bridge(bridge().clone())
-            .endpoint(
-                Endpoint::new("e").method_async("echo", |_c, a: serde_json::Value| async move {
-                    Ok::<_, EndpointError>(a)
-                }),
-            )
-            .build()
-            .unwrap();
+        let s = echo_server(&t, &top, "s");
         s.start().await.unwrap();
         let c = RpcClient::new(&t, Target::topic(&top)).timeout(Duration::from_secs(10));
         let v: serde_json::Value = c
@@ -82,16 +68,7 @@ fn calls_go_through_tls_with_the_configured_ca() {
         s.stop().await.unwrap();
         s.wait().await.unwrap();
         // Delete the topic queues through the same TLS transport's broker, plainly.
-        let conn = lapin::Connection::connect(
-            "amqp://guest:guest@127.0.0.1:5672/%2f",
-            lapin::ConnectionProperties::default(),
-        )
-        .await
-        .unwrap();
-        let ch = conn.create_channel().await.unwrap();
-        for q in [top.clone(), format!("{top}.s")] {
-            let _ = ch.queue_delete(q.as_str().into(), Default::default()).await;
-        }
+        clean_up(&[top.clone(), format!("{top}.s")], &[]).await;
         let _ = std::fs::remove_file(ca);
     });
 }
