@@ -169,30 +169,24 @@ fn ci() -> Result<(), String> {
         "bridge example run",
         cargo().args(["run", "-p", "osier-bridge", "--example", "mixed"]),
     )?;
+    // The README's first command, then the same with the RabbitMQ flag.
+    let main_demo = [
+        "run",
+        "--release",
+        "-p",
+        "osier-messaging",
+        "--example",
+        "three_executors",
+    ];
     run(
         "main demo run (in-memory transport)",
-        cargo().args([
-            "run",
-            "--release",
-            "-p",
-            "osier-messaging",
-            "--example",
-            "three_executors",
-        ]),
+        cargo().args(main_demo),
     )?;
     run(
         "main demo run on RabbitMQ",
-        cargo().args([
-            "run",
-            "--release",
-            "-p",
-            "osier-messaging",
-            "--example",
-            "three_executors",
-            "--",
-            "--url",
-            "rabbit://guest:guest@127.0.0.1:5672/",
-        ]),
+        cargo()
+            .args(main_demo)
+            .args(["--", "--url", "rabbit://guest:guest@127.0.0.1:5672/"]),
     )?;
     println!("\n==> interop with Python oslo.messaging");
     interop::interop()?;

@@ -219,38 +219,45 @@ async fn a_wrong_step_is_an_error() {
     ));
 }
 
+/// Runs `retry` (retrying "retry me") on a function that always fails with `err`; returns the
+/// result and how many times the function ran.
+async fn always_failing(retry: &Retry, err: &'static str) -> (Result<(), &'static str>, usize) {
+    let mut calls = 0;
+    let r = retry
+        .run(
+            |e: &&str| *e == "retry me",
+            || {
+                calls += 1;
+                async move { Err(err) }
+            },
+        )
+        .await;
+    (r, calls)
+}
+
 /// SVC-LOOP-07, TEST-SVC-12: listed errors are retried with growing, capped sleeps up to the
-/// count; others are returned at once; success returns the value.
+/// count.
 #[tokio::test(start_paused = true)]
 async fn retry_grows_its_sleeps_and_gives_up() {
     let retry = Retry::new(Some(3), secs(10.0), secs(25.0));
     let t0 = Instant::now();
-    let mut calls = 0;
-    let r: Result<(), &str> = retry
-        .run(
-            |e| *e == "retry me",
-            || {
-                calls += 1;
-                async { Err("retry me") }
-            },
-        )
-        .await;
+    let (r, calls) = always_failing(&retry, "retry me").await;
     assert_eq!(r, Err("retry me"));
     assert_eq!(calls, 4, "one try and three retries");
     assert_eq!(t0.elapsed().as_secs_f64().round(), 10.0 + 20.0 + 25.0);
+}
 
-    let mut calls = 0;
-    let r: Result<(), &str> = retry
-        .run(
-            |e| *e == "retry me",
-            || {
-                calls += 1;
-                async { Err("fatal") }
-            },
-        )
-        .await;
-    assert_eq!((r, calls), (Err("fatal"), 1));
+/// SVC-LOOP-07, TEST-SVC-12: an error that is not listed is returned at once.
+#[tokio::test(start_paused = true)]
+async fn retry_returns_an_unlisted_error_at_once() {
+    let retry = Retry::new(Some(3), secs(10.0), secs(25.0));
+    assert_eq!(always_failing(&retry, "fatal").await, (Err("fatal"), 1));
+}
 
+/// SVC-LOOP-07, TEST-SVC-12: success returns the value.
+#[tokio::test(start_paused = true)]
+async fn retry_returns_the_value_on_success() {
+    let retry = Retry::new(Some(3), secs(10.0), secs(25.0));
     let r: Result<i32, &str> = retry.run(|_| true, || async { Ok(7) }).await;
     assert_eq!(r, Ok(7));
 }
