@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 mod common;
-use common::{block, bridge, clean_up, rabbitmqctl_cmd, raw_channel};
+use common::{block, bridge, clean_up, failed_cast, rabbitmqctl_cmd, raw_channel};
 
 const URL: &str = "rabbit://guest:guest@127.0.0.1:5672/";
 
@@ -217,12 +217,7 @@ fn notifications_through_rabbitmq() {
 fn unreachable_broker_is_a_typed_error_without_password() {
     let t = Transport::new("rabbit://guest:secretpw@127.0.0.1:1/").unwrap();
     block(async {
-        // retry(0): one attempt (oslo's default, retry forever, would wait for the broker).
-        let c = RpcClient::new(&t, Target::topic("x")).retry(0);
-        let e = c
-            .cast(&RequestContext::new(), "m", json!({}))
-            .await
-            .unwrap_err();
+        let e = failed_cast(&t).await;
         assert!(
             matches!(e, MessagingError::Broker(BrokerError::Unreachable(_))),
             "{e:?}"

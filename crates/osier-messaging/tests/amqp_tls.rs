@@ -10,7 +10,7 @@ use serde_json::json;
 use tokio_rustls::rustls;
 
 mod common;
-use common::{bridge, clean_up, echo_server};
+use common::{bridge, clean_up, echo_server, failed_cast};
 
 /// A TLS listener on 127.0.0.1 forwarding to the broker; returns its port and the CA file.
 async fn tls_terminator() -> (u16, std::path::PathBuf) {
@@ -81,11 +81,7 @@ fn an_untrusted_certificate_is_a_tls_error() {
         let _ = std::fs::remove_file(ca); // trust only the system roots
         let t =
             Transport::new(&format!("rabbit://guest:guest@localhost:{port}/?ssl=true")).unwrap();
-        let c = RpcClient::new(&t, Target::topic("x")).retry(0);
-        let e = c
-            .cast(&RequestContext::new(), "m", json!({}))
-            .await
-            .unwrap_err();
+        let e = failed_cast(&t).await;
         assert!(
             matches!(&e, MessagingError::Broker(BrokerError::Tls(_))),
             "{e:?}"
@@ -101,11 +97,7 @@ fn a_missing_ca_file_is_a_tls_error_naming_it() {
     )
     .unwrap();
     bridge().tokio().block_on(async {
-        let e = RpcClient::new(&t, Target::topic("x"))
-            .retry(0)
-            .cast(&RequestContext::new(), "m", json!({}))
-            .await
-            .unwrap_err();
+        let e = failed_cast(&t).await;
         let text = e.to_string();
         assert!(text.contains("/nonexistent/ca.pem"), "{text}");
     });

@@ -5,7 +5,10 @@
 use std::sync::OnceLock;
 
 use osier_bridge::Bridge;
-use osier_messaging::{Endpoint, EndpointError, RpcServer, Target, Transport};
+use osier_messaging::{
+    Endpoint, EndpointError, MessagingError, RequestContext, RpcClient, RpcServer, Target,
+    Transport,
+};
 
 /// The local broker, for raw lapin connections next to the driver under test.
 pub const RAW_URI: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
@@ -71,4 +74,14 @@ pub fn echo_server(t: &Transport, top: &str, server: &str) -> RpcServer {
         )
         .build()
         .unwrap()
+}
+
+/// The error of one cast on `t` with a single connection attempt (`retry(0)`; oslo's default,
+/// retry forever, would wait for the broker).
+pub async fn failed_cast(t: &Transport) -> MessagingError {
+    RpcClient::new(t, Target::topic("x"))
+        .retry(0)
+        .cast(&RequestContext::new(), "m", serde_json::json!({}))
+        .await
+        .unwrap_err()
 }
