@@ -1,4 +1,4 @@
-//! The driver trait: what a transport (in-memory now, RabbitMQ next) must do. The RPC client and
+//! The driver trait: what a transport (in-memory, RabbitMQ) must do. The RPC client and
 //! server only talk to this, so a new driver slots in without changing the public API.
 
 use std::time::Duration;
@@ -70,8 +70,30 @@ pub struct Incoming {
     pub replier: Option<std::sync::Arc<dyn Replier>>,
     /// For a call: the caller's timeout, if it sent one.
     pub client_timeout: Option<Duration>,
-    /// Acknowledges (or requeues) the message.
+    /// Acknowledges, requeues or rejects the message.
     pub acker: Box<dyn Acker>,
+    /// Why the message could not be read, when it could not: `ctxt` and `message` are then
+    /// empty, and `replier` is set if the caller's reply address could still be read. The
+    /// receiver counts it, answers the caller with a failure where it can, and rejects it.
+    pub malformed: Option<String>,
+}
+
+impl Incoming {
+    /// A message that could not be read (see [`Incoming::malformed`]).
+    pub fn malformed(
+        why: String,
+        replier: Option<std::sync::Arc<dyn Replier>>,
+        acker: Box<dyn Acker>,
+    ) -> Self {
+        Incoming {
+            ctxt: Dict::new(),
+            message: Dict::new(),
+            replier,
+            client_timeout: None,
+            acker,
+            malformed: Some(why),
+        }
+    }
 }
 
 impl std::fmt::Debug for Incoming {
@@ -79,6 +101,7 @@ impl std::fmt::Debug for Incoming {
         f.debug_struct("Incoming")
             .field("message", &self.message)
             .field("is_call", &self.replier.is_some())
+            .field("malformed", &self.malformed)
             .finish_non_exhaustive()
     }
 }
@@ -89,6 +112,9 @@ pub trait Acker: Send + Sync {
     fn ack(&self);
     /// Puts the message back for redelivery (notifications, MSG-LSN-07).
     fn requeue(&self);
+    /// Refuses the message for good: the broker drops it, or dead-letters it when its queue
+    /// has a dead-letter exchange (malformed messages, notifications requeued too often).
+    fn reject(&self);
 }
 
 /// A subscription that yields messages.
@@ -108,17 +134,26 @@ pub trait Driver: Send + Sync + 'static {
     /// Sends a call; the returned waiter yields heartbeats and the reply.
     async fn call(&self, msg: Outgoing) -> Result<Box<dyn ReplyWaiter>, MessagingError>;
     /// Subscribes an RPC server: its own `(topic, server)` queue, the shared topic queue, and
-    /// fanout (MSG-FAKE-02).
-    async fn listen(&self, target: &Target) -> Result<Box<dyn Listener>, MessagingError>;
+    /// fanout (MSG-FAKE-02). `credit` is how many messages the listener may hold that the
+    /// server has not yet acknowledged, requeued or rejected (at least 1): the rest wait in
+    /// the broker (RabbitMQ: the channel's QoS prefetch, unless `rabbit_qos_prefetch_count`
+    /// sets one).
+    async fn listen(
+        &self,
+        target: &Target,
+        credit: usize,
+    ) -> Result<Box<dyn Listener>, MessagingError>;
     /// Sends a notification to `msg.target` (whose topic is already `<topic>.<priority>`).
     async fn notify(&self, msg: Outgoing) -> Result<(), MessagingError>;
     /// Subscribes a notification listener to `targets` (topics already `<topic>.<priority>`), in
     /// `pool` (`None`: the default group). Listeners in one pool share the messages; each pool,
-    /// and the default group, gets every message (MSG-LSN-05).
+    /// and the default group, gets every message (MSG-LSN-05). `credit` as for
+    /// [`listen`](Driver::listen).
     async fn listen_notifications(
         &self,
         targets: &[Target],
         pool: Option<&str>,
+        credit: usize,
     ) -> Result<Box<dyn Listener>, MessagingError>;
     /// Waits until everything sent so far is in the broker's hands; fails if something the
     /// driver accepted could not be delivered since the last flush. Drivers that deliver at

@@ -112,6 +112,14 @@ pub enum MessagingError {
     /// The transport or server was closed.
     #[error("the transport is closed")]
     Closed,
+    /// An option set to a value that cannot work.
+    #[error("invalid option {option}: {reason}")]
+    InvalidOption {
+        /// The option's name.
+        option: String,
+        /// Why the value was refused.
+        reason: String,
+    },
     /// The broker refused or lost what the driver asked for (RabbitMQ driver).
     #[error(transparent)]
     Broker(#[from] BrokerError),
@@ -176,6 +184,15 @@ pub enum BrokerError {
     /// TLS could not be set up.
     #[error("TLS: {0}")]
     Tls(String),
+    /// An exchange name, queue name or routing key longer than AMQP can carry (255 bytes);
+    /// refused before anything was sent.
+    #[error("AMQP name {name} is {len} bytes; AMQP names hold at most 255")]
+    NameTooLong {
+        /// The name (escaped and cut for display).
+        name: String,
+        /// Its length in bytes.
+        len: usize,
+    },
 }
 
 /// A failure as a server sends it back (oslo's serialized exception, MSG-ERR-01): `class`,

@@ -30,16 +30,19 @@ pub mod amqp;
 mod context;
 pub mod driver;
 mod error;
+mod log_budget;
 pub mod memory;
 pub mod notify;
 pub mod rpc;
 mod target;
 mod transport;
+mod untrusted;
 mod url;
 mod version;
 
 pub use context::{NoOpSerializer, RequestContext, Serializer};
 pub use error::{BrokerError, Failure, MessagingError};
+pub use log_budget::LogBudget;
 pub use notify::listener::{
     Notification, NotificationEndpoint, NotificationFilter, NotificationListener,
     NotificationResult,
@@ -52,5 +55,6 @@ pub use rpc::endpoint::{Endpoint, EndpointError, Executor};
 pub use rpc::server::{RpcServer, RpcServerBuilder, StepOptions};
 pub use target::Target;
 pub use transport::{Transport, TransportOptions};
+pub use untrusted::Untrusted;
 pub use url::{TransportHost, TransportUrl};
 pub use version::{version_is_compatible, Version};

@@ -11,7 +11,7 @@
 //! RabbitMQ.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -36,15 +36,47 @@ struct Envelope {
     timeout: Option<Duration>,
 }
 
-/// A consumer's inbox: messages a queue handed to this listener, in order.
-#[derive(Default)]
+/// A consumer's inbox: messages a queue handed to this listener, in order. The listener holds
+/// at most `credit` messages it has not settled (acked, requeued or rejected); the rest wait in
+/// their queues, as RabbitMQ's prefetch keeps them in the broker.
 struct Inbox {
     items: Mutex<VecDeque<(Envelope, Arc<Queue>)>>,
     notify: Notify,
     closed: AtomicBool,
+    credit: usize,
+    held: AtomicUsize,
 }
 
-/// A queue: held messages when nobody consumes, else handed to its consumers in turn
+impl Inbox {
+    fn new(credit: usize) -> Self {
+        Inbox {
+            items: Mutex::default(),
+            notify: Notify::new(),
+            closed: AtomicBool::new(false),
+            credit: credit.max(1),
+            held: AtomicUsize::new(0),
+        }
+    }
+
+    /// Takes one unit of credit, if any is left.
+    fn reserve(&self) -> bool {
+        self.held
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |h| {
+                (h < self.credit).then_some(h + 1)
+            })
+            .is_ok()
+    }
+
+    fn release(&self, n: usize) {
+        let _ = self
+            .held
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |h| {
+                Some(h.saturating_sub(n))
+            });
+    }
+}
+
+/// A queue: held messages when no consumer has credit, else handed to its consumers in turn
 /// (RabbitMQ's round-robin among the consumers of one queue).
 #[derive(Default)]
 struct Queue {
@@ -58,30 +90,49 @@ struct QueueState {
     next: usize,
 }
 
+impl QueueState {
+    /// The next consumer in turn that has credit left (its credit is taken).
+    fn pick(&mut self) -> Option<Arc<Inbox>> {
+        self.consumers.retain(|c| !c.closed.load(Ordering::Acquire));
+        let n = self.consumers.len();
+        for k in 0..n {
+            let i = (self.next + k) % n;
+            if self.consumers[i].reserve() {
+                self.next = i + 1;
+                return Some(self.consumers[i].clone());
+            }
+        }
+        None
+    }
+}
+
 impl Queue {
     fn push(self: &Arc<Self>, e: Envelope) {
         let mut st = lock(&self.state);
-        st.consumers.retain(|c| !c.closed.load(Ordering::Acquire));
-        if st.consumers.is_empty() {
-            st.backlog.push_back(e);
-            return;
+        match st.pick() {
+            Some(c) => {
+                lock(&c.items).push_back((e, self.clone()));
+                c.notify.notify_one();
+            }
+            None => st.backlog.push_back(e),
         }
-        let i = st.next % st.consumers.len();
-        st.next = st.next.wrapping_add(1);
-        let c = st.consumers[i].clone();
-        lock(&c.items).push_back((e, self.clone()));
-        c.notify.notify_one();
+    }
+
+    /// Hands waiting messages to consumers that have credit again.
+    fn pump(self: &Arc<Self>) {
+        let mut st = lock(&self.state);
+        while !st.backlog.is_empty() {
+            let Some(c) = st.pick() else { return };
+            if let Some(e) = st.backlog.pop_front() {
+                lock(&c.items).push_back((e, self.clone()));
+                c.notify.notify_one();
+            }
+        }
     }
 
     fn subscribe(self: &Arc<Self>, inbox: &Arc<Inbox>) {
-        let backlog = {
-            let mut st = lock(&self.state);
-            st.consumers.push(inbox.clone());
-            std::mem::take(&mut st.backlog)
-        };
-        for e in backlog {
-            self.push(e);
-        }
+        lock(&self.state).consumers.push(inbox.clone());
+        self.pump();
     }
 
     fn unsubscribe(&self, inbox: &Arc<Inbox>) {
@@ -239,19 +290,62 @@ impl ReplyWaiter for MemWaiter {
     }
 }
 
+/// Settles one message of a listener: gives its credit back, and its copy back to its queue on
+/// requeue.
 struct MemAcker {
     requeue_to: Arc<Queue>,
     env: Mutex<Option<Envelope>>,
+    inbox: Arc<Inbox>,
+    /// Every queue the listener consumes, pumped when credit comes back.
+    sources: Arc<Vec<Arc<Queue>>>,
+    settled: AtomicBool,
+}
+
+impl MemAcker {
+    /// Gives the credit back once; `false` if the message was already settled.
+    fn settle(&self) -> bool {
+        if self.settled.swap(true, Ordering::AcqRel) {
+            return false;
+        }
+        self.inbox.release(1);
+        true
+    }
+
+    fn pump(&self) {
+        for q in self.sources.iter() {
+            q.pump();
+        }
+    }
 }
 
 impl Acker for MemAcker {
     fn ack(&self) {
-        lock(&self.env).take();
+        if self.settle() {
+            lock(&self.env).take();
+            self.pump();
+        }
     }
 
     fn requeue(&self) {
-        if let Some(e) = lock(&self.env).take() {
-            self.requeue_to.push(e); // at the back, as oslo's fake driver does (MSG-LSN-07)
+        if self.settle() {
+            if let Some(e) = lock(&self.env).take() {
+                self.requeue_to.push(e); // at the back, as oslo's fake driver does (MSG-LSN-07)
+            }
+            self.pump();
+        }
+    }
+
+    fn reject(&self) {
+        self.ack();
+    }
+}
+
+impl Drop for MemAcker {
+    /// A message dropped unsettled gives its credit back (an AMQP channel that closes returns
+    /// its unacknowledged messages the same way).
+    fn drop(&mut self) {
+        if self.settle() {
+            self.pump();
         }
     }
 }
@@ -260,21 +354,25 @@ struct MemListener {
     /// Keep a copy of each message for `requeue` (notifications); RPC never requeues
     /// (at most once, MSG-SRV-06), so its listener moves messages out without copying.
     keep_for_requeue: bool,
-    queues: Vec<Arc<Queue>>,
+    queues: Arc<Vec<Arc<Queue>>>,
     inbox: Arc<Inbox>,
     stopped: Arc<Notify>,
 }
 
 impl MemListener {
     /// A listener consuming from `queues` through one inbox.
-    fn subscribe(queues: Vec<Arc<Queue>>, keep_for_requeue: bool) -> Box<dyn Listener> {
-        let inbox = Arc::new(Inbox::default());
+    fn subscribe(
+        queues: Vec<Arc<Queue>>,
+        keep_for_requeue: bool,
+        credit: usize,
+    ) -> Box<dyn Listener> {
+        let inbox = Arc::new(Inbox::new(credit));
         for q in &queues {
             q.subscribe(&inbox);
         }
         Box::new(MemListener {
             keep_for_requeue,
-            queues,
+            queues: Arc::new(queues),
             inbox,
             stopped: Arc::new(Notify::new()),
         })
@@ -293,10 +391,8 @@ impl MemListener {
                 message: env.message,
                 replier,
                 client_timeout,
-                acker: Box::new(MemAcker {
-                    requeue_to: q,
-                    env: Mutex::new(None),
-                }),
+                acker: self.acker(q, None),
+                malformed: None,
             });
         }
         Some(Incoming {
@@ -304,10 +400,18 @@ impl MemListener {
             message: env.message.clone(),
             replier,
             client_timeout,
-            acker: Box::new(MemAcker {
-                requeue_to: q,
-                env: Mutex::new(Some(env)),
-            }),
+            acker: self.acker(q, Some(env)),
+            malformed: None,
+        })
+    }
+
+    fn acker(&self, requeue_to: Arc<Queue>, env: Option<Envelope>) -> Box<dyn Acker> {
+        Box::new(MemAcker {
+            requeue_to,
+            env: Mutex::new(env),
+            inbox: self.inbox.clone(),
+            sources: self.queues.clone(),
+            settled: AtomicBool::new(false),
         })
     }
 }
@@ -341,10 +445,11 @@ impl Listener for MemListener {
     /// (to the other consumers, or held until one comes).
     fn stop(&self) {
         self.inbox.closed.store(true, Ordering::Release);
-        for q in &self.queues {
+        for q in self.queues.iter() {
             q.unsubscribe(&self.inbox);
         }
         let left: Vec<(Envelope, Arc<Queue>)> = lock(&self.inbox.items).drain(..).collect();
+        self.inbox.release(left.len());
         for (e, q) in left {
             q.push(e);
         }
@@ -372,7 +477,11 @@ impl Driver for MemoryDriver {
         Ok(Box::new(MemWaiter(rx)))
     }
 
-    async fn listen(&self, target: &Target) -> Result<Box<dyn Listener>, MessagingError> {
+    async fn listen(
+        &self,
+        target: &Target,
+        credit: usize,
+    ) -> Result<Box<dyn Listener>, MessagingError> {
         let topic = target
             .topic
             .as_deref()
@@ -383,7 +492,7 @@ impl Driver for MemoryDriver {
             .ok_or_else(|| target.invalid("an RPC server needs a server"))?;
         let ex = self.exchange(target);
         let queues = vec![ex.server_queue(topic, server), ex.topic_queue(topic)];
-        Ok(MemListener::subscribe(queues, false))
+        Ok(MemListener::subscribe(queues, false, credit))
     }
 
     async fn notify(&self, msg: Outgoing) -> Result<(), MessagingError> {
@@ -394,6 +503,7 @@ impl Driver for MemoryDriver {
         &self,
         targets: &[Target],
         pool: Option<&str>,
+        credit: usize,
     ) -> Result<Box<dyn Listener>, MessagingError> {
         let mut queues = Vec::new();
         for t in targets {
@@ -402,7 +512,7 @@ impl Driver for MemoryDriver {
             })?;
             queues.push(self.exchange(t).pool_queue(topic, pool));
         }
-        Ok(MemListener::subscribe(queues, true))
+        Ok(MemListener::subscribe(queues, true, credit))
     }
 
     /// Wipes every in-memory exchange in the process (MSG-FAKE-01).

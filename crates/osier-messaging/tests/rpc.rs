@@ -798,7 +798,7 @@ fn request_message_shape() {
     let d = osier_messaging::memory::MemoryDriver::new("openstack");
     block(async {
         let mut l = d
-            .listen(&Target::topic(&top).with_server("raw"))
+            .listen(&Target::topic(&top).with_server("raw"), 16)
             .await
             .unwrap();
         let c = RpcClient::new(&t, Target::topic(&top));

@@ -8,7 +8,9 @@
 //! An ack for a delivery of the lost connection cannot be sent any more: the broker redelivers
 //! that message, and the listener's duplicate filter recognises it.
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::stream::{FuturesUnordered, SelectAll};
 use futures::StreamExt;
@@ -23,6 +25,7 @@ use tokio::sync::{mpsc, oneshot, Notify};
 
 use crate::amqp::connection::{op_error, Broker};
 use crate::amqp::publisher::{ExchangeSpec, QueueSpec};
+use crate::amqp::supervisor::supervise;
 use crate::error::MessagingError;
 
 /// Exchanges, queues and bindings a listener needs, and the queues it consumes.
@@ -46,12 +49,9 @@ pub(crate) enum Decision {
     Hold,
 }
 
-/// An ack or requeue for the owner to send.
+/// An ack, requeue or reject for the owner to send: `(kind, generation, delivery tag)`.
 #[derive(Debug)]
-enum AckCmd {
-    Ack(u64, u64),
-    Requeue(u64, u64),
-}
+struct AckCmd(AckKind, u64, u64);
 
 /// Sends acks and requeues to the owner of the channel a delivery came from.
 #[derive(Debug, Clone)]
@@ -62,10 +62,13 @@ pub(crate) struct AckSender {
 
 impl AckSender {
     pub(crate) fn ack(&self, tag: u64) {
-        let _ = self.tx.send(AckCmd::Ack(self.generation, tag));
+        let _ = self.tx.send(AckCmd(AckKind::Ack, self.generation, tag));
     }
     pub(crate) fn requeue(&self, tag: u64) {
-        let _ = self.tx.send(AckCmd::Requeue(self.generation, tag));
+        let _ = self.tx.send(AckCmd(AckKind::Requeue, self.generation, tag));
+    }
+    pub(crate) fn reject(&self, tag: u64) {
+        let _ = self.tx.send(AckCmd(AckKind::Reject, self.generation, tag));
     }
 }
 
@@ -80,26 +83,37 @@ pub(crate) struct Consumer {
 }
 
 impl Consumer {
-    /// Connects, sets up `topo` and starts consuming `queues` with `handler`. Returns once the
-    /// first setup worked, or with its error (broker unreachable, login refused, a declare the
+    /// Connects, sets up `topo` and starts consuming `queues` with `handler`, at most
+    /// `prefetch` unacknowledged deliveries at a time (0: no limit). Returns once the first
+    /// setup worked, or with its error (broker unreachable, login refused, a declare the
     /// broker refused): a listener that cannot start says so instead of retrying silently.
     pub(crate) async fn start(
         broker: Arc<Broker>,
         topo: Topology,
         queues: Vec<String>,
         handler: Handler,
+        prefetch: u16,
     ) -> Result<Consumer, MessagingError> {
         let stop = Arc::new(Notify::new());
         let close = Arc::new(Notify::new());
         let (ready_tx, ready_rx) = oneshot::channel();
-        tokio::spawn(owner(
+        let (ack_tx, ack_rx) = mpsc::unbounded_channel::<AckCmd>();
+        let mut state = Owner {
             broker,
             topo,
             queues,
-            handler,
-            (stop.clone(), close.clone()),
-            ready_tx,
-        ));
+            prefetch,
+            handler: Some(handler),
+            stop: stop.clone(),
+            close: close.clone(),
+            ready: Some(ready_tx),
+            ack_tx,
+            ack_rx,
+            generation: 0,
+        };
+        tokio::spawn(async move {
+            supervise("listener", &mut state, run_owner, Duration::from_secs(1)).await;
+        });
         match ready_rx.await {
             Ok(Ok(())) => Ok(Consumer { stop, close }),
             Ok(Err(e)) => Err(e),
@@ -133,13 +147,13 @@ async fn setup(
     broker: &Broker,
     topo: &Topology,
     queues: &[String],
+    prefetch: u16,
 ) -> Result<Session, MessagingError> {
     let conn = broker.connect().await?;
     let ch = conn
         .create_channel()
         .await
         .map_err(|e| op_error("channel.open", &e))?;
-    let prefetch = broker.opts.rabbit_qos_prefetch_count;
     if prefetch > 0 {
         // MSG-AMQP-10: listen channels only.
         ch.basic_qos(prefetch, BasicQosOptions { global: false })
@@ -192,77 +206,108 @@ async fn setup(
 
 type AckFut = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
-async fn owner(
+/// Everything the owner keeps across a restart by its supervisor.
+struct Owner {
     broker: Arc<Broker>,
     topo: Topology,
     queues: Vec<String>,
-    handler: Handler,
-    (stop, close): (Arc<Notify>, Arc<Notify>),
-    ready: oneshot::Sender<Result<(), MessagingError>>,
-) {
-    let mut handler = Some(handler);
-    let (ack_tx, mut ack_rx) = mpsc::unbounded_channel::<AckCmd>();
-    let mut ready = Some(ready);
-    let mut generation: u64 = 0;
+    prefetch: u16,
+    /// `None` once stopped.
+    handler: Option<Handler>,
+    stop: Arc<Notify>,
+    close: Arc<Notify>,
+    ready: Option<oneshot::Sender<Result<(), MessagingError>>>,
+    ack_tx: mpsc::UnboundedSender<AckCmd>,
+    ack_rx: mpsc::UnboundedReceiver<AckCmd>,
+    /// Which connection deliveries came from; acks of an older one are not sent.
+    generation: u64,
+}
+
+fn run_owner(
+    o: &mut Owner,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+    Box::pin(owner(o))
+}
+
+/// Log budget of handler panics (a bug, but one delivery after another must not flood the log).
+static HANDLER_PANIC_LOG: crate::LogBudget = crate::LogBudget::new(10);
+
+/// Runs the handler on one delivery; a panic rejects the delivery instead of ending the owner
+/// (which would bring the same delivery back, again and again).
+fn handle(h: &mut Handler, d: Delivery, acks: &AckSender) -> Decision {
+    match catch_unwind(AssertUnwindSafe(|| h(d, acks))) {
+        Ok(decision) => decision,
+        Err(p) => {
+            if let Some(suppressed) = HANDLER_PANIC_LOG.allow() {
+                let msg = osier_green::panic_message(&*p);
+                tracing::error!(panic = %crate::Untrusted(&msg), suppressed, "the delivery handler panicked; the delivery is rejected (a bug: please report it)");
+            }
+            Decision::Reject
+        }
+    }
+}
+
+async fn owner(o: &mut Owner) {
     let mut attempt: u32 = 0;
     'reconnect: loop {
-        let mut s = match setup(&broker, &topo, &queues).await {
+        let mut s = match setup(&o.broker, &o.topo, &o.queues, o.prefetch).await {
             Ok(s) => s,
             Err(e) => {
-                if let Some(r) = ready.take() {
+                if let Some(r) = o.ready.take() {
                     let _ = r.send(Err(e));
                     return;
                 }
-                let wait = broker.opts.reconnect_wait(attempt);
+                let wait = o.broker.opts.reconnect_wait(attempt);
                 attempt += 1;
                 tracing::warn!(error = %e, wait_s = wait.as_secs_f64(), "listener cannot reach the broker; retrying");
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => continue 'reconnect,
-                    _ = close.notified() => return,
+                    _ = o.close.notified() => return,
                 }
             }
         };
-        if let Some(r) = ready.take() {
+        if let Some(r) = o.ready.take() {
             let _ = r.send(Ok(()));
         } else {
-            tracing::info!(queues = ?queues, "listener reconnected; consumers resumed");
+            tracing::info!(queues = ?o.queues, "listener connected; consumers resumed");
         }
         attempt = 0;
-        generation += 1;
+        o.generation += 1;
+        let generation = o.generation;
         let acks = AckSender {
-            tx: ack_tx.clone(),
+            tx: o.ack_tx.clone(),
             generation,
         };
         let mut pending_acks: FuturesUnordered<AckFut> = FuturesUnordered::new();
         loop {
             tokio::select! {
-                _ = stop.notified(), if handler.is_some() => {
+                _ = o.stop.notified(), if o.handler.is_some() => {
                     for t in &s.tags {
                         let _ = s.channel.basic_cancel(t.as_str().into(), BasicCancelOptions::default()).await;
                     }
                     // Deleted before the handler goes, so a listener that saw its last
                     // message knows the queues are gone too.
-                    delete_queues(&s.channel, &topo.delete_on_stop).await;
-                    handler = None;
+                    delete_queues(&s.channel, &o.topo.delete_on_stop).await;
+                    o.handler = None;
                 }
-                _ = close.notified() => {
+                _ = o.close.notified() => {
                     while pending_acks.next().await.is_some() {}
                     // Acks asked for before the close still go out.
-                    while let Ok(cmd) = ack_rx.try_recv() {
+                    while let Ok(cmd) = o.ack_rx.try_recv() {
                         if let Some(f) = ack_cmd(&s.channel, generation, cmd) {
                             f.await;
                         }
                     }
-                    if handler.is_some() {
-                        delete_queues(&s.channel, &topo.delete_on_stop).await;
+                    if o.handler.is_some() {
+                        delete_queues(&s.channel, &o.topo.delete_on_stop).await;
                     }
                     let _ = s.conn.close(200, "OK".into()).await;
                     return;
                 }
-                d = s.consumers.next(), if handler.is_some() => match (d, handler.as_mut()) {
+                d = s.consumers.next(), if o.handler.is_some() => match (d, o.handler.as_mut()) {
                     (Some(Ok(d)), Some(h)) => {
                         let tag = d.delivery_tag;
-                        match h(d, &acks) {
+                        match handle(h, d, &acks) {
                             Decision::Ack => pending_acks.push(ack_fut(&s.channel, tag, AckKind::Ack)),
                             Decision::Reject => pending_acks.push(ack_fut(&s.channel, tag, AckKind::Reject)),
                             Decision::Hold => {}
@@ -280,7 +325,7 @@ async fn owner(
                         continue 'reconnect;
                     }
                 },
-                Some(cmd) = ack_rx.recv() => {
+                Some(cmd) = o.ack_rx.recv() => {
                     if let Some(f) = ack_cmd(&s.channel, generation, cmd) {
                         pending_acks.push(f);
                     }
@@ -302,6 +347,7 @@ async fn delete_queues(ch: &Channel, queues: &[String]) {
     }
 }
 
+#[derive(Debug)]
 enum AckKind {
     Ack,
     Reject,
@@ -331,10 +377,7 @@ fn ack_fut(ch: &Channel, tag: u64, kind: AckKind) -> AckFut {
 /// The ack or requeue `cmd` asks for, unless its delivery came from a lost connection (the
 /// broker redelivers those).
 fn ack_cmd(ch: &Channel, generation: u64, cmd: AckCmd) -> Option<AckFut> {
-    let (gen, tag, kind) = match cmd {
-        AckCmd::Ack(g, t) => (g, t, AckKind::Ack),
-        AckCmd::Requeue(g, t) => (g, t, AckKind::Requeue),
-    };
+    let AckCmd(kind, gen, tag) = cmd;
     if gen != generation {
         tracing::debug!(
             tag,

@@ -36,14 +36,17 @@ use tokio::time::Instant;
 
 use crate::amqp::connection::Broker;
 use crate::amqp::consumer::{AckSender, Consumer, Decision, Handler, Topology};
+use crate::amqp::inbound::{self, Inbound};
 use crate::amqp::options::RabbitOptions;
 use crate::amqp::publisher::{ExchangeSpec, Publish, Publisher, QueueSpec, Routed, Wait};
-use crate::amqp::wire::{self, CallInfo, DuplicateFilter};
+use crate::amqp::reply_probe::ReplyProbe;
+use crate::amqp::wire::{self, CallInfo, DuplicateFilter, ReplyAddress};
 use crate::driver::{
     Acker, Driver, Incoming, Listener, Outcome, Outgoing, Replier, ReplyEvent, ReplyWaiter,
 };
 use crate::error::{BrokerError, MessagingError};
 use crate::target::Target;
+use crate::untrusted::Untrusted;
 use crate::url::TransportUrl;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -58,42 +61,13 @@ struct ReplyQueue {
     _consumer: Consumer,
 }
 
-/// Reply queues found missing (MSG-AMQP-08): 200 entries, each kept 60 s.
-#[derive(Default)]
-struct GoneQueues(HashMap<String, Instant>);
-
-impl GoneQueues {
-    const MAX: usize = 200;
-    const TTL: Duration = Duration::from_secs(60);
-
-    fn contains(&mut self, q: &str) -> bool {
-        let now = Instant::now();
-        self.0.retain(|_, t| now.duration_since(*t) < Self::TTL);
-        self.0.contains_key(q)
-    }
-
-    fn insert(&mut self, q: &str) {
-        if self.0.len() >= Self::MAX {
-            if let Some(oldest) = self
-                .0
-                .iter()
-                .min_by_key(|(_, t)| **t)
-                .map(|(k, _)| k.clone())
-            {
-                self.0.remove(&oldest);
-            }
-        }
-        self.0.insert(q.to_string(), Instant::now());
-    }
-}
-
 struct Shared {
     broker: Arc<Broker>,
     at_least_once: bool,
     control_exchange: String,
     publisher: Publisher,
     reply: OnceCell<ReplyQueue>,
-    gone: Mutex<GoneQueues>,
+    probe: ReplyProbe,
 }
 
 /// The RabbitMQ driver.
@@ -146,6 +120,16 @@ impl Shared {
             .unwrap_or_else(|| self.control_exchange.clone())
     }
 
+    /// The QoS prefetch of a listener that may hold `credit` unsettled messages:
+    /// `rabbit_qos_prefetch_count` when set, else the credit, so the backlog of a slow server
+    /// waits in the broker.
+    fn prefetch(&self, credit: usize) -> u16 {
+        match self.opts().rabbit_qos_prefetch_count {
+            0 => u16::try_from(credit.max(1)).unwrap_or(u16::MAX),
+            n => n,
+        }
+    }
+
     /// The topic exchange (control exchange or the target's), section 2 / 10.
     fn topic_exchange(&self, name: String) -> ExchangeSpec {
         ExchangeSpec {
@@ -192,6 +176,13 @@ impl Shared {
         call: Option<CallInfo<'_>>,
     ) -> Result<Publish, MessagingError> {
         let topic = msg.target.require_topic()?;
+        amqp_names(&msg.target, &[&self.exchange_of(&msg.target), topic])?;
+        if let Some(server) = &msg.target.server {
+            amqp_names(&msg.target, &[&format!("{topic}.{server}")])?;
+        }
+        if msg.target.fanout {
+            amqp_names(&msg.target, &[&format!("{topic}_fanout")])?;
+        }
         let inner = wire::encode_request(&msg.message, &msg.ctxt, call, &wire::new_id());
         let body = wire::encode_body(&inner);
         let mut p = if msg.target.fanout {
@@ -235,16 +226,24 @@ impl Shared {
                 let name = format!("reply_{}", queue_suffix(self.opts()));
                 let waiters: Waiters = Arc::new(Mutex::new(HashMap::new()));
                 let w2 = waiters.clone();
+                let max_bytes = self.opts().max_receive_bytes;
                 let handler: Handler = Box::new(move |d: Delivery, _acks: &AckSender| {
-                    route_reply(&w2, &d.data);
+                    route_reply(&w2, &d.data, max_bytes);
                     Decision::Ack
                 });
                 let topo = Topology {
                     queues: vec![self.transient_queue(name.clone())],
                     ..Topology::default()
                 };
-                let consumer =
-                    Consumer::start(self.broker.clone(), topo, vec![name.clone()], handler).await?;
+                let prefetch = self.opts().rabbit_qos_prefetch_count;
+                let consumer = Consumer::start(
+                    self.broker.clone(),
+                    topo,
+                    vec![name.clone()],
+                    handler,
+                    prefetch,
+                )
+                .await?;
                 Ok(ReplyQueue {
                     name,
                     waiters,
@@ -255,22 +254,50 @@ impl Shared {
     }
 }
 
+/// Checks that every name AMQP must carry for `target` fits in a short string, so a name too
+/// long is refused with a clear error before anything is sent.
+fn amqp_names(target: &Target, names: &[&str]) -> Result<(), MessagingError> {
+    match names.iter().find(|n| n.len() > wire::MAX_NAME_BYTES) {
+        Some(n) => Err(target.invalid(&format!(
+            "the AMQP name {:?} is {} bytes; exchange names, queue names and routing keys hold at most {}",
+            Untrusted(n),
+            n.len(),
+            wire::MAX_NAME_BYTES
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Log budgets of the reply queue's consumer: one crafted reply after another must not flood
+/// the log.
+static BAD_REPLY_LOG: crate::LogBudget = crate::LogBudget::new(10);
+
 /// Hands a reply to the call that waits for it (MSG-AMQP-09); anything else is logged.
-fn route_reply(waiters: &Waiters, data: &[u8]) {
-    let Ok(inner) = wire::decode_body(data) else {
-        tracing::warn!("dropping a reply that is not an oslo message");
-        return;
+fn route_reply(waiters: &Waiters, data: &[u8], max_bytes: usize) {
+    let decoded = if data.len() > max_bytes {
+        Err(format!(
+            "{} bytes, over the receive limit of {max_bytes} bytes",
+            data.len()
+        ))
+    } else {
+        wire::decode_body(data)
+            .and_then(|inner| wire::decode_reply(&inner))
+            .map_err(|e| e.to_string())
     };
-    let r = match wire::decode_reply(&inner) {
+    let r = match decoded {
         Ok(r) => r,
         Err(e) => {
-            tracing::warn!(error = %e, "dropping a malformed reply");
+            if let Some(suppressed) = BAD_REPLY_LOG.allow() {
+                tracing::warn!(error = %e, suppressed, "dropping a malformed reply");
+            }
             return;
         }
     };
     let tx = lock(waiters).get(&r.msg_id).cloned();
     let Some(tx) = tx else {
-        tracing::info!(msg_id = %r.msg_id, "reply for a call nobody waits for (timed out?): dropped");
+        if let Some(suppressed) = BAD_REPLY_LOG.allow() {
+            tracing::info!(msg_id = %Untrusted(&r.msg_id), suppressed, "reply for a call nobody waits for (timed out?): dropped");
+        }
         return;
     };
     let ev = if !r.ending {
@@ -334,61 +361,77 @@ struct AmqpReplier {
 
 impl AmqpReplier {
     fn publish(&self, body: Vec<u8>, deadline: Instant) -> Publish {
+        // Not mandatory: see reply_probe for why, and how a missing queue is found instead.
         let mut p = Publish::new(String::new(), self.reply_q.clone(), body);
-        p.mandatory = true;
         p.deadline = Some(deadline);
         p
+    }
+
+    fn unroutable(&self) -> MessagingError {
+        BrokerError::Unroutable(Untrusted(&self.reply_q).to_string()).into()
+    }
+
+    async fn send(&self, body: Vec<u8>, deadline: Instant) -> Result<(), MessagingError> {
+        match self
+            .shared
+            .publisher
+            .publish(self.publish(body, deadline))
+            .await?
+        {
+            Routed::Delivered | Routed::Returned => Ok(()),
+        }
     }
 }
 
 #[async_trait]
 impl Replier for AmqpReplier {
     async fn heartbeat(&self) -> Result<(), MessagingError> {
+        let probe = &self.shared.probe;
+        // MSG-AMQP-08: a heartbeat to a missing queue ends the call monitor.
+        if probe.is_gone(&self.reply_q) || !probe.exists(&self.reply_q).await.unwrap_or(true) {
+            return Err(self.unroutable());
+        }
         let inner = wire::encode_reply(None, None, false, &self.msg_id, &wire::new_id());
         let deadline = Instant::now() + Duration::from_secs(10);
-        match self
-            .shared
-            .publisher
-            .publish(self.publish(wire::encode_body(&inner), deadline))
-            .await?
-        {
-            Routed::Delivered => Ok(()),
-            // MSG-AMQP-08: a heartbeat to a missing queue ends the call monitor.
-            Routed::Returned => Err(BrokerError::Unroutable(self.reply_q.clone()).into()),
-        }
+        self.send(wire::encode_body(&inner), deadline).await
     }
 
     async fn reply(&self, outcome: Outcome) -> Result<(), MessagingError> {
-        if lock(&self.shared.gone).contains(&self.reply_q) {
-            return Err(BrokerError::Unroutable(self.reply_q.clone()).into());
+        let probe = &self.shared.probe;
+        if probe.is_gone(&self.reply_q) {
+            return Err(self.unroutable());
+        }
+        let retry_for =
+            Duration::try_from_secs_f64(self.shared.opts().kombu_missing_consumer_retry_timeout)
+                .unwrap_or(Duration::ZERO);
+        let deadline = Instant::now() + retry_for;
+        let step = Duration::from_millis(250);
+        // MSG-AMQP-08: a missing reply queue is looked for every 0.25 s until the deadline
+        // (the caller may be reconnecting); the reply itself is built and sent once.
+        loop {
+            match probe.exists(&self.reply_q).await {
+                Ok(true) => break,
+                Ok(false) => {
+                    if Instant::now() + step >= deadline {
+                        probe.mark_gone(&self.reply_q);
+                        return Err(self.unroutable());
+                    }
+                    tracing::debug!(queue = %Untrusted(&self.reply_q), "reply queue missing; looking again in 0.25 s");
+                    tokio::time::sleep(step).await;
+                }
+                // The broker cannot be asked: the publisher's own reconnection takes over.
+                Err(_) => break,
+            }
         }
         let inner = match &outcome {
             Ok(v) => wire::encode_reply(Some(v), None, true, &self.msg_id, &wire::new_id()),
             Err(f) => wire::encode_reply(None, Some(f), true, &self.msg_id, &wire::new_id()),
         };
-        let body = wire::encode_body(&inner);
-        let retry_for =
-            Duration::from_secs_f64(self.shared.opts().kombu_missing_consumer_retry_timeout);
-        let deadline = Instant::now() + retry_for;
-        loop {
-            match self
-                .shared
-                .publisher
-                .publish(self.publish(body.clone(), deadline))
-                .await?
-            {
-                Routed::Delivered => return Ok(()),
-                Routed::Returned => {
-                    let step = Duration::from_millis(250);
-                    if Instant::now() + step >= deadline {
-                        lock(&self.shared.gone).insert(&self.reply_q);
-                        return Err(BrokerError::Unroutable(self.reply_q.clone()).into());
-                    }
-                    tracing::debug!(queue = %self.reply_q, "reply returned as unroutable; retrying");
-                    tokio::time::sleep(step).await;
-                }
-            }
-        }
+        self.send(
+            wire::encode_body(&inner),
+            deadline.max(Instant::now() + step),
+        )
+        .await
     }
 }
 
@@ -410,6 +453,10 @@ impl Acker for AmqpAcker {
     fn requeue(&self) {
         self.acks.requeue(self.tag);
     }
+
+    fn reject(&self) {
+        self.acks.reject(self.tag);
+    }
 }
 
 /// A listener: the owner task's handler forwards decoded messages here.
@@ -429,83 +476,87 @@ impl Listener for AmqpListener {
     }
 }
 
-/// Decodes an RPC request delivery into an [`Incoming`] (sections 4-5, 11 item 8).
+/// Reads an RPC request delivery into an [`Incoming`] (sections 4-5, 11 item 8). Every
+/// delivery but a duplicate goes to the server, malformed ones too (it counts them, answers
+/// their caller with a failure where it can, and rejects them), so each one holds its place in
+/// the prefetch until the server settles it.
 fn rpc_handler(shared: Arc<Shared>, tx: mpsc::UnboundedSender<Incoming>) -> Handler {
     let mut dups = DuplicateFilter::new();
+    let max_bytes = shared.opts().max_receive_bytes;
     Box::new(move |d: Delivery, acks: &AckSender| {
-        let inner = match wire::decode_body(&d.data) {
-            Ok(i) => i,
-            Err(e) => {
-                tracing::warn!(error = %e, "rejecting a message that is not an oslo message");
-                return Decision::Reject;
-            }
-        };
-        let r = match wire::decode_request(inner) {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!(error = %e, "rejecting a malformed RPC request");
-                return Decision::Reject;
-            }
-        };
-        if dups.is_duplicate(r.unique_id.as_deref()) {
-            tracing::debug!("duplicate request dropped");
-            return Decision::Ack;
-        }
-        let replier = match (&r.msg_id, &r.reply_q) {
-            (Some(m), Some(q)) => Some(Arc::new(AmqpReplier {
+        let acker = Box::new(AmqpAcker {
+            acks: acks.clone(),
+            tag: d.delivery_tag,
+            remember: None,
+        });
+        let replier = |a: ReplyAddress| {
+            Arc::new(AmqpReplier {
                 shared: shared.clone(),
-                reply_q: q.clone(),
-                msg_id: m.clone(),
-            }) as Arc<dyn Replier>),
-            _ => None,
+                reply_q: a.reply_q,
+                msg_id: a.msg_id,
+            }) as Arc<dyn Replier>
         };
-        let incoming = Incoming {
-            ctxt: r.ctxt,
-            message: r.message,
-            replier,
-            client_timeout: r.call_monitor_timeout,
-            acker: Box::new(AmqpAcker {
-                acks: acks.clone(),
-                tag: d.delivery_tag,
-                remember: None,
-            }),
+        let incoming = match inbound::read_request(&d.data, max_bytes) {
+            Inbound::Malformed { why, reply_to } => {
+                Incoming::malformed(why, reply_to.map(replier), acker)
+            }
+            Inbound::Message(r) => {
+                if dups.is_duplicate(r.unique_id.as_deref()) {
+                    tracing::debug!("duplicate request dropped");
+                    return Decision::Ack;
+                }
+                let address = match (r.msg_id, r.reply_q) {
+                    (Some(msg_id), Some(reply_q)) => Some(ReplyAddress { msg_id, reply_q }),
+                    _ => None,
+                };
+                Incoming {
+                    ctxt: r.ctxt,
+                    message: r.message,
+                    replier: address.map(replier),
+                    client_timeout: r.call_monitor_timeout,
+                    acker,
+                    malformed: None,
+                }
+            }
         };
-        match tx.send(incoming) {
-            Ok(()) => Decision::Hold,
-            Err(_) => Decision::Hold, // stopping: left unacked, the broker redelivers it
-        }
+        // Once the server stopped, the message is left unacked: the broker redelivers it.
+        let _ = tx.send(incoming);
+        Decision::Hold
     })
 }
 
-/// Decodes a notification delivery into an [`Incoming`] (section 8).
-fn notification_handler(tx: mpsc::UnboundedSender<Incoming>) -> Handler {
+/// Reads a notification delivery into an [`Incoming`] (section 8); malformed ones go to the
+/// listener too, which counts and rejects them.
+fn notification_handler(tx: mpsc::UnboundedSender<Incoming>, max_bytes: usize) -> Handler {
     let dups = Arc::new(Mutex::new(DuplicateFilter::new()));
     Box::new(move |d: Delivery, acks: &AckSender| {
-        let inner = match wire::decode_body(&d.data) {
-            Ok(i) => i,
-            Err(e) => {
-                tracing::warn!(error = %e, "rejecting a message that is not an oslo message");
-                return Decision::Reject;
-            }
-        };
-        let n = wire::decode_notification(inner);
-        if lock(&dups).contains(n.unique_id.as_deref()) {
-            // Already handled and acked (a redelivery after a lost connection). oslo leaves
-            // such a duplicate unacknowledged; here it is acked, or it would hold its delivery
-            // slot for the life of the connection.
-            tracing::debug!("duplicate notification dropped");
-            return Decision::Ack;
-        }
-        let incoming = Incoming {
-            ctxt: n.ctxt,
-            message: n.message,
-            replier: None,
-            client_timeout: None,
-            acker: Box::new(AmqpAcker {
+        let acker = |remember| {
+            Box::new(AmqpAcker {
                 acks: acks.clone(),
                 tag: d.delivery_tag,
-                remember: Some((dups.clone(), n.unique_id.clone())),
-            }),
+                remember,
+            })
+        };
+        let incoming = match inbound::read_notification(&d.data, max_bytes) {
+            Inbound::Malformed { why, .. } => Incoming::malformed(why, None, acker(None)),
+            Inbound::Message(n) => {
+                if lock(&dups).contains(n.unique_id.as_deref()) {
+                    // Already handled and acked (a redelivery after a lost connection). oslo
+                    // leaves such a duplicate unacknowledged; here it is acked, or it would
+                    // hold its delivery slot for the life of the connection.
+                    tracing::debug!("duplicate notification dropped");
+                    return Decision::Ack;
+                }
+                let remember = Some((dups.clone(), n.unique_id.clone()));
+                Incoming {
+                    ctxt: n.ctxt,
+                    message: n.message,
+                    replier: None,
+                    client_timeout: None,
+                    acker: acker(remember),
+                    malformed: None,
+                }
+            }
         };
         let _ = tx.send(incoming);
         Decision::Hold
@@ -531,10 +582,10 @@ impl AmqpDriver {
             shared: Arc::new(Shared {
                 at_least_once: false,
                 publisher: Publisher::new(broker.clone()),
+                probe: ReplyProbe::new(broker.clone()),
                 broker,
                 control_exchange: control_exchange.to_string(),
                 reply: OnceCell::new(),
-                gone: Mutex::new(GoneQueues::default()),
             }),
         })
     }
@@ -604,7 +655,11 @@ impl Driver for AmqpDriver {
         }))
     }
 
-    async fn listen(&self, target: &Target) -> Result<Box<dyn Listener>, MessagingError> {
+    async fn listen(
+        &self,
+        target: &Target,
+        credit: usize,
+    ) -> Result<Box<dyn Listener>, MessagingError> {
         let topic = target
             .topic
             .clone()
@@ -618,6 +673,7 @@ impl Driver for AmqpDriver {
         let fanout_ex = sh.fanout_exchange(&topic);
         let server_q = format!("{topic}.{server}");
         let fanout_q = format!("{topic}_fanout_{}", queue_suffix(sh.opts()));
+        amqp_names(target, &[&ex.name, &fanout_ex.name, &server_q, &fanout_q])?;
         let topo = Topology {
             bindings: vec![
                 (topic.clone(), ex.name.clone(), topic.clone()),
@@ -643,6 +699,7 @@ impl Driver for AmqpDriver {
             topo,
             vec![topic, server_q, fanout_q],
             rpc_handler(sh.clone(), tx),
+            sh.prefetch(credit),
         )
         .await?;
         Ok(Box::new(AmqpListener { rx, consumer }))
@@ -652,6 +709,7 @@ impl Driver for AmqpDriver {
         let key = msg.target.require_topic()?.to_string();
         let sh = &self.shared;
         let ex = sh.topic_exchange(sh.exchange_of(&msg.target));
+        amqp_names(&msg.target, &[&ex.name, &key])?;
         let inner = wire::encode_notification(&msg.message, &msg.ctxt, &wire::new_id());
         let mut p = Publish::new(ex.name.clone(), key.clone(), wire::encode_body(&inner));
         p.exchange = Some(ex);
@@ -667,6 +725,7 @@ impl Driver for AmqpDriver {
         &self,
         targets: &[Target],
         pool: Option<&str>,
+        credit: usize,
     ) -> Result<Box<dyn Listener>, MessagingError> {
         let sh = &self.shared;
         let mut topo = Topology::default();
@@ -682,6 +741,7 @@ impl Driver for AmqpDriver {
             // A pool is one queue, bound once per routing key (section 2); otherwise one queue
             // per routing key, named after it.
             let queue = pool.map(str::to_string).unwrap_or_else(|| key.clone());
+            amqp_names(t, &[&ex.name, &key, &queue])?;
             if !queues.contains(&queue) {
                 queues.push(queue.clone());
                 topo.queues.push(sh.queue(queue.clone()));
@@ -689,8 +749,15 @@ impl Driver for AmqpDriver {
             topo.bindings.push((queue, ex.name, key));
         }
         let (tx, rx) = mpsc::unbounded_channel();
-        let consumer =
-            Consumer::start(sh.broker.clone(), topo, queues, notification_handler(tx)).await?;
+        let handler = notification_handler(tx, sh.opts().max_receive_bytes);
+        let consumer = Consumer::start(
+            sh.broker.clone(),
+            topo,
+            queues,
+            handler,
+            sh.prefetch(credit),
+        )
+        .await?;
         Ok(Box::new(AmqpListener { rx, consumer }))
     }
 
@@ -784,18 +851,6 @@ mod tests {
             );
             assert!(!e.to_string().contains("secret"));
         }
-    }
-
-    /// MSG-AMQP-08: a reply queue found missing is remembered (200 entries at most).
-    #[test]
-    fn gone_reply_queues_are_remembered_and_bounded() {
-        let mut g = GoneQueues::default();
-        for i in 0..250 {
-            g.insert(&format!("reply_{i}"));
-        }
-        assert_eq!(g.0.len(), GoneQueues::MAX);
-        assert!(g.contains("reply_249"));
-        assert!(!g.contains("nosuch"));
     }
 
     /// LESSON-05: with the queue manager, names carry this process's pid, read when the name is

@@ -1,19 +1,28 @@
-//! The RabbitMQ transport (`rabbit://`, issue 5), wire-compatible with Python oslo.messaging
+//! The RabbitMQ transport (`rabbit://`), wire-compatible with Python oslo.messaging
 //! 18.x's rabbit driver.
 //!
 //! - [`wire`]: the envelope, requests, replies, failures and notifications (`oslo-wire.md`).
+//! - [`inbound`]: what a delivery's body is: a message, or malformed (why, and the reply address).
 //! - [`options`]: `[oslo_messaging_rabbit]` under oslo's names, from code or the URL query.
 //! - `connection`: hosts, failover, backoff, heartbeat, typed broker errors.
 //! - `publisher`: the owner task of the sending channel (confirms, re-send after reconnect).
+//! - `reply_probe`: whether a reply queue exists (a passive declare, cached), and the queues
+//!   found gone.
+//! - `supervisor`: restarts an owner task that panicked, with an ERROR line and a count.
 //! - `consumer`: the owner task of each listening channel (topology, consume, acks, reconnect).
 //! - [`driver`]: the [`Driver`](crate::driver::Driver) on top of them.
 
 mod connection;
 mod consumer;
 pub mod driver;
+pub mod inbound;
 pub mod options;
 mod publisher;
+mod reply_probe;
+mod supervisor;
 pub mod wire;
+
+pub use supervisor::owner_restarts;
 
 pub use driver::AmqpDriver;
 pub use options::RabbitOptions;

@@ -70,6 +70,12 @@ pub struct RabbitOptions {
     /// oslo does (default false: they return once written and the confirms are pipelined; see
     /// [`driver`](crate::amqp::driver) for what that trades). osier's own option.
     pub wait_for_confirms: bool,
+    /// The largest message body a listener or reply queue accepts, in bytes (default 128 MiB,
+    /// RabbitMQ's own default `max_message_size`). A larger request or notification is
+    /// rejected (dead-lettered if its queue has a dead-letter exchange) and counted as dropped,
+    /// unparsed; a larger reply is dropped. osier's own option (`max_receive_bytes` in the URL
+    /// query).
+    pub max_receive_bytes: usize,
     /// Connect with TLS (`amqps`); also set by `ssl=true` in the URL query.
     pub ssl: bool,
     /// A PEM file of CA certificates to trust (`ssl_ca_file`); the system roots otherwise.
@@ -103,6 +109,7 @@ impl Default for RabbitOptions {
             kombu_reconnect_delay: 1.0,
             kombu_missing_consumer_retry_timeout: 60.0,
             wait_for_confirms: false,
+            max_receive_bytes: 128 << 20,
             ssl: false,
             ssl_ca_file: None,
             ssl_cert_file: None,
@@ -159,6 +166,7 @@ impl RabbitOptions {
                     set!(num kombu_missing_consumer_retry_timeout)
                 }
                 "wait_for_confirms" => set!(bool wait_for_confirms),
+                "max_receive_bytes" => set!(num max_receive_bytes),
                 "ssl" => set!(bool ssl),
                 "ssl_ca_file" => self.ssl_ca_file = Some(v.clone()),
                 "ssl_cert_file" => self.ssl_cert_file = Some(v.clone()),

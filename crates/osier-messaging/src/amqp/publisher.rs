@@ -31,6 +31,7 @@ use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::time::Instant;
 
 use crate::amqp::connection::{is_channel_error, op_error, Broker};
+use crate::amqp::supervisor::supervise;
 use crate::amqp::wire;
 use crate::error::{BrokerError, MessagingError};
 
@@ -124,6 +125,9 @@ pub(crate) struct Publish {
     resent: u32,
     /// A place in the publisher's window, given back when the message is settled.
     _slot: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// Counts the message as outstanding for [`Publisher::flush`] until it is dropped, however
+    /// it ends (settled, abandoned, or lost with an owner that panicked).
+    _ticket: Option<Ticket>,
 }
 
 impl Publish {
@@ -143,6 +147,28 @@ impl Publish {
             done: None,
             resent: 0,
             _slot: None,
+            _ticket: None,
+        }
+    }
+
+    /// Every name the broker gets for `p` fits AMQP's short string; a crafted reply queue
+    /// name (or a bug) is a typed error, never a panic of the owner.
+    fn check_names(&self) -> Result<(), MessagingError> {
+        let mut names = vec![self.exchange_name.as_str(), self.routing_key.as_str()];
+        if let Some(ex) = &self.exchange {
+            names.push(&ex.name);
+        }
+        if let Some((q, key)) = &self.queue {
+            names.push(&q.name);
+            names.push(key);
+        }
+        match names.into_iter().find(|n| n.len() > wire::MAX_NAME_BYTES) {
+            Some(n) => Err(BrokerError::NameTooLong {
+                name: format!("{:?}", crate::Untrusted(n)),
+                len: n.len(),
+            }
+            .into()),
+            None => Ok(()),
         }
     }
 
@@ -190,10 +216,20 @@ pub(crate) struct Tracker {
     idle: Notify,
 }
 
-impl Tracker {
-    fn done(&self) {
-        if self.outstanding.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.idle.notify_waiters();
+/// One outstanding message of a [`Tracker`].
+pub(crate) struct Ticket(Arc<Tracker>);
+
+impl Ticket {
+    fn new(t: &Arc<Tracker>) -> Self {
+        t.outstanding.fetch_add(1, Ordering::AcqRel);
+        Ticket(t.clone())
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        if self.0.outstanding.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.idle.notify_waiters();
         }
     }
 }
@@ -225,7 +261,14 @@ impl Publisher {
     fn sender(&self) -> &mpsc::UnboundedSender<Publish> {
         self.tx.get_or_init(|| {
             let (tx, rx) = mpsc::unbounded_channel();
-            tokio::spawn(owner(self.broker.clone(), rx, self.tracker.clone()));
+            let mut state = Owner {
+                broker: self.broker.clone(),
+                rx,
+                tracker: self.tracker.clone(),
+            };
+            tokio::spawn(async move {
+                supervise("publisher", &mut state, run_owner, Duration::from_secs(1)).await;
+            });
             tx
         })
     }
@@ -240,10 +283,9 @@ impl Publisher {
         p.done = Some(tx);
         // The semaphore is never closed, so this only waits.
         p._slot = self.window.clone().acquire_owned().await.ok();
-        self.tracker.outstanding.fetch_add(1, Ordering::AcqRel);
+        p._ticket = Some(Ticket::new(&self.tracker));
         if let Err(mpsc::error::SendError(mut p)) = self.sender().send(p) {
             p.tell(Err(MessagingError::Closed));
-            self.tracker.done();
         }
         rx
     }
@@ -395,8 +437,8 @@ fn settle(mut p: Publish, r: Result<Routed, MessagingError>, tracker: &Tracker) 
     if let Err(e) = &r {
         if !p.tell(r.clone()) {
             tracing::error!(
-                exchange = %p.exchange_name,
-                routing_key = %p.routing_key,
+                exchange = %crate::Untrusted(&p.exchange_name),
+                routing_key = %crate::Untrusted(&p.routing_key),
                 error = %e,
                 "a message handed to the transport was not delivered to the broker"
             );
@@ -405,15 +447,23 @@ fn settle(mut p: Publish, r: Result<Routed, MessagingError>, tracker: &Tracker) 
     } else {
         p.tell(r);
     }
-    tracker.done();
+}
+
+/// What the owner keeps across a restart by its supervisor.
+struct Owner {
+    broker: Arc<Broker>,
+    rx: mpsc::UnboundedReceiver<Publish>,
+    tracker: Arc<Tracker>,
+}
+
+fn run_owner(
+    o: &mut Owner,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+    Box::pin(owner(&o.broker, &mut o.rx, &o.tracker))
 }
 
 /// The owner task: see the module docs.
-async fn owner(
-    broker: Arc<Broker>,
-    mut rx: mpsc::UnboundedReceiver<Publish>,
-    tracker: Arc<Tracker>,
-) {
+async fn owner(broker: &Broker, rx: &mut mpsc::UnboundedReceiver<Publish>, tracker: &Tracker) {
     let mut link: Option<Link> = None;
     let mut pending: VecDeque<Publish> = VecDeque::new();
     let mut inflight: FuturesUnordered<InFlight> = FuturesUnordered::new();
@@ -425,13 +475,13 @@ async fn owner(
         for p in pending.drain(..) {
             if p.abandoned() {
                 // The caller gave up (its call timed out): nothing to deliver any more.
-                tracker.done();
+                drop(p);
             } else if p.resent > 0 && !p.may_resend() {
                 let why = BrokerError::ConnectionLost(format!(
                     "the message could not be re-sent after {} tries",
                     p.resent
                 ));
-                settle(p, Err(why.into()), &tracker);
+                settle(p, Err(why.into()), tracker);
             } else {
                 keep.push_back(p);
             }
@@ -441,7 +491,7 @@ async fn owner(
             return;
         }
         if link.is_none() && !pending.is_empty() {
-            match open(&broker).await {
+            match open(broker).await {
                 Ok(l) => {
                     if attempt > 0 {
                         tracing::info!("publisher reconnected to the broker");
@@ -458,7 +508,7 @@ async fn owner(
                     let mut keep = VecDeque::with_capacity(pending.len());
                     for p in pending.drain(..) {
                         if fatal || !p.may_resend() {
-                            settle(p, Err(e.clone()), &tracker);
+                            settle(p, Err(e.clone()), tracker);
                         } else {
                             keep.push_back(p);
                         }
@@ -487,12 +537,15 @@ async fn owner(
         if let Some(l) = link.as_mut() {
             while let Some(p) = pending.pop_front() {
                 if p.abandoned() {
-                    tracker.done();
+                    continue;
+                }
+                if let Err(e) = p.check_names() {
+                    settle(p, Err(e), tracker);
                     continue;
                 }
                 if let Err(e) = prepare(l, &p).await {
                     if is_channel_error(&e) {
-                        settle(p, Err(op_error("declare", &e)), &tracker);
+                        settle(p, Err(op_error("declare", &e)), tracker);
                     } else {
                         pending.push_front(p);
                     }
@@ -509,12 +562,12 @@ async fn owner(
             },
             Some((mut p, r)) = inflight.next(), if !inflight.is_empty() => match r {
                 Ok(Confirmation::Ack(None)) | Ok(Confirmation::NotRequested) => {
-                    settle(p, Ok(Routed::Delivered), &tracker)
+                    settle(p, Ok(Routed::Delivered), tracker)
                 }
-                Ok(Confirmation::Ack(Some(_))) => settle(p, Ok(Routed::Returned), &tracker),
-                Ok(Confirmation::Nack(_)) => settle(p, Err(BrokerError::Nacked.into()), &tracker),
+                Ok(Confirmation::Ack(Some(_))) => settle(p, Ok(Routed::Returned), tracker),
+                Ok(Confirmation::Nack(_)) => settle(p, Err(BrokerError::Nacked.into()), tracker),
                 Err(e) if is_channel_error(&e) => {
-                    settle(p, Err(op_error("basic.publish", &e)), &tracker);
+                    settle(p, Err(op_error("basic.publish", &e)), tracker);
                     link = None;
                 }
                 Err(e) => {

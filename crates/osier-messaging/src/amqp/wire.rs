@@ -40,6 +40,8 @@ pub const CONTENT_ENCODING: &str = "utf-8";
 /// How many recent `_unique_id`s a listener remembers to drop duplicates.
 pub const DUPLICATE_WINDOW: usize = 16;
 const CONTEXT_PREFIX: &str = "_context_";
+/// The longest exchange name, queue name or routing key AMQP 0-9-1 can carry (a short string).
+pub const MAX_NAME_BYTES: usize = 255;
 
 /// What is wrong with a body or message received from the wire.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -111,6 +113,55 @@ pub fn decode_body(body: &[u8]) -> Result<Dict, WireError> {
             v => v.to_string(),
         })),
     }
+}
+
+/// Where the reply of a request goes, read from a body that could not be decoded as a whole
+/// (nested deeper than the decoder allows, a lone UTF-16 surrogate as Python's `json` writes it,
+/// `args` of the wrong type...), so the caller gets a failure instead of waiting for its
+/// timeout. `None` when the body does not name both a `_msg_id` and a usable `_reply_q`.
+///
+/// ```
+/// use osier_messaging::amqp::wire;
+///
+/// let deep = format!(r#"{{"method": "m", "args": {}1{}, "_msg_id": "m1", "_reply_q": "reply_x"}}"#,
+///     "[".repeat(500), "]".repeat(500));
+/// assert!(wire::decode_body(deep.as_bytes()).is_err());
+/// let a = wire::salvage_reply_address(deep.as_bytes()).unwrap();
+/// assert_eq!((a.msg_id.as_str(), a.reply_q.as_str()), ("m1", "reply_x"));
+/// ```
+pub fn salvage_reply_address(body: &[u8]) -> Option<ReplyAddress> {
+    use serde::Deserialize;
+    /// The members that matter, every other value skipped without building it (and without the
+    /// decoder's depth limit, which skipping does not need).
+    #[derive(Deserialize)]
+    struct Members {
+        #[serde(rename = "oslo.message", default)]
+        envelope: Option<String>,
+        #[serde(rename = "_msg_id", default)]
+        msg_id: Option<String>,
+        #[serde(rename = "_reply_q", default)]
+        reply_q: Option<String>,
+    }
+    let outer: Members = serde_json::from_slice(body).ok()?;
+    let m = match outer.envelope {
+        Some(inner) => serde_json::from_str::<Members>(&inner).ok()?,
+        None => outer,
+    };
+    match (m.msg_id, m.reply_q) {
+        (Some(msg_id), Some(reply_q)) if !reply_q.is_empty() && reply_q.len() <= MAX_NAME_BYTES => {
+            Some(ReplyAddress { msg_id, reply_q })
+        }
+        _ => None,
+    }
+}
+
+/// Where a call's reply goes: the caller's `_msg_id` and `_reply_q`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplyAddress {
+    /// `_msg_id`: the reply carries it back.
+    pub msg_id: String,
+    /// `_reply_q`: the caller's reply queue (at most [`MAX_NAME_BYTES`]).
+    pub reply_q: String,
 }
 
 /// The call-only members of a request.
@@ -198,11 +249,17 @@ pub fn decode_request(mut inner: Dict) -> Result<RequestWire, WireError> {
     let msg_id = opt_str(&inner, "_msg_id");
     let reply_q = opt_str(&inner, "_reply_q");
     let unique_id = opt_str(&inner, "_unique_id");
+    // Any number is accepted; one no duration can hold (1e20, negative, NaN) means no call
+    // monitor, as a timeout of zero does.
     let call_monitor_timeout = inner
         .get("_timeout")
         .and_then(Value::as_f64)
-        .filter(|t| *t > 0.0 && t.is_finite())
-        .map(Duration::from_secs_f64);
+        .filter(|t| *t > 0.0)
+        .and_then(|t| Duration::try_from_secs_f64(t).ok());
+    if reply_q.as_ref().is_some_and(|q| q.len() > MAX_NAME_BYTES) {
+        // No reply could be published to it (an AMQP routing key holds 255 bytes).
+        return Err(WireError::BadMember("_reply_q"));
+    }
     let mut ctxt = Dict::new();
     let mut message = Dict::new();
     for (k, v) in std::mem::take(&mut inner) {

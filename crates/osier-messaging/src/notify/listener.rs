@@ -28,6 +28,7 @@ use crate::error::MessagingError;
 use crate::notify::Priority;
 use crate::target::Target;
 use crate::transport::Transport;
+use crate::untrusted::Untrusted;
 
 /// What an endpoint did with a notification (MSG-LSN-03).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -202,12 +203,17 @@ pub struct NotificationListener {
     endpoints: Arc<Vec<NotificationEndpoint>>,
     pool: Option<String>,
     allow_requeue: bool,
+    max_requeues: Option<u32>,
     batch: Option<(usize, Option<std::time::Duration>)>,
     serializer: Arc<dyn Serializer>,
     bridge: osier_bridge::Bridge,
     stop: Mutex<Option<(watch::Sender<bool>, tokio::task::JoinHandle<()>)>>,
     stats: Arc<Stats>,
 }
+
+/// How many notifications a listener holds unacknowledged (RabbitMQ: its QoS prefetch, unless
+/// `rabbit_qos_prefetch_count` sets one); a batch listener holds at least a batch.
+pub const DEFAULT_CREDIT: usize = 64;
 
 /// Counters of a listener.
 #[derive(Debug, Default)]
@@ -216,8 +222,13 @@ pub struct Stats {
     pub handled: AtomicU64,
     /// Notifications requeued.
     pub requeued: AtomicU64,
-    /// Messages acked without dispatch (unknown priority, malformed).
+    /// Messages not dispatched: unknown priority, a payload the serializer refused, or not
+    /// readable at all (not JSON, over the receive limit); the unreadable ones are rejected,
+    /// the others acked.
     pub dropped: AtomicU64,
+    /// Notifications rejected after [`NotificationListener::max_requeues`] requeues
+    /// (dead-lettered if their queue has a dead-letter exchange).
+    pub rejected: AtomicU64,
 }
 
 impl std::fmt::Debug for NotificationListener {
@@ -242,6 +253,7 @@ impl NotificationListener {
             endpoints: Arc::new(endpoints),
             pool: None,
             allow_requeue: false,
+            max_requeues: None,
             batch: None,
             serializer: Arc::new(NoOpSerializer),
             bridge: osier_bridge::Bridge::global().clone(),
@@ -259,6 +271,18 @@ impl NotificationListener {
     /// Lets `Requeue` (and endpoint failures) put messages back (default: acked anyway).
     pub fn allow_requeue(mut self, allow: bool) -> Self {
         self.allow_requeue = allow;
+        self
+    }
+
+    /// With `allow_requeue`, how many times one notification may be requeued before it is
+    /// rejected for good (dead-lettered if its queue has a dead-letter exchange; logged once,
+    /// counted in [`Stats::rejected`]). Default `None`: requeued as often as the endpoints ask,
+    /// as oslo does, so a notification an endpoint always fails comes back forever (over a
+    /// thousand times a second on a local broker). Requeues are counted per `message_id` in
+    /// this process (the last 4,096 notifications requeued); listeners of one pool count
+    /// separately.
+    pub fn max_requeues(mut self, n: Option<u32>) -> Self {
+        self.max_requeues = n;
         self
     }
 
@@ -301,20 +325,22 @@ impl NotificationListener {
                 }
             }
         }
+        let credit = DEFAULT_CREDIT.max(self.batch.map_or(0, |(n, _)| n));
         let mut listener = self
             .transport
             .driver
-            .listen_notifications(&subs, self.pool.as_deref())
+            .listen_notifications(&subs, self.pool.as_deref(), credit)
             .await?;
         let (tx, mut rx) = watch::channel(false);
-        let (endpoints, ser, stats, requeue, batch) = (
-            self.endpoints.clone(),
-            self.serializer.clone(),
-            self.stats.clone(),
-            self.allow_requeue,
-            self.batch,
-        );
+        let (endpoints, ser, batch) = (self.endpoints.clone(), self.serializer.clone(), self.batch);
+        let settler = Settler {
+            stats: self.stats.clone(),
+            allow_requeue: self.allow_requeue,
+            max_requeues: self.max_requeues,
+            requeues: Mutex::new(RequeueCounts::default()),
+        };
         let task = self.bridge.tokio().spawn(async move {
+            let stats = &settler;
             let mut pending: Vec<Incoming> = Vec::new();
             let mut first_at: Option<tokio::time::Instant> = None;
             loop {
@@ -335,25 +361,25 @@ impl NotificationListener {
                 };
                 match (msg, batch) {
                     (Some(None), _) => break,
-                    (Some(Some(m)), None) => dispatch(&endpoints, ser.as_ref(), &stats, requeue, m),
+                    (Some(Some(m)), None) => dispatch(&endpoints, ser.as_ref(), stats, m),
                     (Some(Some(m)), Some((size, _))) => {
                         pending.push(m);
                         first_at.get_or_insert_with(tokio::time::Instant::now);
                         if pending.len() >= size {
                             let batch = std::mem::take(&mut pending);
-                            dispatch_batch(&endpoints, ser.as_ref(), &stats, requeue, batch);
+                            dispatch_batch(&endpoints, ser.as_ref(), stats, batch);
                             first_at = None;
                         }
                     }
                     (None, _) => {
                         let batch = std::mem::take(&mut pending);
-                        dispatch_batch(&endpoints, ser.as_ref(), &stats, requeue, batch);
+                        dispatch_batch(&endpoints, ser.as_ref(), stats, batch);
                         first_at = None;
                     }
                 }
             }
             if !pending.is_empty() {
-                dispatch_batch(&endpoints, ser.as_ref(), &stats, requeue, pending);
+                dispatch_batch(&endpoints, ser.as_ref(), stats, pending);
             }
         });
         *self.stop.lock().unwrap_or_else(|e| e.into_inner()) = Some((tx, task));
@@ -370,18 +396,142 @@ impl NotificationListener {
     }
 }
 
-/// Reads a message into a `Notification`; `None` (after acking and counting it) when it cannot
-/// be dispatched.
-fn parse(ser: &dyn Serializer, stats: &Stats, msg: &Incoming) -> Option<Notification> {
+/// Log budgets: a flood of bad or failing notifications writes a bounded amount of log.
+static DROPPED_LOG: crate::LogBudget = crate::LogBudget::new(10);
+static REQUEUE_LOG: crate::LogBudget = crate::LogBudget::new(10);
+
+/// How many times recent notifications were requeued, by identity (the last
+/// [`RequeueCounts::MAX`]).
+#[derive(Default)]
+struct RequeueCounts {
+    counts: std::collections::HashMap<String, u32>,
+    order: std::collections::VecDeque<String>,
+}
+
+impl RequeueCounts {
+    const MAX: usize = 4096;
+
+    /// Counts one more requeue of `key`; returns the count.
+    fn bump(&mut self, key: &str) -> u32 {
+        if let Some(n) = self.counts.get_mut(key) {
+            *n += 1;
+            return *n;
+        }
+        if self.order.len() >= Self::MAX {
+            if let Some(old) = self.order.pop_front() {
+                self.counts.remove(&old);
+            }
+        }
+        self.order.push_back(key.to_string());
+        self.counts.insert(key.to_string(), 1);
+        1
+    }
+
+    fn forget(&mut self, key: &str) {
+        if self.counts.remove(key).is_some() {
+            self.order.retain(|k| k != key);
+        }
+    }
+}
+
+/// A notification's identity for counting its requeues: its `message_id`, or a hash of the
+/// whole message when it has none.
+fn identity(m: &Dict) -> String {
+    match m.get("message_id").and_then(Value::as_str) {
+        Some(id) => id.to_string(),
+        None => {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            Value::Object(m.clone()).to_string().hash(&mut h);
+            format!("#{:016x}", h.finish())
+        }
+    }
+}
+
+/// Acks, requeues or rejects what the endpoints decided, and counts it.
+struct Settler {
+    stats: Arc<Stats>,
+    allow_requeue: bool,
+    max_requeues: Option<u32>,
+    requeues: Mutex<RequeueCounts>,
+}
+
+impl Settler {
+    /// Drops a message that cannot be dispatched: counted, logged within the budget, and
+    /// rejected when it could not be read at all, acked otherwise.
+    fn drop_message(&self, msg: &Incoming, why: &str) {
+        self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+        if let Some(suppressed) = DROPPED_LOG.allow() {
+            tracing::warn!(reason = %Untrusted(why), suppressed, "notification dropped");
+        }
+        if msg.malformed.is_some() {
+            msg.acker.reject();
+        } else {
+            msg.acker.ack();
+        }
+    }
+
+    fn settle(&self, result: NotificationResult, msg: &Incoming, event_type: &str) {
+        let mut requeues = self.requeues.lock().unwrap_or_else(|e| e.into_inner());
+        let key = identity(&msg.message);
+        if result != NotificationResult::Requeue || !self.allow_requeue {
+            requeues.forget(&key);
+            drop(requeues);
+            self.stats.handled.fetch_add(1, Ordering::Relaxed);
+            msg.acker.ack();
+            return;
+        }
+        let n = requeues.bump(&key);
+        if self.max_requeues.is_some_and(|max| n > max) {
+            requeues.forget(&key);
+            drop(requeues);
+            self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(
+                event_type = %Untrusted(event_type),
+                message_id = %Untrusted(&key),
+                requeues = n - 1,
+                "notification requeued as often as max_requeues allows; rejected (dead-lettered if its queue has a dead-letter exchange)"
+            );
+            msg.acker.reject();
+            return;
+        }
+        drop(requeues);
+        if n == 1 {
+            // Once per notification, not once per redelivery.
+            if let Some(suppressed) = REQUEUE_LOG.allow() {
+                tracing::warn!(
+                    event_type = %Untrusted(event_type),
+                    message_id = %Untrusted(&key),
+                    max_requeues = ?self.max_requeues,
+                    suppressed,
+                    "notification requeued by its endpoints; it comes back until they handle it"
+                );
+            }
+        }
+        self.stats.requeued.fetch_add(1, Ordering::Relaxed);
+        msg.acker.requeue();
+    }
+}
+
+/// Reads a message into a `Notification`; `None` (after settling and counting it) when it
+/// cannot be dispatched.
+fn parse(ser: &dyn Serializer, settler: &Settler, msg: &Incoming) -> Option<Notification> {
+    if let Some(why) = &msg.malformed {
+        settler.drop_message(msg, why);
+        return None;
+    }
     let m = &msg.message;
     let Some(priority) = m
         .get("priority")
         .and_then(Value::as_str)
         .and_then(|p| p.parse::<Priority>().ok())
     else {
-        tracing::warn!(priority = ?m.get("priority"), "notification with an unknown priority: acked and dropped");
-        stats.dropped.fetch_add(1, Ordering::Relaxed);
-        msg.acker.ack();
+        let shown = match m.get("priority") {
+            Some(Value::String(p)) => format!("unknown priority {:?}", Untrusted(p)),
+            Some(_) => "a priority that is not a string".to_string(),
+            None => "no priority".to_string(),
+        };
+        settler.drop_message(msg, &shown);
         return None;
     };
     let ctxt = ser.deserialize_context(msg.ctxt.clone());
@@ -389,9 +539,7 @@ fn parse(ser: &dyn Serializer, stats: &Stats, msg: &Incoming) -> Option<Notifica
         match ser.deserialize_entity(&ctxt, m.get("payload").cloned().unwrap_or(Value::Null)) {
             Ok(p) => p,
             Err(e) => {
-                tracing::warn!(error = %e, "could not deserialize a notification payload: dropped");
-                stats.dropped.fetch_add(1, Ordering::Relaxed);
-                msg.acker.ack();
+                settler.drop_message(msg, &format!("payload not deserialized: {e}"));
                 return None;
             }
         };
@@ -419,28 +567,17 @@ fn parse(ser: &dyn Serializer, stats: &Stats, msg: &Incoming) -> Option<Notifica
     })
 }
 
-fn settle(stats: &Stats, allow_requeue: bool, result: NotificationResult, msg: &Incoming) {
-    if result == NotificationResult::Requeue && allow_requeue {
-        stats.requeued.fetch_add(1, Ordering::Relaxed);
-        msg.acker.requeue();
-    } else {
-        stats.handled.fetch_add(1, Ordering::Relaxed);
-        msg.acker.ack();
-    }
-}
-
 /// Batch dispatch (MSG-LSN-06): per priority group, each endpoint's batch callback gets the
 /// group's notifications that pass its filter; REQUEUE or a panic requeues the whole group.
 fn dispatch_batch(
     endpoints: &[NotificationEndpoint],
     ser: &dyn Serializer,
-    stats: &Stats,
-    allow_requeue: bool,
+    settler: &Settler,
     msgs: Vec<Incoming>,
 ) {
     let mut groups: BTreeMap<Priority, Vec<(Notification, Incoming)>> = BTreeMap::new();
     for m in msgs {
-        if let Some(n) = parse(ser, stats, &m) {
+        if let Some(n) = parse(ser, settler, &m) {
             groups.entry(n.priority).or_default().push((n, m));
         }
     }
@@ -467,8 +604,8 @@ fn dispatch_batch(
                 break;
             }
         }
-        for (_, m) in &items {
-            settle(stats, allow_requeue, result, m);
+        for (n, m) in &items {
+            settler.settle(result, m, &n.event_type);
         }
     }
 }
@@ -476,11 +613,10 @@ fn dispatch_batch(
 fn dispatch(
     endpoints: &[NotificationEndpoint],
     ser: &dyn Serializer,
-    stats: &Stats,
-    allow_requeue: bool,
+    settler: &Settler,
     msg: Incoming,
 ) {
-    let Some(n) = parse(ser, stats, &msg) else {
+    let Some(n) = parse(ser, settler, &msg) else {
         return;
     };
     let priority = n.priority;
@@ -494,7 +630,9 @@ fn dispatch(
         }
         let r = catch_unwind(AssertUnwindSafe(|| cb(&n))).unwrap_or_else(|_| {
             // An endpoint exception counts as REQUEUE (MSG-LSN-03).
-            tracing::error!(endpoint = %e.name, event_type = %n.event_type, "notification endpoint panicked; treated as requeue");
+            if let Some(suppressed) = REQUEUE_LOG.allow() {
+                tracing::error!(endpoint = %e.name, event_type = %Untrusted(&n.event_type), suppressed, "notification endpoint panicked; treated as requeue");
+            }
             NotificationResult::Requeue
         });
         if r == NotificationResult::Requeue {
@@ -502,5 +640,25 @@ fn dispatch(
             break;
         }
     }
-    settle(stats, allow_requeue, result, &msg);
+    settler.settle(result, &msg, &n.event_type);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requeue_counts_are_per_message_and_bounded() {
+        let mut c = RequeueCounts::default();
+        assert_eq!(c.bump("a"), 1);
+        assert_eq!(c.bump("a"), 2);
+        assert_eq!(c.bump("b"), 1);
+        c.forget("a");
+        assert_eq!(c.bump("a"), 1);
+        for i in 0..RequeueCounts::MAX + 10 {
+            c.bump(&i.to_string());
+        }
+        assert_eq!(c.counts.len(), RequeueCounts::MAX);
+        assert_eq!(c.order.len(), RequeueCounts::MAX);
+    }
 }

@@ -37,7 +37,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio::sync::{watch, Notify};
+use tokio::sync::{watch, Notify, Semaphore};
 
 use crate::context::{NoOpSerializer, RequestContext, Serializer};
 use crate::driver::{Dict, Incoming, Outcome};
@@ -46,6 +46,7 @@ use crate::rpc::dispatcher::{AccessPolicy, Dispatcher, Selected};
 use crate::rpc::endpoint::{Endpoint, EndpointError, Executor, Handler};
 use crate::target::Target;
 use crate::transport::Transport;
+use crate::untrusted::Untrusted;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -92,7 +93,17 @@ pub struct RpcServerBuilder {
     policy: AccessPolicy,
     serializer: Arc<dyn Serializer>,
     bridge: Option<osier_bridge::Bridge>,
+    max_in_flight: usize,
 }
+
+/// How many requests a server runs at once unless told otherwise (oslo's
+/// `executor_thread_pool_size` default).
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 64;
+
+/// How long a reply still being sent when `stop` is called may take before it is given up
+/// (a reply to a missing queue would otherwise hold `wait` for
+/// `kombu_missing_consumer_retry_timeout`).
+pub const REPLY_GRACE_AFTER_STOP: Duration = Duration::from_secs(2);
 
 impl std::fmt::Debug for RpcServerBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -135,8 +146,25 @@ impl RpcServerBuilder {
         self
     }
 
+    /// How many requests run at once, on every executor together (oslo's
+    /// `executor_thread_pool_size`, default [`DEFAULT_MAX_IN_FLIGHT`]; at least 1). A request
+    /// is taken off the transport, and acknowledged, only when one of these slots is free, so
+    /// the backlog of a slow server waits in the broker, and the server's memory is bounded by
+    /// this number, not by the traffic. On RabbitMQ it is also the listener's QoS prefetch,
+    /// unless `rabbit_qos_prefetch_count` sets one.
+    pub fn max_in_flight(mut self, n: usize) -> Self {
+        self.max_in_flight = n;
+        self
+    }
+
     /// Builds the server (not started; a bad target is reported by `start`, as oslo does).
     pub fn build(self) -> Result<RpcServer, MessagingError> {
+        if self.max_in_flight == 0 {
+            return Err(MessagingError::InvalidOption {
+                option: "max_in_flight".into(),
+                reason: "a server needs at least one request slot".into(),
+            });
+        }
         let bridge = self
             .bridge
             .unwrap_or_else(|| osier_bridge::Bridge::global().clone());
@@ -159,6 +187,8 @@ impl RpcServerBuilder {
                 inflight: AtomicUsize::new(0),
                 idle: Notify::new(),
                 dropped: AtomicU64::new(0),
+                max_in_flight: self.max_in_flight,
+                stopping: watch::channel(false).0,
             }),
         })
     }
@@ -198,6 +228,10 @@ struct Inner {
     inflight: AtomicUsize,
     idle: Notify,
     dropped: AtomicU64,
+    max_in_flight: usize,
+    /// True from `stop` until the next `start`: replies still being sent get
+    /// [`REPLY_GRACE_AFTER_STOP`].
+    stopping: watch::Sender<bool>,
 }
 
 /// An RPC server. Cloning gives another handle.
@@ -226,6 +260,7 @@ impl RpcServer {
             policy: AccessPolicy::Default,
             serializer: Arc::new(NoOpSerializer),
             bridge: None,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
         }
     }
 
@@ -339,20 +374,24 @@ impl RpcServer {
                 .await?;
             return Ok(());
         };
-        let mut listener = match self.inner.transport.driver.listen(t).await {
+        let credit = self.inner.max_in_flight;
+        let mut listener = match self.inner.transport.driver.listen(t, credit).await {
             Ok(l) => l,
             Err(e) => {
                 self.set_phase(Phase::Idle);
                 return Err(e);
             }
         };
+        self.inner.stopping.send_replace(false);
         let (stop_tx, mut stop_rx) = watch::channel(false);
         let inner = self.inner.clone();
+        let slots = Arc::new(Semaphore::new(credit));
         let task = self.inner.bridge.tokio().spawn(async move {
             let mut stopping = false;
             loop {
-                let msg = tokio::select! {
-                    m = listener.poll() => m,
+                // A free slot first; only then a message: the rest wait in the broker.
+                let slot = tokio::select! {
+                    biased;
                     _ = stop_rx.changed(), if !stopping => {
                         // The listener cancels its subscriptions (an AMQP listener also deletes
                         // its fanout queue) and then ends its stream.
@@ -360,18 +399,33 @@ impl RpcServer {
                         stopping = true;
                         continue;
                     }
+                    m = listener.poll(), if stopping => match m {
+                        // Delivered before the cancel took effect: back to the queue for
+                        // another server (MSG-SRV-05: no new request starts once stop() was
+                        // called).
+                        Some(m) => {
+                            m.acker.requeue();
+                            continue;
+                        }
+                        None => break,
+                    },
+                    s = slots.clone().acquire_owned(), if !stopping => s,
+                };
+                let Ok(slot) = slot else { break }; // the semaphore is never closed
+                let msg = tokio::select! {
+                    m = listener.poll() => m,
+                    _ = stop_rx.changed(), if !stopping => {
+                        listener.stop();
+                        stopping = true;
+                        continue;
+                    }
                 };
                 let Some(msg) = msg else { break };
-                if stopping {
-                    // Delivered before the cancel took effect: back to the queue for another
-                    // server (MSG-SRV-05: no new request starts once stop() was called).
-                    msg.acker.requeue();
-                    continue;
-                }
                 inner.inflight.fetch_add(1, Ordering::AcqRel);
                 let i2 = inner.clone();
                 tokio::spawn(async move {
                     handle(&i2, msg).await;
+                    drop(slot);
                     if i2.inflight.fetch_sub(1, Ordering::AcqRel) == 1 {
                         i2.idle.notify_waiters();
                     }
@@ -408,6 +462,7 @@ impl RpcServer {
         };
         if let Some(tx) = sender {
             let _ = tx.send(true);
+            self.inner.stopping.send_replace(true);
             self.set_phase(Phase::Stopped);
             return Ok(());
         }
@@ -462,7 +517,10 @@ impl RpcServer {
         }
     }
 
-    /// Messages dropped because they were malformed (logged, never a crash).
+    /// Messages dropped because they could not be dispatched: undecodable, over the receive
+    /// limit, without a method, or with arguments that are not an object (each logged within
+    /// a log budget, answered with a failure when the caller's reply address could be read,
+    /// and rejected).
     pub fn dropped_messages(&self) -> u64 {
         self.inner.dropped.load(Ordering::Relaxed)
     }
@@ -557,38 +615,97 @@ async fn run(
     }
 }
 
+/// Log budgets: a flood of bad requests writes a bounded amount of log.
+static MALFORMED_LOG: crate::LogBudget = crate::LogBudget::new(10);
+static DISPATCH_LOG: crate::LogBudget = crate::LogBudget::new(10);
+static REPLY_LOG: crate::LogBudget = crate::LogBudget::new(10);
+
+/// The failure a caller gets for a request that cannot be dispatched: a `ValueError`, which a
+/// Python caller raises as such (built-in exceptions cross the wire, MSG-ERR-03).
+fn malformed_failure(why: &str) -> Failure {
+    Failure::new(
+        "ValueError",
+        "builtins",
+        format!("malformed RPC request: {why}"),
+    )
+}
+
+/// Counts, logs (within the budget), answers and rejects a request that cannot be dispatched.
+async fn refuse(inner: &Arc<Inner>, msg: Incoming, why: &str) {
+    inner.dropped.fetch_add(1, Ordering::Relaxed);
+    if let Some(suppressed) = MALFORMED_LOG.allow() {
+        tracing::warn!(
+            target = %inner.target,
+            reason = %Untrusted(why),
+            answered = msg.replier.is_some(),
+            suppressed,
+            "dropping an RPC request that cannot be dispatched"
+        );
+    }
+    msg.acker.reject();
+    if let Some(r) = &msg.replier {
+        send_reply(inner, r.as_ref(), Err(malformed_failure(why)), "").await;
+    }
+}
+
+/// Sends a reply; once the server is stopping, gives it [`REPLY_GRACE_AFTER_STOP`] to go.
+async fn send_reply(
+    inner: &Arc<Inner>,
+    r: &dyn crate::driver::Replier,
+    outcome: Outcome,
+    method: &str,
+) {
+    let mut stopping = inner.stopping.subscribe();
+    let reply = r.reply(outcome);
+    tokio::pin!(reply);
+    let sent = tokio::select! {
+        res = &mut reply => Some(res),
+        _ = stopping.wait_for(|s| *s) => None,
+    };
+    let sent = match sent {
+        Some(res) => res,
+        None => match tokio::time::timeout(REPLY_GRACE_AFTER_STOP, &mut reply).await {
+            Ok(res) => res,
+            Err(_) => Err(MessagingError::Delivery(format!(
+                "the server is stopping and the reply was not sent within {REPLY_GRACE_AFTER_STOP:?}"
+            ))),
+        },
+    };
+    if let Err(e) = sent {
+        if let Some(suppressed) = REPLY_LOG.allow() {
+            tracing::warn!(method = %Untrusted(method), error = %e, suppressed, "could not send the RPC reply");
+        }
+    }
+}
+
 async fn handle(inner: &Arc<Inner>, msg: Incoming) {
-    // RPC is at most once: acknowledge before dispatching (MSG-SRV-06).
-    msg.acker.ack();
-    let ctx = inner.serializer.deserialize_context(msg.ctxt);
+    if let Some(why) = msg.malformed.clone() {
+        return refuse(inner, msg, &why).await;
+    }
     let Some(method) = msg
         .message
         .get("method")
         .and_then(Value::as_str)
         .map(str::to_string)
     else {
-        inner.dropped.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(target = %inner.target, "dropping a malformed RPC message (no method)");
-        return;
+        return refuse(inner, msg, "no method").await;
     };
-    let namespace = msg.message.get("namespace").and_then(Value::as_str);
-    let version = msg.message.get("version").and_then(Value::as_str);
     let raw_args = match msg.message.get("args") {
         None | Some(Value::Null) => Dict::new(),
         Some(Value::Object(m)) => m.clone(),
-        Some(_) => {
-            inner.dropped.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(
-                method,
-                "dropping an RPC message whose args are not an object"
-            );
-            return;
-        }
+        Some(_) => return refuse(inner, msg, "args is not an object").await,
     };
+    // RPC is at most once: acknowledge before dispatching (MSG-SRV-06).
+    msg.acker.ack();
+    let ctx = inner.serializer.deserialize_context(msg.ctxt);
+    let namespace = msg.message.get("namespace").and_then(Value::as_str);
+    let version = msg.message.get("version").and_then(Value::as_str);
     let outcome: Outcome = match inner.dispatcher.select(namespace, version, &method) {
         Err(e) => {
             if !method.ends_with("_ignore_errors") {
-                tracing::error!(method, error = %e, "cannot dispatch RPC message");
+                if let Some(suppressed) = DISPATCH_LOG.allow() {
+                    tracing::error!(method = %Untrusted(&method), error = %Untrusted(&e.to_string()), suppressed, "cannot dispatch RPC message");
+                }
             }
             Err(Failure::from_error(&e))
         }
@@ -626,10 +743,8 @@ async fn handle(inner: &Arc<Inner>, msg: Incoming) {
             }
         }
     };
-    if let Some(r) = msg.replier {
-        if let Err(e) = r.reply(outcome).await {
-            tracing::warn!(method, error = %e, "could not send the RPC reply");
-        }
+    if let Some(r) = &msg.replier {
+        send_reply(inner, r.as_ref(), outcome, &method).await;
     }
 }
 
@@ -644,7 +759,7 @@ fn start_heartbeats(
     let interval = Duration::from_secs(cm.as_secs() / 2);
     if interval < Duration::from_secs(1) {
         tracing::warn!(
-            method,
+            method = %Untrusted(method),
             ?cm,
             "call monitor timeout under 2 s: no heartbeats will be sent"
         );

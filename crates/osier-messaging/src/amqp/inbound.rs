@@ -1,0 +1,156 @@
+//! What the driver makes of a delivery's body, before anything else sees it: a request or a
+//! notification, or a malformed message with the reason and, for a call, the reply address
+//! that could still be read. Pure functions, so the fuzz target drives exactly this path.
+//!
+//! Nothing here panics or allocates beyond the body's own size: a body over the receive limit
+//! is refused before it is parsed, values nested deeper than the decoder allows are refused
+//! (and skipped, not built, when only the reply address is wanted).
+//!
+//! ```
+//! use osier_messaging::amqp::inbound::{read_request, Inbound};
+//!
+//! let body = br#"{"method": "echo", "args": [], "_msg_id": "m1", "_reply_q": "reply_x"}"#;
+//! match read_request(body, 1 << 20) {
+//!     Inbound::Malformed { why, reply_to } => {
+//!         assert_eq!(why, "bad member args");
+//!         assert_eq!(reply_to.unwrap().msg_id, "m1"); // the caller gets a failure
+//!     }
+//!     Inbound::Message(_) => unreachable!(),
+//! }
+//! ```
+
+use crate::amqp::wire::{self, NotificationWire, ReplyAddress, RequestWire};
+
+/// A delivery as the driver reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Inbound<T> {
+    /// A well-formed message.
+    Message(T),
+    /// A message that cannot be dispatched: why, and where a failure reply can go.
+    Malformed {
+        /// What is wrong (no message content: safe to log as it is).
+        why: String,
+        /// For a call whose `_msg_id` and `_reply_q` could be read.
+        reply_to: Option<ReplyAddress>,
+    },
+}
+
+fn too_large(len: usize, max_bytes: usize) -> String {
+    format!("message of {len} bytes exceeds the receive limit of {max_bytes} bytes")
+}
+
+/// Reads an RPC request (sections 4-5): the envelope, then the request's members.
+pub fn read_request(body: &[u8], max_bytes: usize) -> Inbound<RequestWire> {
+    if body.len() > max_bytes {
+        // Not parsed at all: a reply address would cost a parse of the whole body.
+        return Inbound::Malformed {
+            why: too_large(body.len(), max_bytes),
+            reply_to: None,
+        };
+    }
+    let decoded = wire::decode_body(body).and_then(wire::decode_request);
+    match decoded {
+        Ok(r) => Inbound::Message(r),
+        Err(e) => Inbound::Malformed {
+            why: e.to_string(),
+            reply_to: wire::salvage_reply_address(body),
+        },
+    }
+}
+
+/// Reads a notification (section 8).
+pub fn read_notification(body: &[u8], max_bytes: usize) -> Inbound<NotificationWire> {
+    if body.len() > max_bytes {
+        return Inbound::Malformed {
+            why: too_large(body.len(), max_bytes),
+            reply_to: None,
+        };
+    }
+    match wire::decode_body(body) {
+        Ok(inner) => Inbound::Message(wire::decode_notification(inner)),
+        Err(e) => Inbound::Malformed {
+            why: e.to_string(),
+            reply_to: None,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(extra: &str) -> String {
+        format!(r#"{{"method": "m", "_msg_id": "m1", "_reply_q": "reply_x"{extra}}}"#)
+    }
+
+    #[test]
+    fn a_body_over_the_limit_is_refused_unread() {
+        let body = call(r#", "args": {"a": "xxxxxxxxxxxxxxxxxxxx"}"#);
+        match read_request(body.as_bytes(), 16) {
+            Inbound::Malformed { why, reply_to } => {
+                assert!(why.contains("receive limit of 16 bytes"), "{why}");
+                assert_eq!(reply_to, None);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_undecodable_call_keeps_its_reply_address() {
+        for extra in [
+            r#", "args": {"s": "\ud800"}"#.to_string(),
+            format!(
+                r#", "args": {{"deep": {}0{}}}"#,
+                "[".repeat(200),
+                "]".repeat(200)
+            ),
+            r#", "args": 5"#.to_string(),
+        ] {
+            match read_request(call(&extra).as_bytes(), 1 << 20) {
+                Inbound::Malformed { reply_to, .. } => {
+                    assert_eq!(reply_to.map(|a| a.msg_id).as_deref(), Some("m1"), "{extra}")
+                }
+                other => panic!("{extra}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_reply_queue_longer_than_an_amqp_name_is_malformed_without_address() {
+        let body = format!(
+            r#"{{"method": "m", "_msg_id": "m1", "_reply_q": "{}"}}"#,
+            "q".repeat(256)
+        );
+        assert_eq!(
+            read_request(body.as_bytes(), 1 << 20),
+            Inbound::Malformed {
+                why: "bad member _reply_q".into(),
+                reply_to: None
+            }
+        );
+    }
+
+    #[test]
+    fn a_huge_call_monitor_timeout_means_none() {
+        for t in ["1e20", "1e308", "-5", "0"] {
+            let body = call(&format!(r#", "_timeout": {t}"#));
+            match read_request(body.as_bytes(), 1 << 20) {
+                Inbound::Message(r) => assert_eq!(r.call_monitor_timeout, None, "{t}"),
+                other => panic!("{t}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn nesting_a_million_deep_is_refused_without_overflowing_the_stack() {
+        let body = format!(
+            r#"{{"method": "m", "args": {{"a": {}{}}}, "_msg_id": "m1", "_reply_q": "q"}}"#,
+            "[".repeat(1_000_000),
+            "]".repeat(1_000_000)
+        );
+        match read_request(body.as_bytes(), 64 << 20) {
+            Inbound::Malformed { reply_to, .. } => assert!(reply_to.is_some()),
+            other => panic!("{other:?}"),
+        }
+    }
+}

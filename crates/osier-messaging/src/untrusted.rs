@@ -1,0 +1,74 @@
+//! Text that came off the wire, made safe to log: control characters (newlines included) are
+//! escaped, so a crafted method name or event type cannot forge log lines, and long values are
+//! cut, so one message cannot write megabytes of log.
+//!
+//! ```
+//! use osier_messaging::Untrusted;
+//!
+//! let method = "ping\nERROR fake line";
+//! assert_eq!(Untrusted(method).to_string(), "ping\\nERROR fake line");
+//! let long = "x".repeat(1000);
+//! assert!(Untrusted(&long).to_string().ends_with("...(1000 bytes)"));
+//! ```
+
+use std::fmt;
+
+/// How many characters of an untrusted value a log line shows.
+pub const SHOWN_CHARS: usize = 128;
+
+/// Displays a string received from the network for a log line or an error message: control
+/// characters and other non-printing characters escaped (`\n`, `\u{1b}`), at most
+/// [`SHOWN_CHARS`] characters, then the full length in bytes.
+#[derive(Clone, Copy)]
+pub struct Untrusted<'a>(pub &'a str);
+
+impl fmt::Display for Untrusted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (shown, c) in self.0.chars().enumerate() {
+            if shown == SHOWN_CHARS {
+                return write!(f, "...({} bytes)", self.0.len());
+            }
+            if c.is_control()
+                || matches!(c, '\u{2028}' | '\u{2029}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+            {
+                write!(f, "{}", c.escape_default())?;
+            } else {
+                write!(f, "{c}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Untrusted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "\"{self}\"")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(
+            Untrusted("a\r\nb\u{1b}[31m").to_string(),
+            "a\\r\\nb\\u{1b}[31m"
+        );
+        assert_eq!(Untrusted("a\u{2028}b").to_string(), "a\\u{2028}b");
+        assert_eq!(Untrusted("ünïcode ok").to_string(), "ünïcode ok");
+    }
+
+    #[test]
+    fn long_values_are_cut_with_their_length() {
+        let s = "é".repeat(SHOWN_CHARS + 1);
+        let shown = Untrusted(&s).to_string();
+        assert!(shown.starts_with(&"é".repeat(SHOWN_CHARS)));
+        assert!(shown.ends_with(&format!("...({} bytes)", s.len())));
+        assert_eq!(
+            Untrusted(&"x".repeat(SHOWN_CHARS)).to_string().len(),
+            SHOWN_CHARS
+        );
+    }
+}
