@@ -887,3 +887,86 @@ fn reset_does_nothing() {
         s.wait().await.unwrap();
     });
 }
+
+/// The in-memory transport gives a server only as many requests as it has slots
+/// (`max_in_flight`): while the first server's two slots are blocked, the rest of a burst of
+/// casts waits in the shared topic queue and a second server on the topic takes all of it.
+#[test]
+fn a_busy_server_leaves_the_backlog_to_other_servers_on_the_topic() {
+    let t = transport();
+    let top = topic("credit");
+    let gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+    let hits = Arc::new(Mutex::new(Vec::<&'static str>::new()));
+    let mk = |name: &'static str, slots: usize, blocking: bool| {
+        let (g, h) = (gate.clone(), hits.clone());
+        RpcServer::builder(&t, Target::topic(&top).with_server(name))
+            .bridge(bridge().clone())
+            .executor(Executor::Threads)
+            .max_in_flight(slots)
+            .endpoint(
+                Endpoint::new("e").method("work", move |_c, _a: serde_json::Value| {
+                    h.lock().unwrap().push(name);
+                    if blocking {
+                        let (m, cv) = &*g;
+                        let mut open = m.lock().unwrap();
+                        while !*open {
+                            open = cv.wait(open).unwrap();
+                        }
+                    }
+                    Ok::<_, EndpointError>(())
+                }),
+            )
+            .build()
+            .unwrap()
+    };
+    let (slow, fast) = (mk("slow", 2, true), mk("fast", 8, false));
+    block(async {
+        slow.start().await.unwrap();
+        let c = RpcClient::new(&t, Target::topic(&top));
+        for _ in 0..20 {
+            c.cast(&RequestContext::new(), "work", json!({}))
+                .await
+                .unwrap();
+        }
+        let t0 = Instant::now();
+        while hits.lock().unwrap().len() < 2 && t0.elapsed() < Duration::from_secs(5) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(
+            hits.lock().unwrap().len(),
+            2,
+            "more requests started than slots"
+        );
+        fast.start().await.unwrap();
+        let t0 = Instant::now();
+        while hits.lock().unwrap().len() < 20 && t0.elapsed() < Duration::from_secs(5) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let got = hits.lock().unwrap().clone();
+        // The slow server's two requests, plus at most the two it holds unstarted in its
+        // inbox (its credit), which wait for it: the fast one took every other.
+        let fast_n = got.iter().filter(|n| **n == "fast").count();
+        assert!(fast_n >= 16, "fast server took only {fast_n}: {got:?}");
+        {
+            let (m, cv) = &*gate;
+            *m.lock().unwrap() = true;
+            cv.notify_all();
+        }
+        for s in [&slow, &fast] {
+            s.stop().await.unwrap();
+            s.wait().await.unwrap();
+        }
+    });
+}
+
+/// `max_in_flight(0)` is refused when the server is built.
+#[test]
+fn zero_request_slots_are_refused() {
+    let t = transport();
+    let e = RpcServer::builder(&t, Target::topic("t").with_server("s"))
+        .max_in_flight(0)
+        .build()
+        .unwrap_err();
+    assert!(matches!(e, MessagingError::InvalidOption { .. }), "{e:?}");
+}
