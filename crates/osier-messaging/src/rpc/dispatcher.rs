@@ -1,5 +1,27 @@
-//! The RPC dispatcher: oslo's exact rules for choosing an endpoint (MSG-DISP-01..07).
+//! The RPC dispatcher: oslo's exact rules for choosing an endpoint (MSG-DISP-01..07), and the
+//! decision a server makes for every request it receives ([`Dispatcher::decide`]): run an
+//! endpoint's method, answer a ping, answer with an error, or refuse a request that cannot be
+//! dispatched at all.
+//!
+//! ```
+//! use osier_messaging::rpc::dispatcher::{AccessPolicy, Decision, Dispatcher};
+//! use osier_messaging::{Endpoint, EndpointError};
+//! use serde_json::json;
+//!
+//! let d = Dispatcher::new(
+//!     vec![Endpoint::new("e").method("add", |_c, a: serde_json::Value| Ok::<_, EndpointError>(a))],
+//!     AccessPolicy::Default,
+//!     false,
+//! );
+//! let run = json!({"method": "add", "args": {"x": 1}});
+//! assert!(matches!(d.decide(run.as_object().unwrap()), Decision::Run { endpoint: 0, .. }));
+//! let bad = json!({"method": "add", "args": [1]});
+//! assert!(matches!(d.decide(bad.as_object().unwrap()), Decision::Refuse(_)));
+//! ```
 
+use serde_json::Value;
+
+use crate::driver::Dict;
 use crate::error::MessagingError;
 use crate::rpc::endpoint::{Endpoint, Handler};
 use crate::version::{version_is_compatible, Version};
@@ -23,20 +45,51 @@ pub const PING_METHOD: &str = "oslo_rpc_server_ping";
 /// What to run for a message.
 pub(crate) enum Selected {
     /// A method of endpoint `index`.
-    Method(usize, Handler),
+    Method(usize),
     /// The built-in ping: answer `pong`.
     Ping,
 }
 
+/// What a server does with a request it received.
 #[derive(Debug)]
-pub(crate) struct Dispatcher {
+#[non_exhaustive]
+pub enum Decision {
+    /// Run `method` of endpoint number `endpoint` (in the order they were added) with `args`.
+    Run {
+        /// The endpoint's index.
+        endpoint: usize,
+        /// The method.
+        method: String,
+        /// The arguments, as received (the serializer has not seen them yet).
+        args: Dict,
+    },
+    /// Answer `pong` (MSG-DISP-07).
+    Ping,
+    /// A well-formed request no endpoint takes: answer with `error` (NoSuchMethod,
+    /// UnsupportedVersion).
+    Fail {
+        /// The method asked for.
+        method: String,
+        /// What the caller gets back.
+        error: MessagingError,
+    },
+    /// Not a request that can be dispatched (no method, arguments that are not an object):
+    /// the server counts it, answers its caller with a `ValueError` and rejects it.
+    Refuse(String),
+}
+
+/// Chooses what runs for each request (oslo's `RPCDispatcher`).
+#[derive(Debug)]
+pub struct Dispatcher {
     pub(crate) endpoints: Vec<Endpoint>,
     policy: AccessPolicy,
     ping: bool,
 }
 
 impl Dispatcher {
-    pub(crate) fn new(endpoints: Vec<Endpoint>, policy: AccessPolicy, ping: bool) -> Self {
+    /// A dispatcher over `endpoints` (tried in this order) with an access policy; `ping`
+    /// answers [`PING_METHOD`] (`rpc_ping_enabled`).
+    pub fn new(endpoints: Vec<Endpoint>, policy: AccessPolicy, ping: bool) -> Self {
         if ping
             && endpoints
                 .iter()
@@ -59,6 +112,53 @@ impl Dispatcher {
             AccessPolicy::Legacy => true,
             AccessPolicy::Explicit => e.exposed.contains(method),
         }
+    }
+
+    /// The decision for a request's message (`{method, args[, namespace, version]}`,
+    /// MSG-DISP-01). Never panics, whatever the message holds.
+    pub fn decide(&self, message: &Dict) -> Decision {
+        let Some(method) = message.get("method").and_then(Value::as_str) else {
+            return Decision::Refuse(match message.get("method") {
+                None | Some(Value::Null) => "no method".into(),
+                Some(_) => "the method is not a string".into(),
+            });
+        };
+        let args = match message.get("args") {
+            None | Some(Value::Null) => Dict::new(),
+            Some(Value::Object(m)) => m.clone(),
+            Some(_) => return Decision::Refuse("args is not an object".into()),
+        };
+        let text = |k: &str| match message.get(k) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.as_str())),
+            Some(_) => Err(format!("{k} is not a string")),
+        };
+        let (namespace, version) = match (text("namespace"), text("version")) {
+            (Ok(n), Ok(v)) => (n, v),
+            (Err(why), _) | (_, Err(why)) => return Decision::Refuse(why),
+        };
+        match self.select(namespace, version, method) {
+            Ok(Selected::Method(endpoint)) => Decision::Run {
+                endpoint,
+                method: method.to_string(),
+                args,
+            },
+            Ok(Selected::Ping) => Decision::Ping,
+            Err(error) => Decision::Fail {
+                method: method.to_string(),
+                error,
+            },
+        }
+    }
+
+    /// The handler of `method` on endpoint `endpoint`, with the endpoint's executor choice.
+    pub(crate) fn handler(
+        &self,
+        endpoint: usize,
+        method: &str,
+    ) -> Option<(Handler, Option<crate::Executor>)> {
+        let e = self.endpoints.get(endpoint)?;
+        Some((e.methods.get(method)?.clone(), e.executor))
     }
 
     /// Chooses the endpoint for `(namespace, version, method)` (MSG-DISP-03). The message's
@@ -93,10 +193,8 @@ impl Dispatcher {
                 continue;
             }
             compatible_seen = true;
-            if let Some(h) = e.methods.get(method) {
-                if self.allowed(e, method) {
-                    return Ok(Selected::Method(i, h.clone()));
-                }
+            if e.methods.contains_key(method) && self.allowed(e, method) {
+                return Ok(Selected::Method(i));
             }
         }
         if self.ping && method == PING_METHOD {
@@ -128,7 +226,7 @@ mod tests {
 
     fn chosen(d: &Dispatcher, ns: Option<&str>, v: Option<&str>, m: &str) -> Result<usize, String> {
         match d.select(ns, v, m) {
-            Ok(Selected::Method(i, _)) => Ok(i),
+            Ok(Selected::Method(i)) => Ok(i),
             Ok(Selected::Ping) => Ok(usize::MAX),
             Err(e) => Err(match e {
                 MessagingError::NoSuchMethod { .. } => "NoSuchMethod".into(),

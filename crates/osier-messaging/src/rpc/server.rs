@@ -42,7 +42,7 @@ use tokio::sync::{watch, Notify, Semaphore};
 use crate::context::{NoOpSerializer, RequestContext, Serializer};
 use crate::driver::{Dict, Incoming, Outcome};
 use crate::error::{Failure, MessagingError};
-use crate::rpc::dispatcher::{AccessPolicy, Dispatcher, Selected};
+use crate::rpc::dispatcher::{AccessPolicy, Decision, Dispatcher, PING_METHOD};
 use crate::rpc::endpoint::{Endpoint, EndpointError, Executor, Handler};
 use crate::target::Target;
 use crate::transport::Transport;
@@ -679,73 +679,77 @@ async fn send_reply(
 }
 
 async fn handle(inner: &Arc<Inner>, msg: Incoming) {
-    if let Some(why) = msg.malformed.clone() {
-        return refuse(inner, msg, &why).await;
+    let decision = match &msg.malformed {
+        Some(why) => Decision::Refuse(why.clone()),
+        None => inner.dispatcher.decide(&msg.message),
+    };
+    if let Decision::Refuse(why) = &decision {
+        return refuse(inner, msg, why).await;
     }
-    let Some(method) = msg
-        .message
-        .get("method")
-        .and_then(Value::as_str)
-        .map(str::to_string)
-    else {
-        return refuse(inner, msg, "no method").await;
-    };
-    let raw_args = match msg.message.get("args") {
-        None | Some(Value::Null) => Dict::new(),
-        Some(Value::Object(m)) => m.clone(),
-        Some(_) => return refuse(inner, msg, "args is not an object").await,
-    };
     // RPC is at most once: acknowledge before dispatching (MSG-SRV-06).
     msg.acker.ack();
-    let ctx = inner.serializer.deserialize_context(msg.ctxt);
-    let namespace = msg.message.get("namespace").and_then(Value::as_str);
-    let version = msg.message.get("version").and_then(Value::as_str);
-    let outcome: Outcome = match inner.dispatcher.select(namespace, version, &method) {
-        Err(e) => {
+    let (outcome, method): (Outcome, String) = match decision {
+        Decision::Fail { method, error } => {
             if !method.ends_with("_ignore_errors") {
                 if let Some(suppressed) = DISPATCH_LOG.allow() {
-                    tracing::error!(method = %Untrusted(&method), error = %Untrusted(&e.to_string()), suppressed, "cannot dispatch RPC message");
+                    tracing::error!(method = %Untrusted(&method), error = %Untrusted(&error.to_string()), suppressed, "cannot dispatch RPC message");
                 }
             }
-            Err(Failure::from_error(&e))
+            (Err(Failure::from_error(&error)), method)
         }
-        Ok(Selected::Ping) => Ok(Value::String("pong".into())),
-        Ok(Selected::Method(i, h)) => {
-            let mut args = Dict::new();
-            let mut bad = None;
-            for (k, v) in raw_args {
-                match inner.serializer.deserialize_entity(&ctx, v) {
-                    Ok(v) => {
-                        args.insert(k, v);
-                    }
-                    Err(e) => bad = Some(e),
-                }
-            }
-            match bad {
-                Some(e) => Err(Failure::new("SerializationError", "osier", e.to_string())),
-                None => {
-                    let executor = inner.dispatcher.endpoints[i]
-                        .executor
-                        .unwrap_or(inner.executor);
+        Decision::Ping => (Ok(Value::String("pong".into())), PING_METHOD.to_string()),
+        Decision::Run {
+            endpoint,
+            method,
+            args,
+        } => {
+            let ctx = inner.serializer.deserialize_context(msg.ctxt);
+            let outcome = match inner.dispatcher.handler(endpoint, &method) {
+                None => Err(Failure::from_error(&MessagingError::NoSuchMethod {
+                    method: method.clone(),
+                })),
+                Some((h, executor)) => {
+                    let executor = executor.unwrap_or(inner.executor);
                     let heartbeats =
                         start_heartbeats(msg.client_timeout, msg.replier.clone(), &method);
-                    let r = run(inner, executor, h, ctx.clone(), args).await;
+                    let r = run_method(inner, executor, h, &ctx, args).await;
                     if let Some(hb) = heartbeats {
                         hb.abort();
                     }
-                    r.and_then(|v| {
-                        inner
-                            .serializer
-                            .serialize_entity(&ctx, v)
-                            .map_err(|e| Failure::new("SerializationError", "osier", e.to_string()))
-                    })
+                    r
                 }
-            }
+            };
+            (outcome, method)
         }
+        Decision::Refuse(_) => return,
     };
     if let Some(r) = &msg.replier {
         send_reply(inner, r.as_ref(), outcome, &method).await;
     }
+}
+
+/// Deserializes the arguments, runs the method on its executor, serializes the result.
+async fn run_method(
+    inner: &Arc<Inner>,
+    executor: Executor,
+    h: Handler,
+    ctx: &RequestContext,
+    raw_args: Dict,
+) -> Outcome {
+    let mut args = Dict::new();
+    for (k, v) in raw_args {
+        match inner.serializer.deserialize_entity(ctx, v) {
+            Ok(v) => {
+                args.insert(k, v);
+            }
+            Err(e) => return Err(Failure::new("SerializationError", "osier", e.to_string())),
+        }
+    }
+    let v = run(inner, executor, h, ctx.clone(), args).await?;
+    inner
+        .serializer
+        .serialize_entity(ctx, v)
+        .map_err(|e| Failure::new("SerializationError", "osier", e.to_string()))
 }
 
 /// The call-monitor watchdog (MSG-DISP-08): a heartbeat every `int(timeout)/2` seconds while the
@@ -758,6 +762,8 @@ fn start_heartbeats(
     let cm = client_timeout?;
     let interval = Duration::from_secs(cm.as_secs() / 2);
     if interval < Duration::from_secs(1) {
+        static SHORT_MONITOR_LOG: crate::LogBudget = crate::LogBudget::new(1);
+        SHORT_MONITOR_LOG.allow()?;
         tracing::warn!(
             method = %Untrusted(method),
             ?cm,
