@@ -8,12 +8,15 @@
 //! | `bench-bridge [--quick]` | the bridge benchmarks beside their baselines (tokio task round trip, OS thread -> tokio -> OS thread hand-off, may ping-pong), as one table |
 //! | `bench-messaging [--quick]` | in-memory RPC calls and casts per executor beside a tokio mpsc request/reply baseline |
 //! | `bench-amqp [--quick] [--rounds N]` | RabbitMQ calls, casts and notifications: osier, the raw lapin loop with the same guarantee, and Python oslo.messaging, interleaved in one run |
+//! | `bench-service [--rounds N] [--workers N]` | the ProcessLauncher's start-up, respawn and stop beside Python oslo.service |
+//! | `bench-flood [--quick] [--count N]` | a flood of casts at a slow RPC server on RabbitMQ: the server's RSS over time, bounded (the default) and unbounded, in one run |
 //! | `interop` | osier against the real Python oslo.messaging (venv from PyPI) on the local RabbitMQ, both directions; prints `N passed, N failed` |
-//! | `fuzz [--seconds N]` | seeds and runs the cargo-fuzz target of the message decoder (needs `cargo install cargo-fuzz` and nightly) |
+//! | `fuzz [--seconds N \| --runs N]` | seeds and runs the cargo-fuzz target of the whole inbound path (needs `cargo install cargo-fuzz` and nightly) |
 //! | `loom` | only the loom models |
 #![allow(clippy::print_stdout)]
 
 mod bench_amqp;
+mod bench_flood;
 mod bench_service;
 mod interop;
 
@@ -38,10 +41,11 @@ fn main() -> ExitCode {
         "interop" => interop::interop(),
         "bench-amqp" => bench_amqp::bench_amqp(rest),
         "bench-service" => bench_service::bench_service(rest),
+        "bench-flood" => bench_flood::bench_flood(rest),
         "fuzz" => fuzz(rest),
         _ => {
             println!(
-                "usage: cargo xtask <ci | bench | bench-eventlet [--quick] | bench-bridge [--quick] | bench-messaging [--quick] | bench-amqp [--quick] | bench-service [--rounds N] [--workers N] | interop | fuzz [--seconds N] | loom>"
+                "usage: cargo xtask <ci | bench | bench-eventlet [--quick] | bench-bridge [--quick] | bench-messaging [--quick] | bench-amqp [--quick] | bench-service [--rounds N] [--workers N] | bench-flood [--quick] [--count N] | interop | fuzz [--seconds N | --runs N] | loom>"
             );
             return if task == "help" {
                 ExitCode::SUCCESS
@@ -73,6 +77,21 @@ fn root() -> PathBuf {
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// Where cargo puts what it builds: `CARGO_TARGET_DIR` when set, else `target/`.
+fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(d) => {
+            let d = PathBuf::from(d);
+            if d.is_absolute() {
+                d
+            } else {
+                root().join(d)
+            }
+        }
+        None => root().join("target"),
+    }
 }
 
 fn cargo() -> Command {
@@ -194,14 +213,50 @@ fn ci() -> Result<(), String> {
     Ok(())
 }
 
-/// Writes the captured oslo messages as seeds and runs the decoder fuzz target.
+/// Tokens that reach the inbound path's corners quickly (numbers no duration holds, names of
+/// the members that matter, escapes Python's json writes).
+const FUZZ_DICTIONARY: &str = r#"
+"\x22_timeout\x22"
+"\x22_reply_q\x22"
+"\x22_msg_id\x22"
+"\x22_unique_id\x22"
+"\x22oslo.version\x22"
+"\x22oslo.message\x22"
+"\x222.0\x22"
+"\x22method\x22"
+"\x22args\x22"
+"\x22namespace\x22"
+"\x22version\x22"
+"\x22priority\x22"
+"\x22event_type\x22"
+"\x22failure\x22"
+"\x22ending\x22"
+"1e20"
+"1e308"
+"-1e400"
+"\x5cud800"
+"\x5cudc00"
+"\x5cu0000"
+"[[[[[[[["
+"{\x22a\x22:{\x22a\x22:"
+"#;
+
+/// Writes the captured oslo messages as seeds (one per queue kind) and the dictionary, then
+/// runs the inbound-path fuzz target for `--seconds N` (default 600) or `--runs N` executions.
 fn fuzz(rest: &[String]) -> Result<(), String> {
-    let secs = match rest {
-        [] => 600,
-        [flag, n] if flag == "--seconds" => n.parse().map_err(|_| "--seconds takes a number")?,
-        _ => return Err("usage: cargo xtask fuzz [--seconds N]".into()),
+    let limit = match rest {
+        [] => "-max_total_time=600".to_string(),
+        [flag, n] if flag == "--seconds" => {
+            let n: u64 = n.parse().map_err(|_| "--seconds takes a number")?;
+            format!("-max_total_time={n}")
+        }
+        [flag, n] if flag == "--runs" => {
+            let n: u64 = n.parse().map_err(|_| "--runs takes a number")?;
+            format!("-runs={n}")
+        }
+        _ => return Err("usage: cargo xtask fuzz [--seconds N | --runs N]".into()),
     };
-    let corpus = root().join("fuzz/corpus/decode_message");
+    let corpus = root().join("fuzz/corpus/inbound_delivery");
     std::fs::create_dir_all(&corpus).map_err(|e| e.to_string())?;
     let text = std::fs::read_to_string(
         root().join("crates/osier-messaging/tests/data/oslo-wire-vectors.json"),
@@ -210,15 +265,25 @@ fn fuzz(rest: &[String]) -> Result<(), String> {
     let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
     for vec in v["vectors"].as_array().into_iter().flatten() {
         if let (Some(name), Some(body)) = (vec["name"].as_str(), vec["body"].as_str()) {
-            std::fs::write(corpus.join(name), body).map_err(|e| e.to_string())?;
+            // The first byte chooses the queue kind: 0 request, 1 notification, 2 reply.
+            for kind in 0u8..3 {
+                let mut seed = vec![kind];
+                seed.extend_from_slice(body.as_bytes());
+                std::fs::write(corpus.join(format!("{name}-{kind}")), seed)
+                    .map_err(|e| e.to_string())?;
+            }
         }
     }
+    let dict = root().join("target/xtask/inbound.dict");
+    std::fs::create_dir_all(root().join("target/xtask")).map_err(|e| e.to_string())?;
+    std::fs::write(&dict, FUZZ_DICTIONARY).map_err(|e| e.to_string())?;
     run(
-        "cargo fuzz (decode_message)",
+        "cargo fuzz (inbound_delivery)",
         Command::new("cargo")
             .current_dir(root().join("fuzz"))
-            .args(["+nightly", "fuzz", "run", "decode_message", "--"])
-            .arg(format!("-max_total_time={secs}")),
+            .args(["+nightly", "fuzz", "run", "inbound_delivery", "--"])
+            .arg(format!("-dict={}", dict.display()))
+            .arg(limit),
     )
 }
 

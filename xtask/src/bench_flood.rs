@@ -1,0 +1,223 @@
+//! `cargo xtask bench-flood [--quick] [--count N]`: a flood of casts at a slow RPC server on the
+//! local RabbitMQ, and the server's memory over time. The server (`flood serve`, a release
+//! build of `benches/src/bin/flood.rs`) has one method that blocks for 200 ms; a plain AMQP
+//! client (`flood publish`) publishes N casts to its topic queue as fast as the broker takes
+//! them, then reports the queue's depth until it is drained. xtask samples the server's RSS
+//! every 250 ms from `/proc`, from 2 s before the flood to 3 s after the queue is empty.
+//!
+//! Two servers in one run, the same flood: the default (64 requests in flight, prefetch 64),
+//! and one with a bound so high it is none (what every server did before the bound: take
+//! every message off the broker and queue it in the process). The default must hold its RSS
+//! under 2x its idle RSS + 32 MiB and come back to idle once the queue is drained; the task
+//! fails otherwise. The timelines go to `target/xtask/flood-<server>.csv`.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::{cargo, root};
+
+/// One server's figures.
+struct Run {
+    name: &'static str,
+    idle_kib: u64,
+    peak_kib: u64,
+    end_kib: u64,
+    publish_per_s: f64,
+    peak_depth: u64,
+    drain_s: f64,
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+}
+
+/// The task.
+pub fn bench_flood(rest: &[String]) -> Result<(), String> {
+    let quick = rest.iter().any(|a| a == "--quick");
+    let count: u32 = match rest.iter().position(|a| a == "--count") {
+        Some(i) => rest
+            .get(i + 1)
+            .and_then(|n| n.parse().ok())
+            .ok_or("--count takes a number")?,
+        None if quick => 3_000,
+        None => 20_000,
+    };
+    let built = cargo()
+        .args([
+            "build",
+            "--release",
+            "-q",
+            "-p",
+            "osier-benches",
+            "--bin",
+            "flood",
+        ])
+        .status()
+        .map_err(|e| e.to_string())?;
+    if !built.success() {
+        return Err("building the flood binary failed".into());
+    }
+    let exe = crate::target_dir().join("release/flood");
+    let mut runs = Vec::new();
+    for (name, max) in [
+        ("bounded (default: 64 in flight)", None),
+        ("unbounded (1,000,000 in flight)", Some(1_000_000)),
+    ] {
+        runs.push(one_server(&exe, name, max, count)?);
+    }
+    println!("\nflood of {count} casts at a server whose handler blocks 200 ms (RSS in MiB)\n");
+    println!("| server | idle RSS | peak RSS | RSS after drain | peak queue depth in the broker | publish rate | drained in |");
+    println!("|---|---|---|---|---|---|---|");
+    let mib = |k: u64| k as f64 / 1024.0;
+    for r in &runs {
+        println!(
+            "| {} | {:.1} | {:.1} | {:.1} | {} | {:.0}/s | {:.1} s |",
+            r.name,
+            mib(r.idle_kib),
+            mib(r.peak_kib),
+            mib(r.end_kib),
+            r.peak_depth,
+            r.publish_per_s,
+            r.drain_s
+        );
+    }
+    let b = &runs[0];
+    let bound = 2 * b.idle_kib + 32 * 1024;
+    if b.peak_kib > bound {
+        return Err(format!(
+            "the bounded server peaked at {:.1} MiB, over 2x idle + 32 MiB ({:.1} MiB)",
+            mib(b.peak_kib),
+            mib(bound)
+        ));
+    }
+    let back = b.idle_kib + b.idle_kib / 10 + 4 * 1024;
+    if b.end_kib > back {
+        return Err(format!(
+            "the bounded server stayed at {:.1} MiB after the drain (idle {:.1} MiB)",
+            mib(b.end_kib),
+            mib(b.idle_kib)
+        ));
+    }
+    println!(
+        "\nbounded server: peak {:.1} MiB <= 2x idle + 32 MiB = {:.1} MiB; back to {:.1} MiB after the drain",
+        mib(b.peak_kib),
+        mib(bound),
+        mib(b.end_kib)
+    );
+    Ok(())
+}
+
+fn one_server(
+    exe: &std::path::Path,
+    name: &'static str,
+    max: Option<u32>,
+    count: u32,
+) -> Result<Run, String> {
+    let topic = format!("osier-flood-{}-{}", std::process::id(), max.unwrap_or(0));
+    println!("==> {name}: serving {topic}");
+    let mut serve = Command::new(exe);
+    serve.args(["serve", "--topic", &topic]);
+    if let Some(m) = max {
+        serve.args(["--max-in-flight", &m.to_string()]);
+    }
+    let mut server = serve
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("starting the flood server: {e}"))?;
+    let pid = server.id();
+    let mut lines = BufReader::new(server.stdout.take().ok_or("no server stdout")?).lines();
+    match lines.next() {
+        Some(Ok(l)) if l == "ready" => {}
+        other => return Err(format!("the flood server did not start: {other:?}")),
+    }
+    let samples = Arc::new(Mutex::new(Vec::<(f64, u64)>::new()));
+    let done = Arc::new(AtomicBool::new(false));
+    let t0 = Instant::now();
+    let sampler = {
+        let (samples, done) = (samples.clone(), done.clone());
+        std::thread::spawn(move || {
+            while !done.load(Ordering::Relaxed) {
+                if let Some(k) = rss_kib(pid) {
+                    if let Ok(mut s) = samples.lock() {
+                        s.push((t0.elapsed().as_secs_f64(), k));
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(250));
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_secs(2));
+    let idle_kib = samples
+        .lock()
+        .map_err(|_| "sampler poisoned")?
+        .iter()
+        .map(|s| s.1)
+        .max()
+        .unwrap_or(0);
+    let flood_at = t0.elapsed().as_secs_f64();
+    let out = Command::new(exe)
+        .args(["publish", "--topic", &topic, "--count", &count.to_string()])
+        .output()
+        .map_err(|e| format!("running the publisher: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "the publisher failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let drained_at = t0.elapsed().as_secs_f64();
+    let (mut publish_per_s, mut peak_depth) = (0.0, 0);
+    for l in String::from_utf8_lossy(&out.stdout).lines() {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(l) else {
+            continue;
+        };
+        if let Some(r) = v["per_s"].as_f64() {
+            publish_per_s = r;
+        }
+        if let Some(d) = v["depth"].as_u64() {
+            peak_depth = peak_depth.max(d);
+        }
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    done.store(true, Ordering::Relaxed);
+    let _ = sampler.join();
+    drop(server.stdin.take()); // the server stops when its stdin closes
+    let _ = server.wait();
+    let samples = samples.lock().map_err(|_| "sampler poisoned")?.clone();
+    let peak_kib = samples.iter().map(|s| s.1).max().unwrap_or(0);
+    let end_kib = samples.last().map(|s| s.1).unwrap_or(0);
+    let csv: String = std::iter::once("seconds,rss_kib\n".to_string())
+        .chain(samples.iter().map(|(t, k)| format!("{t:.2},{k}\n")))
+        .collect();
+    let file = root().join(format!(
+        "target/xtask/flood-{}.csv",
+        if max.is_some() {
+            "unbounded"
+        } else {
+            "bounded"
+        }
+    ));
+    std::fs::create_dir_all(root().join("target/xtask")).map_err(|e| e.to_string())?;
+    std::fs::write(&file, csv).map_err(|e| e.to_string())?;
+    let _ = Command::new(exe)
+        .args(["cleanup", "--topic", &topic])
+        .status();
+    Ok(Run {
+        name,
+        idle_kib,
+        peak_kib,
+        end_kib,
+        publish_per_s,
+        peak_depth,
+        drain_s: drained_at - flood_at,
+    })
+}
