@@ -55,11 +55,10 @@ fn main() {
     }
 }
 
-async fn serve(topic: &str, max_in_flight: usize) {
-    let bridge = osier_bridge::Bridge::builder().build().expect("a bridge");
+async fn serve(bridge: &osier_bridge::Bridge, topic: &str, max_in_flight: usize) {
     let t = Transport::new(URL).expect("the transport");
     let server = RpcServer::builder(&t, Target::topic(topic).with_server("flood"))
-        .bridge(bridge)
+        .bridge(bridge.clone())
         .max_in_flight(max_in_flight)
         .endpoint(
             Endpoint::new("e").method("slow", |_c, _a: serde_json::Value| {
