@@ -3,7 +3,7 @@
 //! build of `benches/src/bin/flood.rs`) has one method that blocks for 200 ms; a plain AMQP
 //! client (`flood publish`) publishes N casts to its topic queue as fast as the broker takes
 //! them, then reports the queue's depth until it is drained. xtask samples the server's RSS
-//! every 250 ms from `/proc`, from 2 s before the flood to 3 s after the queue is empty.
+//! every 250 ms from `/proc`, from 2 s before the flood to 12 s after the queue is empty.
 //!
 //! Two servers in one run, the same flood: the default (64 requests in flight, prefetch 64),
 //! and one with a bound so high it is none (what every server did before the bound: take
@@ -28,7 +28,13 @@ struct Run {
     publish_per_s: f64,
     peak_depth: u64,
     drain_s: f64,
+    /// RSS every 5 s from the flood's start, in KiB.
+    timeline: Vec<u64>,
 }
+
+/// How long RSS is still sampled once the broker's queue is empty: past tokio's 10 s keep-alive
+/// of idle blocking threads, so the threads the handlers ran on are gone again.
+const AFTER_DRAIN: Duration = Duration::from_secs(12);
 
 fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -88,6 +94,15 @@ pub fn bench_flood(rest: &[String]) -> Result<(), String> {
             r.publish_per_s,
             r.drain_s
         );
+    }
+    println!("\nRSS over time (MiB), every 5 s from the start of the flood:\n");
+    for r in &runs {
+        let points: Vec<String> = r
+            .timeline
+            .iter()
+            .map(|k| format!("{:.1}", mib(*k)))
+            .collect();
+        println!("- {}: {}", r.name, points.join(", "));
     }
     let b = &runs[0];
     let bound = 2 * b.idle_kib + 32 * 1024;
@@ -187,13 +202,18 @@ fn one_server(
             peak_depth = peak_depth.max(d);
         }
     }
-    std::thread::sleep(Duration::from_secs(3));
+    std::thread::sleep(AFTER_DRAIN);
     done.store(true, Ordering::Relaxed);
     let _ = sampler.join();
     drop(server.stdin.take()); // the server stops when its stdin closes
     let _ = server.wait();
     let samples = samples.lock().map_err(|_| "sampler poisoned")?.clone();
     let peak_kib = samples.iter().map(|s| s.1).max().unwrap_or(0);
+    let timeline = (0..)
+        .map(|i| flood_at + 5.0 * f64::from(i))
+        .take_while(|t| *t <= samples.last().map_or(0.0, |s| s.0))
+        .filter_map(|t| samples.iter().find(|s| s.0 >= t).map(|s| s.1))
+        .collect();
     let end_kib = samples.last().map(|s| s.1).unwrap_or(0);
     let csv: String = std::iter::once("seconds,rss_kib\n".to_string())
         .chain(samples.iter().map(|(t, k)| format!("{t:.2},{k}\n")))
@@ -219,5 +239,6 @@ fn one_server(
         publish_per_s,
         peak_depth,
         drain_s: drained_at - flood_at,
+        timeline,
     })
 }

@@ -599,3 +599,32 @@ fn a_slow_server_leaves_its_backlog_in_the_broker() {
         clean_up(&[top.clone(), format!("{top}.s1")], &[]).await;
     });
 }
+
+/// A flood of 1,000 malformed requests writes at most 10 lines a second about them (then one
+/// line counts what was suppressed), and every one is counted.
+#[test]
+fn a_flood_of_malformed_requests_writes_a_bounded_log() {
+    logs();
+    let t = Transport::new(URL).unwrap();
+    let top = topic("log-flood");
+    block(async {
+        let s = echo_server(&t, &top, "s1");
+        s.start().await.unwrap();
+        let (_conn, ch) = raw_channel().await;
+        let t0 = Instant::now();
+        for _ in 0..1000 {
+            publish_raw(&ch, &top, b"{not json").await;
+        }
+        until("every malformed request to be counted", || {
+            s.dropped_messages() == 1000
+        })
+        .await;
+        let secs = t0.elapsed().as_secs() + 1;
+        let lines = log_text().lines().filter(|l| l.contains(&top)).count() as u64;
+        assert!(lines <= 10 * secs, "{lines} lines about {top} in {secs} s");
+        assert!(lines >= 1, "the malformed requests were not logged at all");
+        s.stop().await.unwrap();
+        s.wait().await.unwrap();
+        clean_up(&[top.clone(), format!("{top}.s1")], &[]).await;
+    });
+}
