@@ -3,7 +3,8 @@
 //! build of `benches/src/bin/flood.rs`) has one method that blocks for 200 ms; a plain AMQP
 //! client (`flood publish`) publishes N casts to its topic queue as fast as the broker takes
 //! them, then reports the queue's depth until it is drained. xtask samples the server's RSS
-//! every 250 ms from `/proc`, from 2 s before the flood to 12 s after the queue is empty.
+//! every 250 ms from `/proc`: at start, idle after a warm-up of 256 casts (so that idle means a
+//! server that has served), through the flood, and until 12 s after the queue is empty.
 //!
 //! Two servers in one run, the same flood: the default (64 requests in flight, prefetch 64),
 //! and one with a bound so high it is none (what every server did before the bound: take
@@ -22,6 +23,9 @@ use crate::{cargo, root};
 /// One server's figures.
 struct Run {
     name: &'static str,
+    /// Before the server handled anything.
+    cold_kib: u64,
+    /// After a warm-up of 256 casts and the blocking pool's keep-alive: the server's idle RSS.
     idle_kib: u64,
     peak_kib: u64,
     end_kib: u64,
@@ -80,13 +84,14 @@ pub fn bench_flood(rest: &[String]) -> Result<(), String> {
         runs.push(one_server(&exe, name, max, count)?);
     }
     println!("\nflood of {count} casts at a server whose handler blocks 200 ms (RSS in MiB)\n");
-    println!("| server | idle RSS | peak RSS | RSS after drain | peak queue depth in the broker | publish rate | drained in |");
-    println!("|---|---|---|---|---|---|---|");
+    println!("| server | RSS at start | idle RSS (warm) | peak RSS | RSS after drain | peak queue depth in the broker | publish rate | drained in |");
+    println!("|---|---|---|---|---|---|---|---|");
     let mib = |k: u64| k as f64 / 1024.0;
     for r in &runs {
         println!(
-            "| {} | {:.1} | {:.1} | {:.1} | {} | {:.0}/s | {:.1} s |",
+            "| {} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {:.0}/s | {:.1} s |",
             r.name,
+            mib(r.cold_kib),
             mib(r.idle_kib),
             mib(r.peak_kib),
             mib(r.end_kib),
@@ -130,6 +135,21 @@ pub fn bench_flood(rest: &[String]) -> Result<(), String> {
     Ok(())
 }
 
+/// Runs `flood publish` for `count` casts; returns its output once the queue is empty.
+fn publish(exe: &std::path::Path, topic: &str, count: u32) -> Result<std::process::Output, String> {
+    let out = Command::new(exe)
+        .args(["publish", "--topic", topic, "--count", &count.to_string()])
+        .output()
+        .map_err(|e| format!("running the publisher: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "the publisher failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(out)
+}
+
 fn one_server(
     exe: &std::path::Path,
     name: &'static str,
@@ -170,25 +190,25 @@ fn one_server(
             }
         })
     };
-    std::thread::sleep(Duration::from_secs(2));
-    let idle_kib = samples
-        .lock()
-        .map_err(|_| "sampler poisoned")?
-        .iter()
-        .map(|s| s.1)
-        .max()
-        .unwrap_or(0);
+    let max_since = |since: f64| -> Result<u64, String> {
+        Ok(samples
+            .lock()
+            .map_err(|_| "sampler poisoned")?
+            .iter()
+            .filter(|s| s.0 >= since)
+            .map(|s| s.1)
+            .max()
+            .unwrap_or(0))
+    };
+    std::thread::sleep(Duration::from_secs(1));
+    let cold_kib = max_since(0.0)?;
+    // A warm-up, so that idle means a server that has served: its runtimes, allocator arenas
+    // and connections as they stay.
+    publish(exe, &topic, 256)?;
+    std::thread::sleep(AFTER_DRAIN);
+    let idle_kib = max_since(t0.elapsed().as_secs_f64() - 2.0)?;
     let flood_at = t0.elapsed().as_secs_f64();
-    let out = Command::new(exe)
-        .args(["publish", "--topic", &topic, "--count", &count.to_string()])
-        .output()
-        .map_err(|e| format!("running the publisher: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "the publisher failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
+    let out = publish(exe, &topic, count)?;
     let drained_at = t0.elapsed().as_secs_f64();
     let (mut publish_per_s, mut peak_depth) = (0.0, 0);
     for l in String::from_utf8_lossy(&out.stdout).lines() {
@@ -233,6 +253,7 @@ fn one_server(
         .status();
     Ok(Run {
         name,
+        cold_kib,
         idle_kib,
         peak_kib,
         end_kib,

@@ -265,12 +265,20 @@ fn fuzz(rest: &[String]) -> Result<(), String> {
     let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
     for vec in v["vectors"].as_array().into_iter().flatten() {
         if let (Some(name), Some(body)) = (vec["name"].as_str(), vec["body"].as_str()) {
-            // The first byte chooses the queue kind: 0 request, 1 notification, 2 reply.
-            for kind in 0u8..3 {
-                let mut seed = vec![kind];
-                seed.extend_from_slice(body.as_bytes());
-                std::fs::write(corpus.join(format!("{name}-{kind}")), seed)
-                    .map_err(|e| e.to_string())?;
+            // The message bare too (the driver accepts both forms), so that the dictionary's
+            // member names match it as they are, unescaped.
+            let bare = serde_json::from_str::<serde_json::Value>(body)
+                .ok()
+                .and_then(|v| v["oslo.message"].as_str().map(str::to_string));
+            let forms = [Some(("", body.to_string())), bare.map(|b| ("-bare", b))];
+            for (suffix, text) in forms.into_iter().flatten() {
+                // The first byte chooses the queue kind: 0 request, 1 notification, 2 reply.
+                for kind in 0u8..3 {
+                    let mut seed = vec![kind];
+                    seed.extend_from_slice(text.as_bytes());
+                    std::fs::write(corpus.join(format!("{name}{suffix}-{kind}")), seed)
+                        .map_err(|e| e.to_string())?;
+                }
             }
         }
     }
