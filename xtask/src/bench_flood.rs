@@ -6,7 +6,7 @@
 //! every 250 ms from `/proc`: at start, idle after a warm-up of 256 casts (so that idle means a
 //! server that has served), through the flood, and until 12 s after the queue is empty.
 //!
-//! Two servers in one run, the same flood: the default (64 requests in flight, prefetch 64),
+//! Two servers in one run, the same flood: the default (64 requests in flight, prefetch 256),
 //! and one with a bound so high it is none (what every server did before the bound: take
 //! every message off the broker and queue it in the process). The default must hold its RSS
 //! under 2x its idle RSS + 32 MiB and come back to idle once the queue is drained; the task

@@ -134,10 +134,12 @@ pub trait Driver: Send + Sync + 'static {
     /// Sends a call; the returned waiter yields heartbeats and the reply.
     async fn call(&self, msg: Outgoing) -> Result<Box<dyn ReplyWaiter>, MessagingError>;
     /// Subscribes an RPC server: its own `(topic, server)` queue, the shared topic queue, and
-    /// fanout (MSG-FAKE-02). `credit` is how many messages the listener may hold that the
-    /// server has not yet acknowledged, requeued or rejected (at least 1): the rest wait in
-    /// the broker (RabbitMQ: the channel's QoS prefetch, unless `rabbit_qos_prefetch_count`
-    /// sets one).
+    /// fanout (MSG-FAKE-02). `credit` is how many messages the receiver runs at once (at
+    /// least 1); the listener holds a bounded number of messages derived from it that the
+    /// receiver has not yet acknowledged, requeued or rejected, and the rest wait in the
+    /// broker (in-memory: the credit itself; RabbitMQ: a QoS prefetch of
+    /// [`PREFETCH_PER_CREDIT`](crate::amqp::driver::PREFETCH_PER_CREDIT) times the credit,
+    /// unless `rabbit_qos_prefetch_count` sets one).
     async fn listen(
         &self,
         target: &Target,

@@ -527,8 +527,9 @@ fn a_notification_requeued_past_max_requeues_is_rejected() {
 }
 
 /// A server with 4 request slots under a flood of 400 casts at a blocked handler takes only
-/// what it can run: 4 handlers start, at most 4 more messages wait in its prefetch, and the
-/// backlog stays in the broker's queue. Once the handler is released, everything is handled.
+/// what it can run: 4 handlers start, at most 16 more messages wait in its prefetch (4 per
+/// slot), and the backlog stays in the broker's queue. Once the handler is released,
+/// everything is handled.
 #[test]
 fn a_slow_server_leaves_its_backlog_in_the_broker() {
     let t = Transport::new(URL).unwrap();
@@ -582,7 +583,7 @@ fn a_slow_server_leaves_its_backlog_in_the_broker() {
             .unwrap()
             .message_count();
         assert!(
-            waiting >= n - 8,
+            waiting >= n - 4 - 16,
             "only {waiting} of {n} messages wait in the broker"
         );
         {

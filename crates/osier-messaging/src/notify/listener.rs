@@ -211,8 +211,9 @@ pub struct NotificationListener {
     stats: Arc<Stats>,
 }
 
-/// How many notifications a listener holds unacknowledged (RabbitMQ: its QoS prefetch, unless
-/// `rabbit_qos_prefetch_count` sets one); a batch listener holds at least a batch.
+/// The credit a listener gives its transport (a batch listener: at least a batch): in memory,
+/// how many notifications it holds unacknowledged; on RabbitMQ, four times that is its QoS
+/// prefetch, unless `rabbit_qos_prefetch_count` sets one.
 pub const DEFAULT_CREDIT: usize = 64;
 
 /// Counters of a listener.

@@ -150,8 +150,9 @@ impl RpcServerBuilder {
     /// `executor_thread_pool_size`, default [`DEFAULT_MAX_IN_FLIGHT`]; at least 1). A request
     /// is taken off the transport, and acknowledged, only when one of these slots is free, so
     /// the backlog of a slow server waits in the broker, and the server's memory is bounded by
-    /// this number, not by the traffic. On RabbitMQ it is also the listener's QoS prefetch,
-    /// unless `rabbit_qos_prefetch_count` sets one.
+    /// this number, not by the traffic. On RabbitMQ the listener's QoS prefetch is four times
+    /// this number (deliveries ready for the next free slot), unless
+    /// `rabbit_qos_prefetch_count` sets one.
     pub fn max_in_flight(mut self, n: usize) -> Self {
         self.max_in_flight = n;
         self
