@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::{cargo, root};
+use crate::root;
 
 /// One server's figures.
 struct Run {
@@ -60,22 +60,7 @@ pub fn bench_flood(rest: &[String]) -> Result<(), String> {
         None if quick => 3_000,
         None => 20_000,
     };
-    let built = cargo()
-        .args([
-            "build",
-            "--release",
-            "-q",
-            "-p",
-            "osier-benches",
-            "--bin",
-            "flood",
-        ])
-        .status()
-        .map_err(|e| e.to_string())?;
-    if !built.success() {
-        return Err("building the flood binary failed".into());
-    }
-    let exe = crate::target_dir().join("release/flood");
+    let exe = crate::bench_bin("flood")?;
     let mut runs = Vec::new();
     for (name, max) in [
         ("bounded (default: 64 in flight)", None),

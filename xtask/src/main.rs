@@ -402,12 +402,8 @@ fn run_table_args(
     run_table_with(bin, quick, false, args)
 }
 
-fn run_table_with(
-    bin: &str,
-    quick: bool,
-    one_core: bool,
-    args: &[&str],
-) -> Result<BTreeMap<(String, String), f64>, String> {
+/// Builds a binary of the benches crate in release mode; returns its path.
+fn bench_bin(bin: &str) -> Result<PathBuf, String> {
     let build = cargo()
         .args([
             "build",
@@ -423,7 +419,16 @@ fn run_table_with(
     if !build.success() {
         return Err(format!("building {bin} failed"));
     }
-    let exe = root().join("target/release").join(bin);
+    Ok(target_dir().join("release").join(bin))
+}
+
+fn run_table_with(
+    bin: &str,
+    quick: bool,
+    one_core: bool,
+    args: &[&str],
+) -> Result<BTreeMap<(String, String), f64>, String> {
+    let exe = bench_bin(bin)?;
     let mut c = if one_core {
         let mut c = Command::new("taskset");
         c.args(["-c", "0"]).arg(&exe);

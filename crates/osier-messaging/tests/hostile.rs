@@ -158,6 +158,13 @@ async fn still_serves(t: &Transport, top: &str) {
     assert_eq!(v, json!({"still": "here"}));
 }
 
+/// Stops server `s1` of `top` and deletes the topic's queues.
+async fn stop_and_clean_up(s: &RpcServer, top: &str) {
+    s.stop().await.unwrap();
+    s.wait().await.unwrap();
+    clean_up(&[top.to_string(), format!("{top}.s1")], &[]).await;
+}
+
 async fn until(what: &str, cond: impl Fn() -> bool) {
     let t0 = Instant::now();
     while !cond() {
@@ -197,9 +204,7 @@ fn a_huge_call_monitor_timeout_is_answered_and_the_server_keeps_consuming() {
             assert_eq!(reply["result"], json!({"x": 1}), "_timeout {timeout}");
         }
         still_serves(&t, &top).await;
-        s.stop().await.unwrap();
-        s.wait().await.unwrap();
-        clean_up(&[top.clone(), format!("{top}.s1")], &[]).await;
+        stop_and_clean_up(&s, &top).await;
     });
 }
 
@@ -226,9 +231,7 @@ fn a_reply_queue_name_too_long_for_amqp_is_refused_and_replies_still_flow() {
             .expect("flush returns")
             .unwrap();
         assert_eq!(osier_messaging::amqp::owner_restarts(), 0);
-        s.stop().await.unwrap();
-        s.wait().await.unwrap();
-        clean_up(&[top.clone(), format!("{top}.s1")], &[]).await;
+        stop_and_clean_up(&s, &top).await;
     });
 }
 
@@ -265,9 +268,7 @@ fn a_client_topic_too_long_for_amqp_is_a_typed_error() {
             Err(MessagingError::InvalidTarget { .. })
         ));
         still_serves(&t, &top).await;
-        s.stop().await.unwrap();
-        s.wait().await.unwrap();
-        clean_up(&[top.clone(), format!("{top}.s1")], &[]).await;
+        stop_and_clean_up(&s, &top).await;
     });
 }
 
@@ -340,9 +341,7 @@ fn control_characters_in_a_method_name_are_escaped_in_the_log() {
                 .any(|l| l.starts_with(&format!("ERROR {marker}"))),
             "a forged line reached the log"
         );
-        s.stop().await.unwrap();
-        s.wait().await.unwrap();
-        clean_up(&[top.clone(), format!("{top}.s1")], &[]).await;
+        stop_and_clean_up(&s, &top).await;
     });
 }
 
@@ -391,9 +390,7 @@ fn undispatchable_calls_get_a_failure_reply_and_are_counted() {
         })
         .await;
         still_serves(&t, &top).await;
-        s.stop().await.unwrap();
-        s.wait().await.unwrap();
-        clean_up(&[top.clone(), format!("{top}.s1")], &[]).await;
+        stop_and_clean_up(&s, &top).await;
     });
 }
 
@@ -419,9 +416,7 @@ fn a_request_over_the_receive_limit_is_refused_and_counted() {
         })
         .await;
         still_serves(&t, &top).await;
-        s.stop().await.unwrap();
-        s.wait().await.unwrap();
-        clean_up(&[top.clone(), format!("{top}.s1")], &[]).await;
+        stop_and_clean_up(&s, &top).await;
     });
 }
 
@@ -595,9 +590,7 @@ fn a_slow_server_leaves_its_backlog_in_the_broker() {
             started.load(Ordering::SeqCst) == n as usize
         })
         .await;
-        s.stop().await.unwrap();
-        s.wait().await.unwrap();
-        clean_up(&[top.clone(), format!("{top}.s1")], &[]).await;
+        stop_and_clean_up(&s, &top).await;
     });
 }
 
@@ -624,8 +617,6 @@ fn a_flood_of_malformed_requests_writes_a_bounded_log() {
         let lines = log_text().lines().filter(|l| l.contains(&top)).count() as u64;
         assert!(lines <= 10 * secs, "{lines} lines about {top} in {secs} s");
         assert!(lines >= 1, "the malformed requests were not logged at all");
-        s.stop().await.unwrap();
-        s.wait().await.unwrap();
-        clean_up(&[top.clone(), format!("{top}.s1")], &[]).await;
+        stop_and_clean_up(&s, &top).await;
     });
 }
