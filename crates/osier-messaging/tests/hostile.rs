@@ -460,8 +460,9 @@ fn a_listener_counts_notifications_it_cannot_read() {
 }
 
 /// With `allow_requeue` and `max_requeues(Some(5))`, a notification its endpoint always
-/// requeues is delivered 6 times, then rejected for good (counted once in `rejected`, logged
-/// once), and its queue is empty: no redelivery loop.
+/// requeues is delivered 6 times, then rejected for good (counted once in `rejected`), and its
+/// queue is empty: no redelivery loop. It is logged twice in all (first requeue, rejection),
+/// with the newline of its event type escaped.
 #[test]
 fn a_notification_requeued_past_max_requeues_is_rejected() {
     logs();
@@ -482,7 +483,9 @@ fn a_notification_requeued_past_max_requeues_is_rejected() {
         .max_requeues(Some(5))
         .bridge(bridge().clone());
         l.start().await.unwrap();
-        let event = format!("poison.{}", uuid::Uuid::new_v4().simple());
+        let id = uuid::Uuid::new_v4().simple();
+        // With a newline, as a forged log line would need.
+        let event = format!("poison.{id}\nERROR forged.{id}");
         Notifier::new(&t, "pub")
             .driver(NotifyDriver::MessagingV2)
             .topics(&[top.as_str()])
@@ -496,7 +499,9 @@ fn a_notification_requeued_past_max_requeues_is_rejected() {
         assert_eq!(calls.load(Ordering::SeqCst), 6);
         assert_eq!(l.stats().requeued.load(Ordering::SeqCst), 5);
         let text = log_text();
-        let lines = text.lines().filter(|l| l.contains(&event)).count();
+        let escaped = format!("poison.{id}\\nERROR forged.{id}");
+        assert!(!text.lines().any(|l| l.starts_with("ERROR forged")));
+        let lines = text.lines().filter(|l| l.contains(&escaped)).count();
         assert_eq!(
             lines, 2,
             "one line when first requeued, one when rejected:\n{text}"
