@@ -149,8 +149,10 @@ fn ci() -> Result<(), String> {
         ]),
     )?;
     run(
-        "tests (unit, integration, doctests)",
-        cargo().args(["test", "--workspace"]),
+        "tests (unit, integration, doctests; broker fault tests included)",
+        cargo()
+            .env("OSIER_BROKER_FAULTS", "1")
+            .args(["test", "--workspace"]),
     )?;
     loom()?;
     run(

@@ -1,5 +1,5 @@
-//! The `rabbit://` driver against the real broker on 127.0.0.1:5672 (guest/guest), which
-//! `.ci/run` makes sure is up. Every test uses its own topics. (MSG-AMQP-*, first part.)
+//! The `rabbit://` driver against the real broker of `OSIER_AMQP_URL` (default the local one,
+//! guest/guest on 127.0.0.1:5672, which `.ci/run` makes sure is up). Every test uses its own topics. (MSG-AMQP-*, first part.)
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -17,7 +17,10 @@ use serde_json::json;
 mod common;
 use common::{block, bridge, clean_up, failed_cast, rabbitmqctl_cmd, raw_channel};
 
-const URL: &str = "rabbit://guest:guest@127.0.0.1:5672/";
+/// The test broker's transport URL (`OSIER_AMQP_URL`; fails at once if it is unreachable).
+fn url() -> String {
+    common::broker().url()
+}
 
 fn topic(name: &str) -> String {
     format!("osier-test-{name}-{}", uuid::Uuid::new_v4().simple())
@@ -50,7 +53,7 @@ fn server(t: &Transport, top: &str, name: &str) -> RpcServer {
 /// comes back as a RemoteError with oslo's class name.
 #[test]
 fn call_round_trip_and_remote_error_through_rabbitmq() {
-    let t = Transport::new(URL).unwrap();
+    let t = Transport::new(&url()).unwrap();
     let top = topic("call");
     block(async {
         let s = server(&t, &top, "s1");
@@ -81,7 +84,7 @@ fn call_round_trip_and_remote_error_through_rabbitmq() {
 /// Directed calls reach their server; a fanout cast reaches every server on the topic.
 #[test]
 fn directed_calls_and_fanout_through_rabbitmq() {
-    let t = Transport::new(URL).unwrap();
+    let t = Transport::new(&url()).unwrap();
     let top = topic("fanout");
     let hits = Arc::new(Mutex::new(Vec::new()));
     let mk = |name: &str| {
@@ -142,7 +145,7 @@ fn directed_calls_and_fanout_through_rabbitmq() {
 /// Call-monitor heartbeats travel as `ending: false` replies and keep a long call alive.
 #[test]
 fn call_monitor_heartbeats_through_rabbitmq() {
-    let t = Transport::new(URL).unwrap();
+    let t = Transport::new(&url()).unwrap();
     let top = topic("monitor");
     block(async {
         let s = RpcServer::builder(&t, Target::topic(&top).with_server("s"))
@@ -174,7 +177,7 @@ fn call_monitor_heartbeats_through_rabbitmq() {
 /// a listener exists) and reach a listener, with requeue when asked.
 #[test]
 fn notifications_through_rabbitmq() {
-    let t = Transport::new(URL).unwrap();
+    let t = Transport::new(&url()).unwrap();
     let top = topic("notif");
     let got = Arc::new(AtomicUsize::new(0));
     let g = got.clone();
@@ -231,7 +234,16 @@ fn unreachable_broker_is_a_typed_error_without_password() {
 /// Several hosts in the URL: a dead first host fails over to the next one on connect.
 #[test]
 fn connect_fails_over_to_the_next_host() {
-    let t = Transport::new("rabbit://guest:guest@127.0.0.1:1,guest:guest@127.0.0.1:5672/").unwrap();
+    let b = common::broker();
+    let t = Transport::new(&format!(
+        "rabbit://{}:{}@127.0.0.1:1,{}:{}@{}/",
+        b.user,
+        b.pass,
+        b.user,
+        b.pass,
+        b.addr()
+    ))
+    .unwrap();
     let top = topic("failover");
     block(async {
         let s = server(&t, &top, "s1");
@@ -252,7 +264,7 @@ fn connect_fails_over_to_the_next_host() {
 /// confirmed every one of them, so all of them are in the queue by then.
 #[test]
 fn flush_returns_once_every_notification_is_confirmed() {
-    let t = Transport::new(URL).unwrap();
+    let t = Transport::new(&url()).unwrap();
     let top = topic("flush");
     let n = Notifier::new(&t, "osier.tests")
         .driver(NotifyDriver::MessagingV2)
@@ -285,7 +297,7 @@ fn flush_returns_once_every_notification_is_confirmed() {
 /// the password appears nowhere.
 #[test]
 fn refused_login_is_a_typed_error() {
-    let t = Transport::new("rabbit://guest:wrongpw@127.0.0.1:5672/").unwrap();
+    let t = Transport::new(&common::broker().url_as("guest", "wrongpw")).unwrap();
     block(async {
         let c = RpcClient::new(&t, Target::topic("x"));
         let t0 = Instant::now();
@@ -308,7 +320,14 @@ fn refused_login_is_a_typed_error() {
 /// A virtual host that does not exist is `BrokerError::VhostRefused`.
 #[test]
 fn missing_vhost_is_a_typed_error() {
-    let t = Transport::new("rabbit://guest:guest@127.0.0.1:5672/osier-no-such-vhost").unwrap();
+    let b = common::broker();
+    let t = Transport::new(&format!(
+        "rabbit://{}:{}@{}/osier-no-such-vhost",
+        b.user,
+        b.pass,
+        b.addr()
+    ))
+    .unwrap();
     block(async {
         let e = RpcServer::builder(&t, Target::topic("x").with_server("s"))
             .bridge(bridge().clone())
@@ -331,7 +350,7 @@ fn missing_vhost_is_a_typed_error() {
 fn quorum_queues_and_prefetch_from_the_url_query() {
     let ex = topic("qexchange");
     let t = Transport::with_options(
-        &format!("{URL}?rabbit_quorum_queue=true&rabbit_qos_prefetch_count=4"),
+        &common::broker().url_with("rabbit_quorum_queue=true&rabbit_qos_prefetch_count=4"),
         osier_messaging::TransportOptions {
             control_exchange: ex.clone(),
             ..Default::default()
@@ -389,7 +408,7 @@ fn connections_with_heartbeat(secs: u32) -> std::collections::BTreeSet<String> {
 #[test]
 fn heartbeats_keep_connections_alive_while_the_runtime_is_blocked() {
     let b = Bridge::builder().tokio_workers(1).build().unwrap();
-    let t = Transport::new(&format!("{URL}?heartbeat_timeout_threshold=2")).unwrap();
+    let t = Transport::new(&common::broker().url_with("heartbeat_timeout_threshold=2")).unwrap();
     let top = topic("heartbeat");
     let s = RpcServer::builder(&t, Target::topic(&top).with_server("s"))
         .bridge(b.clone())
@@ -447,14 +466,14 @@ fn heartbeats_keep_connections_alive_while_the_runtime_is_blocked() {
 fn at_least_once_makes_unroutable_requests_an_error() {
     let top = topic("nobody");
     let strict = Transport::with_options(
-        URL,
+        &url(),
         osier_messaging::TransportOptions {
             at_least_once: true,
             ..Default::default()
         },
     )
     .unwrap();
-    let lax = Transport::new(URL).unwrap();
+    let lax = Transport::new(&url()).unwrap();
     block(async {
         let ctx = RequestContext::new();
         let e = RpcClient::new(&strict, Target::topic(&top))
@@ -494,7 +513,7 @@ fn at_least_once_makes_unroutable_requests_an_error() {
 /// the server declares it non-durable).
 #[test]
 fn a_refused_declaration_is_a_typed_channel_error() {
-    let t = Transport::new(URL).unwrap();
+    let t = Transport::new(&url()).unwrap();
     let top = topic("inequivalent");
     block(async {
         let (conn, ch) = raw_channel().await;

@@ -29,14 +29,16 @@ async fn tls_terminator() -> (u16, std::path::PathBuf) {
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
+    let broker_addr = common::broker().addr();
     tokio::spawn(async move {
         while let Ok((sock, _)) = listener.accept().await {
             let acceptor = acceptor.clone();
+            let broker_addr = broker_addr.clone();
             tokio::spawn(async move {
                 let Ok(mut tls) = acceptor.accept(sock).await else {
                     return; // a client that did not trust us: its problem, not the proxy's
                 };
-                let Ok(mut broker) = tokio::net::TcpStream::connect("127.0.0.1:5672").await else {
+                let Ok(mut broker) = tokio::net::TcpStream::connect(broker_addr).await else {
                     return;
                 };
                 let _ = tokio::io::copy_bidirectional(&mut tls, &mut broker).await;
@@ -53,7 +55,9 @@ fn calls_go_through_tls_with_the_configured_ca() {
     bridge().tokio().block_on(async {
         let (port, ca) = tls_terminator().await;
         let url = format!(
-            "rabbit://guest:guest@localhost:{port}/?ssl=true&ssl_ca_file={}",
+            "rabbit://{}:{}@localhost:{port}/?ssl=true&ssl_ca_file={}",
+            common::broker().user,
+            common::broker().pass,
             ca.display()
         );
         let t = Transport::new(&url).unwrap();

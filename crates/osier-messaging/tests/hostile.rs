@@ -25,7 +25,10 @@ use serde_json::{json, Value};
 mod common;
 use common::{block, bridge, clean_up, echo_server, raw_channel};
 
-const URL: &str = "rabbit://guest:guest@127.0.0.1:5672/";
+/// The test broker's transport URL (`OSIER_AMQP_URL`; fails at once if it is unreachable).
+fn url() -> String {
+    common::broker().url()
+}
 
 fn topic(name: &str) -> String {
     format!("osier-test-{name}-{}", uuid::Uuid::new_v4().simple())
@@ -190,7 +193,7 @@ fn call_body(method: &str, reply_q: &str, extra: &str) -> String {
 /// stay a poison message for every server of the topic.
 #[test]
 fn a_huge_call_monitor_timeout_is_answered_and_the_server_keeps_consuming() {
-    let t = Transport::new(URL).unwrap();
+    let t = Transport::new(&url()).unwrap();
     let top = topic("huge-timeout");
     block(async {
         let s = echo_server(&t, &top, "s1");
@@ -213,7 +216,7 @@ fn a_huge_call_monitor_timeout_is_answered_and_the_server_keeps_consuming() {
 /// `flush` returns (it used to panic the publisher's owner task, after which every reply failed).
 #[test]
 fn a_reply_queue_name_too_long_for_amqp_is_refused_and_replies_still_flow() {
-    let t = Transport::new(URL).unwrap();
+    let t = Transport::new(&url()).unwrap();
     let top = topic("long-reply-q");
     block(async {
         let s = echo_server(&t, &top, "s1");
@@ -239,7 +242,7 @@ fn a_reply_queue_name_too_long_for_amqp_is_refused_and_replies_still_flow() {
 /// `InvalidTarget` before anything is sent; the transport stays usable.
 #[test]
 fn a_client_topic_too_long_for_amqp_is_a_typed_error() {
-    let t = Transport::new(URL).unwrap();
+    let t = Transport::new(&url()).unwrap();
     let top = topic("long-topic");
     block(async {
         let s = echo_server(&t, &top, "s1");
@@ -279,7 +282,7 @@ fn a_client_topic_too_long_for_amqp_is_a_typed_error() {
 #[test]
 fn a_reply_to_a_missing_queue_logs_no_body_and_does_not_hold_wait() {
     logs();
-    let t = Transport::new(URL).unwrap();
+    let t = Transport::new(&url()).unwrap();
     let top = topic("missing-reply-q");
     let secret = format!("SECRET-{}", uuid::Uuid::new_v4().simple());
     let big = "b".repeat(64 << 10);
@@ -318,7 +321,7 @@ fn a_reply_to_a_missing_queue_logs_no_body_and_does_not_hold_wait() {
 #[test]
 fn control_characters_in_a_method_name_are_escaped_in_the_log() {
     logs();
-    let t = Transport::new(URL).unwrap();
+    let t = Transport::new(&url()).unwrap();
     let top = topic("forge");
     let marker = format!("FORGED{}", uuid::Uuid::new_v4().simple());
     block(async {
@@ -352,7 +355,7 @@ fn control_characters_in_a_method_name_are_escaped_in_the_log() {
 /// address can be read).
 #[test]
 fn undispatchable_calls_get_a_failure_reply_and_are_counted() {
-    let t = Transport::new(URL).unwrap();
+    let t = Transport::new(&url()).unwrap();
     let top = topic("undispatchable");
     block(async {
         let s = echo_server(&t, &top, "s1");
@@ -398,7 +401,7 @@ fn undispatchable_calls_get_a_failure_reply_and_are_counted() {
 /// the server keeps serving.
 #[test]
 fn a_request_over_the_receive_limit_is_refused_and_counted() {
-    let t = Transport::new(&format!("{URL}?max_receive_bytes=4096")).unwrap();
+    let t = Transport::new(&common::broker().url_with("max_receive_bytes=4096")).unwrap();
     let top = topic("too-big");
     block(async {
         let s = echo_server(&t, &top, "s1");
@@ -424,7 +427,7 @@ fn a_request_over_the_receive_limit_is_refused_and_counted() {
 /// dropped, and keeps handling the rest.
 #[test]
 fn a_listener_counts_notifications_it_cannot_read() {
-    let t = Transport::new(URL).unwrap();
+    let t = Transport::new(&url()).unwrap();
     let top = topic("bad-notes");
     let seen = Arc::new(AtomicUsize::new(0));
     block(async {
@@ -466,7 +469,7 @@ fn a_listener_counts_notifications_it_cannot_read() {
 #[test]
 fn a_notification_requeued_past_max_requeues_is_rejected() {
     logs();
-    let t = Transport::new(URL).unwrap();
+    let t = Transport::new(&url()).unwrap();
     let top = topic("requeue-bound");
     let calls = Arc::new(AtomicUsize::new(0));
     block(async {
@@ -532,7 +535,7 @@ fn a_notification_requeued_past_max_requeues_is_rejected() {
 /// everything is handled.
 #[test]
 fn a_slow_server_leaves_its_backlog_in_the_broker() {
-    let t = Transport::new(URL).unwrap();
+    let t = Transport::new(&url()).unwrap();
     let top = topic("backlog");
     let started = Arc::new(AtomicUsize::new(0));
     let gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
@@ -604,7 +607,7 @@ fn a_slow_server_leaves_its_backlog_in_the_broker() {
 #[test]
 fn a_flood_of_malformed_requests_writes_a_bounded_log() {
     logs();
-    let t = Transport::new(URL).unwrap();
+    let t = Transport::new(&url()).unwrap();
     let top = topic("log-flood");
     block(async {
         let s = echo_server(&t, &top, "s1");

@@ -15,7 +15,15 @@ use std::time::{Duration, Instant};
 use osier_messaging::{RequestContext, RpcClient, Target, Transport};
 use serde_json::{json, Value};
 
-const RABBIT: &str = "rabbit://guest:guest@127.0.0.1:5672/";
+/// The test broker as a transport URL: `OSIER_AMQP_URL` (`amqp://user:pass@host:port/vhost`,
+/// default the local broker) with oslo's scheme.
+fn rabbit() -> String {
+    let uri = std::env::var("OSIER_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
+    let rest = uri.strip_prefix("amqp://").unwrap_or(&uri);
+    let rest = rest.strip_suffix("%2f").unwrap_or(rest);
+    format!("rabbit://{rest}")
+}
 const LONG: Duration = Duration::from_secs(30);
 
 fn unique_topic() -> String {
@@ -187,7 +195,7 @@ impl Client {
             .tokio_workers(1)
             .build()
             .unwrap();
-        let transport = Transport::new(RABBIT).unwrap();
+        let transport = Transport::new(&rabbit()).unwrap();
         let client = RpcClient::new(&transport, Target::topic(topic))
             .timeout(Duration::from_secs(40))
             .bridge(bridge.clone());
@@ -218,7 +226,8 @@ impl Client {
 }
 
 fn rabbit_demo(topic: &str, extra: &[&str]) -> Demo {
-    let mut args = vec!["--url", RABBIT, "--topic", topic];
+    let url = rabbit();
+    let mut args = vec!["--url", url.as_str(), "--topic", topic];
     args.extend_from_slice(extra);
     let d = Demo::start(&args, &[]);
     d.wait_line("services started");
@@ -513,12 +522,13 @@ fn term_on_the_parent_with_a_stuck_worker_exits_1_after_the_graceful_timeout() {
     // SVC-SIG-03 (TERM bounded by the graceful timeout), SVC-LAUNCH-06: the stuck worker does
     // not hold the parent past the timeout, and the parent's status says the stop was not clean.
     let topic = unique_topic();
+    let url = rabbit();
     let mut d = Demo::start(
         &[
             "--workers",
             "2",
             "--url",
-            RABBIT,
+            &url,
             "--topic",
             &topic,
             "--graceful-timeout",

@@ -10,8 +10,116 @@ use osier_messaging::{
     Transport,
 };
 
-/// The local broker, for raw lapin connections next to the driver under test.
-pub const RAW_URI: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+/// The broker every test uses when `OSIER_AMQP_URL` is not set.
+pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+/// The broker the tests talk to, from `OSIER_AMQP_URL` (an `amqp://user:pass@host:port/vhost`
+/// URI; default [`DEFAULT_AMQP_URL`]): the one place tests read it.
+#[derive(Debug)]
+pub struct TestBroker {
+    pub user: String,
+    pub pass: String,
+    pub host: String,
+    pub port: u16,
+    /// As in the URI's path (percent-encoded; `%2f` is `/`).
+    pub vhost: String,
+}
+
+impl TestBroker {
+    fn parse(uri: &str) -> Option<TestBroker> {
+        let rest = uri.strip_prefix("amqp://")?;
+        let (auth, rest) = rest.rsplit_once('@').unwrap_or(("guest:guest", rest));
+        let (user, pass) = auth.split_once(':').unwrap_or((auth, ""));
+        let (hostport, vhost) = rest.split_once('/').unwrap_or((rest, "%2f"));
+        let (host, port) = match hostport.rsplit_once(':') {
+            Some((h, p)) => (h, p.parse().ok()?),
+            None => (hostport, 5672),
+        };
+        Some(TestBroker {
+            user: user.into(),
+            pass: pass.into(),
+            host: host.into(),
+            port,
+            vhost: if vhost.is_empty() {
+                "%2f".into()
+            } else {
+                vhost.into()
+            },
+        })
+    }
+
+    /// `host:port`.
+    pub fn addr(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+
+    /// The transport URL (`rabbit://`) of this broker.
+    pub fn url(&self) -> String {
+        let vhost = if self.vhost == "%2f" { "" } else { &self.vhost };
+        format!(
+            "rabbit://{}:{}@{}/{vhost}",
+            self.user,
+            self.pass,
+            self.addr()
+        )
+    }
+
+    /// [`url`](Self::url) with a query (`key=value&...`).
+    pub fn url_with(&self, query: &str) -> String {
+        format!("{}?{query}", self.url())
+    }
+
+    /// The transport URL with other credentials.
+    pub fn url_as(&self, user: &str, pass: &str) -> String {
+        format!("rabbit://{user}:{pass}@{}/", self.addr())
+    }
+
+    /// The AMQP URI, for raw lapin connections next to the driver under test.
+    pub fn raw_uri(&self) -> String {
+        format!(
+            "amqp://{}:{}@{}/{}",
+            self.user,
+            self.pass,
+            self.addr(),
+            self.vhost
+        )
+    }
+}
+
+/// The test broker, checked once to be reachable: a test that needs RabbitMQ calls this first
+/// and fails at once, saying how to start it, when it is not there.
+pub fn broker() -> &'static TestBroker {
+    static B: OnceLock<TestBroker> = OnceLock::new();
+    B.get_or_init(|| {
+        let uri = std::env::var("OSIER_AMQP_URL").unwrap_or_else(|_| DEFAULT_AMQP_URL.into());
+        let b = TestBroker::parse(&uri).unwrap_or_else(|| {
+            panic!("OSIER_AMQP_URL={uri:?} is not an amqp://user:pass@host:port/vhost URI")
+        });
+        let reach = std::net::ToSocketAddrs::to_socket_addrs(&b.addr())
+            .map_err(|e| e.to_string())
+            .and_then(|mut a| a.next().ok_or_else(|| "no address".to_string()))
+            .and_then(|a| {
+                std::net::TcpStream::connect_timeout(&a, std::time::Duration::from_secs(3))
+                    .map_err(|e| e.to_string())
+            });
+        if let Err(e) = reach {
+            panic!(
+                "RabbitMQ is not reachable at {} ({e}). These tests need a broker: start the \
+                 local one with `rabbitmq-server -detached` (`.ci/run` does), or point \
+                 OSIER_AMQP_URL at one (amqp://user:pass@host:port/vhost).",
+                b.addr()
+            );
+        }
+        b
+    })
+}
+
+/// Whether tests that close the broker's connections or stop its application may run: only
+/// with `OSIER_BROKER_FAULTS=1` (`cargo xtask ci` sets it), never in a contributor's plain
+/// `cargo test` against the broker they work with.
+pub fn broker_faults_allowed() -> bool {
+    std::env::var("OSIER_BROKER_FAULTS").is_ok_and(|v| v == "1")
+}
 
 /// One bridge per test binary.
 pub fn bridge() -> &'static Bridge {
@@ -36,9 +144,10 @@ pub fn rabbitmqctl_cmd() -> std::process::Command {
 /// A plain lapin connection and channel to the local broker (keep the connection alive while
 /// the channel is used).
 pub async fn raw_channel() -> (lapin::Connection, lapin::Channel) {
-    let conn = lapin::Connection::connect(RAW_URI, lapin::ConnectionProperties::default())
-        .await
-        .unwrap();
+    let conn =
+        lapin::Connection::connect(&broker().raw_uri(), lapin::ConnectionProperties::default())
+            .await
+            .unwrap();
     let ch = conn.create_channel().await.unwrap();
     (conn, ch)
 }
