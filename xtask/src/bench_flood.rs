@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::root;
+use crate::target_dir;
 
 /// One server's figures.
 struct Run {
@@ -223,15 +223,15 @@ fn one_server(
     let csv: String = std::iter::once("seconds,rss_kib\n".to_string())
         .chain(samples.iter().map(|(t, k)| format!("{t:.2},{k}\n")))
         .collect();
-    let file = root().join(format!(
-        "target/xtask/flood-{}.csv",
+    let file = target_dir().join(format!(
+        "xtask/flood-{}.csv",
         if max.is_some() {
             "unbounded"
         } else {
             "bounded"
         }
     ));
-    std::fs::create_dir_all(root().join("target/xtask")).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(target_dir().join("xtask")).map_err(|e| e.to_string())?;
     std::fs::write(&file, csv).map_err(|e| e.to_string())?;
     let _ = Command::new(exe)
         .args(["cleanup", "--topic", &topic])

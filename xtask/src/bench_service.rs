@@ -15,7 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::{cargo, ensure_venv, median, root, run};
+use crate::{cargo, ensure_venv, median, root, run, target_dir};
 
 const OSLO_SERVICE_VERSION: &str = "4.8.0";
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -108,7 +108,7 @@ fn kill(pid: u32, sig: i32) -> Result<(), String> {
 fn launch(side: Side, workers: usize, py: &std::path::Path) -> Result<Launched, String> {
     let mut cmd = match side {
         Side::Osier => {
-            let mut c = Command::new(root().join("target/release/osier-service-demo"));
+            let mut c = Command::new(target_dir().join("release/osier-service-demo"));
             c.args([
                 "--workers",
                 &workers.to_string(),

@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::{cargo, root, run};
+use crate::{cargo, root, run, target_dir};
 
 /// The oslo.messaging release the wire spec was captured from.
 pub const OSLO_MESSAGING_VERSION: &str = "18.3.1";
@@ -39,7 +39,7 @@ pub fn build_rust_peer() -> Result<PathBuf, String> {
             "interop_peer",
         ]),
     )?;
-    Ok(root().join("target/debug/examples/interop_peer"))
+    Ok(target_dir().join("debug/examples/interop_peer"))
 }
 
 struct Peer {
@@ -158,7 +158,7 @@ pub fn interop() -> Result<(), String> {
 
     println!("\n==> Python oslo.messaging {OSLO_MESSAGING_VERSION} client -> Rust server");
     let t = topic("py2rs");
-    let logs = root().join("target/xtask");
+    let logs = target_dir().join("xtask");
     let server = Peer::start(
         "Rust server",
         peer_cmd(&rs, "server", &url, &t),

@@ -1,0 +1,108 @@
+//! `cargo xtask ci` (what `.ci/run` calls) and `cargo xtask loom`.
+
+use std::time::Instant;
+
+use crate::{cargo, run};
+
+pub(crate) fn loom() -> Result<(), String> {
+    // A target directory of its own: `--cfg loom` rebuilds everything.
+    let loom_dir = crate::target_dir().join("loom").display().to_string();
+    run(
+        "loom models (park/unpark hand-off)",
+        cargo()
+            .env("RUSTFLAGS", "--cfg loom")
+            .env("LOOM_MAX_PREEMPTIONS", "3")
+            .args([
+                "test",
+                "-p",
+                "osier-green",
+                "--lib",
+                "--release",
+                "--target-dir",
+                &loom_dir,
+                "--",
+                "loom",
+            ]),
+    )
+}
+
+pub(crate) fn ci() -> Result<(), String> {
+    let t0 = Instant::now();
+    run("rustfmt", cargo().args(["fmt", "--all", "--", "--check"]))?;
+    run(
+        "clippy",
+        cargo().args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    )?;
+    run(
+        "tests (unit, integration, doctests; broker fault tests included)",
+        cargo()
+            .env("OSIER_BROKER_FAULTS", "1")
+            .args(["test", "--workspace"]),
+    )?;
+    loom()?;
+    run(
+        "bridge stress at full size (release)",
+        cargo().env("OSIER_STRESS_FULL", "1").args([
+            "test",
+            "--release",
+            "-p",
+            "osier-bridge",
+            "--test",
+            "stress",
+        ]),
+    )?;
+    run(
+        "benches compile",
+        cargo().args(["bench", "--workspace", "--no-run"]),
+    )?;
+    run(
+        "demo smoke run",
+        cargo().args([
+            "run",
+            "--release",
+            "-p",
+            "osier-green",
+            "--example",
+            "echo",
+            "--",
+            "--clients",
+            "20",
+            "--rounds",
+            "20",
+        ]),
+    )?;
+    run(
+        "bridge example run",
+        cargo().args(["run", "-p", "osier-bridge", "--example", "mixed"]),
+    )?;
+    // The README's first command, then the same with the RabbitMQ flag.
+    let main_demo = [
+        "run",
+        "--release",
+        "-p",
+        "osier-messaging",
+        "--example",
+        "three_executors",
+    ];
+    run(
+        "main demo run (in-memory transport)",
+        cargo().args(main_demo),
+    )?;
+    run(
+        "main demo run on RabbitMQ",
+        cargo()
+            .args(main_demo)
+            .args(["--", "--url", "rabbit://guest:guest@127.0.0.1:5672/"]),
+    )?;
+    println!("\n==> interop with Python oslo.messaging");
+    crate::interop::interop()?;
+    println!("\nxtask ci: all steps passed in {:.1?}", t0.elapsed());
+    Ok(())
+}
