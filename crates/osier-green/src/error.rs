@@ -70,3 +70,10 @@ pub fn panic_message(payload: &(dyn Any + Send)) -> String {
         "non-string panic payload".to_string()
     }
 }
+
+/// The unwind payload of a fired [`Timeout`](crate::Timeout). Code that catches panics inside a
+/// green thread must re-raise payloads it does not own, this one included.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeoutFired {
+    pub(crate) id: u64,
+}

@@ -20,11 +20,11 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::error::TimeoutFired;
 use crate::error::{panic_message, GreenError, GreenletExit};
 use crate::hub::{self, lock, HubShared, Injected};
 use crate::runtime::{next_task_id, Runtime};
 use crate::task::{Abort, Task};
-use crate::timeout::TimeoutFired;
 use crate::waiter::{wait_until, WaitFuture, WaitList};
 
 type LinkFn<T> = Box<dyn FnOnce(&GreenThread<T>) + Send>;

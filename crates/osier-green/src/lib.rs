@@ -83,7 +83,7 @@ pub mod tpool;
 mod waiter;
 mod watchdog;
 
-pub use error::{panic_message, GreenError, GreenletExit, RuntimeError};
+pub use error::{panic_message, GreenError, GreenletExit, RuntimeError, TimeoutFired};
 pub use event::{Event, EventError};
 pub use greenthread::{
     current, in_green_thread, sleep, spawn, spawn_after, spawn_n, yield_now, Current, GreenBuilder,
@@ -96,6 +96,6 @@ pub use queue::{
 };
 pub use runtime::{Builder, Runtime, DEFAULT_STACK_SIZE};
 pub use semaphore::{BoundedSemaphore, Semaphore, SemaphoreError, SemaphoreGuard};
-pub use timeout::{with_timeout, with_timeout_value, Timeout, TimeoutError, TimeoutFired};
+pub use timeout::{with_timeout, with_timeout_value, Timeout, TimeoutError};
 pub use waiter::{park, park_timeout, with_current_waker, Unparker};
 pub use watchdog::BlockedReport;

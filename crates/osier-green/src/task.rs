@@ -4,10 +4,10 @@ use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
+use crate::error::TimeoutFired;
 use crate::error::{GreenError, GreenletExit};
 use crate::hub::{self, HubShared};
 use crate::park::ParkState;
-use crate::timeout::TimeoutFired;
 
 /// A stackful generator: the green thread's stack and registers.
 pub(crate) type Gen = generator::Generator<'static, (), ()>;

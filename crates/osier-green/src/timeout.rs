@@ -34,16 +34,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::error::GreenError;
+use crate::error::{GreenError, TimeoutFired};
 use crate::hub::{self, TimerAction};
 use crate::task::Task;
-
-/// The unwind payload of a fired [`Timeout`]. Code that catches panics inside a green thread must
-/// re-raise payloads it does not own, this one included.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TimeoutFired {
-    pub(crate) id: u64,
-}
 
 /// What a timed-out scope returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

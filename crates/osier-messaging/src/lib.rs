@@ -30,6 +30,7 @@ pub mod amqp;
 mod context;
 pub mod driver;
 mod error;
+mod lock;
 mod log_budget;
 pub mod memory;
 pub mod notify;

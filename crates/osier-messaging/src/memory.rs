@@ -22,11 +22,8 @@ use crate::driver::{
     Acker, Dict, Driver, Incoming, Listener, Outcome, Outgoing, Replier, ReplyEvent, ReplyWaiter,
 };
 use crate::error::MessagingError;
+use crate::lock::lock;
 use crate::target::Target;
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 #[derive(Clone)]
 struct Envelope {

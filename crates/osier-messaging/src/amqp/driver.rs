@@ -45,13 +45,10 @@ use crate::driver::{
     Acker, Driver, Incoming, Listener, Outcome, Outgoing, Replier, ReplyEvent, ReplyWaiter,
 };
 use crate::error::{BrokerError, MessagingError};
+use crate::lock::lock;
 use crate::target::Target;
 use crate::untrusted::Untrusted;
 use crate::url::TransportUrl;
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 type Waiters = Arc<Mutex<HashMap<String, mpsc::UnboundedSender<ReplyEvent>>>>;
 

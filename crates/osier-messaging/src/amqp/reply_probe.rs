@@ -18,10 +18,7 @@ use tokio::time::Instant;
 
 use crate::amqp::connection::{is_channel_error, op_error, Broker};
 use crate::error::MessagingError;
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
+use crate::lock::lock;
 
 /// Names kept with the time they were recorded, at most `max`, each for `ttl`.
 struct Recent {

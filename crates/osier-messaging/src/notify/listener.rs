@@ -25,6 +25,7 @@ use tokio::sync::watch;
 use crate::context::{NoOpSerializer, RequestContext, Serializer};
 use crate::driver::{Dict, Incoming};
 use crate::error::MessagingError;
+use crate::lock::lock;
 use crate::notify::Priority;
 use crate::target::Target;
 use crate::transport::Transport;
@@ -383,13 +384,13 @@ impl NotificationListener {
                 dispatch_batch(&endpoints, ser.as_ref(), stats, pending);
             }
         });
-        *self.stop.lock().unwrap_or_else(|e| e.into_inner()) = Some((tx, task));
+        *lock(&self.stop) = Some((tx, task));
         Ok(())
     }
 
     /// Stops taking messages and waits for the dispatch loop to end.
     pub async fn stop(&self) {
-        let s = self.stop.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let s = lock(&self.stop).take();
         if let Some((tx, task)) = s {
             let _ = tx.send(true);
             let _ = task.await;
@@ -472,7 +473,7 @@ impl Settler {
     }
 
     fn settle(&self, result: NotificationResult, msg: &Incoming, event_type: &str) {
-        let mut requeues = self.requeues.lock().unwrap_or_else(|e| e.into_inner());
+        let mut requeues = lock(&self.requeues);
         if result != NotificationResult::Requeue || !self.allow_requeue {
             if !requeues.counts.is_empty() {
                 requeues.forget(&identity(&msg.message));

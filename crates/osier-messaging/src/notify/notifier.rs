@@ -21,6 +21,7 @@ use serde_json::{Map, Value};
 
 use crate::context::{NoOpSerializer, RequestContext, Serializer};
 use crate::driver::{Dict, Outgoing};
+use crate::lock::lock;
 use crate::notify::Priority;
 use crate::target::Target;
 use crate::transport::Transport;
@@ -317,17 +318,12 @@ impl Notifier {
     ) {
         match d {
             NotifyDriver::Noop => {}
-            NotifyDriver::Test(store) => {
-                store
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push(Recorded {
-                        ctxt: ctxt.clone(),
-                        message: message.clone(),
-                        priority,
-                        retry: self.retry,
-                    })
-            }
+            NotifyDriver::Test(store) => lock(store).push(Recorded {
+                ctxt: ctxt.clone(),
+                message: message.clone(),
+                priority,
+                retry: self.retry,
+            }),
             NotifyDriver::Log => log_notification(priority, event_type, message),
             NotifyDriver::Messaging | NotifyDriver::MessagingV2 => {
                 for topic in self.topics.iter() {

@@ -42,15 +42,12 @@ use tokio::sync::{watch, Notify, Semaphore};
 use crate::context::{NoOpSerializer, RequestContext, Serializer};
 use crate::driver::{Dict, Incoming, Outcome};
 use crate::error::{Failure, MessagingError};
+use crate::lock::lock;
 use crate::rpc::dispatcher::{AccessPolicy, Decision, Dispatcher, PING_METHOD};
 use crate::rpc::endpoint::{Endpoint, EndpointError, Executor, Handler};
 use crate::target::Target;
 use crate::transport::Transport;
 use crate::untrusted::Untrusted;
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// `Some(true)` once cycle `cycle` reached `phase`, `Some(false)` before, `None` once a later
 /// cycle began.
