@@ -31,15 +31,9 @@ pub fn ensure_oslo_venv() -> Result<PathBuf, String> {
 pub fn build_rust_peer() -> Result<PathBuf, String> {
     run(
         "build the Rust interop peer",
-        cargo().args([
-            "build",
-            "-p",
-            "osier-messaging",
-            "--example",
-            "interop_peer",
-        ]),
+        cargo().args(["build", "-p", "osier-interop-peer", "--bin", "interop_peer"]),
     )?;
-    Ok(target_dir().join("debug/examples/interop_peer"))
+    Ok(target_dir().join("debug/interop_peer"))
 }
 
 struct Peer {
