@@ -40,8 +40,10 @@
 //! offered, as in oslo's threading backend.
 #![warn(missing_docs)]
 
+mod in_process;
 mod launcher;
 pub mod looping;
+mod options;
 pub mod periodic;
 pub mod process;
 pub mod rpc;
@@ -50,10 +52,8 @@ pub mod signals;
 pub mod systemd;
 mod task_group;
 
-pub use launcher::{
-    launch, ForegroundHup, LaunchError, Launcher, LauncherHandle, LauncherOptions, ServiceLauncher,
-    WorkerContext,
-};
+pub use launcher::{launch, Launcher, ServiceLauncher};
+pub use options::{ForegroundHup, LaunchError, LauncherHandle, LauncherOptions, WorkerContext};
 pub use process::ProcessLauncher;
 pub use service::{
     BoxError, Green, GreenService, InvalidRestartMethod, RestartMethod, Service, Services,

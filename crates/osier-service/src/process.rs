@@ -53,9 +53,10 @@ use std::time::Duration;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tokio::time::Instant;
 
-use crate::launcher::{
-    factory, run_in_process, ForegroundHup, LaunchError, LauncherHandle, LauncherOptions, Role,
-    ServiceFactory, WorkerContext,
+use crate::in_process::run_in_process;
+use crate::options::{
+    factory, ForegroundHup, LaunchError, LauncherHandle, LauncherOptions, Role, ServiceFactory,
+    WorkerContext,
 };
 use crate::service::{BoxError, RestartMethod, Service};
 use crate::signals::{self, Event, Signal};
