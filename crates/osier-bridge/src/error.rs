@@ -1,6 +1,7 @@
 //! Error types of osier-bridge.
 
 /// Why a bridge call did not produce its value.
+#[non_exhaustive]
 #[derive(Debug, thiserror::Error)]
 pub enum BridgeError {
     /// `yield_future` was called on a tokio runtime thread: waiting there would block a tokio

@@ -6,6 +6,7 @@ use std::any::Any;
 ///
 /// `wait()` on a [`GreenThread`](crate::GreenThread) returns this; it tells a panic (with its
 /// message) from a kill, the way tokio's `JoinError` tells a panic from a cancel.
+#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GreenError {
     /// The green thread was killed (eventlet's `GreenletExit`), or cancelled before it started.
@@ -35,6 +36,7 @@ pub enum GreenError {
 }
 
 /// Errors from building, installing or shutting down a [`Runtime`](crate::Runtime).
+#[non_exhaustive]
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
     /// A process-wide runtime is chosen once (LESSON-02): a second, conflicting choice is refused.

@@ -17,6 +17,7 @@ use crate::hub::lock;
 use crate::waiter::{wait_until, WaitFuture, WaitList};
 
 /// Misuse of an [`Event`] that eventlet reports with an assertion.
+#[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum EventError {
     /// `send` on an event that was already sent (and not reset).

@@ -438,6 +438,7 @@ pub enum Serve {
 }
 
 /// Why [`serve`] ended with an error.
+#[non_exhaustive]
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     /// `accept` failed.

@@ -24,6 +24,7 @@ use crate::hub::lock;
 use crate::waiter::{wait_until, WaitList};
 
 /// Misuse of a [`GreenPool`].
+#[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum PoolError {
     /// `waitall` from a member of the pool could never return (eventlet: AssertionError).

@@ -21,6 +21,7 @@ use crate::hub::lock;
 use crate::waiter::{wait_until, WaitFuture, WaitList};
 
 /// Errors of [`Semaphore`] operations.
+#[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum SemaphoreError {
     /// A [`BoundedSemaphore`] release would go past its initial value (eventlet: ValueError).

@@ -39,6 +39,7 @@ use crate::hub::{self, TimerAction};
 use crate::task::Task;
 
 /// What a timed-out scope returns.
+#[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum TimeoutError {
     /// This scope's own timeout fired.

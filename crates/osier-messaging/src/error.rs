@@ -18,6 +18,7 @@ use crate::target::Target;
 /// | `RemoteError` (and the `_Remote` re-created classes) | [`Remote`](MessagingError::Remote) with the [`Failure`] |
 /// | `ExecutorLoadFailure` | [`ExecutorLoadFailure`](MessagingError::ExecutorLoadFailure) |
 /// | `MessageDeliveryFailure`, `ClientSendError` | [`Delivery`](MessagingError::Delivery) |
+#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum MessagingError {
     /// The transport URL could not be parsed. The URL is shown with passwords redacted.
@@ -127,6 +128,7 @@ pub enum MessagingError {
 
 /// What went wrong talking to the broker, with the broker's own reason. Hosts are shown as
 /// `host:port`, never with credentials.
+#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BrokerError {
     /// No host of the URL accepted a connection (refused, unresolvable, timed out).

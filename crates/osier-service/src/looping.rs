@@ -68,6 +68,7 @@ pub enum LoopEnd<T> {
 }
 
 /// How a loop ended badly.
+#[non_exhaustive]
 #[derive(Debug, thiserror::Error)]
 pub enum LoopError<E> {
     /// The function failed (with the default stop-on-error).

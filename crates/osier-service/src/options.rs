@@ -175,6 +175,7 @@ impl WorkerContext {
 }
 
 /// Launch errors.
+#[non_exhaustive]
 #[derive(Debug, thiserror::Error)]
 pub enum LaunchError {
     /// A worker count of zero (oslo's ValueError, SVC-LAUNCH-01). The count is a `usize`, so a

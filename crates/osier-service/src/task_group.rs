@@ -54,6 +54,7 @@ impl CancelToken {
 }
 
 /// Task group errors.
+#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TaskGroupError {
     /// The group already has its maximum number of members (SVC-TG-02).

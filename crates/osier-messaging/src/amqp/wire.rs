@@ -44,6 +44,7 @@ const CONTEXT_PREFIX: &str = "_context_";
 pub const MAX_NAME_BYTES: usize = 255;
 
 /// What is wrong with a body or message received from the wire.
+#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WireError {
     /// The body is not JSON.
