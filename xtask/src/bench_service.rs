@@ -187,7 +187,7 @@ pub fn bench_service(rest: &[String]) -> Result<(), String> {
             "build",
             "--release",
             "-p",
-            "osier-service",
+            "osier-service-demo",
             "--bin",
             "osier-service-demo",
         ]),

@@ -46,6 +46,7 @@ pub mod looping;
 mod options;
 pub mod periodic;
 pub mod process;
+#[cfg(feature = "rpc")]
 pub mod rpc;
 mod service;
 pub mod signals;

@@ -3,8 +3,8 @@
 //! signal tests in `tests/processes.rs` drive this binary as a real process.
 //!
 //! ```text
-//! cargo run -p osier-service --bin osier-service-demo
-//! cargo run -p osier-service --bin osier-service-demo -- --workers 2 --url rabbit://guest:guest@127.0.0.1:5672/
+//! cargo run -p osier-service-demo
+//! cargo run -p osier-service-demo -- --workers 2 --url rabbit://guest:guest@127.0.0.1:5672/
 //! kill -TERM <pid>   # graceful stop;  -HUP: reload;  -INT: exit at once
 //! ```
 //!
