@@ -24,20 +24,9 @@ use lapin::{Channel, Connection};
 use tokio::sync::{mpsc, oneshot, Notify};
 
 use crate::amqp::connection::{op_error, Broker};
-use crate::amqp::publisher::{ExchangeSpec, QueueSpec};
 use crate::amqp::supervisor::supervise;
+use crate::amqp::topology::Topology;
 use crate::error::MessagingError;
-
-/// Exchanges, queues and bindings a listener needs, and the queues it consumes.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Topology {
-    pub exchanges: Vec<ExchangeSpec>,
-    pub queues: Vec<QueueSpec>,
-    /// `(queue, exchange, routing key)`.
-    pub bindings: Vec<(String, String, String)>,
-    /// Queues deleted when the listener stops (an RPC server's fanout queue).
-    pub delete_on_stop: Vec<String>,
-}
 
 /// What the owner does with a delivery once the handler has seen it.
 pub(crate) enum Decision {

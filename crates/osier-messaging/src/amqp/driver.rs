@@ -25,46 +25,36 @@
 //! [`Transport::flush`](crate::Transport::flush) where that matters (before exit; the service
 //! launcher does on stop).
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use lapin::message::Delivery;
-use tokio::sync::{mpsc, oneshot, OnceCell};
+use tokio::sync::{mpsc, OnceCell};
 use tokio::time::Instant;
 
 use crate::amqp::connection::Broker;
-use crate::amqp::consumer::{AckSender, Consumer, Decision, Handler, Topology};
+use crate::amqp::consumer::{AckSender, Consumer, Decision, Handler};
 use crate::amqp::inbound::{self, Inbound};
 use crate::amqp::options::RabbitOptions;
-use crate::amqp::publisher::{ExchangeSpec, Publish, Publisher, QueueSpec, Routed, Wait};
+use crate::amqp::publisher::{Publish, Publisher, Routed, Wait};
+use crate::amqp::reply::{AmqpReplier, AmqpWaiter, ReplyQueue};
 use crate::amqp::reply_probe::ReplyProbe;
+use crate::amqp::topology::{check_names, Layout};
 use crate::amqp::wire::{self, CallInfo, DuplicateFilter, ReplyAddress};
-use crate::driver::{
-    Acker, Driver, Incoming, Listener, Outcome, Outgoing, Replier, ReplyEvent, ReplyWaiter,
-};
+use crate::driver::{Acker, Driver, Incoming, Listener, Outgoing, Replier, ReplyWaiter};
 use crate::error::{BrokerError, MessagingError};
 use crate::lock::lock;
 use crate::target::Target;
-use crate::untrusted::Untrusted;
 use crate::url::TransportUrl;
-
-type Waiters = Arc<Mutex<HashMap<String, mpsc::UnboundedSender<ReplyEvent>>>>;
-
-struct ReplyQueue {
-    name: String,
-    waiters: Waiters,
-    _consumer: Consumer,
-}
 
 struct Shared {
     broker: Arc<Broker>,
     at_least_once: bool,
     control_exchange: String,
-    publisher: Publisher,
+    publisher: Arc<Publisher>,
     reply: OnceCell<ReplyQueue>,
-    probe: ReplyProbe,
+    probe: Arc<ReplyProbe>,
 }
 
 /// The RabbitMQ driver.
@@ -81,22 +71,6 @@ impl std::fmt::Debug for AmqpDriver {
     }
 }
 
-/// A process-unique name part: random, or with `use_queue_manager` `<host>:<program>:<pid>`,
-/// derived when the queue is made, so after any fork or setsid (LESSON-05).
-fn queue_suffix(opts: &RabbitOptions) -> String {
-    if !opts.use_queue_manager {
-        return wire::new_id();
-    }
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "localhost".into());
-    format!(
-        "{host}:{}:{}",
-        crate::amqp::connection::program_name(),
-        std::process::id()
-    )
-}
-
 impl Shared {
     fn opts(&self) -> &RabbitOptions {
         &self.broker.opts
@@ -111,10 +85,32 @@ impl Shared {
         }
     }
 
-    fn exchange_of(&self, t: &Target) -> String {
-        t.exchange
-            .clone()
-            .unwrap_or_else(|| self.control_exchange.clone())
+    fn layout(&self) -> Layout<'_> {
+        Layout {
+            opts: self.opts(),
+            control_exchange: &self.control_exchange,
+        }
+    }
+
+    /// The reply queue: declared and consumed by its own owner task on the first call.
+    async fn reply_queue(&self) -> Result<&ReplyQueue, MessagingError> {
+        self.reply
+            .get_or_try_init(|| ReplyQueue::start(&self.broker, self.layout()))
+            .await
+    }
+
+    /// The replier of a call whose reply goes to `a`.
+    fn replier(&self, a: ReplyAddress) -> Arc<dyn Replier> {
+        Arc::new(AmqpReplier {
+            publisher: self.publisher.clone(),
+            probe: self.probe.clone(),
+            retry_for: Duration::try_from_secs_f64(
+                self.opts().kombu_missing_consumer_retry_timeout,
+            )
+            .unwrap_or(Duration::ZERO),
+            reply_q: a.reply_q,
+            msg_id: a.msg_id,
+        })
     }
 
     /// The QoS prefetch of a listener whose receiver runs `credit` messages at a time:
@@ -129,45 +125,6 @@ impl Shared {
         }
     }
 
-    /// The topic exchange (control exchange or the target's), section 2 / 10.
-    fn topic_exchange(&self, name: String) -> ExchangeSpec {
-        ExchangeSpec {
-            name,
-            fanout: false,
-            durable: self.opts().durable(),
-            auto_delete: self.opts().amqp_auto_delete,
-        }
-    }
-
-    fn fanout_exchange(&self, topic: &str) -> ExchangeSpec {
-        ExchangeSpec {
-            name: format!("{topic}_fanout"),
-            fanout: true,
-            durable: self.opts().rabbit_transient_quorum_queue,
-            auto_delete: true,
-        }
-    }
-
-    /// A topic, server or notification queue.
-    fn queue(&self, name: String) -> QueueSpec {
-        QueueSpec {
-            name,
-            durable: self.opts().durable(),
-            auto_delete: self.opts().amqp_auto_delete,
-            args: self.opts().queue_args(),
-        }
-    }
-
-    /// A reply or fanout queue.
-    fn transient_queue(&self, name: String) -> QueueSpec {
-        QueueSpec {
-            name,
-            durable: self.opts().rabbit_transient_quorum_queue,
-            auto_delete: false,
-            args: self.opts().transient_args(),
-        }
-    }
-
     /// The request of `msg` (call or cast), ready for the publisher (section 5).
     fn request(
         &self,
@@ -175,22 +132,23 @@ impl Shared {
         call: Option<CallInfo<'_>>,
     ) -> Result<Publish, MessagingError> {
         let topic = msg.target.require_topic()?;
-        amqp_names(&msg.target, &[&self.exchange_of(&msg.target), topic])?;
+        let layout = self.layout();
+        check_names(&msg.target, &[&layout.exchange_of(&msg.target), topic])?;
         if let Some(server) = &msg.target.server {
-            amqp_names(&msg.target, &[&format!("{topic}.{server}")])?;
+            check_names(&msg.target, &[&format!("{topic}.{server}")])?;
         }
         if msg.target.fanout {
-            amqp_names(&msg.target, &[&format!("{topic}_fanout")])?;
+            check_names(&msg.target, &[&format!("{topic}_fanout")])?;
         }
         let inner = wire::encode_request(&msg.message, &msg.ctxt, call, &wire::new_id());
         let body = wire::encode_body(&inner);
         let mut p = if msg.target.fanout {
-            let ex = self.fanout_exchange(topic);
+            let ex = layout.fanout_exchange(topic);
             let mut p = Publish::new(ex.name.clone(), String::new(), body);
             p.exchange = Some(ex);
             p
         } else {
-            let ex = self.topic_exchange(self.exchange_of(&msg.target));
+            let ex = layout.topic_exchange(layout.exchange_of(&msg.target));
             let key = match &msg.target.server {
                 Some(server) => format!("{topic}.{server}"),
                 None => topic.to_string(),
@@ -217,40 +175,6 @@ impl Shared {
         }
         .into()
     }
-
-    /// The reply queue: declared and consumed by its own owner task on the first call.
-    async fn reply_queue(&self) -> Result<&ReplyQueue, MessagingError> {
-        self.reply
-            .get_or_try_init(|| async {
-                let name = format!("reply_{}", queue_suffix(self.opts()));
-                let waiters: Waiters = Arc::new(Mutex::new(HashMap::new()));
-                let w2 = waiters.clone();
-                let max_bytes = self.opts().max_receive_bytes;
-                let handler: Handler = Box::new(move |d: Delivery, _acks: &AckSender| {
-                    route_reply(&w2, &d.data, max_bytes);
-                    Decision::Ack
-                });
-                let topo = Topology {
-                    queues: vec![self.transient_queue(name.clone())],
-                    ..Topology::default()
-                };
-                let prefetch = self.opts().rabbit_qos_prefetch_count;
-                let consumer = Consumer::start(
-                    self.broker.clone(),
-                    topo,
-                    vec![name.clone()],
-                    handler,
-                    prefetch,
-                )
-                .await?;
-                Ok(ReplyQueue {
-                    name,
-                    waiters,
-                    _consumer: consumer,
-                })
-            })
-            .await
-    }
 }
 
 /// How many deliveries a listener may hold per message its receiver runs at once, when
@@ -258,187 +182,6 @@ impl Shared {
 /// the ack of another to cross the network (measured: 16 casters at a server with 64 request
 /// slots, prefetch 64 handled 30% fewer casts a second than 256; 256 and unlimited were alike).
 pub const PREFETCH_PER_CREDIT: usize = 4;
-
-/// Checks that every name AMQP must carry for `target` fits in a short string, so a name too
-/// long is refused with a clear error before anything is sent.
-fn amqp_names(target: &Target, names: &[&str]) -> Result<(), MessagingError> {
-    match names.iter().find(|n| n.len() > wire::MAX_NAME_BYTES) {
-        Some(n) => Err(target.invalid(&format!(
-            "the AMQP name {:?} is {} bytes; exchange names, queue names and routing keys hold at most {}",
-            Untrusted(n),
-            n.len(),
-            wire::MAX_NAME_BYTES
-        ))),
-        None => Ok(()),
-    }
-}
-
-/// Log budgets of the reply queue's consumer: one crafted reply after another must not flood
-/// the log.
-static BAD_REPLY_LOG: crate::LogBudget = crate::LogBudget::new(10);
-
-/// Hands a reply to the call that waits for it (MSG-AMQP-09); anything else is logged.
-fn route_reply(waiters: &Waiters, data: &[u8], max_bytes: usize) {
-    let decoded = if data.len() > max_bytes {
-        Err(format!(
-            "{} bytes, over the receive limit of {max_bytes} bytes",
-            data.len()
-        ))
-    } else {
-        wire::decode_body(data)
-            .and_then(|inner| wire::decode_reply(&inner))
-            .map_err(|e| e.to_string())
-    };
-    let r = match decoded {
-        Ok(r) => r,
-        Err(e) => {
-            if let Some(suppressed) = BAD_REPLY_LOG.allow() {
-                tracing::warn!(error = %e, suppressed, "dropping a malformed reply");
-            }
-            return;
-        }
-    };
-    let tx = lock(waiters).get(&r.msg_id).cloned();
-    let Some(tx) = tx else {
-        if let Some(suppressed) = BAD_REPLY_LOG.allow() {
-            tracing::info!(msg_id = %Untrusted(&r.msg_id), suppressed, "reply for a call nobody waits for (timed out?): dropped");
-        }
-        return;
-    };
-    let ev = if !r.ending {
-        ReplyEvent::Heartbeat
-    } else {
-        match r.failure {
-            Some(f) => ReplyEvent::Done(Err(f.strip_remote_suffix())),
-            None => ReplyEvent::Done(Ok(r.result)),
-        }
-    };
-    let _ = tx.send(ev);
-}
-
-struct AmqpWaiter {
-    rx: mpsc::UnboundedReceiver<ReplyEvent>,
-    confirm: Option<oneshot::Receiver<Result<Routed, MessagingError>>>,
-    /// The error for a returned request (mandatory requests only come back returned).
-    undeliverable: Option<MessagingError>,
-    msg_id: String,
-    waiters: Waiters,
-}
-
-#[async_trait]
-impl ReplyWaiter for AmqpWaiter {
-    async fn next(&mut self) -> Option<ReplyEvent> {
-        loop {
-            let Some(confirm) = self.confirm.as_mut() else {
-                return self.rx.recv().await;
-            };
-            tokio::select! {
-                biased;
-                ev = self.rx.recv() => return ev,
-                c = confirm => {
-                    self.confirm = None;
-                    match c {
-                        Ok(Err(e)) => return Some(ReplyEvent::Failed(e)),
-                        Ok(Ok(Routed::Returned)) => {
-                            if let Some(e) = self.undeliverable.take() {
-                                return Some(ReplyEvent::Failed(e));
-                            }
-                        }
-                        _ => {}
-                    }
-                }
-            }
-        }
-    }
-}
-
-impl Drop for AmqpWaiter {
-    fn drop(&mut self) {
-        lock(&self.waiters).remove(&self.msg_id);
-    }
-}
-
-struct AmqpReplier {
-    shared: Arc<Shared>,
-    reply_q: String,
-    msg_id: String,
-}
-
-impl AmqpReplier {
-    fn publish(&self, body: Vec<u8>, deadline: Instant) -> Publish {
-        // Not mandatory: see reply_probe for why, and how a missing queue is found instead.
-        let mut p = Publish::new(String::new(), self.reply_q.clone(), body);
-        p.deadline = Some(deadline);
-        p
-    }
-
-    fn unroutable(&self) -> MessagingError {
-        BrokerError::Unroutable(Untrusted(&self.reply_q).to_string()).into()
-    }
-
-    async fn send(&self, body: Vec<u8>, deadline: Instant) -> Result<(), MessagingError> {
-        match self
-            .shared
-            .publisher
-            .publish(self.publish(body, deadline))
-            .await?
-        {
-            Routed::Delivered | Routed::Returned => Ok(()),
-        }
-    }
-}
-
-#[async_trait]
-impl Replier for AmqpReplier {
-    async fn heartbeat(&self) -> Result<(), MessagingError> {
-        let probe = &self.shared.probe;
-        // MSG-AMQP-08: a heartbeat to a missing queue ends the call monitor.
-        if probe.is_gone(&self.reply_q) || !probe.exists(&self.reply_q).await.unwrap_or(true) {
-            return Err(self.unroutable());
-        }
-        let inner = wire::encode_reply(None, None, false, &self.msg_id, &wire::new_id());
-        let deadline = Instant::now() + Duration::from_secs(10);
-        self.send(wire::encode_body(&inner), deadline).await
-    }
-
-    async fn reply(&self, outcome: Outcome) -> Result<(), MessagingError> {
-        let probe = &self.shared.probe;
-        if probe.is_gone(&self.reply_q) {
-            return Err(self.unroutable());
-        }
-        let retry_for =
-            Duration::try_from_secs_f64(self.shared.opts().kombu_missing_consumer_retry_timeout)
-                .unwrap_or(Duration::ZERO);
-        let deadline = Instant::now() + retry_for;
-        let step = Duration::from_millis(250);
-        // MSG-AMQP-08: a missing reply queue is looked for every 0.25 s until the deadline
-        // (the caller may be reconnecting); the reply itself is built and sent once.
-        loop {
-            match probe.exists(&self.reply_q).await {
-                Ok(true) => break,
-                Ok(false) => {
-                    if Instant::now() + step >= deadline {
-                        probe.mark_gone(&self.reply_q);
-                        return Err(self.unroutable());
-                    }
-                    tracing::debug!(queue = %Untrusted(&self.reply_q), "reply queue missing; looking again in 0.25 s");
-                    tokio::time::sleep(step).await;
-                }
-                // The broker cannot be asked: the publisher's own reconnection takes over.
-                Err(_) => break,
-            }
-        }
-        let inner = match &outcome {
-            Ok(v) => wire::encode_reply(Some(v), None, true, &self.msg_id, &wire::new_id()),
-            Err(f) => wire::encode_reply(None, Some(f), true, &self.msg_id, &wire::new_id()),
-        };
-        self.send(
-            wire::encode_body(&inner),
-            deadline.max(Instant::now() + step),
-        )
-        .await
-    }
-}
 
 struct AmqpAcker {
     acks: AckSender,
@@ -494,13 +237,7 @@ fn rpc_handler(shared: Arc<Shared>, tx: mpsc::UnboundedSender<Incoming>) -> Hand
             tag: d.delivery_tag,
             remember: None,
         });
-        let replier = |a: ReplyAddress| {
-            Arc::new(AmqpReplier {
-                shared: shared.clone(),
-                reply_q: a.reply_q,
-                msg_id: a.msg_id,
-            }) as Arc<dyn Replier>
-        };
+        let replier = |a: ReplyAddress| shared.replier(a);
         let incoming = match inbound::read_request(&d.data, max_bytes) {
             Inbound::Malformed { why, reply_to } => {
                 Incoming::malformed(why, reply_to.map(replier), acker)
@@ -586,8 +323,8 @@ impl AmqpDriver {
         Ok(AmqpDriver {
             shared: Arc::new(Shared {
                 at_least_once: false,
-                publisher: Publisher::new(broker.clone()),
-                probe: ReplyProbe::new(broker.clone()),
+                publisher: Arc::new(Publisher::new(broker.clone())),
+                probe: Arc::new(ReplyProbe::new(broker.clone())),
                 broker,
                 control_exchange: control_exchange.to_string(),
                 reply: OnceCell::new(),
@@ -665,44 +402,13 @@ impl Driver for AmqpDriver {
         target: &Target,
         credit: usize,
     ) -> Result<Box<dyn Listener>, MessagingError> {
-        let topic = target
-            .topic
-            .clone()
-            .ok_or_else(|| target.invalid("an RPC server needs a topic"))?;
-        let server = target
-            .server
-            .clone()
-            .ok_or_else(|| target.invalid("an RPC server needs a server"))?;
         let sh = &self.shared;
-        let ex = sh.topic_exchange(sh.exchange_of(target));
-        let fanout_ex = sh.fanout_exchange(&topic);
-        let server_q = format!("{topic}.{server}");
-        let fanout_q = format!("{topic}_fanout_{}", queue_suffix(sh.opts()));
-        amqp_names(target, &[&ex.name, &fanout_ex.name, &server_q, &fanout_q])?;
-        let topo = Topology {
-            bindings: vec![
-                (topic.clone(), ex.name.clone(), topic.clone()),
-                (server_q.clone(), ex.name.clone(), server_q.clone()),
-                (fanout_q.clone(), fanout_ex.name.clone(), topic.clone()),
-            ],
-            exchanges: vec![ex, fanout_ex],
-            queues: vec![
-                sh.queue(topic.clone()),
-                sh.queue(server_q.clone()),
-                sh.transient_queue(fanout_q.clone()),
-            ],
-            // Section 10: fanout queues are deleted on stop unless the queue manager keeps them.
-            delete_on_stop: if sh.opts().use_queue_manager {
-                vec![]
-            } else {
-                vec![fanout_q.clone()]
-            },
-        };
+        let (topo, queues) = sh.layout().rpc_server(target)?;
         let (tx, rx) = mpsc::unbounded_channel();
         let consumer = Consumer::start(
             sh.broker.clone(),
             topo,
-            vec![topic, server_q, fanout_q],
+            queues,
             rpc_handler(sh.clone(), tx),
             sh.prefetch(credit),
         )
@@ -713,14 +419,15 @@ impl Driver for AmqpDriver {
     async fn notify(&self, msg: Outgoing) -> Result<(), MessagingError> {
         let key = msg.target.require_topic()?.to_string();
         let sh = &self.shared;
-        let ex = sh.topic_exchange(sh.exchange_of(&msg.target));
-        amqp_names(&msg.target, &[&ex.name, &key])?;
+        let layout = sh.layout();
+        let ex = layout.topic_exchange(layout.exchange_of(&msg.target));
+        check_names(&msg.target, &[&ex.name, &key])?;
         let inner = wire::encode_notification(&msg.message, &msg.ctxt, &wire::new_id());
         let mut p = Publish::new(ex.name.clone(), key.clone(), wire::encode_body(&inner));
         p.exchange = Some(ex);
         // Declare and bind the queue named after the routing key first, so notifications sent
         // before any listener exists are kept (section 2, section 11 item 7).
-        p.queue = Some((sh.queue(key.clone()), key));
+        p.queue = Some((layout.queue(key.clone()), key));
         p.retry = msg.retry;
         p.wait = sh.fire_and_track();
         sh.publisher.publish(p).await.map(|_| ())
@@ -733,26 +440,7 @@ impl Driver for AmqpDriver {
         credit: usize,
     ) -> Result<Box<dyn Listener>, MessagingError> {
         let sh = &self.shared;
-        let mut topo = Topology::default();
-        let mut queues: Vec<String> = Vec::new();
-        for t in targets {
-            let key = t.topic.clone().ok_or_else(|| {
-                t.invalid("a notification listener needs a topic on every target")
-            })?;
-            let ex = sh.topic_exchange(sh.exchange_of(t));
-            if !topo.exchanges.iter().any(|e| e.name == ex.name) {
-                topo.exchanges.push(ex.clone());
-            }
-            // A pool is one queue, bound once per routing key (section 2); otherwise one queue
-            // per routing key, named after it.
-            let queue = pool.map(str::to_string).unwrap_or_else(|| key.clone());
-            amqp_names(t, &[&ex.name, &key, &queue])?;
-            if !queues.contains(&queue) {
-                queues.push(queue.clone());
-                topo.queues.push(sh.queue(queue.clone()));
-            }
-            topo.bindings.push((queue, ex.name, key));
-        }
+        let (topo, queues) = sh.layout().notification_listener(targets, pool)?;
         let (tx, rx) = mpsc::unbounded_channel();
         let handler = notification_handler(tx, sh.opts().max_receive_bytes);
         let consumer = Consumer::start(
@@ -798,25 +486,6 @@ mod tests {
         );
     }
 
-    /// Section 10: the option variants change the declared flags and arguments.
-    #[test]
-    fn durable_and_quorum_options_shape_the_topology() {
-        let d = driver("rabbit://h/?amqp_durable_queues=true&amqp_auto_delete=true");
-        let ex = d.shared.topic_exchange("openstack".into());
-        assert!(ex.durable && ex.auto_delete && !ex.fanout);
-        let q = d.shared.queue("topic".into());
-        assert!(q.durable && q.auto_delete);
-        let d = driver("rabbit://h/?rabbit_transient_quorum_queue=true");
-        let fq = d.shared.transient_queue("t_fanout_x".into());
-        assert!(fq.durable);
-        assert!(d.shared.fanout_exchange("t").durable);
-        let plain = driver("rabbit://h/");
-        let fq = plain.shared.transient_queue("t_fanout_x".into());
-        assert!(!fq.durable && !fq.auto_delete);
-        assert!(!plain.shared.fanout_exchange("t").durable);
-        assert!(plain.shared.fanout_exchange("t").auto_delete);
-    }
-
     /// MSG-RPC-07, MSG-AMQP-05, TEST-MSG-15: a cast with `retry` 4, 1 and 0 makes 5, 2 and 1
     /// connection attempts through the publisher, then fails with `Unreachable`. The "broker"
     /// accepts each TCP connection and closes it, counting them.
@@ -856,18 +525,5 @@ mod tests {
             );
             assert!(!e.to_string().contains("secret"));
         }
-    }
-
-    /// LESSON-05: with the queue manager, names carry this process's pid, read when the name is
-    /// made (so after a fork); without it, they are random.
-    #[test]
-    fn queue_names_are_derived_when_made() {
-        let qm = RabbitOptions {
-            use_queue_manager: true,
-            ..RabbitOptions::default()
-        };
-        assert!(queue_suffix(&qm).ends_with(&format!(":{}", std::process::id())));
-        let plain = RabbitOptions::default();
-        assert_ne!(queue_suffix(&plain), queue_suffix(&plain));
     }
 }

@@ -6,6 +6,9 @@
 //! - [`options`]: `[oslo_messaging_rabbit]` under oslo's names, from code or the URL query.
 //! - `connection`: hosts, failover, backoff, heartbeat, typed broker errors.
 //! - `publisher`: the owner task of the sending channel (confirms, re-send after reconnect).
+//! - `topology`: exchanges and queues with their flags, naming rules, the bindings of servers
+//!   and listeners.
+//! - `reply`: the reply queue and its waiters, reply routing, the server's replier.
 //! - `reply_probe`: whether a reply queue exists (a passive declare, cached), and the queues
 //!   found gone.
 //! - `supervisor`: restarts an owner task that panicked, with an ERROR line and a count.
@@ -18,8 +21,10 @@ pub mod driver;
 pub mod inbound;
 pub mod options;
 mod publisher;
+mod reply;
 mod reply_probe;
 mod supervisor;
+mod topology;
 pub mod wire;
 
 pub use supervisor::owner_restarts;

@@ -20,70 +20,18 @@ use std::time::Duration;
 
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
-use lapin::options::{
-    BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
-    QueueDeclareOptions,
-};
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueBindOptions};
 use lapin::types::FieldTable;
 use lapin::Confirmation;
-use lapin::{BasicProperties, Channel, Connection, ExchangeKind};
+use lapin::{BasicProperties, Channel, Connection};
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::time::Instant;
 
 use crate::amqp::connection::{is_channel_error, op_error, Broker};
 use crate::amqp::supervisor::supervise;
+use crate::amqp::topology::{ExchangeSpec, QueueSpec};
 use crate::amqp::wire;
 use crate::error::{BrokerError, MessagingError};
-
-/// An exchange to declare before publishing (once per connection).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub(crate) struct ExchangeSpec {
-    pub name: String,
-    pub fanout: bool,
-    pub durable: bool,
-    pub auto_delete: bool,
-}
-
-impl ExchangeSpec {
-    /// `exchange.declare` with these flags: the one place publisher and consumers declare.
-    pub(crate) async fn declare(&self, ch: &Channel) -> Result<(), lapin::Error> {
-        let kind = if self.fanout {
-            ExchangeKind::Fanout
-        } else {
-            ExchangeKind::Topic
-        };
-        let opts = ExchangeDeclareOptions {
-            durable: self.durable,
-            auto_delete: self.auto_delete,
-            ..ExchangeDeclareOptions::default()
-        };
-        ch.exchange_declare(self.name.as_str().into(), kind, opts, FieldTable::default())
-            .await
-    }
-}
-
-/// A queue to declare and bind before publishing (notifications, section 2).
-#[derive(Debug, Clone)]
-pub(crate) struct QueueSpec {
-    pub name: String,
-    pub durable: bool,
-    pub auto_delete: bool,
-    pub args: FieldTable,
-}
-
-impl QueueSpec {
-    /// `queue.declare` with these flags and arguments.
-    pub(crate) async fn declare(&self, ch: &Channel) -> Result<(), lapin::Error> {
-        let opts = QueueDeclareOptions {
-            durable: self.durable,
-            auto_delete: self.auto_delete,
-            ..QueueDeclareOptions::default()
-        };
-        ch.queue_declare(self.name.as_str().into(), opts, self.args.clone())
-            .await
-            .map(|_| ())
-    }
-}
 
 /// What happened to a confirmed message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

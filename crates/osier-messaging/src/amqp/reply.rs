@@ -1,0 +1,233 @@
+//! Replies: the caller's reply queue (declared and consumed by its own owner task on the first
+//! call) with a waiter per `_msg_id`, the routing of each reply to its waiter (MSG-AMQP-09), and
+//! the server's side, [`AmqpReplier`], which checks the caller's queue before sending
+//! (`reply_probe`) and retries a missing one (MSG-AMQP-08).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use lapin::message::Delivery;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use crate::amqp::connection::Broker;
+use crate::amqp::consumer::{AckSender, Consumer, Decision, Handler};
+use crate::amqp::publisher::{Publish, Publisher, Routed};
+use crate::amqp::reply_probe::ReplyProbe;
+use crate::amqp::topology::{queue_suffix, Layout, Topology};
+use crate::amqp::wire;
+use crate::driver::{Outcome, Replier, ReplyEvent, ReplyWaiter};
+use crate::error::{BrokerError, MessagingError};
+use crate::lock::lock;
+use crate::untrusted::Untrusted;
+
+/// The calls waiting for a reply, by `_msg_id`.
+pub(crate) type Waiters = Arc<Mutex<HashMap<String, mpsc::UnboundedSender<ReplyEvent>>>>;
+
+/// A process's reply queue and its consumer.
+pub(crate) struct ReplyQueue {
+    pub(crate) name: String,
+    pub(crate) waiters: Waiters,
+    _consumer: Consumer,
+}
+
+impl ReplyQueue {
+    /// Declares `reply_<suffix>` and starts consuming it.
+    pub(crate) async fn start(
+        broker: &Arc<Broker>,
+        layout: Layout<'_>,
+    ) -> Result<ReplyQueue, MessagingError> {
+        let opts = layout.opts;
+        let name = format!("reply_{}", queue_suffix(opts));
+        let waiters: Waiters = Arc::new(Mutex::new(HashMap::new()));
+        let w2 = waiters.clone();
+        let max_bytes = opts.max_receive_bytes;
+        let handler: Handler = Box::new(move |d: Delivery, _acks: &AckSender| {
+            route_reply(&w2, &d.data, max_bytes);
+            Decision::Ack
+        });
+        let topo = Topology {
+            queues: vec![layout.transient_queue(name.clone())],
+            ..Topology::default()
+        };
+        let consumer = Consumer::start(
+            broker.clone(),
+            topo,
+            vec![name.clone()],
+            handler,
+            opts.rabbit_qos_prefetch_count,
+        )
+        .await?;
+        Ok(ReplyQueue {
+            name,
+            waiters,
+            _consumer: consumer,
+        })
+    }
+}
+
+/// Log budgets of the reply queue's consumer: one crafted reply after another must not flood
+/// the log.
+static BAD_REPLY_LOG: crate::LogBudget = crate::LogBudget::new(10);
+
+/// Hands a reply to the call that waits for it (MSG-AMQP-09); anything else is logged.
+fn route_reply(waiters: &Waiters, data: &[u8], max_bytes: usize) {
+    let decoded = if data.len() > max_bytes {
+        Err(format!(
+            "{} bytes, over the receive limit of {max_bytes} bytes",
+            data.len()
+        ))
+    } else {
+        wire::decode_body(data)
+            .and_then(|inner| wire::decode_reply(&inner))
+            .map_err(|e| e.to_string())
+    };
+    let r = match decoded {
+        Ok(r) => r,
+        Err(e) => {
+            if let Some(suppressed) = BAD_REPLY_LOG.allow() {
+                tracing::warn!(error = %e, suppressed, "dropping a malformed reply");
+            }
+            return;
+        }
+    };
+    let tx = lock(waiters).get(&r.msg_id).cloned();
+    let Some(tx) = tx else {
+        if let Some(suppressed) = BAD_REPLY_LOG.allow() {
+            tracing::info!(msg_id = %Untrusted(&r.msg_id), suppressed, "reply for a call nobody waits for (timed out?): dropped");
+        }
+        return;
+    };
+    let ev = if !r.ending {
+        ReplyEvent::Heartbeat
+    } else {
+        match r.failure {
+            Some(f) => ReplyEvent::Done(Err(f.strip_remote_suffix())),
+            None => ReplyEvent::Done(Ok(r.result)),
+        }
+    };
+    let _ = tx.send(ev);
+}
+
+/// The caller's end of one call.
+pub(crate) struct AmqpWaiter {
+    pub(crate) rx: mpsc::UnboundedReceiver<ReplyEvent>,
+    pub(crate) confirm: Option<oneshot::Receiver<Result<Routed, MessagingError>>>,
+    /// The error for a returned request (mandatory requests only come back returned).
+    pub(crate) undeliverable: Option<MessagingError>,
+    pub(crate) msg_id: String,
+    pub(crate) waiters: Waiters,
+}
+
+#[async_trait]
+impl ReplyWaiter for AmqpWaiter {
+    async fn next(&mut self) -> Option<ReplyEvent> {
+        loop {
+            let Some(confirm) = self.confirm.as_mut() else {
+                return self.rx.recv().await;
+            };
+            tokio::select! {
+                biased;
+                ev = self.rx.recv() => return ev,
+                c = confirm => {
+                    self.confirm = None;
+                    match c {
+                        Ok(Err(e)) => return Some(ReplyEvent::Failed(e)),
+                        Ok(Ok(Routed::Returned)) => {
+                            if let Some(e) = self.undeliverable.take() {
+                                return Some(ReplyEvent::Failed(e));
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Drop for AmqpWaiter {
+    fn drop(&mut self) {
+        lock(&self.waiters).remove(&self.msg_id);
+    }
+}
+
+/// The server's end of one call: where its heartbeats and reply go.
+pub(crate) struct AmqpReplier {
+    pub(crate) publisher: Arc<Publisher>,
+    pub(crate) probe: Arc<ReplyProbe>,
+    /// `kombu_missing_consumer_retry_timeout`.
+    pub(crate) retry_for: Duration,
+    pub(crate) reply_q: String,
+    pub(crate) msg_id: String,
+}
+
+impl AmqpReplier {
+    fn publish(&self, body: Vec<u8>, deadline: Instant) -> Publish {
+        // Not mandatory: see reply_probe for why, and how a missing queue is found instead.
+        let mut p = Publish::new(String::new(), self.reply_q.clone(), body);
+        p.deadline = Some(deadline);
+        p
+    }
+
+    fn unroutable(&self) -> MessagingError {
+        BrokerError::Unroutable(Untrusted(&self.reply_q).to_string()).into()
+    }
+
+    async fn send(&self, body: Vec<u8>, deadline: Instant) -> Result<(), MessagingError> {
+        match self.publisher.publish(self.publish(body, deadline)).await? {
+            Routed::Delivered | Routed::Returned => Ok(()),
+        }
+    }
+}
+
+#[async_trait]
+impl Replier for AmqpReplier {
+    async fn heartbeat(&self) -> Result<(), MessagingError> {
+        let probe = &self.probe;
+        // MSG-AMQP-08: a heartbeat to a missing queue ends the call monitor.
+        if probe.is_gone(&self.reply_q) || !probe.exists(&self.reply_q).await.unwrap_or(true) {
+            return Err(self.unroutable());
+        }
+        let inner = wire::encode_reply(None, None, false, &self.msg_id, &wire::new_id());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        self.send(wire::encode_body(&inner), deadline).await
+    }
+
+    async fn reply(&self, outcome: Outcome) -> Result<(), MessagingError> {
+        let probe = &self.probe;
+        if probe.is_gone(&self.reply_q) {
+            return Err(self.unroutable());
+        }
+        let deadline = Instant::now() + self.retry_for;
+        let step = Duration::from_millis(250);
+        // MSG-AMQP-08: a missing reply queue is looked for every 0.25 s until the deadline
+        // (the caller may be reconnecting); the reply itself is built and sent once.
+        loop {
+            match probe.exists(&self.reply_q).await {
+                Ok(true) => break,
+                Ok(false) => {
+                    if Instant::now() + step >= deadline {
+                        probe.mark_gone(&self.reply_q);
+                        return Err(self.unroutable());
+                    }
+                    tracing::debug!(queue = %Untrusted(&self.reply_q), "reply queue missing; looking again in 0.25 s");
+                    tokio::time::sleep(step).await;
+                }
+                // The broker cannot be asked: the publisher's own reconnection takes over.
+                Err(_) => break,
+            }
+        }
+        let inner = match &outcome {
+            Ok(v) => wire::encode_reply(Some(v), None, true, &self.msg_id, &wire::new_id()),
+            Err(f) => wire::encode_reply(None, Some(f), true, &self.msg_id, &wire::new_id()),
+        };
+        self.send(
+            wire::encode_body(&inner),
+            deadline.max(Instant::now() + step),
+        )
+        .await
+    }
+}
