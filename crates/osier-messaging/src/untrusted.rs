@@ -18,7 +18,7 @@ pub const SHOWN_CHARS: usize = 128;
 
 /// Displays a string received from the network for a log line or an error message: control
 /// characters and other non-printing characters escaped (`\n`, `\u{1b}`), at most
-/// [`SHOWN_CHARS`] characters, then the full length in bytes.
+/// 128 characters (`SHOWN_CHARS`), then the full length in bytes.
 #[derive(Clone, Copy)]
 pub struct Untrusted<'a>(pub &'a str);
 

@@ -3,4 +3,6 @@
 pub mod client;
 pub mod dispatcher;
 pub mod endpoint;
+mod executor;
+pub mod lifecycle;
 pub mod server;

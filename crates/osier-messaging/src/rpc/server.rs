@@ -33,7 +33,7 @@
 #![allow(clippy::result_large_err)]
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -42,43 +42,13 @@ use tokio::sync::{watch, Notify, Semaphore};
 use crate::context::{NoOpSerializer, RequestContext, Serializer};
 use crate::driver::{Dict, Incoming, Outcome};
 use crate::error::{Failure, MessagingError};
-use crate::lock::lock;
 use crate::rpc::dispatcher::{AccessPolicy, Decision, Dispatcher, PING_METHOD};
-use crate::rpc::endpoint::{Endpoint, EndpointError, Executor, Handler};
+use crate::rpc::endpoint::{Endpoint, Executor, Handler};
+use crate::rpc::executor::run;
+use crate::rpc::lifecycle::{at, Phase, StepOptions, Steps};
 use crate::target::Target;
 use crate::transport::Transport;
 use crate::untrusted::Untrusted;
-
-/// `Some(true)` once cycle `cycle` reached `phase`, `Some(false)` before, `None` once a later
-/// cycle began.
-fn at(l: &Lifecycle, cycle: u64, phase: Phase) -> Option<bool> {
-    if l.cycle < cycle {
-        Some(false)
-    } else if l.cycle == cycle {
-        Some(l.phase >= phase)
-    } else {
-        None
-    }
-}
-
-/// Options of one lifecycle step (oslo's `log_after` and `timeout` arguments, MSG-SRV-05).
-#[derive(Debug, Clone, Copy)]
-pub struct StepOptions {
-    /// Log one "possible hang" warning after this long blocked behind the previous step
-    /// (default 30 s; zero or `None` turns it off).
-    pub log_after: Option<Duration>,
-    /// Fail with [`MessagingError::TaskTimeout`] after this long blocked (default: never).
-    pub timeout: Option<Duration>,
-}
-
-impl Default for StepOptions {
-    fn default() -> Self {
-        StepOptions {
-            log_after: Some(Duration::from_secs(30)),
-            timeout: None,
-        }
-    }
-}
 
 /// Configures an [`RpcServer`] (oslo's `get_rpc_server`).
 #[must_use]
@@ -175,13 +145,7 @@ impl RpcServerBuilder {
                 executor: self.executor,
                 serializer: self.serializer,
                 bridge,
-                life: Mutex::new(Lifecycle {
-                    cycle: 0,
-                    phase: Phase::Idle,
-                    stop: None,
-                    task: None,
-                }),
-                changed: Notify::new(),
+                steps: Steps::new(),
                 inflight: AtomicUsize::new(0),
                 idle: Notify::new(),
                 dropped: AtomicU64::new(0),
@@ -192,27 +156,6 @@ impl RpcServerBuilder {
     }
 }
 
-/// Where the server is in its start -> stop -> wait cycle (MSG-SRV-05).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Phase {
-    /// Not started in this cycle.
-    Idle,
-    Starting,
-    Started,
-    Stopping,
-    Stopped,
-    Waiting,
-    /// The cycle is complete; `start` begins a new one.
-    Done,
-}
-
-struct Lifecycle {
-    cycle: u64,
-    phase: Phase,
-    stop: Option<watch::Sender<bool>>,
-    task: Option<tokio::task::JoinHandle<()>>,
-}
-
 struct Inner {
     transport: Transport,
     target: Target,
@@ -220,9 +163,7 @@ struct Inner {
     executor: Executor,
     serializer: Arc<dyn Serializer>,
     bridge: osier_bridge::Bridge,
-    life: Mutex<Lifecycle>,
-    /// Signalled on every phase change.
-    changed: Notify,
+    steps: Steps,
     inflight: AtomicUsize,
     idle: Notify,
     dropped: AtomicU64,
@@ -287,58 +228,7 @@ impl RpcServer {
 
     /// Which start/stop/wait cycle the server is in (1 after the first start).
     pub fn cycle(&self) -> u64 {
-        lock(&self.inner.life).cycle
-    }
-
-    /// Blocks until `ready(phase)` holds in cycle `cycle` (or the cycle moved on: returns
-    /// `None`), logging once after `log_after` and failing after `timeout`.
-    async fn await_phase(
-        &self,
-        step: &str,
-        opts: StepOptions,
-        mut ready: impl FnMut(&Lifecycle) -> Option<bool>,
-    ) -> Result<Option<()>, MessagingError> {
-        let t0 = tokio::time::Instant::now();
-        let mut logged = false;
-        loop {
-            let notified = self.inner.changed.notified();
-            {
-                let life = lock(&self.inner.life);
-                match ready(&life) {
-                    Some(true) => return Ok(Some(())),
-                    None => return Ok(None),
-                    Some(false) => {}
-                }
-            }
-            let mut until = None;
-            if let Some(t) = opts.timeout {
-                until = Some(t0 + t);
-            }
-            if let Some(l) = opts.log_after.filter(|l| !l.is_zero() && !logged) {
-                if until.is_none_or(|u| t0 + l < u) {
-                    until = Some(t0 + l);
-                }
-            }
-            match until {
-                None => notified.await,
-                Some(u) => {
-                    if tokio::time::timeout_at(u, notified).await.is_err() {
-                        if opts.timeout.is_some_and(|t| t0.elapsed() >= t) {
-                            return Err(MessagingError::TaskTimeout(format!(
-                                "{step} timed out waiting for the previous step"
-                            )));
-                        }
-                        logged = true;
-                        tracing::warn!(step, target = %self.inner.target, "possible hang: still waiting for the previous step");
-                    }
-                }
-            }
-        }
-    }
-
-    fn set_phase(&self, phase: Phase) {
-        lock(&self.inner.life).phase = phase;
-        self.inner.changed.notify_waiters();
+        self.inner.steps.lock().cycle
     }
 
     /// [`start`](RpcServer::start) with a timeout and a "possible hang" log delay.
@@ -352,7 +242,7 @@ impl RpcServer {
         }
         // Claim the start of a new cycle, or wait for a concurrent start to finish.
         let cycle = {
-            let mut life = lock(&self.inner.life);
+            let mut life = self.inner.steps.lock();
             match life.phase {
                 Phase::Idle | Phase::Done => {
                     life.cycle += 1;
@@ -368,7 +258,11 @@ impl RpcServer {
         };
         let Some(cycle) = cycle else {
             let c = self.cycle();
-            self.await_phase("start", opts, |l| at(l, c, Phase::Started))
+            self.inner
+                .steps
+                .await_phase("start", &self.inner.target, opts, |l| {
+                    at(l, c, Phase::Started)
+                })
                 .await?;
             return Ok(());
         };
@@ -376,7 +270,7 @@ impl RpcServer {
         let mut listener = match self.inner.transport.driver.listen(t, credit).await {
             Ok(l) => l,
             Err(e) => {
-                self.set_phase(Phase::Idle);
+                self.inner.steps.set_phase(Phase::Idle);
                 return Err(e);
             }
         };
@@ -431,26 +325,30 @@ impl RpcServer {
             }
         });
         {
-            let mut life = lock(&self.inner.life);
+            let mut life = self.inner.steps.lock();
             life.stop = Some(stop_tx);
             life.task = Some(task);
             debug_assert_eq!(life.cycle, cycle);
         }
-        self.set_phase(Phase::Started);
+        self.inner.steps.set_phase(Phase::Started);
         Ok(())
     }
 
     /// [`stop`](RpcServer::stop) with a timeout and a "possible hang" log delay.
     pub async fn stop_with(&self, opts: StepOptions) -> Result<(), MessagingError> {
-        let cycle = self.current_or_next_cycle();
+        let cycle = self.inner.steps.current_or_next_cycle();
         let go = self
-            .await_phase("stop", opts, |l| at(l, cycle, Phase::Started))
+            .inner
+            .steps
+            .await_phase("stop", &self.inner.target, opts, |l| {
+                at(l, cycle, Phase::Started)
+            })
             .await?;
         if go.is_none() {
             return Ok(()); // the cycle moved on: this stop belongs to a finished cycle
         }
         let sender = {
-            let mut life = lock(&self.inner.life);
+            let mut life = self.inner.steps.lock();
             if life.cycle != cycle || life.phase != Phase::Started {
                 None // another stop ran, or is running: wait for it below
             } else {
@@ -461,25 +359,33 @@ impl RpcServer {
         if let Some(tx) = sender {
             let _ = tx.send(true);
             self.inner.stopping.send_replace(true);
-            self.set_phase(Phase::Stopped);
+            self.inner.steps.set_phase(Phase::Stopped);
             return Ok(());
         }
-        self.await_phase("stop", opts, |l| at(l, cycle, Phase::Stopped))
+        self.inner
+            .steps
+            .await_phase("stop", &self.inner.target, opts, |l| {
+                at(l, cycle, Phase::Stopped)
+            })
             .await?;
         Ok(())
     }
 
     /// [`wait`](RpcServer::wait) with a timeout and a "possible hang" log delay.
     pub async fn wait_with(&self, opts: StepOptions) -> Result<(), MessagingError> {
-        let cycle = self.current_or_next_cycle();
+        let cycle = self.inner.steps.current_or_next_cycle();
         let go = self
-            .await_phase("wait", opts, |l| at(l, cycle, Phase::Stopped))
+            .inner
+            .steps
+            .await_phase("wait", &self.inner.target, opts, |l| {
+                at(l, cycle, Phase::Stopped)
+            })
             .await?;
         if go.is_none() {
             return Ok(());
         }
         let task = {
-            let mut life = lock(&self.inner.life);
+            let mut life = self.inner.steps.lock();
             if life.cycle != cycle || life.phase != Phase::Stopped {
                 None
             } else {
@@ -488,7 +394,11 @@ impl RpcServer {
             }
         };
         let Some(task) = task else {
-            self.await_phase("wait", opts, |l| at(l, cycle, Phase::Done))
+            self.inner
+                .steps
+                .await_phase("wait", &self.inner.target, opts, |l| {
+                    at(l, cycle, Phase::Done)
+                })
                 .await?;
             return Ok(());
         };
@@ -500,19 +410,8 @@ impl RpcServer {
             }
             idle.await;
         }
-        self.set_phase(Phase::Done);
+        self.inner.steps.set_phase(Phase::Done);
         Ok(())
-    }
-
-    /// The cycle a stop or wait called now belongs to: the current one, or, before the first
-    /// start or after a completed cycle, the next one.
-    fn current_or_next_cycle(&self) -> u64 {
-        let life = lock(&self.inner.life);
-        match life.phase {
-            Phase::Idle => life.cycle + 1,
-            Phase::Done => life.cycle, // a stop/wait after a full cycle does nothing
-            _ => life.cycle,
-        }
     }
 
     /// Messages dropped because they could not be dispatched: undecodable, over the receive
@@ -521,95 +420,6 @@ impl RpcServer {
     /// and rejected).
     pub fn dropped_messages(&self) -> u64 {
         self.inner.dropped.load(Ordering::Relaxed)
-    }
-}
-
-/// Polls a boxed future, turning a panic into its message.
-struct CatchUnwind<F>(F);
-
-impl<T, F: std::future::Future<Output = T> + Unpin> std::future::Future for CatchUnwind<F> {
-    type Output = Result<T, String>;
-
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Self::Output> {
-        let fut = &mut self.0;
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            std::pin::Pin::new(fut).poll(cx)
-        })) {
-            Ok(std::task::Poll::Ready(v)) => std::task::Poll::Ready(Ok(v)),
-            Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
-            Err(p) => std::task::Poll::Ready(Err(osier_green::panic_message(&*p))),
-        }
-    }
-}
-
-fn panic_failure(msg: String) -> Failure {
-    let mut f = Failure::new("Panic", "osier", msg);
-    f.tb = vec!["the endpoint panicked; the server keeps serving".into()];
-    f
-}
-
-async fn run(
-    inner: &Arc<Inner>,
-    executor: Executor,
-    h: Handler,
-    ctx: RequestContext,
-    args: Dict,
-) -> Result<Value, Failure> {
-    let bridge = &inner.bridge;
-    let join_err = |e: tokio::task::JoinError| match e.try_into_panic() {
-        Ok(p) => panic_failure(osier_green::panic_message(&*p)),
-        Err(e) => Failure::new("Cancelled", "osier", e.to_string()),
-    };
-    let green_err = |e: osier_green::GreenError| match e {
-        osier_green::GreenError::Panicked(m) => panic_failure(m),
-        other => Failure::new("GreenThreadError", "osier", other.to_string()),
-    };
-    let r: Result<Result<Value, EndpointError>, Failure> = match (executor, h) {
-        // Already on a tokio task of its own: run the future right here, catching a panic.
-        (Executor::Tokio, Handler::Async(f)) => {
-            CatchUnwind(f(ctx, args)).await.map_err(panic_failure)
-        }
-        (Executor::Tokio | Executor::Threads, Handler::Blocking(f)) => {
-            tokio::task::spawn_blocking(move || f(ctx, args))
-                .await
-                .map_err(join_err)
-        }
-        (Executor::Threads, Handler::Async(f)) => {
-            let handle = bridge.tokio().clone();
-            tokio::task::spawn_blocking(move || handle.block_on(f(ctx, args)))
-                .await
-                .map_err(join_err)
-        }
-        (Executor::Green, Handler::Blocking(f)) => bridge
-            .spawn_green(move || f(ctx, args))
-            .await
-            .map_err(green_err),
-        (Executor::Green, Handler::Async(f)) => {
-            let b = bridge.clone();
-            bridge
-                .spawn_green(move || b.yield_future(f(ctx, args)))
-                .await
-                .map_err(green_err)
-                .and_then(|r| r.map_err(|e| Failure::new("BridgeError", "osier", e.to_string())))
-        }
-    };
-    match r {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => {
-            if e.expected {
-                tracing::debug!(class = %e.class, message = %e.message, "expected endpoint failure");
-            } else {
-                tracing::error!(class = %e.class, message = %e.message, "endpoint failed");
-            }
-            Err(e.into_failure())
-        }
-        Err(f) => {
-            tracing::error!(class = %f.class, message = %f.message, "endpoint failed");
-            Err(f)
-        }
     }
 }
 
@@ -743,7 +553,7 @@ async fn run_method(
             Err(e) => return Err(Failure::new("SerializationError", "osier", e.to_string())),
         }
     }
-    let v = run(inner, executor, h, ctx.clone(), args).await?;
+    let v = run(&inner.bridge, executor, h, ctx.clone(), args).await?;
     inner
         .serializer
         .serialize_entity(ctx, v)
