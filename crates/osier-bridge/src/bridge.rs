@@ -241,18 +241,32 @@ impl Bridge {
     }
 
     /// The process-wide bridge: the installed one, or one started on first use over
-    /// osier-green's global runtime with the default tokio runtime.
+    /// osier-green's global runtime with the default tokio runtime. Panics if that one cannot
+    /// start; [`try_global`](Bridge::try_global) returns the error instead.
     pub fn global() -> &'static Bridge {
-        GLOBAL.get_or_init(|| {
-            match Builder::default()
-                .green_runtime(osier_green::Runtime::global().clone())
-                .build()
-            {
-                Ok(b) => b,
-                // Without a tokio runtime there is no bridge to fall back to.
-                Err(e) => panic!("osier-bridge: cannot start the default bridge: {e}"),
-            }
-        })
+        match Self::try_global() {
+            Ok(b) => b,
+            // Without a tokio runtime there is no bridge to fall back to.
+            Err(e) => panic!("osier-bridge: cannot start the default bridge: {e}"),
+        }
+    }
+
+    /// [`global`](Bridge::global), with the start-up error of the default bridge (no tokio
+    /// runtime or green hub could be made) returned instead of a panic.
+    pub fn try_global() -> Result<&'static Bridge, BridgeError> {
+        if let Some(b) = GLOBAL.get() {
+            return Ok(b);
+        }
+        // One default bridge is built at a time: a second would start runtimes for nothing.
+        static BUILDING: Mutex<()> = Mutex::new(());
+        let _one = lock(&BUILDING);
+        if let Some(b) = GLOBAL.get() {
+            return Ok(b);
+        }
+        let built = Builder::default()
+            .green_runtime(osier_green::Runtime::global().clone())
+            .build()?;
+        Ok(GLOBAL.get_or_init(|| built))
     }
 
     /// The green runtime.

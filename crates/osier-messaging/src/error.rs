@@ -1,6 +1,8 @@
 //! Errors of osier-messaging: oslo.messaging's exception tree (MSG-ERR-05) as one enum, and the
 //! failure a server sends back for a failed call (MSG-ERR-01..04).
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use crate::target::Target;
@@ -113,6 +115,11 @@ pub enum MessagingError {
     /// The transport or server was closed.
     #[error("the transport is closed")]
     Closed,
+    /// The bridge between green threads and tokio failed: the default bridge could not start,
+    /// or a green call could not wait for its future (`call_green` on a tokio thread, a bridge
+    /// shut down). `source()` is the bridge's own error.
+    #[error("the green/async bridge failed: {0}")]
+    Bridge(#[source] Cause),
     /// An option set to a value that cannot work.
     #[error("invalid option {option}: {reason}")]
     InvalidOption {
@@ -268,5 +275,47 @@ impl Failure {
             self.module = m;
         }
         self
+    }
+}
+
+/// The error behind another, shared so that the errors holding it stay `Clone`: its `Display`
+/// is the error's own, and `source()` goes on down its chain. Two causes are equal when they are
+/// the same error.
+#[derive(Clone)]
+pub struct Cause(Arc<dyn std::error::Error + Send + Sync>);
+
+impl Cause {
+    /// Keeps `e` as a cause.
+    pub fn new(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Cause(Arc::new(e))
+    }
+
+    /// The error itself (to downcast it, for example).
+    pub fn get(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        &*self.0
+    }
+}
+
+impl std::fmt::Debug for Cause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl std::fmt::Display for Cause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&*self.0, f)
+    }
+}
+
+impl std::error::Error for Cause {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+impl PartialEq for Cause {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
     }
 }

@@ -42,7 +42,7 @@ mod url;
 mod version;
 
 pub use context::{NoOpSerializer, RequestContext, Serializer};
-pub use error::{BrokerError, Failure, MessagingError};
+pub use error::{BrokerError, Cause, Failure, MessagingError};
 pub use log_budget::LogBudget;
 pub use notify::listener::{
     Notification, NotificationEndpoint, NotificationFilter, NotificationListener,

@@ -970,3 +970,20 @@ fn zero_request_slots_are_refused() {
         .unwrap_err();
     assert!(matches!(e, MessagingError::InvalidOption { .. }), "{e:?}");
 }
+
+/// `call_green` made on a tokio thread cannot park: the error is `MessagingError::Bridge`, and
+/// its source chain reaches the bridge's own error.
+#[test]
+fn a_green_call_on_a_tokio_thread_is_a_bridge_error_with_its_source() {
+    let t = transport();
+    let c = RpcClient::new(&t, Target::topic(topic("green-on-tokio"))).bridge(bridge().clone());
+    let e =
+        block(async { c.call_green::<serde_json::Value>(&RequestContext::new(), "m", json!({})) })
+            .unwrap_err();
+    assert!(matches!(e, MessagingError::Bridge(_)), "{e:?}");
+    let source = std::error::Error::source(&e).expect("a source");
+    assert_eq!(
+        source.to_string(),
+        osier_bridge::BridgeError::OnTokioThread.to_string()
+    );
+}

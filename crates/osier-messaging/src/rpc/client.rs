@@ -25,7 +25,7 @@ use serde_json::Value;
 
 use crate::context::{NoOpSerializer, RequestContext, Serializer};
 use crate::driver::{Dict, Outgoing, ReplyEvent};
-use crate::error::MessagingError;
+use crate::error::{Cause, MessagingError};
 use crate::target::Target;
 use crate::transport::Transport;
 use crate::version::{version_is_compatible, Version};
@@ -384,7 +384,7 @@ impl RpcClient {
     ) -> Result<R, MessagingError> {
         self.the_bridge()
             .yield_future(self.call(ctx, method, args))
-            .map_err(|e| MessagingError::Delivery(e.to_string()))?
+            .map_err(|e| MessagingError::Bridge(Cause::new(e)))?
     }
 
     /// [`cast`](RpcClient::cast) from a green thread.
@@ -396,6 +396,6 @@ impl RpcClient {
     ) -> Result<(), MessagingError> {
         self.the_bridge()
             .yield_future(self.cast(ctx, method, args))
-            .map_err(|e| MessagingError::Delivery(e.to_string()))?
+            .map_err(|e| MessagingError::Bridge(Cause::new(e)))?
     }
 }

@@ -126,6 +126,8 @@ impl RpcServerBuilder {
     }
 
     /// Builds the server (not started; a bad target is reported by `start`, as oslo does).
+    /// Without [`bridge`](Self::bridge), the process-wide bridge is used, started now if it
+    /// was not: [`MessagingError::Bridge`] if it cannot start.
     pub fn build(self) -> Result<RpcServer, MessagingError> {
         if self.max_in_flight == 0 {
             return Err(MessagingError::InvalidOption {
@@ -133,9 +135,12 @@ impl RpcServerBuilder {
                 reason: "a server needs at least one request slot".into(),
             });
         }
-        let bridge = self
-            .bridge
-            .unwrap_or_else(|| osier_bridge::Bridge::global().clone());
+        let bridge = match self.bridge {
+            Some(b) => b,
+            None => osier_bridge::Bridge::try_global()
+                .map_err(|e| MessagingError::Bridge(crate::error::Cause::new(e)))?
+                .clone(),
+        };
         let ping = self.transport.opts.rpc_ping_enabled;
         Ok(RpcServer {
             inner: Arc::new(Inner {
