@@ -1,4 +1,4 @@
-//! Criterion benches of the bridge beside its baselines, in one run (issue 3). The table with
+//! Criterion benches of the bridge beside its baselines, in one run. The table with
 //! ratios is `cargo xtask bench-bridge`.
 
 use criterion::{criterion_group, criterion_main, Criterion};

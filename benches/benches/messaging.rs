@@ -1,4 +1,4 @@
-//! Criterion benches of in-memory RPC per executor beside a tokio mpsc baseline (issue 4). The
+//! Criterion benches of in-memory RPC per executor beside a tokio mpsc baseline. The
 //! table is `cargo xtask bench-messaging`.
 
 use criterion::{criterion_group, criterion_main, Criterion};

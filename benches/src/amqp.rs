@@ -1,4 +1,4 @@
-//! RabbitMQ workloads (issue 5): osier's `rabbit://` driver and a raw `lapin` loop with the same
+//! RabbitMQ workloads: osier's `rabbit://` driver and a raw `lapin` loop with the same
 //! delivery guarantee, on the local broker. `src/bin/amqp_table.rs` runs them for
 //! `cargo xtask bench-amqp`, beside Python oslo.messaging (`xtask/py/oslo_bench.py`).
 //!

@@ -1,4 +1,4 @@
-//! Bridge workloads (issue 3), shared by `benches/bridge.rs` and `src/bin/bridge_table.rs`.
+//! Bridge workloads, shared by `benches/bridge.rs` and `src/bin/bridge_table.rs`.
 //!
 //! | workload | what one op is |
 //! |---|---|

@@ -1,4 +1,4 @@
-//! Messaging workloads (issue 4): in-memory RPC calls and casts per executor, beside a plain
+//! Messaging workloads: in-memory RPC calls and casts per executor, beside a plain
 //! tokio mpsc request/reply baseline. Shared by `benches/messaging.rs` and
 //! `src/bin/messaging_table.rs`.
 

@@ -1,4 +1,4 @@
-//! Faults on the real broker (MSG-AMQP-05, issue 5): every connection is closed by the broker
+//! Faults on the real broker (MSG-AMQP-05): every connection is closed by the broker
 //! (`rabbitmqctl close_all_connections`), and the broker application is stopped and started
 //! (`rabbitmqctl stop_app` / `start_app`), while calls and notifications stream. Clients,
 //! servers and listeners must come back on their own within 5 s, every call must end in a result

@@ -1,4 +1,4 @@
-//! TLS (`ssl=true`, `ssl_ca_file`, issue 5) for real: the test puts a TLS terminator with a
+//! TLS (`ssl=true`, `ssl_ca_file`) for real: the test puts a TLS terminator with a
 //! throw-away certificate for `localhost` in front of the local broker, and osier connects
 //! through it with lapin's rustls support. The broker itself needs no TLS set-up.
 

@@ -1,5 +1,5 @@
 //! The worked example (`src/main.rs`) as a real process, driven by real
-//! signals (issue 6): TERM with work in flight, TERM with a stuck handler, INT, HUP, SIGKILL on a
+//! signals: TERM with work in flight, TERM with a stuck handler, INT, HUP, SIGKILL on a
 //! worker and on the parent, a failing start, systemd notify. Requests in flight go through
 //! the real RabbitMQ on 127.0.0.1:5672; the process-structure tests use the in-memory
 //! transport (each worker has its own).

@@ -1,5 +1,5 @@
-//! An RPC server is a [`Service`] (issue 6: "the RPC server of osier-messaging must be runnable
-//! as a Service"), as oslo's `MessageHandlingServer` is a `ServiceBase`.
+//! An RPC server is a [`Service`], as oslo's `MessageHandlingServer` is a `ServiceBase`, so a
+//! launcher runs it like any other service.
 //!
 //! `start` starts listening; `stop` stops taking new requests (requests in flight carry on:
 //! oslo's graceful behaviour, whatever the flag, since a request cannot be cut short without

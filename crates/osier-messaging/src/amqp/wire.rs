@@ -1,7 +1,7 @@
 //! The oslo.messaging wire format on RabbitMQ (`oslo-wire.md` sections 3-8): bodies, the 2.0
 //! envelope, RPC requests, replies, failures and notifications, as pure functions over JSON.
 //!
-//! The AMQP driver (issue 5) publishes what these functions build and hands what it consumes to
+//! The AMQP driver publishes what these functions build and hands what it consumes to
 //! them; keeping the format here, apart from the connection handling, lets every captured test
 //! vector be checked without a broker.
 //!
