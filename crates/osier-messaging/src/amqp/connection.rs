@@ -6,7 +6,7 @@
 //! that is not trusted, is not retried: no number of attempts fixes it, and retrying would only
 //! hide it (oslo retries it like a network error; the difference is deliberate).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use lapin::protocol::{AMQPErrorKind, AMQPHardError, AMQPSoftError};
 use lapin::{Connection, ConnectionProperties, ErrorKind};
@@ -43,6 +43,9 @@ pub(crate) struct Broker {
     vhost: String,
     pub(crate) opts: RabbitOptions,
     next: AtomicUsize,
+    /// Connections made so far, by every owner of this driver: a new one may follow a broker
+    /// restart or a failover, after which queues that are not durable may be gone.
+    connects: AtomicU64,
 }
 
 impl std::fmt::Debug for Broker {
@@ -58,6 +61,11 @@ impl std::fmt::Debug for Broker {
 impl Broker {
     /// The broker of `url`, with oslo's defaults (guest/guest, port 5672 or 5671 with TLS,
     /// vhost `/`; no host means localhost).
+    /// How many connections this driver's owners have made (see `connects`).
+    pub(crate) fn connects(&self) -> u64 {
+        self.connects.load(Ordering::Acquire)
+    }
+
     pub(crate) fn new(url: &TransportUrl, opts: RabbitOptions) -> Self {
         use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
         let enc = |s: &str| utf8_percent_encode(s, NON_ALPHANUMERIC).to_string();
@@ -112,6 +120,7 @@ impl Broker {
             vhost,
             opts,
             next: AtomicUsize::new(0),
+            connects: AtomicU64::new(0),
         }
     }
 
@@ -139,6 +148,7 @@ impl Broker {
             match Connection::connect_with_config(&h.uri, props, tls, rt).await {
                 Ok(c) => {
                     self.next.store(idx, Ordering::Relaxed);
+                    self.connects.fetch_add(1, Ordering::AcqRel);
                     tracing::debug!(host = %h.shown, "connected to the broker");
                     return Ok(c);
                 }

@@ -216,8 +216,15 @@ impl Replier for AmqpReplier {
                     tracing::debug!(queue = %Untrusted(&self.reply_q), "reply queue missing; looking again in 0.25 s");
                     tokio::time::sleep(step).await;
                 }
-                // The broker cannot be asked: the publisher's own reconnection takes over.
-                Err(_) => break,
+                // The broker cannot be asked now (it restarts, the probe reconnects): ask again,
+                // and at the deadline send anyway, through the publisher's own reconnection.
+                Err(e) => {
+                    if Instant::now() + step >= deadline {
+                        break;
+                    }
+                    tracing::debug!(error = %e, "cannot check the reply queue; looking again in 0.25 s");
+                    tokio::time::sleep(step).await;
+                }
             }
         }
         let inner = match &outcome {

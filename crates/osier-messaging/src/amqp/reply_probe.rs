@@ -3,7 +3,9 @@
 //! reply's result, and the caller's context with its auth token) as decimal bytes, which a
 //! retry loop turns into megabytes of log a second. Instead, a reply queue is checked with a
 //! passive `queue.declare` on a connection of its own before a reply goes to it: a queue seen
-//! within [`ReplyProbe::PRESENT_TTL`] is not checked again; a queue still missing after
+//! within [`ReplyProbe::PRESENT_TTL`] is not checked again, unless one of the driver's
+//! connections was made since (after a broker restart or a failover, a caller's reply queue is
+//! missing until the caller declares it again); a queue still missing after
 //! `kombu_missing_consumer_retry_timeout` is remembered as gone (200 entries, 60 s), and
 //! replies to it are dropped at once (MSG-AMQP-08).
 
@@ -19,6 +21,9 @@ use tokio::time::Instant;
 use crate::amqp::connection::{is_channel_error, op_error, Broker};
 use crate::error::MessagingError;
 use crate::lock::lock;
+
+/// Log budget of refused checks (one line per reply otherwise).
+static UNCHECKED_LOG: crate::LogBudget = crate::LogBudget::new(1);
 
 /// Names kept with the time they were recorded, at most `max`, each for `ttl`.
 struct Recent {
@@ -82,7 +87,9 @@ struct Link {
 pub(crate) struct ReplyProbe {
     broker: Arc<Broker>,
     link: tokio::sync::Mutex<Link>,
-    present: Mutex<Recent>,
+    /// Queues seen to exist, and the driver's connection count when the cache was started:
+    /// a new connection anywhere (a broker restart, a failover) empties it.
+    present: Mutex<(Recent, u64)>,
     gone: Mutex<Recent>,
 }
 
@@ -97,7 +104,7 @@ impl ReplyProbe {
         ReplyProbe {
             broker,
             link: tokio::sync::Mutex::new(Link::default()),
-            present: Mutex::new(Recent::new(4096, Self::PRESENT_TTL)),
+            present: Mutex::new((Recent::new(4096, Self::PRESENT_TTL), 0)),
             gone: Mutex::new(Recent::new(Self::GONE_MAX, Self::GONE_TTL)),
         }
     }
@@ -115,8 +122,16 @@ impl ReplyProbe {
     /// Whether queue `q` exists now (or was seen within [`Self::PRESENT_TTL`]). An error means
     /// the broker could not be asked.
     pub(crate) async fn exists(&self, q: &str) -> Result<bool, MessagingError> {
-        if lock(&self.present).contains(q) {
-            return Ok(true);
+        {
+            let mut present = lock(&self.present);
+            let connects = self.broker.connects();
+            if present.1 != connects {
+                // A connection was made since: the broker may have restarted or failed over,
+                // and a reply queue seen before may be gone until its owner declares it again.
+                *present = (Recent::new(4096, Self::PRESENT_TTL), connects);
+            } else if present.0.contains(q) {
+                return Ok(true);
+            }
         }
         let mut link = self.link.lock().await;
         if link.conn.as_ref().is_none_or(|c| !c.status().connected()) {
@@ -146,14 +161,26 @@ impl ReplyProbe {
             .await
         {
             Ok(_) => {
-                lock(&self.present).insert(q);
+                lock(&self.present).0.insert(q);
                 Ok(true)
             }
             Err(e) if is_channel_error(&e) => {
                 link.channel = None; // the broker closed it
                 match e.kind() {
                     ErrorKind::ProtocolError(p) if p.get_id() == 404 => Ok(false),
-                    _ => Err(op_error("queue.declare(passive)", &e)),
+                    // RESOURCE_LOCKED (405): an exclusive queue of another connection, so it
+                    // exists. Any other refusal (a user without the permission, say) cannot
+                    // tell: the reply goes out unchecked rather than waiting for an answer that
+                    // never comes.
+                    other => {
+                        if !matches!(other, ErrorKind::ProtocolError(p) if p.get_id() == 405) {
+                            if let Some(suppressed) = UNCHECKED_LOG.allow() {
+                                tracing::warn!(error = %e, suppressed, "cannot check a reply queue; the reply is sent unchecked");
+                            }
+                        }
+                        lock(&self.present).0.insert(q);
+                        Ok(true)
+                    }
                 }
             }
             Err(e) => {
