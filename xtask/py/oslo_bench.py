@@ -2,7 +2,7 @@
 `cargo xtask bench-amqp`: one JSON line per figure, like the Rust table runner.
 
 One client process (this one) and one server process (this script with `serve`), threading
-executor, every option at its default, as in ../shared/spec/oslo-perf-anchors.md. Calls are
+executor, every option at its default. Calls are
 `echo(value={"x": 1})`; casts `note(...)`; notifications `info` to one listener. Casts and
 notifications are timed end to end (until the server has handled every one sent).
 """
