@@ -473,16 +473,19 @@ impl Settler {
     }
 
     fn settle(&self, result: NotificationResult, msg: &Incoming, event_type: &str) {
-        let mut requeues = lock(&self.requeues);
         if result != NotificationResult::Requeue || !self.allow_requeue {
-            if !requeues.counts.is_empty() {
-                requeues.forget(&identity(&msg.message));
+            // Only a listener that allows requeue has counts to forget.
+            if self.allow_requeue {
+                let mut requeues = lock(&self.requeues);
+                if !requeues.counts.is_empty() {
+                    requeues.forget(&identity(&msg.message));
+                }
             }
-            drop(requeues);
             self.stats.handled.fetch_add(1, Ordering::Relaxed);
             msg.acker.ack();
             return;
         }
+        let mut requeues = lock(&self.requeues);
         let key = identity(&msg.message);
         let n = requeues.bump(&key);
         if self.max_requeues.is_some_and(|max| n > max) {

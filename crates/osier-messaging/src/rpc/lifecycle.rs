@@ -138,6 +138,17 @@ impl Steps {
         }
     }
 
+    /// Returns once the current cycle's `stop` has been called (at once if it already was).
+    pub(crate) async fn stopping(&self) {
+        loop {
+            let notified = self.changed.notified();
+            if self.lock().phase >= Phase::Stopping {
+                return;
+            }
+            notified.await;
+        }
+    }
+
     /// Moves the current cycle to `phase` and wakes every step waiting for it.
     pub(crate) fn set_phase(&self, phase: Phase) {
         lock(&self.life).phase = phase;

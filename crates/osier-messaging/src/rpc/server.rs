@@ -155,7 +155,6 @@ impl RpcServerBuilder {
                 idle: Notify::new(),
                 dropped: AtomicU64::new(0),
                 max_in_flight: self.max_in_flight,
-                stopping: watch::channel(false).0,
             }),
         })
     }
@@ -173,9 +172,6 @@ struct Inner {
     idle: Notify,
     dropped: AtomicU64,
     max_in_flight: usize,
-    /// True from `stop` until the next `start`: replies still being sent get
-    /// [`REPLY_GRACE_AFTER_STOP`].
-    stopping: watch::Sender<bool>,
 }
 
 /// An RPC server. Cloning gives another handle.
@@ -279,7 +275,6 @@ impl RpcServer {
                 return Err(e);
             }
         };
-        self.inner.stopping.send_replace(false);
         let (stop_tx, mut stop_rx) = watch::channel(false);
         let inner = self.inner.clone();
         let slots = Arc::new(Semaphore::new(credit));
@@ -363,7 +358,6 @@ impl RpcServer {
         };
         if let Some(tx) = sender {
             let _ = tx.send(true);
-            self.inner.stopping.send_replace(true);
             self.inner.steps.set_phase(Phase::Stopped);
             return Ok(());
         }
@@ -468,12 +462,11 @@ async fn send_reply(
     outcome: Outcome,
     method: &str,
 ) {
-    let mut stopping = inner.stopping.subscribe();
     let reply = r.reply(outcome);
     tokio::pin!(reply);
     let sent = tokio::select! {
         res = &mut reply => Some(res),
-        _ = stopping.wait_for(|s| *s) => None,
+        _ = inner.steps.stopping() => None,
     };
     let sent = match sent {
         Some(res) => res,
