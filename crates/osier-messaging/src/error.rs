@@ -84,12 +84,20 @@ pub enum MessagingError {
     /// An executor name that does not exist (MSG-SRV-01).
     #[error("executor {0:?} is not available (tokio, green, threads)")]
     ExecutorLoadFailure(String),
-    /// The message could not be handed to the transport.
+    /// The message could not be handed to the transport (the caller is gone, the server stopped
+    /// before its reply went out).
     #[error("message delivery failed: {0}")]
     Delivery(String),
-    /// A message could not be serialized or deserialized.
-    #[error("serialization failed: {0}")]
-    Serialization(String),
+    /// A message, its arguments or a result could not be serialized or deserialized. `source()`
+    /// is serde's or the wire format's error, when one caused it.
+    #[error("serialization failed: {reason}{}", caused_by(.source))]
+    Serialization {
+        /// What was being (de)serialized, or what is wrong with it.
+        reason: String,
+        /// The error underneath.
+        #[source]
+        source: Option<Cause>,
+    },
     /// A message is larger than the configured limit.
     #[error("message of {size} bytes exceeds the limit of {limit} bytes")]
     TooLarge {
@@ -138,9 +146,16 @@ pub enum MessagingError {
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BrokerError {
-    /// No host of the URL accepted a connection (refused, unresolvable, timed out).
-    #[error("broker unreachable: {0}")]
-    Unreachable(String),
+    /// No host of the URL accepted a connection (refused, unresolvable, timed out). `reason`
+    /// names each host tried and why it failed; `source()` is the last host's error.
+    #[error("broker unreachable: {reason}")]
+    Unreachable {
+        /// Each host and its failure, `host:port: why`, separated by `; `.
+        reason: String,
+        /// The last host's error.
+        #[source]
+        source: Option<Cause>,
+    },
     /// The broker refused the credentials (ACCESS_REFUSED).
     #[error("broker refused the login of user {user:?} on {host}: {reason}")]
     AuthRefused {
@@ -166,12 +181,22 @@ pub enum BrokerError {
     ChannelClosed {
         /// The AMQP reply code (406 PRECONDITION_FAILED, 404 NOT_FOUND, ...).
         code: u16,
-        /// The broker's reply text.
+        /// The operation and the broker's reply text.
         reason: String,
+        /// The AMQP client's error.
+        #[source]
+        source: Option<Cause>,
     },
-    /// The connection broke and could not be re-established within the retries or the timeout.
-    #[error("connection to the broker lost: {0}")]
-    ConnectionLost(String),
+    /// The connection broke and could not be re-established within the retries or the timeout,
+    /// or messages handed to it were never confirmed.
+    #[error("connection to the broker lost: {reason}{}", caused_by(.source))]
+    ConnectionLost {
+        /// What was being done, or what was lost.
+        reason: String,
+        /// The AMQP client's error, when one caused it.
+        #[source]
+        source: Option<Cause>,
+    },
     /// A reply could not be routed to its queue for `kombu_missing_consumer_retry_timeout`
     /// (MSG-AMQP-08), or a heartbeat found the queue gone.
     #[error("reply queue {0:?} does not exist (the caller is gone)")]
@@ -190,9 +215,16 @@ pub enum BrokerError {
     /// The broker refused to take the message (a negative publisher confirm).
     #[error("the broker did not accept the message (nack)")]
     Nacked,
-    /// TLS could not be set up.
-    #[error("TLS: {0}")]
-    Tls(String),
+    /// TLS could not be set up: the CA file cannot be read, or the handshake failed (an
+    /// untrusted certificate...).
+    #[error("TLS: {reason}{}", caused_by(.source))]
+    Tls {
+        /// The host or file concerned.
+        reason: String,
+        /// The I/O or TLS error underneath.
+        #[source]
+        source: Option<Cause>,
+    },
     /// An exchange name, queue name or routing key longer than AMQP can carry (255 bytes);
     /// refused before anything was sent.
     #[error("AMQP name {name} is {len} bytes; AMQP names hold at most 255")]
@@ -281,6 +313,21 @@ impl Failure {
 /// The error behind another, shared so that the errors holding it stay `Clone`: its `Display`
 /// is the error's own, and `source()` goes on down its chain. Two causes are equal when they are
 /// the same error.
+///
+/// An error of this crate that holds a cause prints the cause's message after its own words, so
+/// that a log line showing only the error (`error = %e`) still says what happened underneath;
+/// `source()` leads to the cause itself for code that inspects or downcasts it.
+///
+/// ```
+/// use std::error::Error;
+/// use osier_messaging::MessagingError;
+///
+/// let bad = serde_json::from_str::<u32>("\"x\"").unwrap_err();
+/// let e = MessagingError::serialization("the reply", bad);
+/// assert!(e.to_string().starts_with("serialization failed: the reply: invalid type"));
+/// let cause = e.source().unwrap();
+/// assert!(cause.to_string().starts_with("invalid type"));
+/// ```
 #[derive(Clone)]
 pub struct Cause(Arc<dyn std::error::Error + Send + Sync>);
 
@@ -317,5 +364,53 @@ impl std::error::Error for Cause {
 impl PartialEq for Cause {
     fn eq(&self, other: &Self) -> bool {
         Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for Cause {}
+
+/// `": <cause>"` when there is a cause, nothing otherwise: the tail of a `Display` that shows
+/// its cause.
+fn caused_by(source: &Option<Cause>) -> String {
+    match source {
+        Some(c) => format!(": {c}"),
+        None => String::new(),
+    }
+}
+
+impl MessagingError {
+    /// A serialization error caused by `source` while handling `what` (`"the reply"`, `"the
+    /// arguments of method m"`...).
+    pub fn serialization(
+        what: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        MessagingError::Serialization {
+            reason: what.into(),
+            source: Some(Cause::new(source)),
+        }
+    }
+}
+
+impl BrokerError {
+    /// The connection was lost while doing `what`, because of `source` (the AMQP client's
+    /// error).
+    pub(crate) fn connection_lost(
+        what: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        BrokerError::ConnectionLost {
+            reason: what.into(),
+            source: Some(Cause::new(source)),
+        }
+    }
+
+    /// Messages or confirms were lost for a reason that is no error of the client's: `reason`
+    /// says which.
+    pub(crate) fn lost(reason: impl Into<String>) -> Self {
+        BrokerError::ConnectionLost {
+            reason: reason.into(),
+            source: None,
+        }
     }
 }

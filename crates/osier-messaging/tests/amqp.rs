@@ -222,12 +222,31 @@ fn unreachable_broker_is_a_typed_error_without_password() {
     block(async {
         let e = failed_cast(&t).await;
         assert!(
-            matches!(e, MessagingError::Broker(BrokerError::Unreachable(_))),
+            matches!(e, MessagingError::Broker(BrokerError::Unreachable { .. })),
             "{e:?}"
         );
         let text = e.to_string();
         assert!(text.contains("127.0.0.1:1"), "{text}");
         assert!(!text.contains("secretpw"), "{text}");
+        assert!(!format!("{e:?}").contains("secretpw"), "{e:?}");
+    });
+}
+
+/// A broker error keeps the AMQP client's error as its source: `Error::source()` leads to it.
+#[test]
+fn unreachable_broker_error_keeps_the_client_error_as_its_source() {
+    use std::error::Error as _;
+    let t = Transport::new("rabbit://guest:guest@127.0.0.1:1/").unwrap();
+    block(async {
+        let e = failed_cast(&t).await;
+        let cause = e.source().expect("a source");
+        let cause = cause
+            .downcast_ref::<osier_messaging::Cause>()
+            .expect("the cause is kept as a Cause");
+        assert!(
+            cause.get().downcast_ref::<lapin::Error>().is_some(),
+            "the cause is lapin's error: {cause:?}"
+        );
     });
 }
 
@@ -529,7 +548,7 @@ fn a_refused_declaration_is_a_typed_channel_error() {
         .unwrap();
         let e = server(&t, &top, "s1").start().await.unwrap_err();
         match &e {
-            MessagingError::Broker(BrokerError::ChannelClosed { code, reason }) => {
+            MessagingError::Broker(BrokerError::ChannelClosed { code, reason, .. }) => {
                 assert_eq!(*code, 406, "{reason}");
                 assert!(reason.contains("durable"), "{reason}");
             }

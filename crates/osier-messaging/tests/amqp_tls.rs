@@ -87,7 +87,7 @@ fn an_untrusted_certificate_is_a_tls_error() {
             Transport::new(&format!("rabbit://guest:guest@localhost:{port}/?ssl=true")).unwrap();
         let e = failed_cast(&t).await;
         assert!(
-            matches!(&e, MessagingError::Broker(BrokerError::Tls(_))),
+            matches!(&e, MessagingError::Broker(BrokerError::Tls { .. })),
             "{e:?}"
         );
     });

@@ -823,6 +823,40 @@ fn request_message_shape() {
     });
 }
 
+/// A result that does not fit the caller's type is a serialization error that names the method
+/// and keeps serde's error as its source.
+#[test]
+fn a_result_of_the_wrong_type_keeps_the_serde_error_as_its_source() {
+    use std::error::Error as _;
+    let t = transport();
+    let top = topic("wrongtype");
+    block(async {
+        let s = started(
+            &t,
+            Target::topic(&top).with_server("s"),
+            vec![echo_endpoint("s")],
+        )
+        .await;
+        let c = RpcClient::new(&t, Target::topic(&top)).timeout(Duration::from_secs(2));
+        let r: Result<u32, _> = c
+            .call(&RequestContext::new(), "echo", json!({"value": 1}))
+            .await;
+        let e = r.unwrap_err();
+        assert!(matches!(e, MessagingError::Serialization { .. }), "{e:?}");
+        assert!(e.to_string().contains("echo"), "{e}");
+        let cause = e
+            .source()
+            .and_then(|c| c.downcast_ref::<osier_messaging::Cause>())
+            .expect("a source");
+        assert!(
+            cause.get().downcast_ref::<serde_json::Error>().is_some(),
+            "{cause:?}"
+        );
+        s.stop().await.unwrap();
+        s.wait().await.unwrap();
+    });
+}
+
 /// MSG-RPC-01/07: a client is built from a transport and a target; retry (None, -1, 0, N) is
 /// accepted and handed to the driver (the in-memory driver ignores it, as oslo's fake driver does,
 /// MSG-FAKE-04).
@@ -862,11 +896,11 @@ fn arguments_must_be_a_json_object() {
     let c = RpcClient::new(&t, Target::topic(topic("json")));
     block(async {
         let r = c.cast(&RequestContext::new(), "m", json!([1, 2])).await;
-        assert!(matches!(r, Err(MessagingError::Serialization(_))));
+        assert!(matches!(r, Err(MessagingError::Serialization { .. })));
         let mut bad = std::collections::HashMap::new();
         bad.insert(vec![1u8], 1); // a map with non-string keys is not JSON
         let r = c.cast(&RequestContext::new(), "m", bad).await;
-        assert!(matches!(r, Err(MessagingError::Serialization(_))));
+        assert!(matches!(r, Err(MessagingError::Serialization { .. })));
         assert!(
             c.cast(&RequestContext::new(), "m", ()).await.is_ok(),
             "no arguments"

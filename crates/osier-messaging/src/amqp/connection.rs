@@ -12,7 +12,7 @@ use lapin::protocol::{AMQPErrorKind, AMQPHardError, AMQPSoftError};
 use lapin::{Connection, ConnectionProperties, ErrorKind};
 
 use crate::amqp::options::RabbitOptions;
-use crate::error::{BrokerError, MessagingError};
+use crate::error::{BrokerError, Cause, MessagingError};
 use crate::url::TransportUrl;
 
 /// One broker host: its AMQP URI (holds the password: never logged) and what may be shown.
@@ -32,7 +32,7 @@ impl BrokerError {
             self,
             BrokerError::AuthRefused { .. }
                 | BrokerError::VhostRefused { .. }
-                | BrokerError::Tls(_)
+                | BrokerError::Tls { .. }
         )
     }
 }
@@ -131,6 +131,7 @@ impl Broker {
         let start = self.next.load(Ordering::Relaxed);
         let mut refused: Option<BrokerError> = None;
         let mut why = Vec::new();
+        let mut last: Option<Cause> = None;
         for i in 0..n {
             let idx = (start + i) % n;
             let h = &self.hosts[idx];
@@ -158,16 +159,26 @@ impl Broker {
                     match err {
                         BrokerError::AuthRefused { .. }
                         | BrokerError::VhostRefused { .. }
-                        | BrokerError::Tls(_) => {
+                        | BrokerError::Tls { .. } => {
                             refused.get_or_insert(err);
                         }
-                        other => why.push(other.to_string()),
+                        BrokerError::Unreachable { reason, source } => {
+                            why.push(reason);
+                            last = source;
+                        }
+                        other => {
+                            why.push(other.to_string());
+                            last = Some(Cause::new(other));
+                        }
                     }
                 }
             }
         }
         self.next.store((start + 1) % n.max(1), Ordering::Relaxed);
-        Err(refused.unwrap_or_else(|| BrokerError::Unreachable(why.join("; "))))
+        Err(refused.unwrap_or_else(|| BrokerError::Unreachable {
+            reason: why.join("; "),
+            source: last,
+        }))
     }
 
     /// One round over the hosts ([`connect_once`](Self::connect_once)) as a `MessagingError`.
@@ -180,13 +191,15 @@ impl Broker {
 
     /// TLS settings: the CA file of `ssl_ca_file` (PEM) when set, the system's roots otherwise.
     fn tls_config(&self) -> Result<lapin::tcp::OwnedTLSConfig, BrokerError> {
-        let cert_chain =
-            match (&self.opts.ssl_ca_file, self.opts.ssl) {
-                (Some(path), true) => Some(std::fs::read_to_string(path).map_err(|e| {
-                    BrokerError::Tls(format!("cannot read ssl_ca_file {path}: {e}"))
-                })?),
-                _ => None,
-            };
+        let cert_chain = match (&self.opts.ssl_ca_file, self.opts.ssl) {
+            (Some(path), true) => {
+                Some(std::fs::read_to_string(path).map_err(|e| BrokerError::Tls {
+                    reason: format!("cannot read ssl_ca_file {path}"),
+                    source: Some(Cause::new(e)),
+                })?)
+            }
+            _ => None,
+        };
         Ok(lapin::tcp::OwnedTLSConfig {
             identity: None,
             cert_chain,
@@ -206,20 +219,28 @@ impl Broker {
                     vhost: self.vhost.clone(),
                     reason: p.get_message().to_string(),
                 },
-                _ => BrokerError::Unreachable(format!("{}: {}", h.shown, p.get_message())),
+                _ => BrokerError::Unreachable {
+                    reason: format!("{}: {}", h.shown, p.get_message()),
+                    source: Some(Cause::new(e.clone())),
+                },
             },
-            ErrorKind::IOError(io) if self.opts.ssl && is_tls_failure(io) => {
-                BrokerError::Tls(format!("{}: {io}", h.shown))
-            }
+            ErrorKind::IOError(io) if self.opts.ssl && is_tls_failure(io) => BrokerError::Tls {
+                reason: h.shown.clone(),
+                source: Some(Cause::new(e.clone())),
+            },
             _ => {
                 // lapin's messages never contain the URI, but make sure of it.
                 let text = e.to_string();
-                let text = if text.contains(&h.uri) {
+                let hides_uri = text.contains(&h.uri);
+                let text = if hides_uri {
                     "connection failed".to_string()
                 } else {
                     text
                 };
-                BrokerError::Unreachable(format!("{}: {text}", h.shown))
+                BrokerError::Unreachable {
+                    reason: format!("{}: {text}", h.shown),
+                    source: (!hides_uri).then(|| Cause::new(e.clone())),
+                }
             }
         }
     }
@@ -230,7 +251,7 @@ impl Broker {
 /// and the AMQP heartbeats still go out and come in on time (LESSON-03, MSG-AMQP-04); measured:
 /// with lapin on the application's runtime, blocking it for 7 s lost every connection.
 fn io_runtime() -> Result<&'static tokio::runtime::Handle, BrokerError> {
-    static RT: std::sync::OnceLock<Result<tokio::runtime::Runtime, String>> =
+    static RT: std::sync::OnceLock<Result<tokio::runtime::Runtime, Cause>> =
         std::sync::OnceLock::new();
     RT.get_or_init(|| {
         tokio::runtime::Builder::new_multi_thread()
@@ -238,11 +259,14 @@ fn io_runtime() -> Result<&'static tokio::runtime::Handle, BrokerError> {
             .thread_name("osier-amqp-io")
             .enable_all()
             .build()
-            .map_err(|e| e.to_string())
+            .map_err(Cause::new)
     })
     .as_ref()
     .map(|rt| rt.handle())
-    .map_err(|e| BrokerError::Unreachable(format!("cannot start the AMQP I/O runtime: {e}")))
+    .map_err(|e| BrokerError::Unreachable {
+        reason: format!("cannot start the AMQP I/O runtime: {e}"),
+        source: Some(e.clone()),
+    })
 }
 
 /// Whether an I/O error is the TLS handshake failing (rustls' errors, wrapped by tcp-stream).
@@ -280,9 +304,10 @@ pub(crate) fn op_error(what: &str, e: &lapin::Error) -> MessagingError {
         ErrorKind::ProtocolError(p) => BrokerError::ChannelClosed {
             code: p.get_id(),
             reason: format!("{what}: {}", p.get_message()),
+            source: Some(Cause::new(e.clone())),
         }
         .into(),
-        _ => BrokerError::ConnectionLost(format!("{what}: {e}")).into(),
+        _ => BrokerError::connection_lost(what, e.clone()).into(),
     }
 }
 

@@ -520,7 +520,7 @@ mod tests {
             acceptor.abort();
             assert_eq!(seen.load(Ordering::SeqCst), attempts, "retry {retry}: {e}");
             assert!(
-                matches!(e, MessagingError::Broker(BrokerError::Unreachable(_))),
+                matches!(e, MessagingError::Broker(BrokerError::Unreachable { .. })),
                 "{e:?}"
             );
             assert!(!e.to_string().contains("secret"));

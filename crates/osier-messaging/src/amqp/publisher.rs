@@ -253,7 +253,7 @@ impl Publisher {
         }
         match self.tracker.lost.swap(0, Ordering::AcqRel) {
             0 => Ok(()),
-            n => Err(BrokerError::ConnectionLost(format!(
+            n => Err(BrokerError::lost(format!(
                 "{n} message(s) handed to the transport were not confirmed by the broker"
             ))
             .into()),
@@ -267,8 +267,8 @@ impl Publisher {
             Some(d) => match tokio::time::timeout_at(d, async { self.submit(p).await.await }).await
             {
                 Ok(r) => r.unwrap_or(Err(MessagingError::Closed)),
-                Err(_) => Err(BrokerError::ConnectionLost(
-                    "the message could not be confirmed by the broker in time".into(),
+                Err(_) => Err(BrokerError::lost(
+                    "the message could not be confirmed by the broker in time",
                 )
                 .into()),
             },
@@ -425,7 +425,7 @@ async fn owner(broker: &Broker, rx: &mut mpsc::UnboundedReceiver<Publish>, track
                 // The caller gave up (its call timed out): nothing to deliver any more.
                 drop(p);
             } else if p.resent > 0 && !p.may_resend() {
-                let why = BrokerError::ConnectionLost(format!(
+                let why = BrokerError::lost(format!(
                     "the message could not be re-sent after {} tries",
                     p.resent
                 ));

@@ -29,7 +29,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use crate::driver::Dict;
-use crate::error::{Failure, MessagingError};
+use crate::error::{Cause, Failure, MessagingError};
 
 /// The only envelope version Python accepts (major 2, minor 0).
 pub const OSLO_VERSION: &str = "2.0";
@@ -49,7 +49,7 @@ pub const MAX_NAME_BYTES: usize = 255;
 pub enum WireError {
     /// The body is not JSON.
     #[error("body is not JSON: {0}")]
-    NotJson(String),
+    NotJson(#[source] Cause),
     /// The body (or the enveloped message) is JSON but not an object.
     #[error("body is not a JSON object")]
     NotObject,
@@ -63,7 +63,7 @@ pub enum WireError {
 
 impl From<WireError> for MessagingError {
     fn from(e: WireError) -> Self {
-        MessagingError::Serialization(e.to_string())
+        MessagingError::serialization("a message from the wire", e)
     }
 }
 
@@ -93,7 +93,7 @@ pub fn encode_body_v1(inner: &Dict) -> Vec<u8> {
 
 /// Decodes a body: the 2.0 envelope, or a bare message object (both are accepted by Python).
 pub fn decode_body(body: &[u8]) -> Result<Dict, WireError> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| WireError::NotJson(e.to_string()))?;
+    let v: Value = serde_json::from_slice(body).map_err(|e| WireError::NotJson(Cause::new(e)))?;
     let Value::Object(obj) = v else {
         return Err(WireError::NotObject);
     };
@@ -106,7 +106,7 @@ pub fn decode_body(body: &[u8]) -> Result<Dict, WireError> {
             match serde_json::from_str::<Value>(inner) {
                 Ok(Value::Object(m)) => Ok(m),
                 Ok(_) => Err(WireError::NotObject),
-                Err(e) => Err(WireError::NotJson(e.to_string())),
+                Err(e) => Err(WireError::NotJson(Cause::new(e))),
             }
         }
         Some(other) => Err(WireError::UnsupportedEnvelope(match other {

@@ -49,9 +49,12 @@ impl NotificationLayer {
         if mode == LogHandlerMode::ErrorsOnly
             && notifier.has_driver(|d| matches!(d, NotifyDriver::Log))
         {
-            return Err(MessagingError::Delivery(
-                "PublishErrorsHandler with the log notification driver would loop".into(),
-            ));
+            return Err(MessagingError::InvalidOption {
+                option: "notification driver".into(),
+                reason: "the errors-only log handler would publish its own errors through the \
+                         log driver in a loop"
+                    .into(),
+            });
         }
         let notifier = match mode {
             LogHandlerMode::ErrorsOnly => notifier.prepare(Some("error.publisher"), None),

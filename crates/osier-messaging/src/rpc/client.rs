@@ -275,14 +275,19 @@ impl RpcClient {
         self.target.require_topic()?;
         self.check_cap()?;
         let args = match serde_json::to_value(args)
-            .map_err(|e| MessagingError::Serialization(e.to_string()))?
+            .map_err(|e| MessagingError::serialization(format!("the arguments of {method}"), e))?
         {
             Value::Object(m) => m,
             Value::Null => Dict::new(),
             other => {
-                return Err(MessagingError::Serialization(format!(
-                    "RPC arguments must serialize to an object of named arguments, got {other}"
-                )))
+                return Err(MessagingError::Serialization {
+                    reason: format!(
+                        "the arguments of {method} must serialize to an object of named \
+                         arguments, got {}",
+                        json_kind(&other)
+                    ),
+                    source: None,
+                })
             }
         };
         let mut ser_args = Dict::new();
@@ -363,8 +368,12 @@ impl RpcClient {
                 Ok(Some(ReplyEvent::Failed(e))) => return Err(e),
                 Ok(Some(ReplyEvent::Done(Ok(v)))) => {
                     let v = self.serializer.deserialize_entity(ctx, v)?;
-                    return serde_json::from_value(v)
-                        .map_err(|e| MessagingError::Serialization(e.to_string()));
+                    return serde_json::from_value(v).map_err(|e| {
+                        MessagingError::serialization(
+                            format!("the result of {method} into the expected type"),
+                            e,
+                        )
+                    });
                 }
                 Ok(Some(ReplyEvent::Done(Err(f)))) => {
                     return Err(MessagingError::Remote(Box::new(f)))
@@ -397,5 +406,17 @@ impl RpcClient {
         self.the_bridge()
             .yield_future(self.cast(ctx, method, args))
             .map_err(|e| MessagingError::Bridge(Cause::new(e)))?
+    }
+}
+
+/// The kind of a JSON value, for an error that must not print the value itself.
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
     }
 }
