@@ -479,14 +479,7 @@ impl Driver for MemoryDriver {
         target: &Target,
         credit: usize,
     ) -> Result<Box<dyn Listener>, MessagingError> {
-        let topic = target
-            .topic
-            .as_deref()
-            .ok_or_else(|| target.invalid("an RPC server needs a topic"))?;
-        let server = target
-            .server
-            .as_deref()
-            .ok_or_else(|| target.invalid("an RPC server needs a server"))?;
+        let (topic, server) = target.server_address()?;
         let ex = self.exchange(target);
         let queues = vec![ex.server_queue(topic, server), ex.topic_queue(topic)];
         Ok(MemListener::subscribe(queues, false, credit))
@@ -504,9 +497,7 @@ impl Driver for MemoryDriver {
     ) -> Result<Box<dyn Listener>, MessagingError> {
         let mut queues = Vec::new();
         for t in targets {
-            let topic = t.topic.as_deref().ok_or_else(|| {
-                t.invalid("a notification listener needs a topic on every target")
-            })?;
+            let topic = t.listen_topic()?;
             queues.push(self.exchange(t).pool_queue(topic, pool));
         }
         Ok(MemListener::subscribe(queues, true, credit))

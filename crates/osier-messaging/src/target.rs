@@ -144,6 +144,28 @@ impl Target {
         }
     }
 
+    /// The topic and server an RPC server listens on, or `InvalidTarget` naming the one that is
+    /// missing (MSG-SRV-03). The one check of a server's target: the server refuses to start
+    /// on it, and each driver reads its queue names through it.
+    pub(crate) fn server_address(&self) -> Result<(&str, &str), MessagingError> {
+        let topic = self
+            .topic
+            .as_deref()
+            .ok_or_else(|| self.invalid("an RPC server needs a topic"))?;
+        let server = self
+            .server
+            .as_deref()
+            .ok_or_else(|| self.invalid("an RPC server needs a server"))?;
+        Ok((topic, server))
+    }
+
+    /// The topic a notification listener's target listens on, or `InvalidTarget`.
+    pub(crate) fn listen_topic(&self) -> Result<&str, MessagingError> {
+        self.topic
+            .as_deref()
+            .ok_or_else(|| self.invalid("a notification listener needs a topic on every target"))
+    }
+
     /// The topic, or `InvalidTarget("A topic is required to send")` (MSG-URL-07).
     pub(crate) fn require_topic(&self) -> Result<&str, MessagingError> {
         self.topic

@@ -167,14 +167,8 @@ impl Layout<'_> {
         &self,
         target: &Target,
     ) -> Result<(Topology, Vec<String>), MessagingError> {
-        let topic = target
-            .topic
-            .clone()
-            .ok_or_else(|| target.invalid("an RPC server needs a topic"))?;
-        let server = target
-            .server
-            .clone()
-            .ok_or_else(|| target.invalid("an RPC server needs a server"))?;
+        let (topic, server) = target.server_address()?;
+        let topic = topic.to_string();
         let ex = self.topic_exchange(self.exchange_of(target));
         let fanout_ex = self.fanout_exchange(&topic);
         let server_q = format!("{topic}.{server}");
@@ -213,9 +207,7 @@ impl Layout<'_> {
         let mut topo = Topology::default();
         let mut queues: Vec<String> = Vec::new();
         for t in targets {
-            let key = t.topic.clone().ok_or_else(|| {
-                t.invalid("a notification listener needs a topic on every target")
-            })?;
+            let key = t.listen_topic()?.to_string();
             let ex = self.topic_exchange(self.exchange_of(t));
             if !topo.exchanges.iter().any(|e| e.name == ex.name) {
                 topo.exchanges.push(ex.clone());

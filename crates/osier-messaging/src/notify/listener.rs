@@ -318,9 +318,7 @@ impl NotificationListener {
     pub async fn start(&self) -> Result<(), MessagingError> {
         let mut subs = Vec::new();
         for t in &self.targets {
-            let topic = t.topic.as_deref().ok_or_else(|| {
-                t.invalid("a notification listener needs a topic on every target")
-            })?;
+            let topic = t.listen_topic()?;
             for p in Priority::ALL {
                 if self.endpoints.iter().any(|e| e.handles(p)) {
                     subs.push(t.clone().with_topic(format!("{topic}.{p}")));

@@ -235,12 +235,7 @@ impl RpcServer {
     /// [`start`](RpcServer::start) with a timeout and a "possible hang" log delay.
     pub async fn start_with(&self, opts: StepOptions) -> Result<(), MessagingError> {
         let t = &self.inner.target;
-        if t.topic.is_none() {
-            return Err(t.invalid("an RPC server needs a topic"));
-        }
-        if t.server.is_none() {
-            return Err(t.invalid("an RPC server needs a server"));
-        }
+        t.server_address()?;
         // Claim the start of a new cycle, or wait for a concurrent start to finish.
         let cycle = {
             let mut life = self.inner.steps.lock();
