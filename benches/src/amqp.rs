@@ -295,7 +295,7 @@ fn props() -> BasicProperties {
 
 type AckFut = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
-/// An ack that the consumer loop does not wait for (lapin-notes: the fastest way to ack).
+/// An ack that the consumer loop does not wait for (the fastest way to ack measured).
 fn ack(ch: &Channel, tag: u64) -> AckFut {
     let ch = ch.clone();
     Box::pin(async move {

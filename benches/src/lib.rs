@@ -32,7 +32,7 @@ pub fn osier_rt() -> &'static osier_green::Runtime {
     })
 }
 
-/// Configures may once: one worker, as in the runtime-notes anchors.
+/// Configures may once: one worker, the configuration the green runtime is compared with.
 pub fn may_init() {
     static INIT: OnceLock<()> = OnceLock::new();
     INIT.get_or_init(|| {

@@ -22,7 +22,7 @@ pub fn bench_amqp(rest: &[String]) -> Result<(), String> {
     };
     let py = ensure_oslo_venv()?;
     // One tokio worker for both Rust sides: on this 2-core machine, where the broker needs a
-    // core, it avoids cross-thread wake-ups (lapin-notes: current_thread did best). A service
+    // core, it avoids cross-thread wake-ups (measured: current_thread did best). A service
     // chooses its runtime the same way (`Bridge::builder().tokio_workers(1)`).
     if std::env::var("OSIER_BENCH_TOKIO_WORKERS").is_err() {
         std::env::set_var("OSIER_BENCH_TOKIO_WORKERS", "1");

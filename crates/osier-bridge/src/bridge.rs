@@ -27,8 +27,7 @@ use osier_green::Unparker;
 use crate::error::BridgeError;
 
 /// How the tokio side is driven. Both are driven by threads of their own, never by a hub: a
-/// tokio runtime nobody drives hangs every future waiting on its timers or I/O
-/// (`runtime-notes.md`, fact 8).
+/// tokio runtime nobody drives hangs every future waiting on its timers or I/O.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokioFlavor {
     /// A multi-thread runtime with this many worker threads (default, `0`: one per core, tokio's

@@ -1,7 +1,7 @@
 //! # osier-bridge
 //!
 //! Green threads and tokio in one process, so one component can move to async while its
-//! neighbours stay green: aioeventlet's job (`behaviour.md` part B, BRIDGE-01..12), done without
+//! neighbours stay green: aioeventlet's job (BRIDGE-01..12), done without
 //! its holes.
 //!
 //! | aioeventlet / asyncio | osier-bridge |

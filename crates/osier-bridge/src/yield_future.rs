@@ -7,7 +7,7 @@
 //!   the green thread);
 //! - tokio timers, `tokio::time::timeout`, tokio TCP and other tokio resources work inside it: the
 //!   runtime context is entered for the duration of each poll and left before the green thread
-//!   parks, so no thread-local state is held across a switch (`runtime-notes.md`, fact 1);
+//!   parks, so no thread-local state is held across a switch;
 //! - a ready future costs one poll and no switch;
 //! - killing the green thread (or a green `Timeout` firing) unwinds it out of the wait, and the
 //!   future is dropped there, inside the runtime context.

@@ -1,7 +1,7 @@
 //! # osier-green
 //!
 //! Stackful green threads with the API eventlet users know, on `may`'s coroutine layer (the
-//! `generator` crate) with a hub of our own. Checklist: `behaviour.md` part A (GREEN-01..33).
+//! `generator` crate) with a hub of our own. Behaviours: GREEN-01..33 (see docs/conformance.md).
 //!
 //! | eventlet | osier-green |
 //! |---|---|

@@ -1,6 +1,6 @@
 //! # osier-messaging
 //!
-//! oslo.messaging's model in Rust (`behaviour.md` part C): transport URLs, targets, an RPC
+//! oslo.messaging's model in Rust: transport URLs, targets, an RPC
 //! client and server with oslo's dispatcher rules, and executors chosen per endpoint, so one
 //! endpoint of a service can move from green threads to async while the others stay. Transports:
 //! in-memory (`memory://`, oslo's `fake://`, the embedded default) and RabbitMQ (`rabbit://`,

@@ -95,7 +95,7 @@ impl Transport {
     }
 
     /// A `rabbit://` transport with rabbit options set in code; the URL's query parameters
-    /// still override them, as in oslo (section 10).
+    /// still override them, as in oslo (MSG-URL-05).
     pub fn with_rabbit_options(
         url: &str,
         opts: TransportOptions,

@@ -363,7 +363,7 @@ fn missing_vhost_is_a_typed_error() {
     });
 }
 
-/// Section 10 on the real broker: quorum queues and a prefetch set in the URL query; the topic
+/// MSG-AMQP-03 on the real broker: quorum queues and a prefetch set in the URL query; the topic
 /// queue is declared as a quorum queue and calls go through.
 #[test]
 fn quorum_queues_and_prefetch_from_the_url_query() {

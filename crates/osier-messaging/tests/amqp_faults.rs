@@ -227,7 +227,7 @@ fn calls_and_notifications_survive_close_all_connections() {
     });
 }
 
-/// MSG-AMQP-05, section 10: the broker application stops (every queue that is not durable goes
+/// MSG-AMQP-05, MSG-AMQP-03: the broker application stops (every queue that is not durable goes
 /// with it) and starts again. With `amqp_durable_queues=true` (set in the URL query) the
 /// notification queue and its confirmed messages survive; the reply and fanout queues are
 /// declared again on reconnect.

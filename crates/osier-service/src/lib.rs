@@ -1,6 +1,6 @@
 //! # osier-service
 //!
-//! oslo.service's model in Rust (`behaviour.md` part D, SVC-*), for green services, async
+//! oslo.service's model in Rust (SVC-*), for green services, async
 //! services and processes that host both, so one process can run components at different
 //! stages of their migration.
 //!

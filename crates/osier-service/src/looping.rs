@@ -1,4 +1,4 @@
-//! Looping calls (`oslo_service.loopingcall`, behaviour.md D.7, SVC-LOOP-*), for async code.
+//! Looping calls (`oslo_service.loopingcall`, SVC-LOOP-*), for async code.
 //!
 //! | oslo.service | osier-service |
 //! |---|---|

@@ -1,5 +1,5 @@
-//! The `rabbit://` driver on `lapin`: oslo.messaging's topology and wire format (`oslo-wire.md`
-//! sections 1-10) behind the [`Driver`] trait.
+//! The `rabbit://` driver on `lapin`: oslo.messaging's topology, wire format and options behind
+//! the [`Driver`] trait.
 //!
 //! Connections (MSG-AMQP-06): one for publishing, owned by the [`publisher`](super::publisher)
 //! task; one for the reply queue; one per listener, each owned by a
@@ -16,7 +16,7 @@
 //! | message | the sender returns | why |
 //! |---|---|---|
 //! | call request | once written to a live channel; not confirmed, not re-sent | the reply proves delivery, so a confirm buys the caller nothing, and it costs the broker work on every call (~15% of calls/s at one caller, measured). A request lost with a connection ends as a `Timeout` within the call's timeout, like a lost reply |
-//! | cast, fanout cast, notification | once written to a live channel (`wait_for_confirms=true`: once confirmed, as oslo, MSG-AMQP-13) | confirms are pipelined instead of one at a time (lapin-notes: ~10x); [`Transport::flush`](crate::Transport::flush) waits for all of them and reports any message the broker did not take |
+//! | cast, fanout cast, notification | once written to a live channel (`wait_for_confirms=true`: once confirmed, as oslo, MSG-AMQP-13) | confirms are pipelined instead of one at a time (measured: ~10x); [`Transport::flush`](crate::Transport::flush) waits for all of them and reports any message the broker did not take |
 //! | reply | once confirmed and routed | `mandatory`: a `Basic.Return` is retried every 0.25 s for `kombu_missing_consumer_retry_timeout` (MSG-AMQP-08) |
 //!
 //! What `wait_for_confirms=false` gives up: a cast or notification that `cast()` / `notify()`
@@ -125,7 +125,7 @@ impl Shared {
         }
     }
 
-    /// The request of `msg` (call or cast), ready for the publisher (section 5).
+    /// The request of `msg` (call or cast), ready for the publisher.
     fn request(
         &self,
         msg: &Outgoing,
@@ -224,7 +224,7 @@ impl Listener for AmqpListener {
     }
 }
 
-/// Reads an RPC request delivery into an [`Incoming`] (sections 4-5, 11 item 8). Every
+/// Reads an RPC request delivery into an [`Incoming`] (envelope, then request members; unknown extra members ignored). Every
 /// delivery but a duplicate goes to the server, malformed ones too (it counts them, answers
 /// their caller with a failure where it can, and rejects them), so each one holds its place in
 /// the prefetch until the server settles it.
@@ -267,7 +267,7 @@ fn rpc_handler(shared: Arc<Shared>, tx: mpsc::UnboundedSender<Incoming>) -> Hand
     })
 }
 
-/// Reads a notification delivery into an [`Incoming`] (section 8); malformed ones go to the
+/// Reads a notification delivery into an [`Incoming`]; malformed ones go to the
 /// listener too, which counts and rejects them.
 fn notification_handler(tx: mpsc::UnboundedSender<Incoming>, max_bytes: usize) -> Handler {
     let dups = Arc::new(Mutex::new(DuplicateFilter::new()));
@@ -426,7 +426,7 @@ impl Driver for AmqpDriver {
         let mut p = Publish::new(ex.name.clone(), key.clone(), wire::encode_body(&inner));
         p.exchange = Some(ex);
         // Declare and bind the queue named after the routing key first, so notifications sent
-        // before any listener exists are kept (section 2, section 11 item 7).
+        // before any listener exists are kept (MSG-NOT-12).
         p.queue = Some((layout.queue(key.clone()), key));
         p.retry = msg.retry;
         p.wait = sh.fire_and_track();

@@ -39,7 +39,7 @@ fn too_large(len: usize, max_bytes: usize) -> String {
     format!("message of {len} bytes exceeds the receive limit of {max_bytes} bytes")
 }
 
-/// Reads an RPC request (sections 4-5): the envelope, then the request's members.
+/// Reads an RPC request : the envelope, then the request's members.
 pub fn read_request(body: &[u8], max_bytes: usize) -> Inbound<RequestWire> {
     if body.len() > max_bytes {
         // Not parsed at all: a reply address would cost a parse of the whole body.
@@ -58,7 +58,7 @@ pub fn read_request(body: &[u8], max_bytes: usize) -> Inbound<RequestWire> {
     }
 }
 
-/// Reads a notification (section 8).
+/// Reads a notification.
 pub fn read_notification(body: &[u8], max_bytes: usize) -> Inbound<NotificationWire> {
     if body.len() > max_bytes {
         return Inbound::Malformed {

@@ -1,7 +1,7 @@
 //! The RabbitMQ transport (`rabbit://`), wire-compatible with Python oslo.messaging
 //! 18.x's rabbit driver.
 //!
-//! - [`wire`]: the envelope, requests, replies, failures and notifications (`oslo-wire.md`).
+//! - [`wire`]: the envelope, requests, replies, failures and notifications on the wire.
 //! - [`inbound`]: what a delivery's body is: a message, or malformed (why, and the reply address).
 //! - [`options`]: `[oslo_messaging_rabbit]` under oslo's names, from code or the URL query.
 //! - `connection`: hosts, failover, backoff, heartbeat, typed broker errors.

