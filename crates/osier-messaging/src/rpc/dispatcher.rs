@@ -14,7 +14,10 @@
 //!     false,
 //! );
 //! let run = json!({"method": "add", "args": {"x": 1}});
-//! assert!(matches!(d.decide(run.as_object().unwrap()), Decision::Run { endpoint: 0, .. }));
+//! match d.decide(run.as_object().unwrap()) {
+//!     Decision::Run { target, .. } => assert_eq!(target.endpoint(), 0),
+//!     _ => unreachable!(),
+//! }
 //! let bad = json!({"method": "add", "args": [1]});
 //! assert!(matches!(d.decide(bad.as_object().unwrap()), Decision::Refuse(_)));
 //! ```
@@ -23,7 +26,7 @@ use serde_json::Value;
 
 use crate::driver::Dict;
 use crate::error::MessagingError;
-use crate::rpc::endpoint::{Endpoint, Handler};
+use crate::rpc::endpoint::{Endpoint, Executor, Handler};
 use crate::version::{version_is_compatible, Version};
 
 /// Which methods callers may reach (MSG-DISP-05). A refused method looks like a missing one
@@ -50,14 +53,44 @@ pub(crate) enum Selected {
     Ping,
 }
 
+/// An endpoint's method as the dispatcher chose it: the body to run and the executor the
+/// endpoint asked for, so the server runs it without looking the endpoint up again.
+#[derive(Clone)]
+pub struct ChosenMethod {
+    endpoint: usize,
+    pub(crate) handler: Handler,
+    executor: Option<Executor>,
+}
+
+impl ChosenMethod {
+    /// The endpoint's index, in the order endpoints were added.
+    pub fn endpoint(&self) -> usize {
+        self.endpoint
+    }
+
+    /// The endpoint's own executor, if it chose one (otherwise the server's runs it).
+    pub fn executor(&self) -> Option<Executor> {
+        self.executor
+    }
+}
+
+impl std::fmt::Debug for ChosenMethod {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChosenMethod")
+            .field("endpoint", &self.endpoint)
+            .field("executor", &self.executor)
+            .finish_non_exhaustive()
+    }
+}
+
 /// What a server does with a request it received.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Decision {
-    /// Run `method` of endpoint number `endpoint` (in the order they were added) with `args`.
+    /// Run `method` of the chosen endpoint with `args`.
     Run {
-        /// The endpoint's index.
-        endpoint: usize,
+        /// What runs it, and where.
+        target: ChosenMethod,
         /// The method.
         method: String,
         /// The arguments, as received (the serializer has not seen them yet).
@@ -138,27 +171,33 @@ impl Dispatcher {
             (Err(why), _) | (_, Err(why)) => return Decision::Refuse(why),
         };
         match self.select(namespace, version, method) {
-            Ok(Selected::Method(endpoint)) => Decision::Run {
-                endpoint,
-                method: method.to_string(),
-                args,
-            },
+            Ok(Selected::Method(endpoint)) => {
+                let e = &self.endpoints[endpoint];
+                match e.methods.get(method) {
+                    Some(handler) => Decision::Run {
+                        target: ChosenMethod {
+                            endpoint,
+                            handler: handler.clone(),
+                            executor: e.executor,
+                        },
+                        method: method.to_string(),
+                        args,
+                    },
+                    // `select` only picks an endpoint that has the method.
+                    None => Decision::Fail {
+                        method: method.to_string(),
+                        error: MessagingError::NoSuchMethod {
+                            method: method.to_string(),
+                        },
+                    },
+                }
+            }
             Ok(Selected::Ping) => Decision::Ping,
             Err(error) => Decision::Fail {
                 method: method.to_string(),
                 error,
             },
         }
-    }
-
-    /// The handler of `method` on endpoint `endpoint`, with the endpoint's executor choice.
-    pub(crate) fn handler(
-        &self,
-        endpoint: usize,
-        method: &str,
-    ) -> Option<(Handler, Option<crate::Executor>)> {
-        let e = self.endpoints.get(endpoint)?;
-        Some((e.methods.get(method)?.clone(), e.executor))
     }
 
     /// Chooses the endpoint for `(namespace, version, method)` (MSG-DISP-03). The message's

@@ -500,26 +500,17 @@ async fn handle(inner: &Arc<Inner>, msg: Incoming) {
         }
         Decision::Ping => (Ok(Value::String("pong".into())), PING_METHOD.to_string()),
         Decision::Run {
-            endpoint,
+            target,
             method,
             args,
         } => {
             let ctx = inner.serializer.deserialize_context(msg.ctxt);
-            let outcome = match inner.dispatcher.handler(endpoint, &method) {
-                None => Err(Failure::from_error(&MessagingError::NoSuchMethod {
-                    method: method.clone(),
-                })),
-                Some((h, executor)) => {
-                    let executor = executor.unwrap_or(inner.executor);
-                    let heartbeats =
-                        start_heartbeats(msg.client_timeout, msg.replier.clone(), &method);
-                    let r = run_method(inner, executor, h, &ctx, args).await;
-                    if let Some(hb) = heartbeats {
-                        hb.abort();
-                    }
-                    r
-                }
-            };
+            let executor = target.executor().unwrap_or(inner.executor);
+            let heartbeats = start_heartbeats(msg.client_timeout, msg.replier.clone(), &method);
+            let outcome = run_method(inner, executor, target.handler, &ctx, args).await;
+            if let Some(hb) = heartbeats {
+                hb.abort();
+            }
             (outcome, method)
         }
         Decision::Refuse(_) => return,
