@@ -42,6 +42,7 @@
 
 mod in_process;
 mod launcher;
+mod lock;
 pub mod looping;
 mod options;
 pub mod periodic;

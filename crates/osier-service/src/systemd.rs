@@ -15,6 +15,8 @@ use std::os::unix::net::UnixDatagram;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use crate::lock::lock;
+
 /// What to tell systemd.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
@@ -41,7 +43,7 @@ impl State {
 static FORGOTTEN: Mutex<bool> = Mutex::new(false);
 
 fn socket_path() -> Option<String> {
-    if *FORGOTTEN.lock().unwrap_or_else(|e| e.into_inner()) {
+    if *lock(&FORGOTTEN) {
         return None;
     }
     std::env::var("NOTIFY_SOCKET")
@@ -62,7 +64,7 @@ pub fn notify(state: State) -> bool {
 /// `std::process::Command` should be given `env_remove("NOTIFY_SOCKET")` as well.
 pub fn notify_once(state: State) -> bool {
     let sent = notify(state);
-    *FORGOTTEN.lock().unwrap_or_else(|e| e.into_inner()) = true;
+    *lock(&FORGOTTEN) = true;
     sent
 }
 

@@ -27,12 +27,13 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::{BoxFuture, FutureExt, Shared};
 use tokio::sync::{watch, Notify};
 
+use crate::lock::lock;
 use crate::looping::{LoopingCall, Step, Stopper};
 
 /// Told to members when the group is stopping; check it, or await it, to stop cooperatively.
@@ -116,10 +117,6 @@ struct Inner {
     timers: Mutex<Vec<TimerEntry>>,
     changed: Notify,
     next_timer: Mutex<u64>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Inner {

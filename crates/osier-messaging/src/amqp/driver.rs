@@ -224,8 +224,8 @@ impl Listener for AmqpListener {
     }
 }
 
-/// Reads an RPC request delivery into an [`Incoming`] (envelope, then request members; unknown extra members ignored). Every
-/// delivery but a duplicate goes to the server, malformed ones too (it counts them, answers
+/// Reads an RPC request delivery into an [`Incoming`] (the envelope, then the request's
+/// members; unknown extra members are ignored). Every delivery but a duplicate goes to the server, malformed ones too (it counts them, answers
 /// their caller with a failure where it can, and rejects them), so each one holds its place in
 /// the prefetch until the server settles it.
 fn rpc_handler(shared: Arc<Shared>, tx: mpsc::UnboundedSender<Incoming>) -> Handler {
