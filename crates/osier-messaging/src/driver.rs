@@ -49,6 +49,13 @@ pub enum ReplyEvent {
 pub trait ReplyWaiter: Send {
     /// The next event, or `None` once the transport is closed.
     async fn next(&mut self) -> Option<ReplyEvent>;
+
+    /// Why no reply came before the caller's deadline, when the transport knows better than
+    /// "no reply": the request never reached the broker (unreachable, refused). `None` means a
+    /// plain timeout: the request went out and nobody answered in time.
+    fn on_timeout(&mut self) -> Option<MessagingError> {
+        None
+    }
 }
 
 /// The server's end of a call: where its reply goes.

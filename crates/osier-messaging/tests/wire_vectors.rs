@@ -283,13 +283,26 @@ fn tolerance_matches_python() {
     );
 }
 
-/// MSG-AMQP-07: the duplicate filter remembers the last 16 `_unique_id`s.
+/// MSG-AMQP-07: the duplicate filter remembers the last `DUPLICATE_WINDOW` `_unique_id`s, more
+/// than a publisher re-sends after a lost connection (its whole window of unconfirmed messages).
 #[test]
 fn duplicate_filter_window() {
+    assert!(wire::DUPLICATE_WINDOW >= 2 * 512);
     let mut f = DuplicateFilter::new();
     assert!(!f.is_duplicate(Some("a")));
     assert!(f.is_duplicate(Some("a")));
-    for i in 0..16 {
+    for i in 0..512 {
+        assert!(!f.is_duplicate(Some(&i.to_string())));
+    }
+    assert!(
+        f.is_duplicate(Some("a")),
+        "a whole publisher window later, still known"
+    );
+    assert!(
+        f.is_duplicate(Some("0")),
+        "re-sent after the window: still known"
+    );
+    for i in 512..wire::DUPLICATE_WINDOW {
         assert!(!f.is_duplicate(Some(&i.to_string())));
     }
     assert!(!f.is_duplicate(Some("a")), "pushed out of the window");

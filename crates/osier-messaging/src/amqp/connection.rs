@@ -1,19 +1,32 @@
 //! Connecting to the broker: the URL's hosts with failover, oslo's backoff, the AMQP heartbeat,
 //! TLS, and errors that name the broker's reason without credentials (MSG-AMQP-04/05/12).
 //!
-//! Hosts are tried round-robin, starting after the one that worked last
-//! (`kombu_failover_strategy=round-robin`). A refused login or virtual host, or a certificate
-//! that is not trusted, is not retried: no number of attempts fixes it, and retrying would only
-//! hide it (oslo retries it like a network error; the difference is deliberate).
+//! Hosts are tried in turn from the one that worked last; a driver starts at a random host
+//! (`kombu_failover_strategy=shuffle`, the default here) or at the first (`round-robin`). A host
+//! whose attempt failed, or whose connection an owner lost, is tried after every other host until
+//! a connection to it works again: a frozen node is not tried first on every reconnect. Each
+//! attempt has a deadline (`connect_timeout`, TCP, TLS and the AMQP handshake together): a node
+//! that accepts the TCP connection and then says nothing fails like one that refuses it.
+//!
+//! A refused login or virtual host, or a certificate that is not trusted, is not retried: no
+//! number of attempts fixes it, and retrying would only hide it (oslo retries it like a network
+//! error; the difference is deliberate).
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
 
 use lapin::protocol::{AMQPErrorKind, AMQPHardError, AMQPSoftError};
 use lapin::{Connection, ConnectionProperties, ErrorKind};
 
-use crate::amqp::options::RabbitOptions;
+use crate::amqp::options::{FailoverStrategy, RabbitOptions};
 use crate::error::{BrokerError, Cause, MessagingError};
+use crate::lock::lock;
 use crate::url::TransportUrl;
+
+/// Which host of the URL a connection went to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct HostId(usize);
 
 /// One broker host: its AMQP URI (holds the password: never logged) and what may be shown.
 #[derive(Clone)]
@@ -43,6 +56,8 @@ pub(crate) struct Broker {
     vhost: String,
     pub(crate) opts: RabbitOptions,
     next: AtomicUsize,
+    /// When each host last failed (an attempt, or a connection lost); `None` once one worked.
+    failed: Mutex<Vec<Option<Instant>>>,
     /// Connections made so far, by every owner of this driver: a new one may follow a broker
     /// restart or a failover, after which queues that are not durable may be gone.
     connects: AtomicU64,
@@ -115,25 +130,61 @@ impl Broker {
         } else {
             url.hosts().iter().map(|h| one(Some(h))).collect()
         };
+        let start = match opts.kombu_failover_strategy {
+            FailoverStrategy::RoundRobin => 0,
+            // uuid's v4 generator is this crate's source of randomness.
+            FailoverStrategy::Shuffle => {
+                (uuid::Uuid::new_v4().as_u128() % hosts.len() as u128) as usize
+            }
+        };
         Broker {
+            failed: Mutex::new(vec![None; hosts.len()]),
             hosts,
             vhost,
             opts,
-            next: AtomicUsize::new(0),
+            next: AtomicUsize::new(start),
             connects: AtomicU64::new(0),
         }
     }
 
-    /// One connection attempt on each host, round-robin from the last good one. The error is the
-    /// most telling one: a refused login or vhost over an unreachable host.
-    pub(crate) async fn connect_once(&self) -> Result<Connection, BrokerError> {
+    /// `host:port` of `host`, for logs.
+    pub(crate) fn shown(&self, host: HostId) -> &str {
+        self.hosts.get(host.0).map_or("?", |h| h.shown.as_str())
+    }
+
+    /// An owner lost its connection to `host`: it is tried last until a connection to it works.
+    pub(crate) fn lost(&self, host: HostId) {
+        if let Some(f) = lock(&self.failed).get_mut(host.0) {
+            *f = Some(Instant::now());
+        }
+    }
+
+    /// The order of one round: from the last good host on, the hosts that have not failed, then
+    /// those that have, the longest-failed first.
+    fn order(&self) -> Vec<usize> {
         let n = self.hosts.len();
-        let start = self.next.load(Ordering::Relaxed);
+        let start = self.next.load(Ordering::Relaxed) % n.max(1);
+        let failed = lock(&self.failed).clone();
+        let mut order: Vec<usize> = (0..n).map(|i| (start + i) % n).collect();
+        // A stable sort keeps the round-robin order within each group.
+        order.sort_by_key(|&i| failed[i].map_or((0, None), |t| (1, Some(t))));
+        order
+    }
+
+    fn mark(&self, idx: usize, failed: bool) {
+        if let Some(f) = lock(&self.failed).get_mut(idx) {
+            *f = failed.then(Instant::now);
+        }
+    }
+
+    /// One connection attempt on each host, in the [`order`](Self::order) of the module docs.
+    /// The error is the most telling one: a refused login or vhost over an unreachable host;
+    /// otherwise `Unreachable` naming each host and why it failed.
+    pub(crate) async fn connect_once(&self) -> Result<(Connection, HostId), BrokerError> {
         let mut refused: Option<BrokerError> = None;
         let mut why = Vec::new();
         let mut last: Option<Cause> = None;
-        for i in 0..n {
-            let idx = (start + i) % n;
+        for idx in self.order() {
             let h = &self.hosts[idx];
             // MSG-AMQP-12 / LESSON-05: the name is made when connecting, so a forked child
             // carries its own pid.
@@ -146,16 +197,31 @@ impl Broker {
             let props = ConnectionProperties::default().with_connection_name(name.into());
             let rt = async_rs::TokioRuntime::tokio_with_handle(io_runtime()?.clone());
             let tls = self.tls_config()?;
-            match Connection::connect_with_config(&h.uri, props, tls, rt).await {
+            // lapin has no deadline of its own on the handshake.
+            let deadline = self.opts.connect_deadline();
+            let attempt = tokio::time::timeout(
+                deadline,
+                Connection::connect_with_config(&h.uri, props, tls, rt),
+            )
+            .await;
+            let attempt = match attempt {
+                Ok(r) => r.map_err(|e| self.classify_connect(h, &e)),
+                Err(_) => Err(BrokerError::Unreachable {
+                    reason: format!("{}: no answer within {deadline:?}", h.shown),
+                    source: None,
+                }),
+            };
+            match attempt {
                 Ok(c) => {
                     self.next.store(idx, Ordering::Relaxed);
+                    self.mark(idx, false);
                     self.connects.fetch_add(1, Ordering::AcqRel);
                     tracing::debug!(host = %h.shown, "connected to the broker");
-                    return Ok(c);
+                    return Ok((c, HostId(idx)));
                 }
-                Err(e) => {
-                    let err = self.classify_connect(h, &e);
-                    tracing::warn!(host = %h.shown, error = %err, "broker host failed");
+                Err(err) => {
+                    self.mark(idx, true);
+                    tracing::debug!(host = %h.shown, error = %err, "broker host failed");
                     match err {
                         BrokerError::AuthRefused { .. }
                         | BrokerError::VhostRefused { .. }
@@ -174,7 +240,6 @@ impl Broker {
                 }
             }
         }
-        self.next.store((start + 1) % n.max(1), Ordering::Relaxed);
         Err(refused.unwrap_or_else(|| BrokerError::Unreachable {
             reason: why.join("; "),
             source: last,
@@ -185,7 +250,7 @@ impl Broker {
     /// Retrying is the owners' business: the publisher counts a message's tries against its
     /// `retry` (MSG-RPC-07), consumers retry forever once started, both with
     /// [`RabbitOptions::reconnect_wait`] between rounds.
-    pub(crate) async fn connect(&self) -> Result<Connection, MessagingError> {
+    pub(crate) async fn connect(&self) -> Result<(Connection, HostId), MessagingError> {
         Ok(self.connect_once().await?)
     }
 
@@ -294,6 +359,24 @@ pub(crate) fn program_name() -> String {
                 .map(|f| f.to_string_lossy().into_owned())
         })
         .unwrap_or_else(|| "osier".into())
+}
+
+/// What went wrong with a connection or channel, in words for an operator's log line (lapin's
+/// own `Display` shows some states as debug structures).
+pub(crate) fn describe(e: &lapin::Error) -> String {
+    match e.kind() {
+        ErrorKind::ProtocolError(p) => {
+            format!("the broker closed it: {} {}", p.get_id(), p.get_message())
+        }
+        ErrorKind::IOError(io) => io.to_string(),
+        ErrorKind::MissingHeartbeatError => {
+            "no heartbeat from the broker in time (the node is down, frozen or cut off)".into()
+        }
+        ErrorKind::InvalidConnectionState(_) | ErrorKind::InvalidChannelState(..) => {
+            "the connection is closed".into()
+        }
+        _ => e.to_string(),
+    }
 }
 
 /// Maps an error of a channel operation: the broker closing the channel is

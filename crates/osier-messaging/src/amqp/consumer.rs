@@ -23,7 +23,7 @@ use lapin::types::FieldTable;
 use lapin::{Channel, Connection};
 use tokio::sync::{mpsc, oneshot, Notify};
 
-use crate::amqp::connection::{op_error, Broker};
+use crate::amqp::connection::{describe, op_error, Broker, HostId};
 use crate::amqp::supervisor::supervise;
 use crate::amqp::topology::Topology;
 use crate::error::MessagingError;
@@ -127,6 +127,7 @@ impl Drop for Consumer {
 
 struct Session {
     conn: Connection,
+    host: HostId,
     channel: Channel,
     consumers: SelectAll<lapin::Consumer>,
     tags: Vec<String>,
@@ -138,7 +139,7 @@ async fn setup(
     queues: &[String],
     prefetch: u16,
 ) -> Result<Session, MessagingError> {
-    let conn = broker.connect().await?;
+    let (conn, host) = broker.connect().await?;
     let ch = conn
         .create_channel()
         .await
@@ -187,6 +188,7 @@ async fn setup(
     }
     Ok(Session {
         conn,
+        host,
         channel: ch,
         consumers,
         tags,
@@ -238,8 +240,20 @@ fn handle(h: &mut Handler, d: Delivery, acks: &AckSender) -> Decision {
 
 async fn owner(o: &mut Owner) {
     let mut attempt: u32 = 0;
+    // Set while reconnecting after a lost connection (not on the first start).
+    let mut lost = false;
     'reconnect: loop {
-        let mut s = match setup(&o.broker, &o.topo, &o.queues, o.prefetch).await {
+        let setup = tokio::select! {
+            r = setup(&o.broker, &o.topo, &o.queues, o.prefetch) => r,
+            // Stopped while (re)connecting: nothing is consumed any more, so the listener's
+            // stream ends and its server's `wait` returns, broker or no broker.
+            _ = o.stop.notified(), if o.ready.is_none() && o.handler.is_some() => {
+                o.handler = None;
+                return;
+            }
+            _ = o.close.notified() => return,
+        };
+        let mut s = match setup {
             Ok(s) => s,
             Err(e) => {
                 if let Some(r) = o.ready.take() {
@@ -248,17 +262,21 @@ async fn owner(o: &mut Owner) {
                 }
                 let wait = o.broker.opts.reconnect_wait(attempt);
                 attempt += 1;
-                tracing::warn!(error = %e, wait_s = wait.as_secs_f64(), "listener cannot reach the broker; retrying");
+                tracing::warn!(error = %e, retry_in_s = wait.as_secs_f64(), queues = ?o.queues, "listener cannot reach the broker");
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => continue 'reconnect,
+                    _ = o.stop.notified(), if o.handler.is_some() => {
+                        o.handler = None;
+                        return;
+                    }
                     _ = o.close.notified() => return,
                 }
             }
         };
         if let Some(r) = o.ready.take() {
             let _ = r.send(Ok(()));
-        } else {
-            tracing::info!(queues = ?o.queues, "listener connected; consumers resumed");
+        } else if lost {
+            tracing::info!(host = %o.broker.shown(s.host), queues = ?o.queues, "listener reconnected to the broker; consumers resumed");
         }
         attempt = 0;
         o.generation += 1;
@@ -304,14 +322,25 @@ async fn owner(o: &mut Owner) {
                     }
                     (Some(Ok(_)), None) => {}
                     (Some(Err(e)), _) => {
-                        tracing::warn!(error = %e, "listener lost its connection; reconnecting");
+                        o.broker.lost(s.host);
+                        let delay = o.broker.opts.first_reconnect_delay();
+                        tracing::warn!(host = %o.broker.shown(s.host), error = %describe(&e), reconnect_in_s = delay.as_secs_f64(), "listener lost its connection to the broker");
                         let _ = s.conn.close(320, "reconnecting".into()).await;
-                        continue 'reconnect;
+                        lost = true;
+                        if pause_before_reconnect(o, delay).await {
+                            continue 'reconnect;
+                        }
+                        return;
                     }
                     (None, _) => {
-                        tracing::warn!("the broker cancelled the consumers; reconnecting");
+                        let delay = o.broker.opts.first_reconnect_delay();
+                        tracing::warn!(host = %o.broker.shown(s.host), reconnect_in_s = delay.as_secs_f64(), "the broker cancelled the consumers (a queue deleted, or its node lost)");
                         let _ = s.conn.close(320, "reconnecting".into()).await;
-                        continue 'reconnect;
+                        lost = true;
+                        if pause_before_reconnect(o, delay).await {
+                            continue 'reconnect;
+                        }
+                        return;
                     }
                 },
                 Some(cmd) = o.ack_rx.recv() => {
@@ -322,6 +351,20 @@ async fn owner(o: &mut Owner) {
                 Some(()) = pending_acks.next(), if !pending_acks.is_empty() => {}
             }
         }
+    }
+}
+
+/// Waits `delay` (oslo's `kombu_reconnect_delay`) before reconnecting after a lost connection,
+/// so a cluster can move the lost node's queues first. False when the listener was stopped or
+/// closed meanwhile: the owner ends.
+async fn pause_before_reconnect(o: &mut Owner, delay: Duration) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(delay) => true,
+        _ = o.stop.notified(), if o.handler.is_some() => {
+            o.handler = None;
+            false
+        }
+        _ = o.close.notified() => false,
     }
 }
 

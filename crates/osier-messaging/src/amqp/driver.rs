@@ -379,12 +379,15 @@ impl Driver for AmqpDriver {
         };
         let mut p = self.shared.request(&msg, Some(call))?;
         p.deadline = msg.timeout.map(|t| Instant::now() + t);
+        // On the confirm channel either way: a request the broker refuses (a quorum queue
+        // without a leader) is sent again instead of vanishing; after the call's deadline it is
+        // dropped quietly (the caller has its answer).
+        p.quiet_expiry = true;
         if self.shared.at_least_once {
             // Confirmed and mandatory: a request nobody consumes ends the call at once.
             p.wait = Wait::Confirmed;
         } else {
             p.wait = Wait::Written;
-            p.confirm = false;
         }
         let undeliverable = Shared::undeliverable(&p);
         let confirm = self.shared.publisher.submit(p).await;
@@ -394,6 +397,7 @@ impl Driver for AmqpDriver {
             undeliverable: Some(undeliverable),
             msg_id,
             waiters: rq.waiters.clone(),
+            publisher: self.shared.publisher.clone(),
         }))
     }
 
@@ -430,7 +434,28 @@ impl Driver for AmqpDriver {
         p.queue = Some((layout.queue(key.clone()), key));
         p.retry = msg.retry;
         p.wait = sh.fire_and_track();
-        sh.publisher.publish(p).await.map(|_| ())
+        // notify() waits at most `notify_max_wait`: for a place in the window, then for the
+        // write (or the confirm). Accepted in time, the notification is kept until the broker
+        // confirms it, even if notify() returns first.
+        let max_wait = Duration::try_from_secs_f64(sh.opts().notify_max_wait)
+            .unwrap_or(Duration::from_secs(10));
+        let until = Instant::now() + max_wait;
+        let Ok(settled) = tokio::time::timeout_at(until, sh.publisher.submit(p)).await else {
+            let why = sh.publisher.unreachable().unwrap_or_else(|| {
+                BrokerError::lost(format!(
+                    "no room among the messages awaiting the broker within {max_wait:?}"
+                ))
+            });
+            return Err(why.into());
+        };
+        match tokio::time::timeout_at(until, settled).await {
+            Ok(Ok(r)) => r.map(|_| ()),
+            Ok(Err(_)) => Err(MessagingError::Closed),
+            Err(_) => {
+                tracing::debug!("notify() returns before the broker took the notification; it is kept and sent when the broker is back");
+                Ok(())
+            }
+        }
     }
 
     async fn listen_notifications(

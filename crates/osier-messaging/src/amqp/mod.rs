@@ -30,4 +30,4 @@ pub mod wire;
 pub use supervisor::owner_restarts;
 
 pub use driver::AmqpDriver;
-pub use options::RabbitOptions;
+pub use options::{FailoverStrategy, RabbitOptions};

@@ -23,6 +23,16 @@ use lapin::types::{AMQPValue, FieldTable};
 use crate::error::MessagingError;
 use crate::url::TransportUrl;
 
+/// How a driver picks the first host to try (`kombu_failover_strategy`).
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailoverStrategy {
+    /// Start at the first host of the URL.
+    RoundRobin,
+    /// Start at a host chosen at random when the driver is made.
+    Shuffle,
+}
+
 /// The rabbit driver's options. Defaults are oslo.messaging 18.x's, except where a field says
 /// otherwise.
 #[derive(Debug, Clone, PartialEq)]
@@ -62,8 +72,27 @@ pub struct RabbitOptions {
     /// The longest wait between reconnect attempts, in seconds. **oslo: 30; here: 3**, so a
     /// client finds a restarted broker within seconds (the fault tests require 5 s).
     pub rabbit_interval_max: f64,
-    /// Added before every reconnect, in seconds (1; oslo's `kombu_reconnect_delay`).
+    /// Added before every reconnect, in seconds (1; oslo's `kombu_reconnect_delay`). It is also
+    /// the wait before the first reconnect after a connection is lost: a cluster needs a moment
+    /// to move the queues of a lost node (a quorum queue elects a new leader) before a client
+    /// that reconnected to a survivor can publish to them.
     pub kombu_reconnect_delay: f64,
+    /// How the URL's hosts are tried (`kombu_failover_strategy`). **oslo: `round-robin`; here:
+    /// `shuffle`**, so the clients of a cluster spread over its nodes instead of all moving to
+    /// the same next one. Either way a host whose connection failed or was lost is tried last.
+    pub kombu_failover_strategy: FailoverStrategy,
+    /// How long one connection attempt to one host may take, TCP, TLS and the AMQP handshake
+    /// together, in seconds (5, kombu's default connect timeout). A frozen node (sockets open,
+    /// nothing answers) fails after this and the next host is tried. osier's own option
+    /// (`connect_timeout` in the URL query).
+    pub connect_timeout: f64,
+    /// The longest a notification's `notify()` waits, in seconds (10). It waits for a place in
+    /// the publisher's window (512 messages not yet confirmed) and, with `wait_for_confirms`, for
+    /// the broker's confirm. A notification handed to the publisher in time is kept and sent
+    /// once the broker is back, even if `notify()` returned first; one that found no place in
+    /// time is dropped with an error logged (notifying never fails the caller, MSG-NOT-05).
+    /// osier's own option (`notify_max_wait` in the URL query).
+    pub notify_max_wait: f64,
     /// How long a server keeps retrying a reply whose queue is missing, in seconds (60).
     pub kombu_missing_consumer_retry_timeout: f64,
     /// Casts and notifications return only once the broker confirmed them, one at a time, as
@@ -107,6 +136,9 @@ impl Default for RabbitOptions {
             rabbit_retry_backoff: 2.0,
             rabbit_interval_max: 3.0,
             kombu_reconnect_delay: 1.0,
+            kombu_failover_strategy: FailoverStrategy::Shuffle,
+            connect_timeout: 5.0,
+            notify_max_wait: 10.0,
             kombu_missing_consumer_retry_timeout: 60.0,
             wait_for_confirms: false,
             max_receive_bytes: 128 << 20,
@@ -162,6 +194,15 @@ impl RabbitOptions {
                 "rabbit_retry_backoff" => set!(num rabbit_retry_backoff),
                 "rabbit_interval_max" => set!(num rabbit_interval_max),
                 "kombu_reconnect_delay" => set!(num kombu_reconnect_delay),
+                "kombu_failover_strategy" => {
+                    self.kombu_failover_strategy = match v.as_str() {
+                        "round-robin" => FailoverStrategy::RoundRobin,
+                        "shuffle" => FailoverStrategy::Shuffle,
+                        _ => return Err(bad("round-robin or shuffle")),
+                    }
+                }
+                "connect_timeout" => set!(num connect_timeout),
+                "notify_max_wait" => set!(num notify_max_wait),
                 "kombu_missing_consumer_retry_timeout" => {
                     set!(num kombu_missing_consumer_retry_timeout)
                 }
@@ -207,6 +248,7 @@ impl RabbitOptions {
                 "kombu_missing_consumer_retry_timeout",
                 self.kombu_missing_consumer_retry_timeout,
             ),
+            ("notify_max_wait", self.notify_max_wait),
         ] {
             if !(v.is_finite() && v >= 0.0) {
                 return Err(bad(&format!(
@@ -214,7 +256,23 @@ impl RabbitOptions {
                 )));
             }
         }
+        if !(self.connect_timeout.is_finite() && self.connect_timeout > 0.0) {
+            return Err(bad("connect_timeout must be a positive number of seconds"));
+        }
         Ok(())
+    }
+
+    /// [`connect_timeout`](Self::connect_timeout) as a duration.
+    pub(crate) fn connect_deadline(&self) -> std::time::Duration {
+        std::time::Duration::try_from_secs_f64(self.connect_timeout)
+            .unwrap_or(std::time::Duration::from_secs(5))
+    }
+
+    /// [`kombu_reconnect_delay`](Self::kombu_reconnect_delay) as a duration: the wait before
+    /// the first reconnect after a lost connection.
+    pub(crate) fn first_reconnect_delay(&self) -> std::time::Duration {
+        std::time::Duration::try_from_secs_f64(self.kombu_reconnect_delay)
+            .unwrap_or(std::time::Duration::ZERO)
     }
 
     /// The wait before reconnect attempt `attempt` (0-based): `kombu_reconnect_delay` plus

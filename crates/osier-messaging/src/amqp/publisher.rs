@@ -8,8 +8,11 @@
 //! Every message stays with the owner until the broker confirms it. If the connection breaks
 //! first, the owner reconnects (failover and backoff of [`Broker::connect`]), declares again what
 //! it needs, and publishes the message again: delivery to the broker is at-least-once, and
-//! receivers drop the duplicates by `_unique_id` (MSG-AMQP-07), as with oslo. What the caller waits
-//! for depends on the message kind; see [`Wait`]. A message whose confirm never comes (a nack,
+//! receivers drop the duplicates by `_unique_id` (MSG-AMQP-07), as with oslo. A message the broker
+//! refuses (a negative confirm: a quorum queue without a leader while its cluster recovers from
+//! a lost node) is kept as well and sent again on a new connection after a pause, within its
+//! `retry` and deadline; the pause before the first reconnect after a loss is oslo's
+//! `kombu_reconnect_delay`. What the caller waits for depends on the message kind; see [`Wait`]. A message whose confirm never comes (a nack,
 //! or re-sends used up) after its caller stopped waiting is logged at error level and counted;
 //! [`Publisher::flush`] waits for every outstanding confirm and reports those failures.
 
@@ -27,11 +30,12 @@ use lapin::{BasicProperties, Channel, Connection};
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::time::Instant;
 
-use crate::amqp::connection::{is_channel_error, op_error, Broker};
+use crate::amqp::connection::{describe, is_channel_error, op_error, Broker, HostId};
 use crate::amqp::supervisor::supervise;
 use crate::amqp::topology::{ExchangeSpec, QueueSpec};
 use crate::amqp::wire;
 use crate::error::{BrokerError, MessagingError};
+use crate::lock::lock;
 
 /// What happened to a confirmed message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,9 +60,9 @@ pub(crate) enum Wait {
 /// One message for the owner.
 pub(crate) struct Publish {
     pub wait: Wait,
-    /// Publish on the confirm channel (false: on the plain channel, for call requests, whose
-    /// reply proves delivery; such a message is not re-sent after a lost connection).
-    pub confirm: bool,
+    /// Once its deadline passed, the message is dropped without an error: a call request, whose
+    /// caller already has its answer (a timeout, or the broker's error).
+    pub quiet_expiry: bool,
     pub exchange: Option<ExchangeSpec>,
     pub exchange_name: String,
     pub routing_key: String,
@@ -82,7 +86,7 @@ impl Publish {
     pub(crate) fn new(exchange_name: String, routing_key: String, body: Vec<u8>) -> Self {
         Publish {
             wait: Wait::Confirmed,
-            confirm: true,
+            quiet_expiry: false,
             exchange: None,
             exchange_name,
             routing_key,
@@ -194,6 +198,8 @@ pub(crate) struct Publisher {
     tx: OnceLock<mpsc::UnboundedSender<Publish>>,
     tracker: Arc<Tracker>,
     window: Arc<tokio::sync::Semaphore>,
+    /// Why the owner has no connection, while it has none.
+    unreachable: Arc<std::sync::Mutex<Option<BrokerError>>>,
 }
 
 impl Publisher {
@@ -203,7 +209,14 @@ impl Publisher {
             tx: OnceLock::new(),
             tracker: Arc::new(Tracker::default()),
             window: Arc::new(tokio::sync::Semaphore::new(WINDOW)),
+            unreachable: Arc::new(std::sync::Mutex::new(None)),
         }
+    }
+
+    /// Why the publisher cannot reach the broker right now (`None` while it is connected, or
+    /// before it first tried).
+    pub(crate) fn unreachable(&self) -> Option<BrokerError> {
+        lock(&self.unreachable).clone()
     }
 
     fn sender(&self) -> &mpsc::UnboundedSender<Publish> {
@@ -213,6 +226,7 @@ impl Publisher {
                 broker: self.broker.clone(),
                 rx,
                 tracker: self.tracker.clone(),
+                unreachable: self.unreachable.clone(),
             };
             tokio::spawn(async move {
                 supervise("publisher", &mut state, run_owner, Duration::from_secs(1)).await;
@@ -282,11 +296,9 @@ impl Publisher {
 }
 
 struct Link {
-    _conn: Connection,
+    conn: Connection,
+    host: HostId,
     channel: Channel,
-    /// Without publisher confirms: call requests (the broker does less work per message, and
-    /// a call's reply is its confirm).
-    plain: Channel,
     /// Declared on this connection: exchanges, and `queue:exchange:key` bindings.
     exchanges: HashSet<String>,
     declared: HashSet<String>,
@@ -297,7 +309,7 @@ type InFlight = std::pin::Pin<
 >;
 
 async fn open(broker: &Broker) -> Result<Link, MessagingError> {
-    let conn = broker.connect().await?;
+    let (conn, host) = broker.connect().await?;
     let channel = conn
         .create_channel()
         .await
@@ -306,14 +318,10 @@ async fn open(broker: &Broker) -> Result<Link, MessagingError> {
         .confirm_select(ConfirmSelectOptions::default())
         .await
         .map_err(|e| op_error("confirm.select", &e))?;
-    let plain = conn
-        .create_channel()
-        .await
-        .map_err(|e| op_error("channel.open", &e))?;
     Ok(Link {
-        _conn: conn,
+        conn,
+        host,
         channel,
-        plain,
         exchanges: HashSet::new(),
         declared: HashSet::new(),
     })
@@ -348,11 +356,7 @@ async fn prepare(link: &mut Link, p: &Publish) -> Result<(), lapin::Error> {
 
 /// Writes `p` and returns the future of its confirm.
 fn send(link: &Link, mut p: Publish) -> InFlight {
-    let ch = if p.confirm {
-        link.channel.clone()
-    } else {
-        link.plain.clone()
-    };
+    let ch = link.channel.clone();
     Box::pin(async move {
         let written = ch
             .basic_publish(
@@ -402,28 +406,65 @@ struct Owner {
     broker: Arc<Broker>,
     rx: mpsc::UnboundedReceiver<Publish>,
     tracker: Arc<Tracker>,
+    unreachable: Arc<std::sync::Mutex<Option<BrokerError>>>,
 }
 
 fn run_owner(
     o: &mut Owner,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
-    Box::pin(owner(&o.broker, &mut o.rx, &o.tracker))
+    Box::pin(owner(&o.broker, &mut o.rx, &o.tracker, &o.unreachable))
+}
+
+/// Ends the link: its connection is closed in the background (a frozen node would never answer
+/// the close) and its host is tried last on the next connect.
+fn drop_link(broker: &Broker, l: Link) {
+    broker.lost(l.host);
+    tokio::spawn(async move {
+        let _ = tokio::time::timeout(
+            Duration::from_secs(1),
+            l.conn.close(320, "reconnecting".into()),
+        )
+        .await;
+    });
+}
+
+/// The earliest deadline among `pending`.
+fn next_deadline(pending: &VecDeque<Publish>) -> Option<Instant> {
+    pending.iter().filter_map(|p| p.deadline).min()
 }
 
 /// The owner task: see the module docs.
-async fn owner(broker: &Broker, rx: &mut mpsc::UnboundedReceiver<Publish>, tracker: &Tracker) {
+async fn owner(
+    broker: &Broker,
+    rx: &mut mpsc::UnboundedReceiver<Publish>,
+    tracker: &Tracker,
+    unreachable: &std::sync::Mutex<Option<BrokerError>>,
+) {
     let mut link: Option<Link> = None;
     let mut pending: VecDeque<Publish> = VecDeque::new();
     let mut inflight: FuturesUnordered<InFlight> = FuturesUnordered::new();
+    // Failed connect rounds in a row; connections dropped for nacks with no ack between.
     let mut attempt: u32 = 0;
+    let mut nacks: u32 = 0;
+    // No connect before this (after a lost connection, a nack, or a failed round).
+    let mut resume_at: Option<Instant> = None;
+    // A connection was had and lost: the next one is logged at INFO with its host.
+    let mut reconnecting = false;
     let mut closed = false;
     loop {
-        // Drop what nobody waits for any more, and fail what may not be re-sent.
+        // Drop what nobody waits for any more; fail what is out of time or of tries.
         let mut keep = VecDeque::with_capacity(pending.len());
         for p in pending.drain(..) {
             if p.abandoned() {
                 // The caller gave up (its call timed out): nothing to deliver any more.
                 drop(p);
+            } else if p.expired() && p.quiet_expiry {
+                drop(p);
+            } else if p.expired() {
+                let why = lock(unreachable).clone().unwrap_or_else(|| {
+                    BrokerError::lost("the message could not be sent to the broker in time")
+                });
+                settle(p, Err(why.into()), tracker);
             } else if p.resent > 0 && !p.may_resend() {
                 let why = BrokerError::lost(format!(
                     "the message could not be re-sent after {} tries",
@@ -439,16 +480,37 @@ async fn owner(broker: &Broker, rx: &mut mpsc::UnboundedReceiver<Publish>, track
             return;
         }
         if link.is_none() && !pending.is_empty() {
+            if let Some(t) = resume_at.filter(|t| *t > Instant::now()) {
+                // Wait (taking new messages) until the pause ends or a deadline passes.
+                let wake = next_deadline(&pending).map_or(t, |d| d.min(t));
+                tokio::select! {
+                    _ = tokio::time::sleep_until(wake) => {}
+                    m = rx.recv(), if !closed => match m {
+                        Some(p) => pending.push_back(p),
+                        None => closed = true,
+                    },
+                    Some((p, r)) = inflight.next(), if !inflight.is_empty() => {
+                        confirmed(p, r, &mut pending, tracker, &mut nacks);
+                    }
+                }
+                continue;
+            }
+            resume_at = None;
             match open(broker).await {
                 Ok(l) => {
-                    if attempt > 0 {
-                        tracing::info!("publisher reconnected to the broker");
+                    if reconnecting || attempt > 0 {
+                        tracing::info!(host = %broker.shown(l.host), "publisher reconnected to the broker");
                     }
+                    *lock(unreachable) = None;
                     link = Some(l);
                     attempt = 0;
+                    reconnecting = false;
                 }
                 Err(e) => {
                     let fatal = matches!(&e, MessagingError::Broker(b) if b.is_permanent());
+                    if let MessagingError::Broker(b) = &e {
+                        *lock(unreachable) = Some(b.clone());
+                    }
                     // A message that has never been sent counts its connect attempts as tries.
                     for p in pending.iter_mut() {
                         p.resent += 1;
@@ -467,17 +529,10 @@ async fn owner(broker: &Broker, rx: &mut mpsc::UnboundedReceiver<Publish>, track
                     }
                     let wait = broker.opts.reconnect_wait(attempt);
                     attempt += 1;
-                    tracing::warn!(error = %e, wait_s = wait.as_secs_f64(), "publisher cannot reach the broker");
-                    let until = Instant::now() + wait;
-                    loop {
-                        tokio::select! {
-                            _ = tokio::time::sleep_until(until) => break,
-                            m = rx.recv(), if !closed => match m {
-                                Some(p) => pending.push_back(p),
-                                None => closed = true,
-                            },
-                        }
+                    if !pending.is_empty() {
+                        tracing::warn!(error = %e, retry_in_s = wait.as_secs_f64(), waiting = pending.len(), "publisher cannot reach the broker");
                     }
+                    resume_at = Some(Instant::now() + wait);
                     continue;
                 }
             }
@@ -497,7 +552,10 @@ async fn owner(broker: &Broker, rx: &mut mpsc::UnboundedReceiver<Publish>, track
                     } else {
                         pending.push_front(p);
                     }
-                    link = None; // the channel is closed either way
+                    // The channel is closed either way.
+                    if let Some(l) = link.take() {
+                        drop_link(broker, l);
+                    }
                     break;
                 }
                 inflight.push(send(l, p));
@@ -508,23 +566,95 @@ async fn owner(broker: &Broker, rx: &mut mpsc::UnboundedReceiver<Publish>, track
                 Some(p) => pending.push_back(p),
                 None => closed = true,
             },
-            Some((mut p, r)) = inflight.next(), if !inflight.is_empty() => match r {
-                Ok(Confirmation::Ack(None)) | Ok(Confirmation::NotRequested) => {
-                    settle(p, Ok(Routed::Delivered), tracker)
+            Some((p, r)) = inflight.next(), if !inflight.is_empty() => {
+                match confirmed(p, r, &mut pending, tracker, &mut nacks) {
+                    Next::Keep => {}
+                    Next::ChannelClosed => {
+                        if let Some(l) = link.take() {
+                            drop_link(broker, l);
+                        }
+                    }
+                    Next::Lost(why) => {
+                        if let Some(l) = link.take() {
+                            let delay = broker.opts.first_reconnect_delay();
+                            tracing::warn!(host = %broker.shown(l.host), error = %why, reconnect_in_s = delay.as_secs_f64(), "publisher lost its connection to the broker; unconfirmed messages will be sent again");
+                            drop_link(broker, l);
+                            reconnecting = true;
+                            resume_at = Some(Instant::now() + delay);
+                        }
+                    }
+                    Next::Nacked => {
+                        if let Some(l) = link.take() {
+                            // A new channel on a new connection, after a pause that grows
+                            // while the broker goes on refusing.
+                            nacks = nacks.saturating_add(1);
+                            let delay = if nacks <= 1 {
+                                broker.opts.first_reconnect_delay()
+                            } else {
+                                broker.opts.reconnect_wait(nacks - 2)
+                            };
+                            tracing::warn!(host = %broker.shown(l.host), retry_in_s = delay.as_secs_f64(), "the broker refused messages (negative confirm: a queue without a leader?); they will be sent again");
+                            drop_link(broker, l);
+                            reconnecting = true;
+                            resume_at = Some(Instant::now() + delay);
+                        }
+                    }
                 }
-                Ok(Confirmation::Ack(Some(_))) => settle(p, Ok(Routed::Returned), tracker),
-                Ok(Confirmation::Nack(_)) => settle(p, Err(BrokerError::Nacked.into()), tracker),
-                Err(e) if is_channel_error(&e) => {
-                    settle(p, Err(op_error("basic.publish", &e)), tracker);
-                    link = None;
-                }
-                Err(e) => {
-                    tracing::debug!(error = %e, "publish lost with the connection; re-sending");
-                    p.resent += 1;
-                    pending.push_back(p);
-                    link = None;
-                }
-            },
+            }
+            // Messages wait for a connection: back to the top to make one.
+            _ = std::future::ready(()), if link.is_none() && !pending.is_empty() => {}
+        }
+    }
+}
+
+/// What a confirm (or its failure) means for the link.
+enum Next {
+    /// Nothing to change.
+    Keep,
+    /// The broker closed the channel (the message failed for good).
+    ChannelClosed,
+    /// The connection is gone; the message waits to be sent again.
+    Lost(String),
+    /// The broker refused the message; it waits to be sent again on a new channel.
+    Nacked,
+}
+
+/// Settles `p` by its confirm, or keeps it to send again.
+fn confirmed(
+    mut p: Publish,
+    r: Result<Confirmation, lapin::Error>,
+    pending: &mut VecDeque<Publish>,
+    tracker: &Tracker,
+    nacks: &mut u32,
+) -> Next {
+    match r {
+        Ok(Confirmation::Ack(None)) | Ok(Confirmation::NotRequested) => {
+            *nacks = 0;
+            settle(p, Ok(Routed::Delivered), tracker);
+            Next::Keep
+        }
+        Ok(Confirmation::Ack(Some(_))) => {
+            *nacks = 0;
+            settle(p, Ok(Routed::Returned), tracker);
+            Next::Keep
+        }
+        Ok(Confirmation::Nack(_)) => {
+            p.resent += 1;
+            if p.may_resend() {
+                pending.push_back(p);
+            } else {
+                settle(p, Err(BrokerError::Nacked.into()), tracker);
+            }
+            Next::Nacked
+        }
+        Err(e) if is_channel_error(&e) => {
+            settle(p, Err(op_error("basic.publish", &e)), tracker);
+            Next::ChannelClosed
+        }
+        Err(e) => {
+            p.resent += 1;
+            pending.push_back(p);
+            Next::Lost(describe(&e))
         }
     }
 }

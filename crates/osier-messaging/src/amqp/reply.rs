@@ -119,10 +119,30 @@ pub(crate) struct AmqpWaiter {
     pub(crate) undeliverable: Option<MessagingError>,
     pub(crate) msg_id: String,
     pub(crate) waiters: Waiters,
+    /// Says why the request could not be sent, when it was not.
+    pub(crate) publisher: Arc<Publisher>,
 }
 
 #[async_trait]
 impl ReplyWaiter for AmqpWaiter {
+    fn on_timeout(&mut self) -> Option<MessagingError> {
+        let confirm = self.confirm.as_mut()?;
+        match confirm.try_recv() {
+            Ok(Err(e)) => Some(e),
+            // Written: the request went out and nobody answered.
+            Ok(Ok(_)) => None,
+            Err(oneshot::error::TryRecvError::Empty) => Some(
+                self.publisher
+                    .unreachable()
+                    .unwrap_or_else(|| {
+                        BrokerError::lost("the request could not be sent to the broker in time")
+                    })
+                    .into(),
+            ),
+            Err(oneshot::error::TryRecvError::Closed) => Some(MessagingError::Closed),
+        }
+    }
+
     async fn next(&mut self) -> Option<ReplyEvent> {
         loop {
             let Some(confirm) = self.confirm.as_mut() else {

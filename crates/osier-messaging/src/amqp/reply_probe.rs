@@ -136,7 +136,7 @@ impl ReplyProbe {
         let mut link = self.link.lock().await;
         if link.conn.as_ref().is_none_or(|c| !c.status().connected()) {
             *link = Link {
-                conn: Some(self.broker.connect().await?),
+                conn: Some(self.broker.connect().await?.0),
                 channel: None,
             };
         }

@@ -23,7 +23,7 @@
 //! assert_eq!(back.msg_id.as_deref(), Some("m1"));
 //! ```
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::time::Duration;
 
 use serde_json::{Map, Value};
@@ -37,8 +37,11 @@ pub const OSLO_VERSION: &str = "2.0";
 pub const CONTENT_TYPE: &str = "application/json";
 /// The `content_encoding` oslo sets.
 pub const CONTENT_ENCODING: &str = "utf-8";
-/// How many recent `_unique_id`s a listener remembers to drop duplicates.
-pub const DUPLICATE_WINDOW: usize = 16;
+/// How many recent `_unique_id`s a listener remembers to drop duplicates. oslo keeps 16, which
+/// fits its one unconfirmed message per connection; a publisher here keeps up to 512 messages
+/// unconfirmed and sends them all again after a lost connection or a nack, so a listener
+/// remembers four such windows.
+pub const DUPLICATE_WINDOW: usize = 2048;
 const CONTEXT_PREFIX: &str = "_context_";
 /// The longest exchange name, queue name or routing key AMQP 0-9-1 can carry (a short string).
 pub const MAX_NAME_BYTES: usize = 255;
@@ -390,10 +393,12 @@ pub fn decode_notification(inner: Dict) -> NotificationWire {
     }
 }
 
-/// Drops messages whose `_unique_id` is among the last [`DUPLICATE_WINDOW`] seen, as oslo's reply and notification consumers do.
+/// Drops messages whose `_unique_id` is among the last [`DUPLICATE_WINDOW`] seen, as oslo's
+/// reply and notification consumers do.
 #[derive(Debug, Default)]
 pub struct DuplicateFilter {
-    recent: VecDeque<String>,
+    order: VecDeque<Box<str>>,
+    seen: HashSet<Box<str>>,
 }
 
 impl DuplicateFilter {
@@ -415,15 +420,22 @@ impl DuplicateFilter {
 
     /// True if `id` was remembered recently.
     pub fn contains(&self, id: Option<&str>) -> bool {
-        id.is_some_and(|id| self.recent.iter().any(|x| x == id))
+        id.is_some_and(|id| self.seen.contains(id))
     }
 
     /// Remembers `id` (notifications: only once acknowledged, so a requeued one comes back).
     pub fn remember(&mut self, id: Option<&str>) {
         let Some(id) = id else { return };
-        if self.recent.len() == DUPLICATE_WINDOW {
-            self.recent.pop_front();
+        if self.seen.contains(id) {
+            return;
         }
-        self.recent.push_back(id.to_string());
+        if self.order.len() == DUPLICATE_WINDOW {
+            if let Some(old) = self.order.pop_front() {
+                self.seen.remove(&old);
+            }
+        }
+        let id: Box<str> = id.into();
+        self.seen.insert(id.clone());
+        self.order.push_back(id);
     }
 }

@@ -362,7 +362,7 @@ impl RpcClient {
                 _ => deadline,
             };
             match tokio::time::timeout_at(until, waiter.next()).await {
-                Err(_) => return Err(timed_out()),
+                Err(_) => return Err(waiter.on_timeout().unwrap_or_else(timed_out)),
                 Ok(None) => return Err(MessagingError::Closed),
                 Ok(Some(ReplyEvent::Heartbeat)) => continue,
                 Ok(Some(ReplyEvent::Failed(e))) => return Err(e),
