@@ -1,4 +1,5 @@
-//! `cargo xtask ci` (what `.ci/run` calls) and `cargo xtask loom`.
+//! `cargo xtask ci` (what `.ci/run` calls) and `cargo xtask loom`. `ci` also runs the cluster
+//! fault scenarios (`cargo xtask chaos`).
 
 use std::time::Instant;
 
@@ -47,6 +48,7 @@ pub(crate) fn ci() -> Result<(), String> {
             .args(["test", "--workspace"]),
     )?;
     loom()?;
+    crate::chaos::chaos(&[])?;
     run(
         "bridge stress at full size (release)",
         cargo().env("OSIER_STRESS_FULL", "1").args([

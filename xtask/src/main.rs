@@ -10,13 +10,14 @@
 //! | `bench-amqp [--quick] [--rounds N]` | RabbitMQ calls, casts and notifications: osier, the raw lapin loop with the same guarantee, and Python oslo.messaging, interleaved in one run |
 //! | `bench-service [--rounds N] [--workers N]` | the ProcessLauncher's start-up, respawn and stop beside Python oslo.service |
 //! | `bench-flood [--quick] [--count N]` | a flood of casts at a slow RPC server on RabbitMQ: the server's RSS over time, bounded (the default) and unbounded, in one run |
+//! | `chaos [--keep]` | the cluster fault scenarios (a node killed, frozen, its connections closed, the whole cluster stopped; classic and quorum queues) on a three-node RabbitMQ cluster of our own on 127.0.0.1:5673-5675, then a table of their figures |
 //! | `interop` | osier against the real Python oslo.messaging (venv from PyPI) on the local RabbitMQ, both directions; prints `N passed, N failed` |
 //! | `fuzz [--seconds N \| --runs N]` | seeds and runs the cargo-fuzz target of the whole inbound path (needs `cargo install cargo-fuzz` and nightly) |
 //! | `loom` | only the loom models |
 //!
 //! Where each lives: `ci.rs` (ci, loom), `bench_tables.rs` (bench, bench-eventlet, bench-bridge,
 //! bench-messaging, and the helpers of every bench family), `bench_amqp.rs`, `bench_service.rs`,
-//! `bench_flood.rs`, `interop.rs`, `fuzz.rs`; `venv.rs` makes the Python venvs. Everything
+//! `bench_flood.rs`, `chaos.rs` (with `scripts/rabbit-cluster.sh`), `interop.rs`, `fuzz.rs`; `venv.rs` makes the Python venvs. Everything
 //! built or written goes under cargo's target directory (`cargo metadata`), so
 //! `CARGO_TARGET_DIR` is honoured.
 #![allow(clippy::print_stdout)]
@@ -25,6 +26,7 @@ mod bench_amqp;
 mod bench_flood;
 mod bench_service;
 mod bench_tables;
+mod chaos;
 mod ci;
 mod fuzz;
 mod interop;
@@ -50,6 +52,7 @@ const TASKS: &[&str] = &[
     "bench-amqp [--quick] [--rounds N]",
     "bench-service [--rounds N] [--workers N]",
     "bench-flood [--quick] [--count N]",
+    "chaos [--keep]",
     "interop",
     "fuzz [--seconds N | --runs N]",
     "loom",
@@ -71,6 +74,7 @@ fn main() -> ExitCode {
         "bench-service" => bench_service::bench_service(rest),
         "bench-flood" => bench_flood::bench_flood(rest),
         "fuzz" => fuzz::fuzz(rest),
+        "chaos" => chaos::chaos(rest),
         _ => {
             println!("usage: cargo xtask <{}>", TASKS.join(" | "));
             return if task == "help" {

@@ -427,4 +427,59 @@ mod tests {
             .starts_with("amqps://guest:guest@h:5671/%2F"));
         assert!(!format!("{b:?}").contains(":b@"), "Debug shows no password");
     }
+
+    fn three_hosts(strategy: FailoverStrategy) -> Broker {
+        Broker::new(
+            &"rabbit://h1,h2,h3/".parse().unwrap(),
+            RabbitOptions {
+                kombu_failover_strategy: strategy,
+                ..RabbitOptions::default()
+            },
+        )
+    }
+
+    /// A host whose attempt failed, or whose connection was lost, is tried after every other
+    /// host, the longest-failed first; one that works again goes back in its place.
+    #[test]
+    fn a_host_that_failed_is_tried_last() {
+        let b = three_hosts(FailoverStrategy::RoundRobin);
+        assert_eq!(
+            b.order(),
+            vec![0, 1, 2],
+            "round-robin starts at the first host"
+        );
+        b.lost(HostId(0));
+        assert_eq!(b.order(), vec![1, 2, 0], "the lost host goes last");
+        b.mark(1, true);
+        assert_eq!(
+            b.order(),
+            vec![2, 0, 1],
+            "failed hosts in the order they failed"
+        );
+        b.mark(0, false);
+        assert_eq!(
+            b.order(),
+            vec![0, 2, 1],
+            "a host that works again is back in its place"
+        );
+    }
+
+    /// With `shuffle` (the default), drivers start at different hosts, so the clients of a
+    /// cluster spread over it instead of all moving to the same next node.
+    #[test]
+    fn shuffled_drivers_spread_over_the_hosts() {
+        let mut first = std::collections::BTreeSet::new();
+        for _ in 0..200 {
+            first.insert(three_hosts(FailoverStrategy::Shuffle).order()[0]);
+        }
+        assert_eq!(
+            first.len(),
+            3,
+            "every host is some driver's first: {first:?}"
+        );
+        assert_eq!(
+            RabbitOptions::default().kombu_failover_strategy,
+            FailoverStrategy::Shuffle
+        );
+    }
 }

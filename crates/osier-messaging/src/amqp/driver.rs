@@ -383,6 +383,8 @@ impl Driver for AmqpDriver {
         // without a leader) is sent again instead of vanishing; after the call's deadline it is
         // dropped quietly (the caller has its answer).
         p.quiet_expiry = true;
+        let confirmed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        p.confirmed = Some(confirmed.clone());
         if self.shared.at_least_once {
             // Confirmed and mandatory: a request nobody consumes ends the call at once.
             p.wait = Wait::Confirmed;
@@ -398,6 +400,7 @@ impl Driver for AmqpDriver {
             msg_id,
             waiters: rq.waiters.clone(),
             publisher: self.shared.publisher.clone(),
+            confirmed,
         }))
     }
 
@@ -434,6 +437,7 @@ impl Driver for AmqpDriver {
         p.queue = Some((layout.queue(key.clone()), key));
         p.retry = msg.retry;
         p.wait = sh.fire_and_track();
+        p.keep_when_abandoned = true;
         // notify() waits at most `notify_max_wait`: for a place in the window, then for the
         // write (or the confirm). Accepted in time, the notification is kept until the broker
         // confirms it, even if notify() returns first.

@@ -63,6 +63,12 @@ pub(crate) struct Publish {
     /// Once its deadline passed, the message is dropped without an error: a call request, whose
     /// caller already has its answer (a timeout, or the broker's error).
     pub quiet_expiry: bool,
+    /// Delivered even when its sender stops waiting: a notification that `notify()` accepted
+    /// and returned from before the broker took it.
+    pub keep_when_abandoned: bool,
+    /// Set once the broker confirmed the message (a call request's waiter reads it to tell a
+    /// broker that never took the request from a server that never answered).
+    pub confirmed: Option<Arc<std::sync::atomic::AtomicBool>>,
     pub exchange: Option<ExchangeSpec>,
     pub exchange_name: String,
     pub routing_key: String,
@@ -87,6 +93,8 @@ impl Publish {
         Publish {
             wait: Wait::Confirmed,
             quiet_expiry: false,
+            keep_when_abandoned: false,
+            confirmed: None,
             exchange: None,
             exchange_name,
             routing_key,
@@ -132,8 +140,9 @@ impl Publish {
         }
     }
 
+    /// Nobody waits for it any more and it need not be delivered (a call that timed out).
     fn abandoned(&self) -> bool {
-        self.done.as_ref().is_some_and(|d| d.is_closed())
+        !self.keep_when_abandoned && self.done.as_ref().is_some_and(|d| d.is_closed())
     }
 
     fn expired(&self) -> bool {
@@ -298,6 +307,9 @@ impl Publisher {
 struct Link {
     conn: Connection,
     host: HostId,
+    /// Which of the owner's connections this is: a failure of an older one's message says
+    /// nothing about this one.
+    generation: u64,
     channel: Channel,
     /// Declared on this connection: exchanges, and `queue:exchange:key` bindings.
     exchanges: HashSet<String>,
@@ -305,10 +317,12 @@ struct Link {
 }
 
 type InFlight = std::pin::Pin<
-    Box<dyn std::future::Future<Output = (Publish, Result<Confirmation, lapin::Error>)> + Send>,
+    Box<
+        dyn std::future::Future<Output = (Publish, Result<Confirmation, lapin::Error>, u64)> + Send,
+    >,
 >;
 
-async fn open(broker: &Broker) -> Result<Link, MessagingError> {
+async fn open(broker: &Broker, generation: u64) -> Result<Link, MessagingError> {
     let (conn, host) = broker.connect().await?;
     let channel = conn
         .create_channel()
@@ -321,6 +335,7 @@ async fn open(broker: &Broker) -> Result<Link, MessagingError> {
     Ok(Link {
         conn,
         host,
+        generation,
         channel,
         exchanges: HashSet::new(),
         declared: HashSet::new(),
@@ -356,6 +371,7 @@ async fn prepare(link: &mut Link, p: &Publish) -> Result<(), lapin::Error> {
 
 /// Writes `p` and returns the future of its confirm.
 fn send(link: &Link, mut p: Publish) -> InFlight {
+    let generation = link.generation;
     let ch = link.channel.clone();
     Box::pin(async move {
         let written = ch
@@ -379,7 +395,7 @@ fn send(link: &Link, mut p: Publish) -> InFlight {
             }
             Err(e) => Err(e),
         };
-        (p, r)
+        (p, r, generation)
     })
 }
 
@@ -397,6 +413,9 @@ fn settle(mut p: Publish, r: Result<Routed, MessagingError>, tracker: &Tracker) 
             tracker.lost.fetch_add(1, Ordering::AcqRel);
         }
     } else {
+        if let Some(c) = &p.confirmed {
+            c.store(true, Ordering::Release);
+        }
         p.tell(r);
     }
 }
@@ -450,6 +469,7 @@ async fn owner(
     let mut resume_at: Option<Instant> = None;
     // A connection was had and lost: the next one is logged at INFO with its host.
     let mut reconnecting = false;
+    let mut generation: u64 = 0;
     let mut closed = false;
     loop {
         // Drop what nobody waits for any more; fail what is out of time or of tries.
@@ -489,14 +509,15 @@ async fn owner(
                         Some(p) => pending.push_back(p),
                         None => closed = true,
                     },
-                    Some((p, r)) = inflight.next(), if !inflight.is_empty() => {
+                    Some((p, r, _)) = inflight.next(), if !inflight.is_empty() => {
                         confirmed(p, r, &mut pending, tracker, &mut nacks);
                     }
                 }
                 continue;
             }
             resume_at = None;
-            match open(broker).await {
+            generation += 1;
+            match open(broker, generation).await {
                 Ok(l) => {
                     if reconnecting || attempt > 0 {
                         tracing::info!(host = %broker.shown(l.host), "publisher reconnected to the broker");
@@ -507,7 +528,10 @@ async fn owner(
                     reconnecting = false;
                 }
                 Err(e) => {
-                    let fatal = matches!(&e, MessagingError::Broker(b) if b.is_permanent());
+                    // A refusal is final only before the first connection ever worked: later,
+                    // a node still booting refuses the vhost for a moment.
+                    let fatal = broker.connects() == 0
+                        && matches!(&e, MessagingError::Broker(b) if b.is_permanent());
                     if let MessagingError::Broker(b) = &e {
                         *lock(unreachable) = Some(b.clone());
                     }
@@ -566,8 +590,15 @@ async fn owner(
                 Some(p) => pending.push_back(p),
                 None => closed = true,
             },
-            Some((p, r)) = inflight.next(), if !inflight.is_empty() => {
-                match confirmed(p, r, &mut pending, tracker, &mut nacks) {
+            Some((p, r, from)) = inflight.next(), if !inflight.is_empty() => {
+                let next = confirmed(p, r, &mut pending, tracker, &mut nacks);
+                // Only a failure on the current connection ends it.
+                let next = if link.as_ref().is_some_and(|l| l.generation == from) {
+                    next
+                } else {
+                    Next::Keep
+                };
+                match next {
                     Next::Keep => {}
                     Next::ChannelClosed => {
                         if let Some(l) = link.take() {

@@ -121,26 +121,31 @@ pub(crate) struct AmqpWaiter {
     pub(crate) waiters: Waiters,
     /// Says why the request could not be sent, when it was not.
     pub(crate) publisher: Arc<Publisher>,
+    /// Whether the broker confirmed the request.
+    pub(crate) confirmed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 #[async_trait]
 impl ReplyWaiter for AmqpWaiter {
+    /// A request the broker confirmed and nobody answered is a plain timeout; one the broker
+    /// never took (no connection, or written to a connection that died) is the broker's error.
     fn on_timeout(&mut self) -> Option<MessagingError> {
-        let confirm = self.confirm.as_mut()?;
-        match confirm.try_recv() {
-            Ok(Err(e)) => Some(e),
-            // Written: the request went out and nobody answered.
-            Ok(Ok(_)) => None,
-            Err(oneshot::error::TryRecvError::Empty) => Some(
-                self.publisher
-                    .unreachable()
-                    .unwrap_or_else(|| {
-                        BrokerError::lost("the request could not be sent to the broker in time")
-                    })
-                    .into(),
-            ),
-            Err(oneshot::error::TryRecvError::Closed) => Some(MessagingError::Closed),
+        if let Some(Ok(Err(e))) = self.confirm.as_mut().map(|c| c.try_recv()) {
+            return Some(e);
         }
+        if self.confirmed.load(std::sync::atomic::Ordering::Acquire) {
+            return None;
+        }
+        Some(
+            self.publisher
+                .unreachable()
+                .unwrap_or_else(|| {
+                    BrokerError::lost(
+                        "the broker did not take the request within the call's timeout",
+                    )
+                })
+                .into(),
+        )
     }
 
     async fn next(&mut self) -> Option<ReplyEvent> {

@@ -194,3 +194,58 @@ pub async fn failed_cast(t: &Transport) -> MessagingError {
         .await
         .unwrap_err()
 }
+
+/// A TCP proxy to the test broker that can be cut: [`Proxy::cut`] closes every connection
+/// through it and refuses new ones, so the broker goes away for the clients behind the proxy,
+/// and only for them.
+pub struct Proxy {
+    pub port: u16,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    conns: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+}
+
+impl Proxy {
+    /// Listens on a free port of 127.0.0.1, on the current tokio runtime.
+    pub async fn start() -> Proxy {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let conns: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>> =
+            Default::default();
+        let (c, cs) = (cut.clone(), conns.clone());
+        let target = broker().addr();
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if c.load(Ordering::SeqCst) {
+                    continue; // dropped: the client sees the connection closed
+                }
+                let target = target.clone();
+                let task = tokio::spawn(async move {
+                    if let Ok(mut out) = tokio::net::TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                    }
+                });
+                cs.lock().unwrap().push(task.abort_handle());
+            }
+        });
+        Proxy { port, cut, conns }
+    }
+
+    /// The transport URL of the broker through this proxy, with `query`.
+    pub fn url(&self, query: &str) -> String {
+        let b = broker();
+        format!(
+            "rabbit://{}:{}@127.0.0.1:{}/?{query}",
+            b.user, b.pass, self.port
+        )
+    }
+
+    /// Closes every connection through the proxy and refuses new ones.
+    pub fn cut(&self) {
+        self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+        for c in self.conns.lock().unwrap().drain(..) {
+            c.abort();
+        }
+    }
+}

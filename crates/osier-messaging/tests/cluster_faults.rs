@@ -1,0 +1,557 @@
+//! Faults of a RabbitMQ cluster (MSG-AMQP-05): three nodes of our own on 127.0.0.1:5673-5675,
+//! started by `xtask/scripts/rabbit-cluster.sh`. In every scenario 16 callers and a numbered
+//! notification stream run through a server and a listener while a fault hits the node every
+//! client is connected to (the URL lists it first and `kombu_failover_strategy=round-robin`
+//! starts there): killed with SIGKILL, its connections closed by an operator, frozen with
+//! SIGSTOP past the heartbeat timeout, or the whole cluster stopped for 20 s. Each scenario runs
+//! with classic queues and with quorum queues, and checks:
+//!
+//! - a call succeeds within 5 s of a node being able to take over (a frozen node: within twice
+//!   the heartbeat timeout plus 5 s);
+//! - no call outlives its timeout (each ends in a result or a typed error);
+//! - every notification `notify()` accepted reaches the listener, once;
+//! - the server and the listener recover on their own.
+//!
+//! They need the cluster and disturb it, so they run only when asked: `OSIER_CLUSTER_FAULTS=1`,
+//! which `cargo xtask chaos` sets after starting the cluster (`cargo xtask ci` runs it). With
+//! `OSIER_CHAOS_REPORT=<file>` each scenario appends its figures to the file as a JSON line.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use osier_messaging::{
+    MessagingError, NotificationEndpoint, NotificationListener, NotificationResult, Notifier,
+    NotifyDriver, Priority, RequestContext, RpcClient, Target, Transport, TransportOptions,
+};
+use serde_json::json;
+use tracing_subscriber::layer::SubscriberExt;
+
+mod common;
+use common::{bridge, echo_server};
+
+/// The heartbeat the scenarios ask for (seconds): a frozen node is noticed within about twice
+/// this.
+const HEARTBEAT: u64 = 4;
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+const CALLERS: usize = 16;
+/// How long calls and notifications run after the node is available again.
+const AFTER: Duration = Duration::from_secs(6);
+
+fn allowed() -> bool {
+    let ok = std::env::var("OSIER_CLUSTER_FAULTS").is_ok_and(|v| v == "1");
+    if !ok {
+        eprintln!(
+            "not run: needs the test cluster and disturbs it; `cargo xtask chaos` starts it and sets OSIER_CLUSTER_FAULTS=1"
+        );
+    }
+    ok
+}
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static M: Mutex<()> = Mutex::new(());
+    M.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Runs the cluster script.
+fn cluster(args: &[&str]) {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../xtask/scripts/rabbit-cluster.sh"
+    );
+    let out = std::process::Command::new("bash")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("bash runs the cluster script");
+    assert!(
+        out.status.success(),
+        "rabbit-cluster.sh {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A fresh cluster for every scenario, whatever the one before did to it (a partition healed
+/// after a freeze can leave nodes that do not rejoin).
+struct FreshCluster;
+impl FreshCluster {
+    fn new() -> Self {
+        cluster(&["clean"]);
+        cluster(&["start"]);
+        FreshCluster
+    }
+}
+impl Drop for FreshCluster {
+    fn drop(&mut self) {
+        // A frozen node would hold `clean` up.
+        for n in ["1", "2", "3"] {
+            let _ = std::process::Command::new("bash")
+                .arg(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/../../xtask/scripts/rabbit-cluster.sh"
+                ))
+                .args(["thaw", n])
+                .output();
+        }
+    }
+}
+
+fn url(query: &str) -> String {
+    let hosts = (5673..=5675)
+        .map(|p| format!("guest:guest@127.0.0.1:{p}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    format!(
+        "rabbit://{hosts}/?kombu_failover_strategy=round-robin&heartbeat_timeout_threshold={HEARTBEAT}&{query}"
+    )
+}
+
+/// Notifications whose `notify()` logged that it could not send them (not accepted).
+#[derive(Clone, Default)]
+struct Refused(Arc<Mutex<BTreeSet<String>>>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Refused {
+    fn on_event(&self, e: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        struct V(Option<String>, bool);
+        impl tracing::field::Visit for V {
+            fn record_str(&mut self, f: &tracing::field::Field, v: &str) {
+                if f.name() == "event_type" {
+                    self.0 = Some(v.to_string());
+                }
+            }
+            fn record_debug(&mut self, f: &tracing::field::Field, v: &dyn std::fmt::Debug) {
+                if f.name() == "message" && format!("{v:?}").contains("could not send notification")
+                {
+                    self.1 = true;
+                }
+            }
+        }
+        let mut v = V(None, false);
+        e.record(&mut v);
+        if let (Some(t), true) = (v.0, v.1) {
+            self.0.lock().unwrap().insert(t);
+        }
+    }
+}
+
+fn refused() -> &'static Refused {
+    static R: std::sync::OnceLock<Refused> = std::sync::OnceLock::new();
+    R.get_or_init(|| {
+        use tracing_subscriber::Layer;
+        let r = Refused::default();
+        let log = tracing_subscriber::fmt::layer()
+            .with_test_writer()
+            .with_filter(tracing_subscriber::filter::LevelFilter::WARN);
+        let subscriber = tracing_subscriber::registry().with(r.clone()).with(log);
+        let _ = tracing::subscriber::set_global_default(subscriber);
+        r
+    })
+}
+
+/// One call: when it started and ended, and whether it got its answer.
+struct Call {
+    start: Instant,
+    end: Instant,
+    ok: bool,
+    error: Option<String>,
+}
+
+/// What a scenario measured.
+#[derive(Debug, serde::Serialize)]
+struct Figures {
+    scenario: String,
+    /// From the moment a node could take over to the end of the first call that succeeded
+    /// after it.
+    recovery_s: f64,
+    longest_call_s: f64,
+    calls_ok: usize,
+    calls_failed: usize,
+    /// Kinds of the failed calls' errors.
+    errors: Vec<String>,
+    notifications_accepted: usize,
+    notifications_lost: usize,
+    notifications_duplicated: usize,
+    /// The first few lost notifications' numbers, and the last number accepted.
+    lost_numbers: Vec<i64>,
+    last_accepted: i64,
+}
+
+/// The fault: what it does, and when (from its start) a node can take over.
+enum Fault {
+    Kill,
+    CloseConnections,
+    Freeze(Duration),
+    StopCluster(Duration),
+}
+
+impl Fault {
+    /// Runs the fault; returns when a node was able to take over.
+    fn run(&self) -> Instant {
+        match self {
+            Fault::Kill => {
+                cluster(&["kill", "1"]);
+                Instant::now()
+            }
+            Fault::CloseConnections => {
+                cluster(&["close-conns", "1"]);
+                Instant::now()
+            }
+            Fault::Freeze(d) => {
+                let t0 = Instant::now();
+                cluster(&["freeze", "1"]);
+                std::thread::sleep(*d);
+                cluster(&["thaw", "1"]);
+                // The survivors take over once the clients notice the frozen node: the
+                // heartbeat budget is counted from the freeze.
+                t0 + Duration::from_secs(2 * HEARTBEAT)
+            }
+            Fault::StopCluster(d) => {
+                for n in ["3", "2", "1"] {
+                    cluster(&["stop-node", n]);
+                }
+                std::thread::sleep(*d);
+                // The last node stopped starts first; the others rejoin it.
+                cluster(&["restart", "1"]);
+                let up = Instant::now();
+                cluster(&["restart", "2"]);
+                cluster(&["restart", "3"]);
+                up
+            }
+        }
+    }
+
+    /// Puts the cluster back as it was (a killed node restarted).
+    fn repair(&self) {
+        if let Fault::Kill = self {
+            cluster(&["restart", "1"]);
+        }
+    }
+}
+
+fn run_scenario(name: &str, query: &str, fault: Fault) -> Figures {
+    let refused = refused().clone();
+    let _cluster = FreshCluster::new();
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    let top = format!("osier-chaos-{name}-{tag}");
+    let url = url(query);
+    // An exchange of the scenario's own: classic and quorum runs declare it differently.
+    let opts = TransportOptions {
+        control_exchange: format!("osier-chaos-{tag}"),
+        ..TransportOptions::default()
+    };
+    let transport = || Transport::with_options(&url, opts.clone()).unwrap();
+    let ts = transport();
+    let tn = transport();
+    let server = echo_server(&ts, &top, "s");
+    let counts: Arc<Mutex<HashMap<i64, u32>>> = Arc::default();
+    let c2 = counts.clone();
+    let ep = NotificationEndpoint::new("e").on(Priority::Info, move |n| {
+        if let Some(i) = n.payload.get("n").and_then(|v| v.as_i64()) {
+            *c2.lock().unwrap().entry(i).or_default() += 1;
+        }
+        NotificationResult::Handled
+    });
+    let listener = NotificationListener::new(&ts, vec![Target::topic(&top)], vec![ep])
+        .bridge(bridge().clone());
+    let notifier = Notifier::new(&tn, "osier.chaos")
+        .driver(NotifyDriver::MessagingV2)
+        .topics(&[&top]);
+    bridge().tokio().block_on(async {
+        server.start().await.unwrap();
+        listener.start().await.unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let calls: Arc<Mutex<Vec<Call>>> = Arc::default();
+        let mut tasks = Vec::new();
+        for c in 0..CALLERS {
+            // Each caller on its own transport, as separate client processes would be.
+            let client = RpcClient::new(&transport(), Target::topic(&top)).timeout(CALL_TIMEOUT);
+            let (stop, calls) = (stop.clone(), calls.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut k = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let start = Instant::now();
+                    let r = client
+                        .call::<serde_json::Value>(
+                            &RequestContext::new(),
+                            "echo",
+                            json!({"c": c, "k": k}),
+                        )
+                        .await;
+                    let end = Instant::now();
+                    let (ok, error) = match r {
+                        Ok(v) => (v == json!({"c": c, "k": k}), None),
+                        Err(e) => (false, Some(kind(&e))),
+                    };
+                    calls.lock().unwrap().push(Call {
+                        start,
+                        end,
+                        ok,
+                        error,
+                    });
+                    k += 1;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }));
+        }
+        let accepted: Arc<Mutex<Vec<i64>>> = Arc::default();
+        let notifying = {
+            let (stop, accepted, notifier) = (stop.clone(), accepted.clone(), notifier.clone());
+            let refused = refused.clone();
+            let tag = tag.clone();
+            tokio::spawn(async move {
+                let mut n = 0i64;
+                while !stop.load(Ordering::Relaxed) {
+                    let event = format!("chaos.{tag}.{n}");
+                    notifier
+                        .info(&RequestContext::new(), &event, json!({"n": n}))
+                        .await;
+                    if !refused.0.lock().unwrap().contains(&event) {
+                        accepted.lock().unwrap().push(n);
+                    }
+                    n += 1;
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            })
+        };
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        // The fault runs on a blocking thread; the callers and the notifier go on meanwhile.
+        let available = tokio::task::spawn_blocking(move || {
+            let at = fault.run();
+            (at, fault)
+        })
+        .await
+        .unwrap();
+        let (available, fault) = available;
+        let waited = Instant::now();
+        tokio::time::sleep(AFTER).await;
+        // Until calls work again, or a minute: a scenario that never recovers fails below.
+        while !calls
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|c| c.ok && c.start >= waited)
+            && waited.elapsed() < Duration::from_secs(60)
+        {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        stop.store(true, Ordering::Relaxed);
+        for t in tasks {
+            t.await.unwrap();
+        }
+        notifying.await.unwrap();
+        tokio::task::spawn_blocking(move || fault.repair())
+            .await
+            .unwrap();
+        // Every accepted notification reaches the listener (it may still be catching up).
+        let accepted = accepted.lock().unwrap().clone();
+        let drain = Instant::now();
+        while accepted
+            .iter()
+            .any(|n| !counts.lock().unwrap().contains_key(n))
+            && drain.elapsed() < Duration::from_secs(30)
+        {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let counts = counts.lock().unwrap().clone();
+        let calls = std::mem::take(&mut *calls.lock().unwrap());
+        // The first call to succeed once a node could take over (calls that never stopped
+        // working give about 0).
+        let first_ok = calls
+            .iter()
+            .filter(|c| c.ok && c.end >= available)
+            .map(|c| c.end)
+            .min()
+            .expect("a call succeeded after the fault");
+        let recovery_s = (first_ok - available).as_secs_f64();
+        let mut errors: Vec<String> = calls.iter().filter_map(|c| c.error.clone()).collect();
+        errors.sort();
+        errors.dedup();
+        let figures = Figures {
+            scenario: name.to_string(),
+            recovery_s,
+            longest_call_s: calls
+                .iter()
+                .map(|c| (c.end - c.start).as_secs_f64())
+                .fold(0.0, f64::max),
+            calls_ok: calls.iter().filter(|c| c.ok).count(),
+            calls_failed: calls.iter().filter(|c| !c.ok).count(),
+            errors,
+            notifications_accepted: accepted.len(),
+            notifications_lost: accepted.iter().filter(|n| !counts.contains_key(n)).count(),
+            lost_numbers: accepted
+                .iter()
+                .filter(|n| !counts.contains_key(n))
+                .take(10)
+                .copied()
+                .collect(),
+            last_accepted: accepted.last().copied().unwrap_or(-1),
+            notifications_duplicated: counts.values().filter(|c| **c > 1).count(),
+        };
+        eprintln!("{figures:?}");
+        if let Ok(path) = std::env::var("OSIER_CHAOS_REPORT") {
+            use std::io::Write;
+            if let Ok(mut f) = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+            {
+                let _ = writeln!(f, "{}", serde_json::to_string(&figures).unwrap());
+            }
+        }
+        let _ = server.stop().await;
+        let _ = server.wait().await;
+        listener.stop().await;
+        figures
+    })
+}
+
+/// The error's kind, for the report.
+fn kind(e: &MessagingError) -> String {
+    match e {
+        MessagingError::Timeout(_) => "Timeout".into(),
+        MessagingError::Broker(b) => {
+            format!("Broker({})", b.to_string().split(':').next().unwrap_or(""))
+        }
+        MessagingError::Remote(f) => format!("Remote({})", f.class),
+        other => other.to_string(),
+    }
+}
+
+fn check(f: &Figures, budget: Duration) {
+    assert!(
+        f.recovery_s <= budget.as_secs_f64(),
+        "{}: the first call after the fault succeeded {:.2} s after a node could take over (budget {budget:?})",
+        f.scenario,
+        f.recovery_s
+    );
+    assert!(
+        f.longest_call_s <= CALL_TIMEOUT.as_secs_f64() + 1.0,
+        "{}: a call took {:.2} s, past its {CALL_TIMEOUT:?} timeout",
+        f.scenario,
+        f.longest_call_s
+    );
+    assert_eq!(
+        f.notifications_lost, 0,
+        "{}: notifications accepted and lost",
+        f.scenario
+    );
+    assert_eq!(
+        f.notifications_duplicated, 0,
+        "{}: notifications delivered twice to the endpoint",
+        f.scenario
+    );
+}
+
+const QUICK: Duration = Duration::from_secs(5);
+
+/// Classic queues, the node every client is on killed with SIGKILL.
+#[test]
+fn classic_queues_survive_a_killed_node() {
+    let _one = one_at_a_time();
+    if !allowed() {
+        return;
+    }
+    let f = run_scenario("classic-kill", "", Fault::Kill);
+    check(&f, QUICK);
+}
+
+/// Quorum queues, the node every client is on (and every queue leader) killed with SIGKILL:
+/// the broker nacks publishes until a new leader is elected; nothing accepted is lost.
+#[test]
+fn quorum_queues_survive_a_killed_node() {
+    let _one = one_at_a_time();
+    if !allowed() {
+        return;
+    }
+    let f = run_scenario("quorum-kill", "rabbit_quorum_queue=true", Fault::Kill);
+    check(&f, QUICK);
+}
+
+/// Classic queues, every client connection on the node closed by an operator.
+#[test]
+fn classic_queues_survive_closed_connections() {
+    let _one = one_at_a_time();
+    if !allowed() {
+        return;
+    }
+    let f = run_scenario("classic-close", "", Fault::CloseConnections);
+    check(&f, QUICK);
+}
+
+/// Quorum queues, every client connection on the node closed by an operator.
+#[test]
+fn quorum_queues_survive_closed_connections() {
+    let _one = one_at_a_time();
+    if !allowed() {
+        return;
+    }
+    let f = run_scenario(
+        "quorum-close",
+        "rabbit_quorum_queue=true",
+        Fault::CloseConnections,
+    );
+    check(&f, QUICK);
+}
+
+/// Classic queues, the node frozen (SIGSTOP: sockets open, nothing answers) past the heartbeat
+/// timeout, then thawed.
+#[test]
+fn classic_queues_survive_a_frozen_node() {
+    let _one = one_at_a_time();
+    if !allowed() {
+        return;
+    }
+    let f = run_scenario(
+        "classic-freeze",
+        "",
+        Fault::Freeze(Duration::from_secs(3 * HEARTBEAT)),
+    );
+    check(&f, QUICK);
+}
+
+/// Quorum queues, the node frozen past the heartbeat timeout, then thawed.
+#[test]
+fn quorum_queues_survive_a_frozen_node() {
+    let _one = one_at_a_time();
+    if !allowed() {
+        return;
+    }
+    let f = run_scenario(
+        "quorum-freeze",
+        "rabbit_quorum_queue=true",
+        Fault::Freeze(Duration::from_secs(3 * HEARTBEAT)),
+    );
+    check(&f, QUICK);
+}
+
+/// Durable classic queues, the whole cluster stopped for 20 s, then started.
+#[test]
+fn durable_classic_queues_survive_a_cluster_outage() {
+    let _one = one_at_a_time();
+    if !allowed() {
+        return;
+    }
+    let f = run_scenario(
+        "classic-outage",
+        "amqp_durable_queues=true",
+        Fault::StopCluster(Duration::from_secs(20)),
+    );
+    check(&f, QUICK);
+}
+
+/// Quorum queues, the whole cluster stopped for 20 s, then started.
+#[test]
+fn quorum_queues_survive_a_cluster_outage() {
+    let _one = one_at_a_time();
+    if !allowed() {
+        return;
+    }
+    let f = run_scenario(
+        "quorum-outage",
+        "rabbit_quorum_queue=true",
+        Fault::StopCluster(Duration::from_secs(20)),
+    );
+    check(&f, QUICK);
+}

@@ -1,0 +1,85 @@
+//! `cargo xtask chaos [--keep]`: the cluster fault scenarios of
+//! `crates/osier-messaging/tests/cluster_faults.rs` on a three-node RabbitMQ cluster of our own
+//! (`xtask/scripts/rabbit-cluster.sh`, nodes on 127.0.0.1:5673-5675 beside the default node),
+//! then one table of what each scenario measured. The cluster is removed afterwards unless
+//! `--keep` is given.
+
+use std::process::Command;
+
+use crate::{cargo, root, run, target_dir};
+
+fn script() -> Command {
+    let mut c = Command::new("bash");
+    c.arg(root().join("xtask/scripts/rabbit-cluster.sh"));
+    c
+}
+
+pub(crate) fn chaos(args: &[String]) -> Result<(), String> {
+    let keep = args.iter().any(|a| a == "--keep");
+    if let Some(other) = args.iter().find(|a| *a != "--keep") {
+        return Err(format!("unknown flag {other} (chaos takes --keep)"));
+    }
+    run(
+        "start the test cluster (127.0.0.1:5673-5675)",
+        script().arg("start"),
+    )?;
+    let report = target_dir().join("xtask").join("chaos.jsonl");
+    if let Some(dir) = report.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    let _ = std::fs::remove_file(&report);
+    let result = run(
+        "cluster fault scenarios",
+        cargo()
+            .env("OSIER_CLUSTER_FAULTS", "1")
+            .env("OSIER_CHAOS_REPORT", &report)
+            .args([
+                "test",
+                "-p",
+                "osier-messaging",
+                "--test",
+                "cluster_faults",
+                "--",
+                "--test-threads=1",
+            ]),
+    );
+    if !keep {
+        let _ = run("remove the test cluster", script().arg("clean"));
+    }
+    print_table(&report);
+    result
+}
+
+/// The scenarios' figures, one row each.
+fn print_table(report: &std::path::Path) {
+    let Ok(text) = std::fs::read_to_string(report) else {
+        return;
+    };
+    println!("\n| scenario | first call after a node can take over (s) | longest call (s) | calls ok / failed | errors | notifications accepted | lost | delivered twice |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for line in text.lines() {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let errors: Vec<&str> = v["errors"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|e| e.as_str()).collect())
+            .unwrap_or_default();
+        println!(
+            "| {} | {:.2} | {:.2} | {} / {} | {} | {} | {} | {} |",
+            v["scenario"].as_str().unwrap_or("?"),
+            v["recovery_s"].as_f64().unwrap_or(f64::NAN),
+            v["longest_call_s"].as_f64().unwrap_or(f64::NAN),
+            v["calls_ok"],
+            v["calls_failed"],
+            if errors.is_empty() {
+                "-".to_string()
+            } else {
+                errors.join(", ")
+            },
+            v["notifications_accepted"],
+            v["notifications_lost"],
+            v["notifications_duplicated"],
+        );
+    }
+}
