@@ -1,8 +1,9 @@
-//! `cargo xtask chaos [--keep]`: the cluster fault scenarios of
+//! `cargo xtask chaos [--python] [--keep]`: the cluster fault scenarios of
 //! `crates/osier-messaging/tests/cluster_faults.rs` on a three-node RabbitMQ cluster of our own
 //! (`xtask/scripts/rabbit-cluster.sh`, nodes on 127.0.0.1:5673-5675 beside the default node),
-//! then one table of what each scenario measured. The cluster is removed afterwards unless
-//! `--keep` is given.
+//! then one table of what each scenario measured. With `--python`, the same scenarios also run
+//! with Python oslo.messaging (`xtask/py/oslo_chaos.py`, in the interop venv) and their rows
+//! follow. The cluster is removed afterwards unless `--keep` is given.
 
 use std::process::Command;
 
@@ -16,8 +17,11 @@ fn script() -> Command {
 
 pub(crate) fn chaos(args: &[String]) -> Result<(), String> {
     let keep = args.iter().any(|a| a == "--keep");
-    if let Some(other) = args.iter().find(|a| *a != "--keep") {
-        return Err(format!("unknown flag {other} (chaos takes --keep)"));
+    let python = args.iter().any(|a| a == "--python");
+    if let Some(other) = args.iter().find(|a| *a != "--keep" && *a != "--python") {
+        return Err(format!(
+            "unknown flag {other} (chaos takes --python, --keep)"
+        ));
     }
     run(
         "start the test cluster (127.0.0.1:5673-5675)",
@@ -43,12 +47,51 @@ pub(crate) fn chaos(args: &[String]) -> Result<(), String> {
                 "--test-threads=1",
             ]),
     );
+    if python {
+        let py = crate::interop::ensure_oslo_venv()?;
+        let mut rows = String::new();
+        for scenario in SCENARIOS {
+            let out = Command::new(&py)
+                .arg(root().join("xtask/py/oslo_chaos.py"))
+                .arg("--script")
+                .arg(root().join("xtask/scripts/rabbit-cluster.sh"))
+                .args(["--scenario", scenario])
+                .stderr(std::process::Stdio::null())
+                .output()
+                .map_err(|e| format!("oslo_chaos.py: {e}"))?;
+            let text = String::from_utf8_lossy(&out.stdout);
+            match text.lines().rev().find(|l| l.starts_with('{')) {
+                Some(line) => {
+                    println!("python {scenario}: {line}");
+                    rows.push_str(&line.replace("\"scenario\": \"", "\"scenario\": \"python "));
+                    rows.push('\n');
+                }
+                None => println!("python {scenario}: no figures ({})", out.status),
+            }
+        }
+        let _ = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&report)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, rows.as_bytes()));
+    }
     if !keep {
         let _ = run("remove the test cluster", script().arg("clean"));
     }
     print_table(&report);
     result
 }
+
+/// The scenarios, as the Rust tests name them in their figures.
+const SCENARIOS: &[&str] = &[
+    "classic-kill",
+    "quorum-kill",
+    "classic-close",
+    "quorum-close",
+    "classic-freeze",
+    "quorum-freeze",
+    "classic-outage",
+    "quorum-outage",
+];
 
 /// The scenarios' figures, one row each.
 fn print_table(report: &std::path::Path) {

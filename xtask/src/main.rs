@@ -10,7 +10,7 @@
 //! | `bench-amqp [--quick] [--rounds N]` | RabbitMQ calls, casts and notifications: osier, the raw lapin loop with the same guarantee, and Python oslo.messaging, interleaved in one run |
 //! | `bench-service [--rounds N] [--workers N]` | the ProcessLauncher's start-up, respawn and stop beside Python oslo.service |
 //! | `bench-flood [--quick] [--count N]` | a flood of casts at a slow RPC server on RabbitMQ: the server's RSS over time, bounded (the default) and unbounded, in one run |
-//! | `chaos [--keep]` | the cluster fault scenarios (a node killed, frozen, its connections closed, the whole cluster stopped; classic and quorum queues) on a three-node RabbitMQ cluster of our own on 127.0.0.1:5673-5675, then a table of their figures |
+//! | `chaos [--python] [--keep]` | the cluster fault scenarios (a node killed, frozen, its connections closed, the whole cluster stopped; classic and quorum queues) on a three-node RabbitMQ cluster of our own on 127.0.0.1:5673-5675, then a table of their figures; `--python` runs them with Python oslo.messaging too |
 //! | `interop` | osier against the real Python oslo.messaging (venv from PyPI) on the local RabbitMQ, both directions; prints `N passed, N failed` |
 //! | `fuzz [--seconds N \| --runs N]` | seeds and runs the cargo-fuzz target of the whole inbound path (needs `cargo install cargo-fuzz` and nightly) |
 //! | `loom` | only the loom models |
@@ -52,7 +52,7 @@ const TASKS: &[&str] = &[
     "bench-amqp [--quick] [--rounds N]",
     "bench-service [--rounds N] [--workers N]",
     "bench-flood [--quick] [--count N]",
-    "chaos [--keep]",
+    "chaos [--python] [--keep]",
     "interop",
     "fuzz [--seconds N | --runs N]",
     "loom",

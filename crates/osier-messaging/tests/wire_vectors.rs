@@ -308,3 +308,17 @@ fn duplicate_filter_window() {
     assert!(!f.is_duplicate(Some("a")), "pushed out of the window");
     assert!(!f.is_duplicate(None) && !f.is_duplicate(None));
 }
+
+/// MSG-AMQP-07: a second copy of a notification that arrives while the first is still being
+/// handled is a duplicate too; once the first is requeued instead, the next copy is taken.
+#[test]
+fn duplicate_filter_holds_copies_while_the_first_is_handled() {
+    let mut f = DuplicateFilter::new();
+    assert!(f.begin(Some("a")));
+    assert!(!f.begin(Some("a")), "a copy while the first is handled");
+    f.finish(Some("a"), false);
+    assert!(f.begin(Some("a")), "requeued: the next delivery is taken");
+    f.finish(Some("a"), true);
+    assert!(!f.begin(Some("a")), "handled: remembered");
+    assert!(f.begin(None) && f.begin(None), "no id: never a duplicate");
+}

@@ -186,23 +186,30 @@ pub const PREFETCH_PER_CREDIT: usize = 4;
 struct AmqpAcker {
     acks: AckSender,
     tag: u64,
-    /// Notifications: the listener's duplicate filter and this message's id, remembered on ack.
+    /// Notifications: the listener's duplicate filter and this message's id, taken when it was
+    /// received and settled here (remembered on ack).
     remember: Option<(Arc<Mutex<DuplicateFilter>>, Option<String>)>,
 }
 
 impl Acker for AmqpAcker {
     fn ack(&self) {
         if let Some((f, id)) = &self.remember {
-            lock(f).remember(id.as_deref());
+            lock(f).finish(id.as_deref(), true);
         }
         self.acks.ack(self.tag);
     }
 
     fn requeue(&self) {
+        if let Some((f, id)) = &self.remember {
+            lock(f).finish(id.as_deref(), false);
+        }
         self.acks.requeue(self.tag);
     }
 
     fn reject(&self) {
+        if let Some((f, id)) = &self.remember {
+            lock(f).finish(id.as_deref(), false);
+        }
         self.acks.reject(self.tag);
     }
 }
@@ -282,8 +289,9 @@ fn notification_handler(tx: mpsc::UnboundedSender<Incoming>, max_bytes: usize) -
         let incoming = match inbound::read_notification(&d.data, max_bytes) {
             Inbound::Malformed { why, .. } => Incoming::malformed(why, None, acker(None)),
             Inbound::Message(n) => {
-                if lock(&dups).contains(n.unique_id.as_deref()) {
-                    // Already handled and acked (a redelivery after a lost connection). oslo
+                if !lock(&dups).begin(n.unique_id.as_deref()) {
+                    // Already handled and acked (a redelivery after a lost connection), or
+                    // another copy is being handled (its publisher sent it again). oslo
                     // leaves such a duplicate unacknowledged; here it is acked, or it would
                     // hold its delivery slot for the life of the connection.
                     tracing::debug!("duplicate notification dropped");

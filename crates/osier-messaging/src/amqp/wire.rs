@@ -399,6 +399,8 @@ pub fn decode_notification(inner: Dict) -> NotificationWire {
 pub struct DuplicateFilter {
     order: VecDeque<Box<str>>,
     seen: HashSet<Box<str>>,
+    /// Taken and not yet settled (notifications: handed to the listener, not yet acked).
+    in_flight: HashSet<Box<str>>,
 }
 
 impl DuplicateFilter {
@@ -421,6 +423,28 @@ impl DuplicateFilter {
     /// True if `id` was remembered recently.
     pub fn contains(&self, id: Option<&str>) -> bool {
         id.is_some_and(|id| self.seen.contains(id))
+    }
+
+    /// Takes a message for handling: false when `id` was handled already or another copy is
+    /// being handled right now (a copy sent again by its publisher can arrive before the first
+    /// is acknowledged). End with [`finish`](Self::finish).
+    pub fn begin(&mut self, id: Option<&str>) -> bool {
+        let Some(id) = id else { return true };
+        if self.seen.contains(id) || self.in_flight.contains(id) {
+            return false;
+        }
+        self.in_flight.insert(id.into());
+        true
+    }
+
+    /// Ends what [`begin`](Self::begin) took: a handled message is remembered; one requeued or
+    /// rejected is not, so its next delivery is taken again.
+    pub fn finish(&mut self, id: Option<&str>, handled: bool) {
+        let Some(id) = id else { return };
+        self.in_flight.remove(id);
+        if handled {
+            self.remember(Some(id));
+        }
     }
 
     /// Remembers `id` (notifications: only once acknowledged, so a requeued one comes back).
