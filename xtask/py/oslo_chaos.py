@@ -120,7 +120,7 @@ def main():
         )
     )
     conf_file.close()
-    conf = cfg.ConfigOpts()
+    conf = cfg.CONF
     conf(["--config-file", conf_file.name], project="chaos")
     hosts = ",".join("guest:guest@127.0.0.1:%d" % p for p in (5673, 5674, 5675))
     url = "rabbit://%s/" % hosts

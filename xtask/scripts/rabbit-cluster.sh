@@ -58,9 +58,9 @@ prepare_node() {
 listeners.tcp.default = 127.0.0.1:$(node_port "$n")
 loopback_users = none
 cluster_partition_handling = pause_minority
-# Peers notice a frozen node within ~10 s instead of a minute, so the survivors take over its
+# Peers notice a frozen node within ~5 s instead of a minute, so the survivors take over its
 # queues within the fault tests' budget.
-net_ticktime = 8
+net_ticktime = 4
 EOF
     echo "[]." > "$d/advanced.config"
     : > "$d/rabbitmq-env.conf"

@@ -559,3 +559,69 @@ fn quorum_queues_survive_a_cluster_outage() {
     );
     check(&f, QUICK);
 }
+
+/// A notification the broker refuses (a negative confirm: here a queue policy that rejects
+/// every publish, as a quorum queue without a leader does) is kept and sent again until the
+/// queue takes it; it then arrives once, and `flush` reports nothing lost.
+#[test]
+fn a_refused_notification_is_sent_again_until_the_queue_takes_it() {
+    let _one = one_at_a_time();
+    if !allowed() {
+        return;
+    }
+    let _cluster = FreshCluster::new();
+    let top = format!("osier-nack-{}", uuid::Uuid::new_v4().simple());
+    cluster(&[
+        "ctl",
+        "1",
+        "set_policy",
+        "osier-nack",
+        "^osier-nack-",
+        r#"{"max-length":0,"overflow":"reject-publish"}"#,
+        "--apply-to",
+        "queues",
+    ]);
+    let t = Transport::new(&url("")).unwrap();
+    let counts: Arc<Mutex<HashMap<i64, u32>>> = Arc::default();
+    let c2 = counts.clone();
+    let ep = NotificationEndpoint::new("e").on(Priority::Info, move |n| {
+        if let Some(i) = n.payload.get("n").and_then(|v| v.as_i64()) {
+            *c2.lock().unwrap().entry(i).or_default() += 1;
+        }
+        NotificationResult::Handled
+    });
+    let listener =
+        NotificationListener::new(&t, vec![Target::topic(&top)], vec![ep]).bridge(bridge().clone());
+    let notifier = Notifier::new(&t, "osier.chaos")
+        .driver(NotifyDriver::MessagingV2)
+        .topics(&[&top]);
+    bridge().tokio().block_on(async {
+        listener.start().await.unwrap();
+        notifier
+            .info(&RequestContext::new(), "refused", json!({"n": 1}))
+            .await;
+        // Refused for a while: the publisher keeps it.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert!(
+            counts.lock().unwrap().is_empty(),
+            "the queue refuses everything"
+        );
+        tokio::task::spawn_blocking(|| cluster(&["ctl", "1", "clear_policy", "osier-nack"]))
+            .await
+            .unwrap();
+        let t0 = Instant::now();
+        while counts.lock().unwrap().is_empty() && t0.elapsed() < Duration::from_secs(15) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tokio::time::timeout(Duration::from_secs(10), t.flush())
+            .await
+            .expect("flush returns")
+            .expect("nothing lost");
+        assert_eq!(
+            counts.lock().unwrap().get(&1),
+            Some(&1),
+            "the refused notification arrives once, once the queue takes it"
+        );
+        listener.stop().await;
+    });
+}
