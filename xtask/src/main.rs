@@ -2,7 +2,7 @@
 //!
 //! | task | what it does |
 //! |---|---|
-//! | `ci` | fmt check, clippy (`-D warnings`), the whole test suite with doctests, the loom models, the benches compiled, and a smoke run of the demo. `.ci/run` calls exactly this. |
+//! | `ci` | fmt check, clippy (`-D warnings`), the whole test suite with doctests, the loom models, the cluster fault scenarios (those reliable so far), the benches compiled, and a smoke run of the demo. `.ci/run` calls exactly this. |
 //! | `bench` | the criterion benches (`cargo bench -p osier-benches`) |
 //! | `bench-eventlet [--quick]` | the green microbenchmarks side by side in one run: osier-green, raw may, tokio and Python eventlet (in a venv under `target/xtask/`), as one table of ratios |
 //! | `bench-bridge [--quick]` | the bridge benchmarks beside their baselines (tokio task round trip, OS thread -> tokio -> OS thread hand-off, may ping-pong), as one table |
