@@ -391,6 +391,7 @@ impl Driver for AmqpDriver {
         // without a leader) is sent again instead of vanishing; after the call's deadline it is
         // dropped quietly (the caller has its answer).
         p.quiet_expiry = true;
+        p.destination_queue = Some(p.routing_key.clone());
         let confirmed = Arc::new(std::sync::atomic::AtomicBool::new(false));
         p.confirmed = Some(confirmed.clone());
         if self.shared.at_least_once {

@@ -69,6 +69,12 @@ pub(crate) struct Publish {
     /// Set once the broker confirmed the message (a call request's waiter reads it to tell a
     /// broker that never took the request from a server that never answered).
     pub confirmed: Option<Arc<std::sync::atomic::AtomicBool>>,
+    /// The queue a call request is routed to. Sent again after a lost connection, the request
+    /// waits until that queue exists: the server may not have declared it again yet on the node
+    /// it reconnected to, and the broker would drop the request unrouted.
+    pub destination_queue: Option<String>,
+    /// Not sent before this (waiting for its destination queue).
+    not_before: Option<Instant>,
     pub exchange: Option<ExchangeSpec>,
     pub exchange_name: String,
     pub routing_key: String,
@@ -95,6 +101,8 @@ impl Publish {
             quiet_expiry: false,
             keep_when_abandoned: false,
             confirmed: None,
+            destination_queue: None,
+            not_before: None,
             exchange: None,
             exchange_name,
             routing_key,
@@ -447,6 +455,30 @@ fn drop_link(broker: &Broker, l: Link) {
     });
 }
 
+/// How often a call request sent again looks for its destination queue.
+const QUEUE_WAIT: Duration = Duration::from_millis(250);
+
+/// Whether queue `name` exists: a passive declare on a channel of its own (a missing queue
+/// closes the channel it was asked on).
+async fn queue_exists(link: &Link, name: &str) -> Result<bool, lapin::Error> {
+    let ch = link.conn.create_channel().await?;
+    let passive = lapin::options::QueueDeclareOptions {
+        passive: true,
+        ..lapin::options::QueueDeclareOptions::default()
+    };
+    match ch
+        .queue_declare(name.into(), passive, FieldTable::default())
+        .await
+    {
+        Ok(_) => {
+            let _ = ch.close(200, "OK".into()).await;
+            Ok(true)
+        }
+        Err(e) if is_channel_error(&e) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// The earliest deadline among `pending`.
 fn next_deadline(pending: &VecDeque<Publish>) -> Option<Instant> {
     pending.iter().filter_map(|p| p.deadline).min()
@@ -562,13 +594,39 @@ async fn owner(
             }
         }
         if let Some(l) = link.as_mut() {
-            while let Some(p) = pending.pop_front() {
+            let mut later = VecDeque::new();
+            while let Some(mut p) = pending.pop_front() {
                 if p.abandoned() {
+                    continue;
+                }
+                if p.not_before.is_some_and(|t| t > Instant::now()) {
+                    later.push_back(p);
                     continue;
                 }
                 if let Err(e) = p.check_names() {
                     settle(p, Err(e), tracker);
                     continue;
+                }
+                if let (true, Some(q)) = (p.resent > 0, p.destination_queue.as_deref()) {
+                    match queue_exists(l, q).await {
+                        Ok(true) => p.not_before = None,
+                        Ok(false) => {
+                            p.not_before = Some(Instant::now() + QUEUE_WAIT);
+                            later.push_back(p);
+                            continue;
+                        }
+                        Err(_) => {
+                            // The connection is going: reconnect, then look again.
+                            pending.push_front(p);
+                            if let Some(l) = link.take() {
+                                drop_link(broker, l);
+                                reconnecting = true;
+                                resume_at =
+                                    Some(Instant::now() + broker.opts.first_reconnect_delay());
+                            }
+                            break;
+                        }
+                    }
                 }
                 if let Err(e) = prepare(l, &p).await {
                     if is_channel_error(&e) {
@@ -584,8 +642,12 @@ async fn owner(
                 }
                 inflight.push(send(l, p));
             }
+            pending.extend(later);
         }
+        // Messages waiting for their destination queue are looked at again when due.
+        let due = pending.iter().filter_map(|p| p.not_before).min();
         tokio::select! {
+            _ = tokio::time::sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() && link.is_some() => {}
             m = rx.recv(), if !closed => match m {
                 Some(p) => pending.push_back(p),
                 None => closed = true,
