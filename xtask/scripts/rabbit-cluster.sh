@@ -138,6 +138,11 @@ clean)
         if [ -n "${pid:-}" ]; then
             kill -CONT "$pid" 2>/dev/null || true
             kill -9 "$pid" 2>/dev/null || true
+            # Gone, and its ports with it, before anyone looks at them.
+            for _ in $(seq 1 100); do
+                kill -0 "$pid" 2>/dev/null || break
+                sleep 0.1
+            done
         fi
     done
     rm -rf "$DIR"
