@@ -54,14 +54,16 @@ fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
     M.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// The script that starts, disturbs and removes the test cluster.
+const SCRIPT: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../xtask/scripts/rabbit-cluster.sh"
+);
+
 /// Runs the cluster script.
 fn cluster(args: &[&str]) {
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../xtask/scripts/rabbit-cluster.sh"
-    );
     let out = std::process::Command::new("bash")
-        .arg(script)
+        .arg(SCRIPT)
         .args(args)
         .output()
         .expect("bash runs the cluster script");
@@ -88,10 +90,7 @@ impl Drop for FreshCluster {
         // A frozen node would hold `clean` up.
         for n in ["1", "2", "3"] {
             let _ = std::process::Command::new("bash")
-                .arg(concat!(
-                    env!("CARGO_MANIFEST_DIR"),
-                    "/../../xtask/scripts/rabbit-cluster.sh"
-                ))
+                .arg(SCRIPT)
                 .args(["thaw", n])
                 .output();
         }

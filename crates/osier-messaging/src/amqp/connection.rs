@@ -154,9 +154,7 @@ impl Broker {
 
     /// An owner lost its connection to `host`: it is tried last until a connection to it works.
     pub(crate) fn lost(&self, host: HostId) {
-        if let Some(f) = lock(&self.failed).get_mut(host.0) {
-            *f = Some(Instant::now());
-        }
+        self.mark(host.0, true);
     }
 
     /// The order of one round: from the last good host on, the hosts that have not failed, then
