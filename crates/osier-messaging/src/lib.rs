@@ -48,7 +48,7 @@ pub use notify::listener::{
     Notification, NotificationEndpoint, NotificationFilter, NotificationListener,
     NotificationResult,
 };
-pub use notify::notifier::{Notifier, NotifyDriver};
+pub use notify::notifier::{Notifier, NotifierStats, NotifyDriver};
 pub use notify::Priority;
 pub use rpc::client::{Prepare, RpcClient};
 pub use rpc::dispatcher::{AccessPolicy, PING_METHOD};

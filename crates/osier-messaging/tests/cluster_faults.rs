@@ -16,7 +16,7 @@
 //! which `cargo xtask chaos` sets after starting the cluster (`cargo xtask ci` runs it). With
 //! `OSIER_CHAOS_REPORT=<file>` each scenario appends its figures to the file as a JSON line.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -26,7 +26,6 @@ use osier_messaging::{
     NotifyDriver, Priority, RequestContext, RpcClient, Target, Transport, TransportOptions,
 };
 use serde_json::json;
-use tracing_subscriber::layer::SubscriberExt;
 
 mod common;
 use common::{bridge, echo_server};
@@ -107,46 +106,18 @@ fn url(query: &str) -> String {
     )
 }
 
-/// Notifications whose `notify()` logged that it could not send them (not accepted).
-#[derive(Clone, Default)]
-struct Refused(Arc<Mutex<BTreeSet<String>>>);
-
-impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Refused {
-    fn on_event(&self, e: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
-        struct V(Option<String>, bool);
-        impl tracing::field::Visit for V {
-            fn record_str(&mut self, f: &tracing::field::Field, v: &str) {
-                if f.name() == "event_type" {
-                    self.0 = Some(v.to_string());
-                }
-            }
-            fn record_debug(&mut self, f: &tracing::field::Field, v: &dyn std::fmt::Debug) {
-                if f.name() == "message" && format!("{v:?}").contains("could not send notification")
-                {
-                    self.1 = true;
-                }
-            }
-        }
-        let mut v = V(None, false);
-        e.record(&mut v);
-        if let (Some(t), true) = (v.0, v.1) {
-            self.0.lock().unwrap().insert(t);
-        }
-    }
-}
-
-fn refused() -> &'static Refused {
-    static R: std::sync::OnceLock<Refused> = std::sync::OnceLock::new();
-    R.get_or_init(|| {
-        use tracing_subscriber::Layer;
-        let r = Refused::default();
-        let log = tracing_subscriber::fmt::layer()
+/// osier's warnings go to the test's output, so a failed scenario shows what happened
+/// (`RUST_LOG` chooses otherwise, e.g. `osier_messaging=info` for the reconnections too).
+fn log_warnings() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,lapin=off"));
+        let _ = tracing_subscriber::fmt()
             .with_test_writer()
-            .with_filter(tracing_subscriber::filter::LevelFilter::WARN);
-        let subscriber = tracing_subscriber::registry().with(r.clone()).with(log);
-        let _ = tracing::subscriber::set_global_default(subscriber);
-        r
-    })
+            .with_env_filter(filter)
+            .try_init();
+    });
 }
 
 /// One call: when it started and ended, and whether it got its answer.
@@ -234,7 +205,7 @@ impl Fault {
 }
 
 fn run_scenario(name: &str, query: &str, fault: Fault) -> Figures {
-    let refused = refused().clone();
+    log_warnings();
     let _cluster = FreshCluster::new();
     let tag = uuid::Uuid::new_v4().simple().to_string();
     let top = format!("osier-chaos-{name}-{tag}");
@@ -301,16 +272,16 @@ fn run_scenario(name: &str, query: &str, fault: Fault) -> Figures {
         let accepted: Arc<Mutex<Vec<i64>>> = Arc::default();
         let notifying = {
             let (stop, accepted, notifier) = (stop.clone(), accepted.clone(), notifier.clone());
-            let refused = refused.clone();
-            let tag = tag.clone();
             tokio::spawn(async move {
                 let mut n = 0i64;
                 while !stop.load(Ordering::Relaxed) {
-                    let event = format!("chaos.{tag}.{n}");
+                    // This task is the notifier's only sender: a failure counted during the
+                    // call is this notification's.
+                    let failed = notifier.stats().failed.load(Ordering::Relaxed);
                     notifier
-                        .info(&RequestContext::new(), &event, json!({"n": n}))
+                        .info(&RequestContext::new(), "chaos", json!({"n": n}))
                         .await;
-                    if !refused.0.lock().unwrap().contains(&event) {
+                    if notifier.stats().failed.load(Ordering::Relaxed) == failed {
                         accepted.lock().unwrap().push(n);
                     }
                     n += 1;
@@ -320,8 +291,10 @@ fn run_scenario(name: &str, query: &str, fault: Fault) -> Figures {
         };
         tokio::time::sleep(Duration::from_secs(2)).await;
         // The fault runs on a blocking thread; the callers and the notifier go on meanwhile.
+        tracing::info!(scenario = name, "the fault starts");
         let available = tokio::task::spawn_blocking(move || {
             let at = fault.run();
+            tracing::info!("a node can take over");
             (at, fault)
         })
         .await
@@ -449,115 +422,81 @@ fn check(f: &Figures, budget: Duration) {
 
 const QUICK: Duration = Duration::from_secs(5);
 
-/// Classic queues, the node every client is on killed with SIGKILL.
-#[test]
-fn classic_queues_survive_a_killed_node() {
-    let _one = one_at_a_time();
-    if !allowed() {
-        return;
-    }
-    let f = run_scenario("classic-kill", "", Fault::Kill);
-    check(&f, QUICK);
+/// One test per scenario: its name, its figures' name, the URL options and the fault; each
+/// checks [`QUICK`] recovery, no call past its timeout, nothing lost or delivered twice.
+macro_rules! scenario {
+    ($(#[doc = $doc:literal])* $test:ident, $name:literal, $query:literal, $fault:expr) => {
+        $(#[doc = $doc])*
+        #[test]
+        fn $test() {
+            let _one = one_at_a_time();
+            if !allowed() {
+                return;
+            }
+            check(&run_scenario($name, $query, $fault), QUICK);
+        }
+    };
 }
 
-/// Quorum queues, the node every client is on (and every queue leader) killed with SIGKILL:
-/// the broker nacks publishes until a new leader is elected; nothing accepted is lost.
-#[test]
-fn quorum_queues_survive_a_killed_node() {
-    let _one = one_at_a_time();
-    if !allowed() {
-        return;
-    }
-    let f = run_scenario("quorum-kill", "rabbit_quorum_queue=true", Fault::Kill);
-    check(&f, QUICK);
-}
-
-/// Classic queues, every client connection on the node closed by an operator.
-#[test]
-fn classic_queues_survive_closed_connections() {
-    let _one = one_at_a_time();
-    if !allowed() {
-        return;
-    }
-    let f = run_scenario("classic-close", "", Fault::CloseConnections);
-    check(&f, QUICK);
-}
-
-/// Quorum queues, every client connection on the node closed by an operator.
-#[test]
-fn quorum_queues_survive_closed_connections() {
-    let _one = one_at_a_time();
-    if !allowed() {
-        return;
-    }
-    let f = run_scenario(
-        "quorum-close",
-        "rabbit_quorum_queue=true",
-        Fault::CloseConnections,
-    );
-    check(&f, QUICK);
-}
-
-/// Classic queues, the node frozen (SIGSTOP: sockets open, nothing answers) past the heartbeat
-/// timeout, then thawed.
-#[test]
-fn classic_queues_survive_a_frozen_node() {
-    let _one = one_at_a_time();
-    if !allowed() {
-        return;
-    }
-    let f = run_scenario(
-        "classic-freeze",
-        "",
-        Fault::Freeze(Duration::from_secs(3 * HEARTBEAT)),
-    );
-    check(&f, QUICK);
-}
-
-/// Quorum queues, the node frozen past the heartbeat timeout, then thawed.
-#[test]
-fn quorum_queues_survive_a_frozen_node() {
-    let _one = one_at_a_time();
-    if !allowed() {
-        return;
-    }
-    let f = run_scenario(
-        "quorum-freeze",
-        "rabbit_quorum_queue=true",
-        Fault::Freeze(Duration::from_secs(3 * HEARTBEAT)),
-    );
-    check(&f, QUICK);
-}
-
-/// Durable classic queues, the whole cluster stopped for 20 s, then started.
-#[test]
-fn durable_classic_queues_survive_a_cluster_outage() {
-    let _one = one_at_a_time();
-    if !allowed() {
-        return;
-    }
-    let f = run_scenario(
-        "classic-outage",
-        "amqp_durable_queues=true",
-        Fault::StopCluster(Duration::from_secs(20)),
-    );
-    check(&f, QUICK);
-}
-
-/// Quorum queues, the whole cluster stopped for 20 s, then started.
-#[test]
-fn quorum_queues_survive_a_cluster_outage() {
-    let _one = one_at_a_time();
-    if !allowed() {
-        return;
-    }
-    let f = run_scenario(
-        "quorum-outage",
-        "rabbit_quorum_queue=true",
-        Fault::StopCluster(Duration::from_secs(20)),
-    );
-    check(&f, QUICK);
-}
+scenario!(
+    /// Classic queues, the node every client is on killed with SIGKILL.
+    classic_queues_survive_a_killed_node,
+    "classic-kill",
+    "",
+    Fault::Kill
+);
+scenario!(
+    /// Quorum queues, the node every client is on (and every queue leader) killed with
+    /// SIGKILL: the broker nacks publishes until a new leader is elected; nothing accepted is
+    /// lost.
+    quorum_queues_survive_a_killed_node,
+    "quorum-kill",
+    "rabbit_quorum_queue=true",
+    Fault::Kill
+);
+scenario!(
+    /// Classic queues, every client connection on the node closed by an operator.
+    classic_queues_survive_closed_connections,
+    "classic-close",
+    "",
+    Fault::CloseConnections
+);
+scenario!(
+    /// Quorum queues, every client connection on the node closed by an operator.
+    quorum_queues_survive_closed_connections,
+    "quorum-close",
+    "rabbit_quorum_queue=true",
+    Fault::CloseConnections
+);
+scenario!(
+    /// Classic queues, the node frozen (SIGSTOP: sockets open, nothing answers) past the
+    /// heartbeat timeout, then thawed.
+    classic_queues_survive_a_frozen_node,
+    "classic-freeze",
+    "",
+    Fault::Freeze(Duration::from_secs(3 * HEARTBEAT))
+);
+scenario!(
+    /// Quorum queues, the node frozen past the heartbeat timeout, then thawed.
+    quorum_queues_survive_a_frozen_node,
+    "quorum-freeze",
+    "rabbit_quorum_queue=true",
+    Fault::Freeze(Duration::from_secs(3 * HEARTBEAT))
+);
+scenario!(
+    /// Durable classic queues, the whole cluster stopped for 20 s, then started.
+    durable_classic_queues_survive_a_cluster_outage,
+    "classic-outage",
+    "amqp_durable_queues=true",
+    Fault::StopCluster(Duration::from_secs(20))
+);
+scenario!(
+    /// Quorum queues, the whole cluster stopped for 20 s, then started.
+    quorum_queues_survive_a_cluster_outage,
+    "quorum-outage",
+    "rabbit_quorum_queue=true",
+    Fault::StopCluster(Duration::from_secs(20))
+);
 
 /// A notification the broker refuses (a negative confirm: here a queue policy that rejects
 /// every publish, as a quorum queue without a leader does) is kept and sent again until the

@@ -243,15 +243,13 @@ async fn owner(o: &mut Owner) {
     // Set while reconnecting after a lost connection (not on the first start).
     let mut lost = false;
     'reconnect: loop {
-        let setup = tokio::select! {
-            r = setup(&o.broker, &o.topo, &o.queues, o.prefetch) => r,
-            // Stopped while (re)connecting: nothing is consumed any more, so the listener's
-            // stream ends and its server's `wait` returns, broker or no broker.
-            _ = o.stop.notified(), if o.ready.is_none() && o.handler.is_some() => {
-                o.handler = None;
-                return;
-            }
-            _ = o.close.notified() => return,
+        // A stop counts once start() has returned.
+        let started = o.ready.is_none();
+        let connecting = setup(&o.broker, &o.topo, &o.queues, o.prefetch);
+        let Some(setup) =
+            unless_stopped(&o.stop, &o.close, &mut o.handler, started, connecting).await
+        else {
+            return;
         };
         let mut s = match setup {
             Ok(s) => s,
@@ -263,13 +261,10 @@ async fn owner(o: &mut Owner) {
                 let wait = o.broker.opts.reconnect_wait(attempt);
                 attempt += 1;
                 tracing::warn!(error = %e, retry_in_s = wait.as_secs_f64(), queues = ?o.queues, "listener cannot reach the broker");
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => continue 'reconnect,
-                    _ = o.stop.notified(), if o.handler.is_some() => {
-                        o.handler = None;
-                        return;
-                    }
-                    _ = o.close.notified() => return,
+                let pause = tokio::time::sleep(wait);
+                match unless_stopped(&o.stop, &o.close, &mut o.handler, true, pause).await {
+                    Some(()) => continue 'reconnect,
+                    None => return,
                 }
             }
         };
@@ -358,13 +353,29 @@ async fn owner(o: &mut Owner) {
 /// so a cluster can move the lost node's queues first. False when the listener was stopped or
 /// closed meanwhile: the owner ends.
 async fn pause_before_reconnect(o: &mut Owner, delay: Duration) -> bool {
+    let pause = tokio::time::sleep(delay);
+    unless_stopped(&o.stop, &o.close, &mut o.handler, true, pause)
+        .await
+        .is_some()
+}
+
+/// Runs `f` unless the listener is closed, or (with `stoppable`) stopped, first: `None` then.
+/// A stop while (re)connecting or pausing drops the handler: nothing is consumed any more, so
+/// the listener's stream ends and its server's `wait` returns, broker or no broker.
+async fn unless_stopped<F: std::future::Future>(
+    stop: &Notify,
+    close: &Notify,
+    handler: &mut Option<Handler>,
+    stoppable: bool,
+    f: F,
+) -> Option<F::Output> {
     tokio::select! {
-        _ = tokio::time::sleep(delay) => true,
-        _ = o.stop.notified(), if o.handler.is_some() => {
-            o.handler = None;
-            false
+        r = f => Some(r),
+        _ = stop.notified(), if stoppable && handler.is_some() => {
+            *handler = None;
+            None
         }
-        _ = o.close.notified() => false,
+        _ = close.notified() => None,
     }
 }
 

@@ -37,7 +37,7 @@ use crate::amqp::connection::Broker;
 use crate::amqp::consumer::{AckSender, Consumer, Decision, Handler};
 use crate::amqp::inbound::{self, Inbound};
 use crate::amqp::options::RabbitOptions;
-use crate::amqp::publisher::{Publish, Publisher, Routed, Wait};
+use crate::amqp::publisher::{Publish, Publisher, Routed, Wait, Waited};
 use crate::amqp::reply::{AmqpReplier, AmqpWaiter, ReplyQueue};
 use crate::amqp::reply_probe::ReplyProbe;
 use crate::amqp::topology::{check_names, Layout};
@@ -452,19 +452,22 @@ impl Driver for AmqpDriver {
         // confirms it, even if notify() returns first.
         let max_wait = Duration::try_from_secs_f64(sh.opts().notify_max_wait)
             .unwrap_or(Duration::from_secs(10));
-        let until = Instant::now() + max_wait;
-        let Ok(settled) = tokio::time::timeout_at(until, sh.publisher.submit(p)).await else {
-            let why = sh.publisher.unreachable().unwrap_or_else(|| {
-                BrokerError::lost(format!(
-                    "no room among the messages awaiting the broker within {max_wait:?}"
-                ))
-            });
-            return Err(why.into());
-        };
-        match tokio::time::timeout_at(until, settled).await {
-            Ok(Ok(r)) => r.map(|_| ()),
-            Ok(Err(_)) => Err(MessagingError::Closed),
-            Err(_) => {
+        match sh
+            .publisher
+            .publish_until(p, Some(Instant::now() + max_wait))
+            .await
+        {
+            Waited::Settled(r) => r.map(|_| ()),
+            Waited::NoRoom => Err(sh
+                .publisher
+                .unreachable()
+                .unwrap_or_else(|| {
+                    BrokerError::lost(format!(
+                        "no room among the messages awaiting the broker within {max_wait:?}"
+                    ))
+                })
+                .into()),
+            Waited::Kept => {
                 tracing::debug!("notify() returns before the broker took the notification; it is kept and sent when the broker is back");
                 Ok(())
             }

@@ -291,24 +291,54 @@ impl Publisher {
         }
     }
 
-    /// Publishes and waits for the broker's confirm.
+    /// Publishes and waits for the broker's confirm (or `p.wait`'s outcome), at most until
+    /// the message's deadline.
     pub(crate) async fn publish(&self, p: Publish) -> Result<Routed, MessagingError> {
-        let deadline = p.deadline;
-        match deadline {
-            Some(d) => match tokio::time::timeout_at(d, async { self.submit(p).await.await }).await
-            {
-                Ok(r) => r.unwrap_or(Err(MessagingError::Closed)),
-                Err(_) => Err(BrokerError::lost(
-                    "the message could not be confirmed by the broker in time",
-                )
-                .into()),
-            },
-            None => self
-                .submit(p)
-                .await
-                .await
-                .unwrap_or(Err(MessagingError::Closed)),
+        match self.publish_until(p, None).await {
+            Waited::Settled(r) => r,
+            Waited::NoRoom | Waited::Kept => Err(BrokerError::lost(
+                "the message could not be confirmed by the broker in time",
+            )
+            .into()),
         }
+    }
+
+    /// Publishes and waits for the outcome until `until` or the message's deadline, whichever
+    /// comes first: first for a place in the window, then for what `p.wait` asks.
+    pub(crate) async fn publish_until(&self, p: Publish, until: Option<Instant>) -> Waited {
+        let until = match (until, p.deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let Ok(settled) = within(until, self.submit(p)).await else {
+            return Waited::NoRoom;
+        };
+        match within(until, settled).await {
+            Ok(r) => Waited::Settled(r.unwrap_or(Err(MessagingError::Closed))),
+            Err(_) => Waited::Kept,
+        }
+    }
+}
+
+/// What [`Publisher::publish_until`] saw before its time ran out.
+pub(crate) enum Waited {
+    /// The message's outcome.
+    Settled(Result<Routed, MessagingError>),
+    /// The window had no room in time: the message was not taken.
+    NoRoom,
+    /// Taken, and not yet settled: the publisher keeps it (until its own deadline, or
+    /// for good with `keep_when_abandoned`).
+    Kept,
+}
+
+/// `f`, given until `until` (for ever without one).
+async fn within<F: std::future::Future>(
+    until: Option<Instant>,
+    f: F,
+) -> Result<F::Output, tokio::time::error::Elapsed> {
+    match until {
+        Some(t) => tokio::time::timeout_at(t, f).await,
+        None => Ok(f.await),
     }
 }
 
@@ -442,17 +472,44 @@ fn run_owner(
     Box::pin(owner(&o.broker, &mut o.rx, &o.tracker, &o.unreachable))
 }
 
-/// Ends the link: its connection is closed in the background (a frozen node would never answer
-/// the close) and its host is tried last on the next connect.
-fn drop_link(broker: &Broker, l: Link) {
-    broker.lost(l.host);
-    tokio::spawn(async move {
-        let _ = tokio::time::timeout(
-            Duration::from_secs(1),
-            l.conn.close(320, "reconnecting".into()),
-        )
-        .await;
-    });
+/// When the owner may connect again, and whether the next connection follows a lost one.
+#[derive(Default)]
+struct Reconnect {
+    /// No connect before this (after a lost connection, a nack, or a failed round).
+    resume_at: Option<Instant>,
+    /// A connection was had and lost: the next one is logged at INFO with its host.
+    after_loss: bool,
+}
+
+impl Reconnect {
+    /// Ends the link, if there is one, and returns its host for the caller's log line. Its
+    /// connection is closed in the background (a frozen node would never answer the close)
+    /// and its host is tried last on the next connect. With a `pause` (the connection was lost
+    /// or the broker refused messages), the next connect waits that long, so that a cluster
+    /// can move the lost node's queues first; without one (the broker closed the channel over
+    /// one message), a new link is made at once.
+    fn end(
+        &mut self,
+        broker: &Broker,
+        link: &mut Option<Link>,
+        pause: Option<Duration>,
+    ) -> Option<HostId> {
+        let l = link.take()?;
+        let host = l.host;
+        broker.lost(host);
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(
+                Duration::from_secs(1),
+                l.conn.close(320, "reconnecting".into()),
+            )
+            .await;
+        });
+        if let Some(d) = pause {
+            self.after_loss = true;
+            self.resume_at = Some(Instant::now() + d);
+        }
+        Some(host)
+    }
 }
 
 /// How often a call request sent again looks for its destination queue.
@@ -497,10 +554,7 @@ async fn owner(
     // Failed connect rounds in a row; connections dropped for nacks with no ack between.
     let mut attempt: u32 = 0;
     let mut nacks: u32 = 0;
-    // No connect before this (after a lost connection, a nack, or a failed round).
-    let mut resume_at: Option<Instant> = None;
-    // A connection was had and lost: the next one is logged at INFO with its host.
-    let mut reconnecting = false;
+    let mut again = Reconnect::default();
     let mut generation: u64 = 0;
     let mut closed = false;
     loop {
@@ -532,7 +586,7 @@ async fn owner(
             return;
         }
         if link.is_none() && !pending.is_empty() {
-            if let Some(t) = resume_at.filter(|t| *t > Instant::now()) {
+            if let Some(t) = again.resume_at.filter(|t| *t > Instant::now()) {
                 // Wait (taking new messages) until the pause ends or a deadline passes.
                 let wake = next_deadline(&pending).map_or(t, |d| d.min(t));
                 tokio::select! {
@@ -547,17 +601,17 @@ async fn owner(
                 }
                 continue;
             }
-            resume_at = None;
+            again.resume_at = None;
             generation += 1;
             match open(broker, generation).await {
                 Ok(l) => {
-                    if reconnecting || attempt > 0 {
+                    if again.after_loss || attempt > 0 {
                         tracing::info!(host = %broker.shown(l.host), "publisher reconnected to the broker");
                     }
                     *lock(unreachable) = None;
                     link = Some(l);
                     attempt = 0;
-                    reconnecting = false;
+                    again.after_loss = false;
                 }
                 Err(e) => {
                     // A refusal is final only before the first connection ever worked: later,
@@ -588,7 +642,7 @@ async fn owner(
                     if !pending.is_empty() {
                         tracing::warn!(error = %e, retry_in_s = wait.as_secs_f64(), waiting = pending.len(), "publisher cannot reach the broker");
                     }
-                    resume_at = Some(Instant::now() + wait);
+                    again.resume_at = Some(Instant::now() + wait);
                     continue;
                 }
             }
@@ -618,26 +672,22 @@ async fn owner(
                         Err(_) => {
                             // The connection is going: reconnect, then look again.
                             pending.push_front(p);
-                            if let Some(l) = link.take() {
-                                drop_link(broker, l);
-                                reconnecting = true;
-                                resume_at =
-                                    Some(Instant::now() + broker.opts.first_reconnect_delay());
-                            }
+                            let pause = broker.opts.first_reconnect_delay();
+                            again.end(broker, &mut link, Some(pause));
                             break;
                         }
                     }
                 }
                 if let Err(e) = prepare(l, &p).await {
-                    if is_channel_error(&e) {
+                    // The channel is closed either way; a lost connection pauses first.
+                    let pause = if is_channel_error(&e) {
                         settle(p, Err(op_error("declare", &e)), tracker);
+                        None
                     } else {
                         pending.push_front(p);
-                    }
-                    // The channel is closed either way.
-                    if let Some(l) = link.take() {
-                        drop_link(broker, l);
-                    }
+                        Some(broker.opts.first_reconnect_delay())
+                    };
+                    again.end(broker, &mut link, pause);
                     break;
                 }
                 inflight.push(send(l, p));
@@ -663,33 +713,25 @@ async fn owner(
                 match next {
                     Next::Keep => {}
                     Next::ChannelClosed => {
-                        if let Some(l) = link.take() {
-                            drop_link(broker, l);
-                        }
+                        again.end(broker, &mut link, None);
                     }
                     Next::Lost(why) => {
-                        if let Some(l) = link.take() {
-                            let delay = broker.opts.first_reconnect_delay();
-                            tracing::warn!(host = %broker.shown(l.host), error = %why, reconnect_in_s = delay.as_secs_f64(), "publisher lost its connection to the broker; unconfirmed messages will be sent again");
-                            drop_link(broker, l);
-                            reconnecting = true;
-                            resume_at = Some(Instant::now() + delay);
+                        let delay = broker.opts.first_reconnect_delay();
+                        if let Some(host) = again.end(broker, &mut link, Some(delay)) {
+                            tracing::warn!(host = %broker.shown(host), error = %why, reconnect_in_s = delay.as_secs_f64(), "publisher lost its connection to the broker; unconfirmed messages will be sent again");
                         }
                     }
                     Next::Nacked => {
-                        if let Some(l) = link.take() {
-                            // A new channel on a new connection, after a pause that grows
-                            // while the broker goes on refusing.
+                        // A new channel on a new connection, after a pause that grows while
+                        // the broker goes on refusing.
+                        let delay = if nacks == 0 {
+                            broker.opts.first_reconnect_delay()
+                        } else {
+                            broker.opts.reconnect_wait(nacks - 1)
+                        };
+                        if let Some(host) = again.end(broker, &mut link, Some(delay)) {
                             nacks = nacks.saturating_add(1);
-                            let delay = if nacks <= 1 {
-                                broker.opts.first_reconnect_delay()
-                            } else {
-                                broker.opts.reconnect_wait(nacks - 2)
-                            };
-                            tracing::warn!(host = %broker.shown(l.host), retry_in_s = delay.as_secs_f64(), "the broker refused messages (negative confirm: a queue without a leader?); they will be sent again");
-                            drop_link(broker, l);
-                            reconnecting = true;
-                            resume_at = Some(Instant::now() + delay);
+                            tracing::warn!(host = %broker.shown(host), retry_in_s = delay.as_secs_f64(), "the broker refused messages (negative confirm: a queue without a leader?); they will be sent again");
                         }
                     }
                 }
