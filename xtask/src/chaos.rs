@@ -15,21 +15,9 @@ fn script() -> Command {
     c
 }
 
-/// Scenarios that do not yet meet their budget on every run (docs/reliability.md, "Known
-/// gaps"): `cargo xtask chaos` runs them and reports their figures; `cargo xtask ci` leaves
-/// them out, so that the suite stays a verdict.
-const NOT_YET_RELIABLE: &[&str] = &[
-    "classic_queues_survive_a_killed_node",
-    "quorum_queues_survive_a_cluster_outage",
-];
-
-/// `cargo xtask ci`'s part: every scenario but [`NOT_YET_RELIABLE`].
+/// `cargo xtask ci`'s part: every scenario, no Python.
 pub(crate) fn chaos_for_ci() -> Result<(), String> {
-    println!(
-        "\nci: the cluster scenarios {} run in `cargo xtask chaos` only (docs/reliability.md, known gaps)",
-        NOT_YET_RELIABLE.join(", ")
-    );
-    run_chaos(false, false, NOT_YET_RELIABLE)
+    run_chaos(false, false)
 }
 
 pub(crate) fn chaos(args: &[String]) -> Result<(), String> {
@@ -40,10 +28,10 @@ pub(crate) fn chaos(args: &[String]) -> Result<(), String> {
             "unknown flag {other} (chaos takes --python, --keep)"
         ));
     }
-    run_chaos(keep, python, &[])
+    run_chaos(keep, python)
 }
 
-fn run_chaos(keep: bool, python: bool, skip: &[&str]) -> Result<(), String> {
+fn run_chaos(keep: bool, python: bool) -> Result<(), String> {
     run(
         "start the test cluster (127.0.0.1:5673-5675)",
         script().arg("start"),
@@ -66,8 +54,7 @@ fn run_chaos(keep: bool, python: bool, skip: &[&str]) -> Result<(), String> {
                 "cluster_faults",
                 "--",
                 "--test-threads=1",
-            ])
-            .args(skip.iter().flat_map(|t| ["--skip", t])),
+            ]),
     );
     if python {
         let py = crate::interop::ensure_oslo_venv()?;
