@@ -10,6 +10,8 @@ MSG-LSN-* (docs/architecture.md maps them).
 """
 
 import argparse
+import json
+import socket
 import sys
 import threading
 import time
@@ -25,6 +27,15 @@ class InteropError(Exception):
     """A custom exception: a Rust client sees its class name in a RemoteError."""
 
 
+class InstanceNotFound(Exception):
+    """nova-style: keyword arguments kept in `kwargs`, so they travel with the failure and a
+    caller that allows this module re-creates the exception with them."""
+
+    def __init__(self, message=None, **kwargs):
+        self.kwargs = kwargs
+        super().__init__(message)
+
+
 def transport(url, notifications=False):
     conf = cfg.CONF
     if not getattr(transport, "parsed", False):
@@ -33,7 +44,8 @@ def transport(url, notifications=False):
         transport.parsed = True
     if notifications:
         return conf, om.get_notification_transport(conf, url=url)
-    return conf, om.get_rpc_transport(conf, url=url)
+    # This module's exceptions are re-created from failures (the Rust server names it).
+    return conf, om.get_rpc_transport(conf, url=url, allowed_remote_exmods=["oslo_peer"])
 
 
 # ----------------------------------------------------------------------------- server
@@ -86,6 +98,12 @@ class Main:
     def custom(self, ctxt):
         raise InteropError("custom failure")
 
+    def not_found(self, ctxt):
+        raise InstanceNotFound("Instance i-1 could not be found.", instance_id="i-1")
+
+    def ping(self, ctxt):
+        return "pong"
+
     def sleep(self, ctxt, seconds):
         time.sleep(seconds)
         return seconds
@@ -132,8 +150,54 @@ class Listening:
         return handle
 
 
+def kombu_url(url):
+    return url.replace("rabbit://", "amqp://", 1)
+
+
+def legacy_responder(url, topic, ready, stop):
+    """A server replying as older oslo releases did: the result, then an empty final message.
+    It answers `echo` on `<topic>_legacy` with its `value`."""
+    import kombu
+
+    with kombu.Connection(kombu_url(url)) as conn:
+        ex = kombu.Exchange("osier_interop", type="topic", durable=False)
+        q = kombu.Queue(topic + "_legacy", exchange=ex, routing_key=topic + "_legacy", auto_delete=True)
+        producer = kombu.Producer(conn.channel())
+
+        def on(body, message):
+            message.ack()
+            inner = json.loads(body["oslo.message"])
+            parts = (
+                {"result": inner["args"]["value"], "failure": None, "ending": False},
+                {"result": None, "failure": None, "ending": True},
+            )
+            for part in parts:
+                part["_msg_id"] = inner["_msg_id"]
+                producer.publish(
+                    json.dumps({"oslo.version": "2.0", "oslo.message": json.dumps(part)}),
+                    exchange="",
+                    routing_key=inner["_reply_q"],
+                    content_type="application/json",
+                    content_encoding="utf-8",
+                )
+
+        with conn.Consumer(q, callbacks=[on], accept=["json"]):
+            ready.set()
+            while not stop.is_set():
+                try:
+                    conn.drain_events(timeout=0.5)
+                except socket.timeout:
+                    pass
+
+
 def serve(args):
     rec = Recorder()
+    legacy_ready, legacy_stop = threading.Event(), threading.Event()
+    legacy = threading.Thread(
+        target=legacy_responder, args=(args.url, args.topic, legacy_ready, legacy_stop), daemon=True
+    )
+    legacy.start()
+    legacy_ready.wait(30)
     _, t = transport(args.url)
     _, nt = transport(args.url, notifications=True)
     servers = [
@@ -160,6 +224,8 @@ def serve(args):
         s.stop()
     for s in servers + listeners:
         s.wait()
+    legacy_stop.set()
+    legacy.join(5)
     t.cleanup()
     nt.cleanup()
 
@@ -292,6 +358,68 @@ def run_client(args):
         got = c.call(cx, "ctx_echo")
         for k in ("user_id", "project_id", "request_id", "custom_key"):
             check(got.get(k) == cx[k], k + ": " + repr(got.get(k)))
+
+    @case("failure_kwargs")
+    def _():
+        import oslo_peer
+
+        try:
+            c.call(ctxt, "not_found")
+        except oslo_peer.InstanceNotFound as e:
+            check(type(e).__name__ == "InstanceNotFound_Remote", type(e).__name__)
+            check(e.kwargs == {"instance_id": "i-1"}, repr(e.kwargs))
+            check("could not be found" in str(e), str(e))
+            return
+        raise AssertionError("no error")
+
+    @case("keyword_arguments_checked")
+    def _():
+        try:
+            c.call(ctxt, "echo", value=1, valu=2)
+            raise AssertionError("an unknown keyword was accepted")
+        except TypeError as e:
+            check("got an unexpected keyword argument 'valu'" in str(e), str(e))
+        try:
+            c.call(ctxt, "echo")
+            raise AssertionError("a missing keyword was accepted")
+        except TypeError as e:
+            check("missing 1 required positional argument: 'value'" in str(e), str(e))
+
+    @case("method_without_arguments")
+    def _():
+        check(c.call(ctxt, "ping") == "pong", "ping")
+
+    @case("client_timeout_in_context")
+    def _():
+        got = c.call(ctxt, "ctx_echo")
+        check("client_timeout" in got and got["client_timeout"] is None, repr(got.get("client_timeout")))
+        got = c.prepare(call_monitor_timeout=5).call(ctxt, "ctx_echo")
+        check(got.get("client_timeout") == 5, repr(got.get("client_timeout")))
+
+    @case("content_type_refusal")
+    def _():
+        import kombu
+
+        with kombu.Connection(kombu_url(args.url)) as conn:
+            ch = conn.channel()
+            reply_q = "reply_raw_" + uuid.uuid4().hex
+            q = kombu.Queue(reply_q, exclusive=True, auto_delete=True, channel=ch)
+            q.declare()
+            inner = {
+                "method": "echo",
+                "args": {"value": 1},
+                "_msg_id": uuid.uuid4().hex,
+                "_reply_q": reply_q,
+                "_unique_id": uuid.uuid4().hex,
+            }
+            body = json.dumps({"oslo.version": "2.0", "oslo.message": json.dumps(inner)})
+            kombu.Producer(ch).publish(
+                body, exchange="", routing_key=args.topic + ".s1",
+                content_type="text/plain", content_encoding="utf-8",
+            )
+            time.sleep(2)
+            check(q.get(no_ack=True) is None, "a reply to a text/plain request")
+        check(c.prepare(server="s1").call(ctxt, "echo", value=3) == 3, "the server still serves")
 
     def notifications():
         return c.call(ctxt, "notifications")

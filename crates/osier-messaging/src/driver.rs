@@ -37,6 +37,10 @@ pub struct Outgoing {
 pub enum ReplyEvent {
     /// The server is still working (call monitor, MSG-DISP-08).
     Heartbeat,
+    /// A part of the reply before its end, carrying a result or a failure (a server may send
+    /// the result first and then an empty final message, as older oslo releases did): the
+    /// call returns it when the final message brings none of its own (MSG-AMQP-09).
+    Part(Outcome),
     /// The final reply.
     Done(Outcome),
     /// The request could not be delivered (the broker refused it, or the connection could not

@@ -296,6 +296,52 @@ impl Failure {
         }
     }
 
+    /// The caller's error for this failure: the dispatcher's `NoSuchMethod` and
+    /// `UnsupportedVersion` (whatever module names them) as their own variants, with the method
+    /// and version read from the failure; anything else as [`MessagingError::Remote`].
+    ///
+    /// ```
+    /// use osier_messaging::{Failure, MessagingError};
+    ///
+    /// // As a Python server sends it: the message is the only argument.
+    /// let f = Failure::new(
+    ///     "NoSuchMethod",
+    ///     "oslo_messaging.rpc.dispatcher",
+    ///     "Endpoint does not support RPC method resize",
+    /// );
+    /// assert_eq!(f.into_error(), MessagingError::NoSuchMethod { method: "resize".into() });
+    /// ```
+    pub fn into_error(self) -> MessagingError {
+        let text = |v: Option<&serde_json::Value>| v.and_then(|v| v.as_str()).map(str::to_string);
+        match self.class.as_str() {
+            "NoSuchMethod" => {
+                let method = text(self.kwargs.get("method"))
+                    .or_else(|| {
+                        self.message
+                            .strip_prefix("Endpoint does not support RPC method ")
+                            .map(str::to_string)
+                    })
+                    .unwrap_or(self.message);
+                MessagingError::NoSuchMethod { method }
+            }
+            "UnsupportedVersion" => {
+                let rest = self
+                    .message
+                    .strip_prefix("Endpoint does not support RPC version ");
+                let (version, method) = match rest.map(|r| r.split_once(". Attempted method: ")) {
+                    Some(Some((v, m))) => (v.to_string(), m.to_string()),
+                    Some(None) => (rest.unwrap_or_default().to_string(), String::new()),
+                    None => (
+                        text(self.args.first()).unwrap_or_default(),
+                        text(self.kwargs.get("method")).unwrap_or_default(),
+                    ),
+                };
+                MessagingError::UnsupportedVersion { version, method }
+            }
+            _ => MessagingError::Remote(Box::new(self)),
+        }
+    }
+
     /// oslo strips a `_Remote` suffix from class and module when both carry it (MSG-ERR-01).
     pub fn strip_remote_suffix(mut self) -> Self {
         if let (Some(c), Some(m)) = (
@@ -412,5 +458,39 @@ impl BrokerError {
             reason: reason.into(),
             source: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The dispatcher's failures come back as their own variants from a Python server (the
+    /// message is all it sends) and from osier's (which adds the method as a keyword).
+    #[test]
+    fn dispatcher_failures_become_their_variants() {
+        let disp = "oslo_messaging.rpc.dispatcher";
+        let py = Failure::new(
+            "UnsupportedVersion",
+            disp,
+            "Endpoint does not support RPC version 3.0. Attempted method: echo",
+        );
+        assert_eq!(
+            py.into_error(),
+            MessagingError::UnsupportedVersion {
+                version: "3.0".into(),
+                method: "echo".into()
+            }
+        );
+        let ours = Failure::from_error(&MessagingError::NoSuchMethod { method: "m".into() });
+        assert_eq!(
+            ours.into_error(),
+            MessagingError::NoSuchMethod { method: "m".into() }
+        );
+        let other = Failure::new("ValueError", "builtins", "bad");
+        assert_eq!(
+            other.clone().into_error(),
+            MessagingError::Remote(Box::new(other))
+        );
     }
 }

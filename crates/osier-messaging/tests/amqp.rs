@@ -72,7 +72,7 @@ fn call_round_trip_and_remote_error_through_rabbitmq() {
             .call::<serde_json::Value>(&RequestContext::new(), "nosuch", json!({}))
             .await;
         match e {
-            Err(MessagingError::Remote(f)) => assert_eq!(f.class, "NoSuchMethod"),
+            Err(MessagingError::NoSuchMethod { method }) => assert_eq!(method, "nosuch"),
             other => panic!("{other:?}"),
         }
         s.stop().await.unwrap();

@@ -334,8 +334,9 @@ fn version_cap_matrix() {
     }
 }
 
-/// MSG-ERR-04 / MSG-DISP-03: dispatcher errors and endpoint failures reach the caller as
-/// RemoteError with oslo's failure fields; a panic is a RemoteError and the server keeps serving.
+/// MSG-ERR-04 / MSG-DISP-03: dispatcher errors reach the caller as their own variants,
+/// endpoint failures as RemoteError with oslo's failure fields; a panic is a RemoteError whose
+/// traceback names where it happened, and the server keeps serving.
 #[test]
 fn failures_come_back_as_remote_errors_and_panics_do_not_stop_the_server() {
     let t = transport();
@@ -362,33 +363,140 @@ fn failures_come_back_as_remote_errors_and_panics_do_not_stop_the_server() {
         let ctx = RequestContext::new();
         let c = RpcClient::new(&t, Target::topic(&top)).timeout(Duration::from_secs(5));
         let class_of = |r: Result<serde_json::Value, MessagingError>| match r {
-            Err(MessagingError::Remote(f)) => (f.class, f.module, f.message),
+            Err(MessagingError::Remote(f)) => (f.class, f.message, f.tb),
             other => panic!("expected a remote error, got {other:?}"),
         };
-        let (class, module, _) = class_of(c.call(&ctx, "nosuch", json!({})).await);
+        let e = c
+            .call::<serde_json::Value>(&ctx, "nosuch", json!({}))
+            .await
+            .unwrap_err();
         assert_eq!(
-            (class.as_str(), module.as_str()),
-            ("NoSuchMethod", "oslo_messaging.rpc.dispatcher")
+            e,
+            MessagingError::NoSuchMethod {
+                method: "nosuch".into()
+            }
         );
-        let (class, _, _) = class_of(
-            c.prepare()
-                .version(Some("1.4"))
-                .build()
-                .unwrap()
-                .call(&ctx, "ok", json!({}))
-                .await,
+        let e = c
+            .prepare()
+            .version(Some("1.4"))
+            .build()
+            .unwrap()
+            .call::<serde_json::Value>(&ctx, "ok", json!({}))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            e,
+            MessagingError::UnsupportedVersion {
+                version: "1.4".into(),
+                method: "ok".into()
+            }
         );
-        assert_eq!(class, "UnsupportedVersion");
-        let (class, _, message) = class_of(c.call(&ctx, "fail", json!({})).await);
+        let (class, message, _) = class_of(c.call(&ctx, "fail", json!({})).await);
         assert_eq!(
             (class.as_str(), message.as_str()),
             ("ValueError", "bad value")
         );
-        let (class, _, message) = class_of(c.call(&ctx, "boom", json!({})).await);
+        let (class, message, tb) = class_of(c.call(&ctx, "boom", json!({})).await);
         assert_eq!(class, "Panic");
         assert!(message.contains("endpoint exploded"));
+        assert!(
+            tb.iter().any(|l| l.contains("tests/rpc.rs:")),
+            "the traceback names the panic's location: {tb:?}"
+        );
         let after: i64 = c.call(&ctx, "ok", json!({})).await.unwrap();
         assert_eq!(after, 1, "the server kept serving");
+        s.stop().await.unwrap();
+        s.wait().await.unwrap();
+    });
+}
+
+/// MSG-ERR-01..03: an endpoint's failure carries its module, positional and keyword arguments
+/// and traceback to the caller, as a Python exception's do.
+#[test]
+fn a_failure_carries_its_args_kwargs_and_traceback() {
+    let t = transport();
+    let top = topic("kwargs");
+    let ep = Endpoint::new("e").method("get", |_c, _a: ()| -> Result<(), EndpointError> {
+        Err(
+            EndpointError::new("InstanceNotFound", "Instance i-1 could not be found.")
+                .module("nova.exception")
+                .kwarg("instance_id", json!("i-1"))
+                .traceback(vec!["in get".into()]),
+        )
+    });
+    block(async {
+        let s = started(&t, Target::topic(&top).with_server("s"), vec![ep]).await;
+        let c = RpcClient::new(&t, Target::topic(&top)).timeout(Duration::from_secs(5));
+        match c
+            .call::<serde_json::Value>(&RequestContext::new(), "get", json!({}))
+            .await
+        {
+            Err(MessagingError::Remote(f)) => {
+                assert_eq!(
+                    (f.class.as_str(), f.module.as_str()),
+                    ("InstanceNotFound", "nova.exception")
+                );
+                assert_eq!(f.args, vec![json!("Instance i-1 could not be found.")]);
+                assert_eq!(f.kwargs.get("instance_id"), Some(&json!("i-1")));
+                assert_eq!(f.tb, vec!["in get".to_string()]);
+            }
+            other => panic!("expected a remote error, got {other:?}"),
+        }
+        s.stop().await.unwrap();
+        s.wait().await.unwrap();
+    });
+}
+
+/// MSG-DISP-06: arguments are checked as Python's call `method(ctxt, **args)` checks them: an
+/// unknown keyword and a missing required one are `TypeError`s with Python's words; a method
+/// declared with `()` takes a call without arguments.
+#[test]
+fn arguments_are_checked_as_python_checks_keywords() {
+    #[derive(serde::Deserialize)]
+    struct Echo {
+        value: serde_json::Value,
+        #[serde(default)]
+        _note: Option<String>,
+    }
+    let t = transport();
+    let top = topic("kwargs-check");
+    let ep = Endpoint::new("e")
+        .method("echo", |_c, a: Echo| Ok::<_, EndpointError>(a.value))
+        .method("ping", |_c, _a: ()| Ok::<_, EndpointError>("pong"))
+        .method("any", |_c, a: serde_json::Value| Ok::<_, EndpointError>(a));
+    block(async {
+        let s = started(&t, Target::topic(&top).with_server("s"), vec![ep]).await;
+        let c = RpcClient::new(&t, Target::topic(&top)).timeout(Duration::from_secs(5));
+        let ctx = RequestContext::new();
+        let type_error = |r: Result<serde_json::Value, MessagingError>| match r {
+            Err(MessagingError::Remote(f)) if f.class == "TypeError" => f.message,
+            other => panic!("expected a TypeError, got {other:?}"),
+        };
+        let v: serde_json::Value = c
+            .call(&ctx, "echo", json!({"value": {"nested": {"any": 1}}}))
+            .await
+            .unwrap();
+        assert_eq!(
+            v,
+            json!({"nested": {"any": 1}}),
+            "a dict argument holds anything"
+        );
+        assert_eq!(
+            type_error(c.call(&ctx, "echo", json!({"value": 1, "valu": 2})).await),
+            "echo() got an unexpected keyword argument 'valu'"
+        );
+        assert_eq!(
+            type_error(c.call(&ctx, "echo", json!({})).await),
+            "echo() missing 1 required positional argument: 'value'"
+        );
+        let pong: String = c.call(&ctx, "ping", json!({})).await.unwrap();
+        assert_eq!(pong, "pong");
+        assert_eq!(
+            type_error(c.call(&ctx, "ping", json!({"x": 1})).await),
+            "ping() got an unexpected keyword argument 'x'"
+        );
+        let any: serde_json::Value = c.call(&ctx, "any", json!({})).await.unwrap();
+        assert_eq!(any, json!({}), "a map type still gets the empty dict");
         s.stop().await.unwrap();
         s.wait().await.unwrap();
     });

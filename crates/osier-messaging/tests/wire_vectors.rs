@@ -66,6 +66,11 @@ fn call_request_vector() {
         "req-dfc3625d-f814-46b7-8fa1-a21da201ca85"
     );
     assert!(!r.ctxt.contains_key("_msg_id"));
+    assert_eq!(
+        r.ctxt["client_timeout"],
+        Value::Null,
+        "as a Python endpoint sees it"
+    );
 }
 
 /// Sections 5.1/5.2: namespace and version travel only when set; a cast has no call members;
@@ -224,7 +229,11 @@ fn our_encoding_round_trips_in_the_envelope() {
     );
     let back = wire::decode_request(wire::decode_body(&body).unwrap()).unwrap();
     assert_eq!(back.message["args"]["v"], "h\u{e9}llo");
-    assert_eq!(back.ctxt, *ctx.as_object().unwrap());
+    // The context comes back with the call-monitor timeout as `client_timeout`, as a Python
+    // endpoint's ctxt has it.
+    let mut with_timeout = ctx.as_object().unwrap().clone();
+    with_timeout.insert("client_timeout".into(), json!(4));
+    assert_eq!(back.ctxt, with_timeout);
     assert_eq!(back.call_monitor_timeout, Some(Duration::from_secs(4)));
 
     let f = Failure::new("ValueError", "builtins", "bad");

@@ -9,8 +9,11 @@
 //!
 //! Cases (each runs in both directions): call, cast, fanout, directed call, namespaces and
 //! versions, NoSuchMethod, UnsupportedVersion, a builtin and a custom exception, timeout,
-//! call-monitor heartbeats, context round trip, notifications at every priority, listener pools,
-//! requeue.
+//! call-monitor heartbeats, context round trip, a failure's keyword arguments, keyword
+//! arguments checked as Python checks them, a method without arguments, `client_timeout` in the
+//! endpoint's context, notifications at every priority, listener pools, requeue. One way only:
+//! a reply in two parts (the Python peer's legacy responder answers the Rust client) and a
+//! request that is not `application/json` (the Python client publishes it raw with kombu).
 #![allow(clippy::print_stdout)] // the report is the program's output
 
 use std::collections::HashSet;
@@ -104,6 +107,15 @@ fn main_endpoint(server: &str, rec: Arc<Recorder>) -> Endpoint {
                 EndpointError::new("InteropError", "custom failure").module("osier.interop"),
             )
         })
+        .method("not_found", |_c, _a: ()| {
+            // A Python caller allowing module `oslo_peer` re-creates its InstanceNotFound.
+            Err::<(), _>(
+                EndpointError::new("InstanceNotFound", "Instance i-1 could not be found.")
+                    .module("oslo_peer")
+                    .kwarg("instance_id", json!("i-1")),
+            )
+        })
+        .method("ping", |_c, _a: ()| Ok::<_, EndpointError>("pong"))
         .method_async("sleep", |_c, a: Seconds| async move {
             tokio::time::sleep(Duration::from_secs_f64(a.seconds)).await;
             Ok::<_, EndpointError>(a.seconds)
@@ -412,17 +424,22 @@ async fn run_client(a: &Args) -> Result<Report, Box<dyn std::error::Error>> {
     rep.record("namespace_and_version", r.await);
 
     let r = async {
-        let e = c.call::<Value>(ctxt, "nosuch", json!({})).await;
-        let f = remote(e.err().ok_or("no error")?)?;
-        check(f.class == "NoSuchMethod", f.class)
+        match c.call::<Value>(ctxt, "nosuch", json!({})).await {
+            Err(MessagingError::NoSuchMethod { method }) => check(method == "nosuch", method),
+            other => Err(format!("expected NoSuchMethod, got {other:?}")),
+        }
     };
     rep.record("no_such_method", r.await);
 
     let r = async {
         let v3 = c.prepare().version(Some("3.0")).build().map_err(to_s)?;
-        let e = v3.call::<Value>(ctxt, "echo", json!({"value": 1})).await;
-        let f = remote(e.err().ok_or("no error")?)?;
-        check(f.class == "UnsupportedVersion", f.class)
+        match v3.call::<Value>(ctxt, "echo", json!({"value": 1})).await {
+            Err(MessagingError::UnsupportedVersion { version, method }) => check(
+                version == "3.0" && method == "echo",
+                format!("{version} {method}"),
+            ),
+            other => Err(format!("expected UnsupportedVersion, got {other:?}")),
+        }
     };
     rep.record("unsupported_version", r.await);
 
@@ -489,6 +506,68 @@ async fn run_client(a: &Args) -> Result<Report, Box<dyn std::error::Error>> {
         Ok(())
     };
     rep.record("context_round_trip", r.await);
+
+    let r = async {
+        let e = c.call::<Value>(ctxt, "not_found", json!({})).await;
+        let f = remote(e.err().ok_or("no error")?)?;
+        check(f.class == "InstanceNotFound", f.class.clone())?;
+        check(
+            f.kwargs.get("instance_id") == Some(&json!("i-1")),
+            format!("kwargs {:?}", f.kwargs),
+        )?;
+        check(!f.tb.is_empty(), "no traceback")
+    };
+    rep.record("failure_kwargs", r.await);
+
+    let r = async {
+        let type_error = |e: Option<MessagingError>, words: &str| -> Result<(), String> {
+            let f = remote(e.ok_or("no error")?)?;
+            check(
+                f.class == "TypeError" && f.message.contains(words),
+                format!("{}: {}", f.class, f.message),
+            )
+        };
+        let e = c
+            .call::<Value>(ctxt, "echo", json!({"value": 1, "valu": 2}))
+            .await;
+        type_error(e.err(), "got an unexpected keyword argument 'valu'")?;
+        let e = c.call::<Value>(ctxt, "echo", json!({})).await;
+        type_error(e.err(), "missing 1 required positional argument: 'value'")
+    };
+    rep.record("keyword_arguments_checked", r.await);
+
+    let r = async {
+        let v: String = c.call(ctxt, "ping", json!({})).await.map_err(to_s)?;
+        check(v == "pong", v)
+    };
+    rep.record("method_without_arguments", r.await);
+
+    let r = async {
+        let got: Value = c.call(ctxt, "ctx_echo", json!({})).await.map_err(to_s)?;
+        let t = got.get("client_timeout").cloned();
+        check(t == Some(Value::Null), format!("without a monitor: {t:?}"))?;
+        let m = c
+            .prepare()
+            .call_monitor_timeout(Some(Duration::from_secs(5)))
+            .build()
+            .map_err(to_s)?;
+        let got: Value = m.call(ctxt, "ctx_echo", json!({})).await.map_err(to_s)?;
+        let t = got.get("client_timeout").and_then(Value::as_f64);
+        check(t == Some(5.0), format!("with a 5 s monitor: {t:?}"))
+    };
+    rep.record("client_timeout_in_context", r.await);
+
+    let r = async {
+        // The Python peer's legacy responder answers in two parts, as older oslo servers did.
+        let legacy = RpcClient::new(&t, Target::topic(format!("{}_legacy", a.topic)))
+            .timeout(Duration::from_secs(10));
+        let v: i64 = legacy
+            .call(ctxt, "echo", json!({"value": 7}))
+            .await
+            .map_err(to_s)?;
+        check(v == 7, format!("{v}"))
+    };
+    rep.record("two_part_reply", r.await);
 
     let ntopic = format!("{}_notif", a.topic);
     let notifier = Notifier::new(&t, "rs.peer")

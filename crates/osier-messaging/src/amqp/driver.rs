@@ -245,6 +245,11 @@ fn rpc_handler(shared: Arc<Shared>, tx: mpsc::UnboundedSender<Incoming>) -> Hand
             remember: None,
         });
         let replier = |a: ReplyAddress| shared.replier(a);
+        if let Some(why) = inbound::content_type_refusal(inbound::content_type(&d)) {
+            // Python rejects it unread: no reply either.
+            let _ = tx.send(Incoming::malformed(why, None, acker));
+            return Decision::Hold;
+        }
         let incoming = match inbound::read_request(&d.data, max_bytes) {
             Inbound::Malformed { why, reply_to } => {
                 Incoming::malformed(why, reply_to.map(replier), acker)
@@ -286,6 +291,10 @@ fn notification_handler(tx: mpsc::UnboundedSender<Incoming>, max_bytes: usize) -
                 remember,
             })
         };
+        if let Some(why) = inbound::content_type_refusal(inbound::content_type(&d)) {
+            let _ = tx.send(Incoming::malformed(why, None, acker(None)));
+            return Decision::Hold;
+        }
         let incoming = match inbound::read_notification(&d.data, max_bytes) {
             Inbound::Malformed { why, .. } => Incoming::malformed(why, None, acker(None)),
             Inbound::Message(n) => {

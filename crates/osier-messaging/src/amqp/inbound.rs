@@ -35,6 +35,37 @@ pub enum Inbound<T> {
     },
 }
 
+/// Why a delivery is refused for its `content_type`, if it is: oslo's consumers decode
+/// `application/json` only; anything else (or none) reaches them as raw bytes they cannot read,
+/// and they reject the message without a reply (MSG-AMQP-07).
+///
+/// ```
+/// use osier_messaging::amqp::inbound::content_type_refusal;
+///
+/// assert_eq!(content_type_refusal(Some("application/json")), None);
+/// assert!(content_type_refusal(Some("text/plain")).is_some());
+/// assert!(content_type_refusal(None).is_some());
+/// ```
+pub fn content_type_refusal(content_type: Option<&str>) -> Option<String> {
+    match content_type {
+        Some(wire::CONTENT_TYPE) => None,
+        Some(other) => Some(format!(
+            "content_type {:?} is not {:?}",
+            crate::Untrusted(other),
+            wire::CONTENT_TYPE
+        )),
+        None => Some(format!(
+            "no content_type (expected {:?})",
+            wire::CONTENT_TYPE
+        )),
+    }
+}
+
+/// A delivery's `content_type` property.
+pub(crate) fn content_type(d: &lapin::message::Delivery) -> Option<&str> {
+    d.properties.content_type().as_ref().map(|c| c.as_str())
+}
+
 fn too_large(len: usize, max_bytes: usize) -> String {
     format!("message of {len} bytes exceeds the receive limit of {max_bytes} bytes")
 }

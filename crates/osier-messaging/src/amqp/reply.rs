@@ -14,6 +14,7 @@ use tokio::time::Instant;
 
 use crate::amqp::connection::Broker;
 use crate::amqp::consumer::{AckSender, Consumer, Decision, Handler};
+use crate::amqp::inbound;
 use crate::amqp::publisher::{Publish, Publisher, Routed};
 use crate::amqp::reply_probe::ReplyProbe;
 use crate::amqp::topology::{queue_suffix, Layout, Topology};
@@ -45,7 +46,7 @@ impl ReplyQueue {
         let w2 = waiters.clone();
         let max_bytes = opts.max_receive_bytes;
         let handler: Handler = Box::new(move |d: Delivery, _acks: &AckSender| {
-            route_reply(&w2, &d.data, max_bytes);
+            route_reply(&w2, &d, max_bytes);
             Decision::Ack
         });
         let topo = Topology {
@@ -73,8 +74,12 @@ impl ReplyQueue {
 static BAD_REPLY_LOG: crate::LogBudget = crate::LogBudget::new(10);
 
 /// Hands a reply to the call that waits for it (MSG-AMQP-09); anything else is logged.
-fn route_reply(waiters: &Waiters, data: &[u8], max_bytes: usize) {
-    let decoded = if data.len() > max_bytes {
+fn route_reply(waiters: &Waiters, d: &Delivery, max_bytes: usize) {
+    let data = &d.data;
+    let decoded = if let Some(why) = inbound::content_type_refusal(inbound::content_type(d)) {
+        // Python's client drops such a reply too; the caller times out.
+        Err(why)
+    } else if data.len() > max_bytes {
         Err(format!(
             "{} bytes, over the receive limit of {max_bytes} bytes",
             data.len()
@@ -100,13 +105,15 @@ fn route_reply(waiters: &Waiters, data: &[u8], max_bytes: usize) {
         }
         return;
     };
-    let ev = if !r.ending {
-        ReplyEvent::Heartbeat
-    } else {
-        match r.failure {
-            Some(f) => ReplyEvent::Done(Err(f.strip_remote_suffix())),
-            None => ReplyEvent::Done(Ok(r.result)),
-        }
+    let outcome = match r.failure {
+        Some(f) => Err(f.strip_remote_suffix()),
+        None => Ok(r.result),
+    };
+    let ev = match (r.ending, outcome) {
+        (true, o) => ReplyEvent::Done(o),
+        // Neither result nor failure: a heartbeat.
+        (false, Ok(serde_json::Value::Null)) => ReplyEvent::Heartbeat,
+        (false, o) => ReplyEvent::Part(o),
     };
     let _ = tx.send(ev);
 }

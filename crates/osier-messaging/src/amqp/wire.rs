@@ -266,13 +266,19 @@ pub fn decode_request(mut inner: Dict) -> Result<RequestWire, WireError> {
     }
     let mut ctxt = Dict::new();
     let mut message = Dict::new();
+    let mut client_timeout = Value::Null;
     for (k, v) in std::mem::take(&mut inner) {
         if let Some(key) = k.strip_prefix(CONTEXT_PREFIX) {
             ctxt.insert(key.to_string(), v);
         } else if matches!(k.as_str(), "method" | "args" | "namespace" | "version") {
             message.insert(k, v);
+        } else if k == "_timeout" {
+            client_timeout = v;
         }
     }
+    // A Python endpoint's ctxt holds the caller's `_timeout` as `client_timeout` (null when
+    // none was sent), over any context member of that name (MSG-AMQP-01).
+    ctxt.insert("client_timeout".into(), client_timeout);
     match message.get("args") {
         None | Some(Value::Null) => {
             message.insert("args".into(), Value::Object(Dict::new()));

@@ -24,7 +24,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::context::{NoOpSerializer, RequestContext, Serializer};
-use crate::driver::{Dict, Outgoing, ReplyEvent};
+use crate::driver::{Dict, Outcome, Outgoing, ReplyEvent};
 use crate::error::{Cause, MessagingError};
 use crate::target::Target;
 use crate::transport::Transport;
@@ -353,6 +353,8 @@ impl RpcClient {
                 Ok(w) => w?,
                 Err(_) => return Err(timed_out()),
             };
+        // A result sent before the reply's final message (ReplyEvent::Part).
+        let mut early: Option<Outcome> = None;
         loop {
             let monitor = self
                 .call_monitor_timeout
@@ -365,20 +367,42 @@ impl RpcClient {
                 Err(_) => return Err(waiter.on_timeout().unwrap_or_else(timed_out)),
                 Ok(None) => return Err(MessagingError::Closed),
                 Ok(Some(ReplyEvent::Heartbeat)) => continue,
-                Ok(Some(ReplyEvent::Failed(e))) => return Err(e),
-                Ok(Some(ReplyEvent::Done(Ok(v)))) => {
-                    let v = self.serializer.deserialize_entity(ctx, v)?;
-                    return serde_json::from_value(v).map_err(|e| {
-                        MessagingError::serialization(
-                            format!("the result of {method} into the expected type"),
-                            e,
-                        )
-                    });
+                Ok(Some(ReplyEvent::Part(o))) => {
+                    early = Some(o);
+                    continue;
                 }
-                Ok(Some(ReplyEvent::Done(Err(f)))) => {
-                    return Err(MessagingError::Remote(Box::new(f)))
+                Ok(Some(ReplyEvent::Failed(e))) => return Err(e),
+                Ok(Some(ReplyEvent::Done(o))) => {
+                    // The final message's own result, unless it brings none (Python's waiter
+                    // keeps the last result or failure that is not None).
+                    let o = match (o, early.take()) {
+                        (Ok(Value::Null), Some(e)) => e,
+                        (o, _) => o,
+                    };
+                    return self.finish(ctx, method, o);
                 }
             }
+        }
+    }
+
+    /// The caller's result from the reply's outcome.
+    fn finish<R: DeserializeOwned>(
+        &self,
+        ctx: &RequestContext,
+        method: &str,
+        o: Outcome,
+    ) -> Result<R, MessagingError> {
+        match o {
+            Ok(v) => {
+                let v = self.serializer.deserialize_entity(ctx, v)?;
+                serde_json::from_value(v).map_err(|e| {
+                    MessagingError::serialization(
+                        format!("the result of {method} into the expected type"),
+                        e,
+                    )
+                })
+            }
+            Err(f) => Err(f.into_error()),
         }
     }
 

@@ -48,28 +48,56 @@ impl FromStr for Executor {
     }
 }
 
-/// What an endpoint method returns on failure: becomes the caller's `RemoteError`.
+/// What an endpoint method returns on failure: becomes the caller's `RemoteError`, or, for a
+/// Python caller that allows the module (`allowed_remote_exmods`), the exception itself,
+/// re-created as `class(*args, **kwargs)` (MSG-ERR-01..03).
+///
+/// ```
+/// use osier_messaging::EndpointError;
+/// use serde_json::json;
+///
+/// // nova's `InstanceNotFound(msg, instance_id=...)`: a Python caller that allows
+/// // `nova.exception` gets the exception back with its `instance_id`.
+/// let e = EndpointError::new("InstanceNotFound", "Instance i-1 could not be found.")
+///     .module("nova.exception")
+///     .kwarg("instance_id", json!("i-1"))
+///     .expected();
+/// assert_eq!(e.kwargs()["instance_id"], "i-1");
+/// assert_eq!(e.to_string(), "InstanceNotFound: Instance i-1 could not be found.");
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct EndpointError {
     /// Exception class name the caller sees (`ValueError`, `InstanceNotFound`...).
     pub class: String,
     /// Its module.
     pub module: String,
-    /// The message.
+    /// The message (`str(exc)`).
     pub message: String,
     /// Expected failures are logged at debug level only (oslo's `expected_exceptions`,
     /// MSG-SRV-07); the caller gets the same error either way.
     pub expected: bool,
+    /// Arguments and traceback, when set (boxed: most failures have none, and the error stays
+    /// small in the `Result` of every method).
+    details: Option<Box<Details>>,
+}
+
+/// What a failure carries besides its class, module and message.
+#[derive(Debug, Clone, PartialEq, Default)]
+struct Details {
+    args: Option<Vec<Value>>,
+    kwargs: serde_json::Map<String, Value>,
+    traceback: Vec<String>,
 }
 
 impl EndpointError {
-    /// A failure of class `class` with `message`.
+    /// A failure of class `class` (module `builtins`) with `message`.
     pub fn new(class: &str, message: impl Into<String>) -> Self {
         EndpointError {
             class: class.to_string(),
             module: "builtins".to_string(),
             message: message.into(),
             expected: false,
+            details: None,
         }
     }
 
@@ -79,6 +107,37 @@ impl EndpointError {
         self
     }
 
+    fn details(&mut self) -> &mut Details {
+        self.details.get_or_insert_with(Box::default)
+    }
+
+    /// Sets the positional arguments (instead of `[message]`, what a Python exception raised
+    /// with its message has).
+    pub fn args(mut self, args: Vec<Value>) -> Self {
+        self.details().args = Some(args);
+        self
+    }
+
+    /// Adds a keyword argument (a Python exception's `kwargs` attribute, as nova's carry).
+    pub fn kwarg(mut self, key: &str, value: Value) -> Self {
+        self.details().kwargs.insert(key.to_string(), value);
+        self
+    }
+
+    /// Sets the traceback lines sent with the failure (Python sends the formatted traceback).
+    pub fn traceback(mut self, lines: Vec<String>) -> Self {
+        self.details().traceback = lines;
+        self
+    }
+
+    /// The keyword arguments set so far.
+    pub fn kwargs(&self) -> serde_json::Map<String, Value> {
+        self.details
+            .as_ref()
+            .map(|d| d.kwargs.clone())
+            .unwrap_or_default()
+    }
+
     /// Marks the failure as expected (logged at debug only).
     pub fn expected(mut self) -> Self {
         self.expected = true;
@@ -86,7 +145,15 @@ impl EndpointError {
     }
 
     pub(crate) fn into_failure(self) -> Failure {
-        Failure::new(&self.class, &self.module, self.message)
+        let mut f = Failure::new(&self.class, &self.module, self.message);
+        if let Some(d) = self.details {
+            if let Some(args) = d.args {
+                f.args = args;
+            }
+            f.kwargs = d.kwargs;
+            f.tb = d.traceback;
+        }
+        f
     }
 }
 
@@ -111,9 +178,53 @@ pub(crate) enum Handler {
     Blocking(SyncFn),
 }
 
-fn decode_args<A: DeserializeOwned>(args: Dict) -> Result<A, EndpointError> {
-    serde_json::from_value(Value::Object(args))
-        .map_err(|e| EndpointError::new("TypeError", format!("bad arguments: {e}")))
+/// Decodes a method's arguments (oslo's `args` dict) into its argument type, refusing what
+/// Python's call `endpoint.method(ctxt, **args)` refuses, with Python's `TypeError` texts: an
+/// argument the type has no field for, and a required one missing (MSG-DISP-06). A type that
+/// takes no arguments (`()`, a unit struct) is called with an empty `args`; a map type (`Dict`,
+/// `serde_json::Value`) takes whatever comes.
+fn decode_args<A: DeserializeOwned>(method: &str, args: Dict) -> Result<A, EndpointError> {
+    let first_key = args.keys().next().cloned();
+    let mut unknown: Option<String> = None;
+    let decoded = serde_ignored::deserialize(Value::Object(args), |path| {
+        // Only a top-level name is a keyword argument; a dict argument may hold anything.
+        if let serde_ignored::Path::Map {
+            parent: serde_ignored::Path::Root,
+            key,
+        } = path
+        {
+            unknown.get_or_insert_with(|| key.clone());
+        }
+    });
+    let unexpected = |key: &str| {
+        EndpointError::new(
+            "TypeError",
+            format!("{method}() got an unexpected keyword argument '{key}'"),
+        )
+    };
+    match decoded {
+        Ok(_) if unknown.is_some() => Err(unexpected(unknown.as_deref().unwrap_or_default())),
+        Ok(a) => Ok(a),
+        Err(e) => match (first_key, A::deserialize(Value::Null)) {
+            // A method without arguments.
+            (None, Ok(a)) => Ok(a),
+            (Some(key), Ok(_)) => Err(unexpected(&key)),
+            _ => Err(match missing_field(&e) {
+                Some(name) => EndpointError::new(
+                    "TypeError",
+                    format!("{method}() missing 1 required positional argument: '{name}'"),
+                ),
+                None => EndpointError::new("TypeError", format!("bad arguments: {e}")),
+            }),
+        },
+    }
+}
+
+/// The field serde's "missing field" error names (`serde::de::Error::missing_field`'s text).
+fn missing_field(e: &serde_json::Error) -> Option<String> {
+    let text = e.to_string();
+    let rest = text.strip_prefix("missing field `")?;
+    Some(rest[..rest.find('`')?].to_string())
 }
 
 fn encode<R: Serialize>(r: R) -> Result<Value, EndpointError> {
@@ -208,10 +319,11 @@ impl Endpoint {
         Fut: Future<Output = Result<R, EndpointError>> + Send + 'static,
     {
         let f = Arc::new(f);
+        let method: Arc<str> = name.into();
         let h: AsyncFn = Arc::new(move |ctx, args| {
-            let f = f.clone();
+            let (f, method) = (f.clone(), method.clone());
             Box::pin(async move {
-                let a: A = decode_args(args)?;
+                let a: A = decode_args(&method, args)?;
                 encode(f(ctx, a).await?)
             })
         });
@@ -228,11 +340,59 @@ impl Endpoint {
         R: Serialize + Send + 'static,
         F: Fn(RequestContext, A) -> Result<R, EndpointError> + Send + Sync + 'static,
     {
+        let method = name.to_string();
         let h: SyncFn = Arc::new(move |ctx, args| {
-            let a: A = decode_args(args)?;
+            let a: A = decode_args(&method, args)?;
             encode(f(ctx, a)?)
         });
         self.methods.insert(name.to_string(), Handler::Blocking(h));
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dict(v: Value) -> Dict {
+        match v {
+            Value::Object(m) => m,
+            _ => unreachable!(),
+        }
+    }
+
+    /// serde's "missing field" text is what the `TypeError` is made from: a serde release
+    /// that changed it would fail here, not silently send another message.
+    #[test]
+    fn a_missing_field_is_named() {
+        #[derive(serde::Deserialize, Debug)]
+        struct A {
+            _value: i64,
+        }
+        let e = decode_args::<A>("m", Dict::new()).unwrap_err();
+        assert_eq!(
+            e.message,
+            "m() missing 1 required positional argument: '_value'"
+        );
+        let e = decode_args::<A>("m", dict(serde_json::json!({"_value": "x"}))).unwrap_err();
+        assert!(e.message.starts_with("bad arguments: "), "{}", e.message);
+    }
+
+    /// A unit type takes no arguments; an unknown nested member is not a keyword argument.
+    #[test]
+    fn unit_and_nested_arguments() {
+        decode_args::<()>("m", Dict::new()).unwrap();
+        #[derive(serde::Deserialize, Debug)]
+        struct Inner {
+            _a: i64,
+        }
+        #[derive(serde::Deserialize, Debug)]
+        struct Outer {
+            _inner: Inner,
+        }
+        decode_args::<Outer>("m", dict(serde_json::json!({"_inner": {"_a": 1, "b": 2}}))).unwrap();
+        let e = decode_args::<Outer>("m", dict(serde_json::json!({"_inner": {"_a": 1}, "c": 1})))
+            .unwrap_err();
+        assert_eq!(e.message, "m() got an unexpected keyword argument 'c'");
     }
 }
