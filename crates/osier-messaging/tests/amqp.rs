@@ -558,3 +558,27 @@ fn a_refused_declaration_is_a_typed_channel_error() {
         clean_up(&[top.clone(), format!("{top}.s1")], &[]).await;
     });
 }
+
+/// `rabbit_login_method`: PLAIN and AMQPLAIN (oslo's default) both log in to the broker.
+#[test]
+fn plain_and_amqplain_logins_work() {
+    for method in ["PLAIN", "AMQPLAIN"] {
+        let t =
+            Transport::new(&common::broker().url_with(&format!("rabbit_login_method={method}")))
+                .unwrap();
+        let top = topic("login");
+        block(async {
+            let s = common::echo_server(&t, &top, "s1");
+            s.start().await.unwrap();
+            let c = RpcClient::new(&t, Target::topic(&top)).timeout(Duration::from_secs(10));
+            let v: serde_json::Value = c
+                .call(&RequestContext::new(), "echo", json!({"login": method}))
+                .await
+                .unwrap();
+            assert_eq!(v, json!({"login": method}));
+            s.stop().await.unwrap();
+            s.wait().await.unwrap();
+            clean_up(&rpc_queues(&top, &["s1"]), &[]).await;
+        });
+    }
+}

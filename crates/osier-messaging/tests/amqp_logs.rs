@@ -21,6 +21,19 @@ struct Line {
 #[derive(Clone, Default)]
 struct Capture(Arc<Mutex<Vec<Line>>>);
 
+impl Capture {
+    /// Serializes the tests; the lines logged from now on are the caller's.
+    fn mark(&self) -> (std::sync::MutexGuard<'static, ()>, usize) {
+        static ONE: Mutex<()> = Mutex::new(());
+        let guard = ONE.lock().unwrap_or_else(|e| e.into_inner());
+        (guard, self.0.lock().unwrap().len())
+    }
+
+    fn since(&self, start: usize) -> Vec<Line> {
+        self.0.lock().unwrap()[start..].to_vec()
+    }
+}
+
 impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Capture {
     fn on_event(&self, e: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
         struct V(String);
@@ -42,11 +55,39 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Capture {
     }
 }
 
+/// The binary's one subscriber, shared by its tests. They run one at a time (hold the guard)
+/// and read the lines logged after [`Capture::mark`].
 fn capture() -> Capture {
-    let c = Capture::default();
-    tracing::subscriber::set_global_default(tracing_subscriber::registry().with(c.clone()))
-        .expect("the only subscriber of this test binary");
-    c
+    static C: std::sync::OnceLock<Capture> = std::sync::OnceLock::new();
+    C.get_or_init(|| {
+        let c = Capture::default();
+        tracing::subscriber::set_global_default(tracing_subscriber::registry().with(c.clone()))
+            .expect("the only subscriber of this test binary");
+        c
+    })
+    .clone()
+}
+
+/// An option set to a value osier cannot honour is one WARN naming it, and so is a URL query
+/// parameter the driver does not know (a typo would otherwise go unseen).
+#[test]
+fn options_not_honoured_and_unknown_parameters_are_warned_naming_them() {
+    let logs = capture();
+    let (_one, start) = logs.mark();
+    let typo = format!("rabit_typo_{}", uuid::Uuid::new_v4().simple());
+    let _t = Transport::new(&format!(
+        "rabbit://guest:guest@127.0.0.1:1/?heartbeat_rate=5&{typo}=1"
+    ))
+    .unwrap();
+    let lines = logs.since(start);
+    let warned = |what: &str| {
+        lines
+            .iter()
+            .filter(|l| l.level == tracing::Level::WARN && l.text.contains(what))
+            .count()
+    };
+    assert_eq!(warned(&typo), 1, "{lines:?}");
+    assert_eq!(warned("heartbeat_rate=5"), 1, "{lines:?}");
 }
 
 /// Two dead hosts, a cast with `retry(2)`: three connect rounds. Each round that is followed by
@@ -55,6 +96,7 @@ fn capture() -> Capture {
 #[test]
 fn a_failed_connect_round_is_one_warning_naming_each_host_and_the_next_delay() {
     let logs = capture();
+    let (_one, start) = logs.mark();
     let t = Transport::new(
         "rabbit://guest:guest@127.0.0.1:1,guest:guest@127.0.0.1:2/?kombu_reconnect_delay=0&rabbit_retry_interval=0.1&rabbit_retry_backoff=0&rabbit_interval_max=0.1",
     )
@@ -67,7 +109,7 @@ fn a_failed_connect_round_is_one_warning_naming_each_host_and_the_next_delay() {
             .unwrap_err();
         assert!(e.to_string().contains("127.0.0.1:1"), "{e}");
     });
-    let lines = logs.0.lock().unwrap().clone();
+    let lines = logs.since(start);
     let ours: Vec<&Line> = lines
         .iter()
         .filter(|l| l.target.starts_with("osier_messaging") && l.level <= tracing::Level::WARN)

@@ -94,8 +94,9 @@ impl Broker {
             ("amqp", 5672)
         };
         let query = format!(
-            "heartbeat={}&connection_timeout=10000&channel_max=2047",
-            opts.heartbeat_timeout_threshold
+            "heartbeat={}&connection_timeout=10000&channel_max=2047&auth_mechanism={}",
+            opts.heartbeat_timeout_threshold,
+            opts.rabbit_login_method.uri_name()
         );
         let one = |h: Option<&crate::url::TransportHost>| {
             let user = h
@@ -263,8 +264,26 @@ impl Broker {
             }
             _ => None,
         };
+        let read = |option: &str, path: &str| {
+            std::fs::read(path).map_err(|e| BrokerError::Tls {
+                reason: format!("cannot read {option} {path}"),
+                source: Some(Cause::new(e)),
+            })
+        };
+        // Mutual TLS: the client certificate, and its key from its own file or the same one.
+        let identity = match (&self.opts.ssl_cert_file, self.opts.ssl) {
+            (Some(cert), true) => {
+                let pem = read("ssl_cert_file", cert)?;
+                let key = match &self.opts.ssl_key_file {
+                    Some(k) => read("ssl_key_file", k)?,
+                    None => pem.clone(),
+                };
+                Some(lapin::tcp::OwnedIdentity::PKCS8 { pem, key })
+            }
+            _ => None,
+        };
         Ok(lapin::tcp::OwnedTLSConfig {
-            identity: None,
+            identity,
             cert_chain,
         })
     }

@@ -336,6 +336,9 @@ impl AmqpDriver {
         opts: RabbitOptions,
     ) -> Result<Self, MessagingError> {
         opts.validate()?;
+        for w in opts.warnings() {
+            tracing::warn!("rabbit option not honoured: {w}");
+        }
         let broker = Arc::new(Broker::new(url, opts));
         Ok(AmqpDriver {
             shared: Arc::new(Shared {

@@ -8,6 +8,8 @@
 //! - `publisher`: the owner task of the sending channel (confirms, re-send after reconnect).
 //! - `topology`: exchanges and queues with their flags, naming rules, the bindings of servers
 //!   and listeners.
+//! - `queue_manager`: `use_queue_manager`'s stable reply and fanout queue names, numbered per
+//!   service generation in a counter shared by the processes of one host (as oslo's).
 //! - `reply`: the reply queue and its waiters, reply routing, the server's replier.
 //! - `reply_probe`: whether a reply queue exists (a passive declare, cached), and the queues
 //!   found gone.
@@ -21,6 +23,7 @@ pub mod driver;
 pub mod inbound;
 pub mod options;
 mod publisher;
+mod queue_manager;
 mod reply;
 mod reply_probe;
 mod supervisor;

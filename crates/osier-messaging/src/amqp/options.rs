@@ -33,8 +33,34 @@ pub enum FailoverStrategy {
     Shuffle,
 }
 
+/// The SASL mechanism of the AMQP login (`rabbit_login_method`).
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginMethod {
+    /// `AMQPLAIN` (oslo's default): user and password in an AMQP table.
+    AmqPlain,
+    /// `PLAIN`: user and password, SASL PLAIN.
+    Plain,
+    /// `EXTERNAL`: the broker takes the identity from the TLS client certificate
+    /// (`ssl_cert_file`); the URL's user and password are not sent.
+    External,
+}
+
+impl LoginMethod {
+    /// The mechanism's name in lapin's URI query (`auth_mechanism`).
+    pub(crate) fn uri_name(self) -> &'static str {
+        match self {
+            LoginMethod::AmqPlain => "amqplain",
+            LoginMethod::Plain => "plain",
+            LoginMethod::External => "external",
+        }
+    }
+}
+
 /// The rabbit driver's options. Defaults are oslo.messaging 18.x's, except where a field says
-/// otherwise.
+/// otherwise. Every `[oslo_messaging_rabbit]` option of oslo.messaging 18.x is a field here and
+/// is honoured, or refused at transport creation, or (where it cannot change what osier does)
+/// warned about at WARN naming it: docs/conformance.md has the table.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RabbitOptions {
     /// Control exchange, topic, server and notification queues are durable (default false).
@@ -111,11 +137,49 @@ pub struct RabbitOptions {
     pub ssl: bool,
     /// A PEM file of CA certificates to trust (`ssl_ca_file`); the system roots otherwise.
     pub ssl_ca_file: Option<String>,
-    /// Client certificate and key (`ssl_cert_file`, `ssl_key_file`): not supported yet; setting
-    /// them is refused with a clear error rather than ignored.
+    /// A PEM file with the client certificate (chain) presented to the broker (mutual TLS);
+    /// its key is read from `ssl_key_file`, or from this file when no key file is given.
     pub ssl_cert_file: Option<String>,
-    /// See `ssl_cert_file`.
+    /// A PEM file with the client certificate's private key.
     pub ssl_key_file: Option<String>,
+    /// `ssl_version`: osier's TLS (rustls) speaks TLS 1.2 and 1.3 and negotiates the highest
+    /// both sides have. `TLSv1_2`, `TLSv1_3` and `TLS` are accepted with a warning (no pinning
+    /// to one version); older versions (`TLSv1`, `TLSv1_1`, `SSLv23`, `SSLv3`) are refused.
+    pub ssl_version: Option<String>,
+    /// `ssl_enforce_hostname_verification`: osier always checks the broker's certificate
+    /// against the host name it connects to. oslo defaults to false; an explicit `false` is
+    /// warned about (it cannot be honoured), `true` is what osier does anyway.
+    pub ssl_enforce_hostname_verification: Option<bool>,
+    /// `ssl_enforce_fips_mode`: refused when true (rustls with ring is not a FIPS module).
+    pub ssl_enforce_fips_mode: bool,
+    /// The login's SASL mechanism (`rabbit_login_method`, default `AMQPLAIN` as oslo's).
+    pub rabbit_login_method: LoginMethod,
+    /// A random extra wait of up to this many seconds before each reconnect
+    /// (`kombu_reconnect_splay`, default 0), so clients do not all come back at once.
+    pub kombu_reconnect_splay: f64,
+    /// `kombu_compression`: refused when set. osier neither compresses what it sends nor reads
+    /// compressed messages, so a fleet that turned it on must leave it off for osier's services.
+    pub kombu_compression: Option<String>,
+    /// `heartbeat_rate` (3): how often oslo checks the heartbeat within the threshold. lapin
+    /// sends a heartbeat every half threshold and checks on its own schedule; another value is
+    /// warned about.
+    pub heartbeat_rate: u32,
+    /// `direct_mandatory_flag` (true, deprecated in oslo): osier always notices a missing reply
+    /// queue; `false` is warned about.
+    pub direct_mandatory_flag: bool,
+    /// `rpc_conn_pool_size`, `conn_pool_min_size`, `conn_pool_ttl`: oslo's pool of publishing
+    /// connections. osier publishes over one connection per transport (pipelined with
+    /// confirms), so setting any of them is warned about. The names set, in the order given.
+    pub connection_pool_options: Vec<String>,
+    /// The host name in queue manager names (`hostname`, default the machine's).
+    pub hostname: Option<String>,
+    /// The process name in queue manager names (`processname`, default the program's file
+    /// name).
+    pub processname: Option<String>,
+    /// `rabbit_stream_fanout`: refused when true (fanout through one stream queue is not
+    /// supported yet; Python peers using it and osier peers without it cannot share a topic's
+    /// fanout).
+    pub rabbit_stream_fanout: bool,
 }
 
 impl Default for RabbitOptions {
@@ -148,6 +212,18 @@ impl Default for RabbitOptions {
             ssl_ca_file: None,
             ssl_cert_file: None,
             ssl_key_file: None,
+            ssl_version: None,
+            ssl_enforce_hostname_verification: None,
+            ssl_enforce_fips_mode: false,
+            rabbit_login_method: LoginMethod::AmqPlain,
+            kombu_reconnect_splay: 0.0,
+            kombu_compression: None,
+            heartbeat_rate: 3,
+            direct_mandatory_flag: true,
+            connection_pool_options: Vec::new(),
+            hostname: None,
+            processname: None,
+            rabbit_stream_fanout: false,
         }
     }
 }
@@ -162,65 +238,128 @@ fn parse_bool(s: &str) -> Option<bool> {
 
 impl RabbitOptions {
     /// These options with the URL's query parameters applied (they override, as in oslo).
-    /// Parameters of other drivers or unknown names are ignored; a known name with a value that
-    /// does not parse is an [`InvalidTransportUrl`](MessagingError::InvalidTransportUrl) error.
+    /// A known name with a value that does not parse is an
+    /// [`InvalidTransportUrl`](MessagingError::InvalidTransportUrl) error; an unknown name is
+    /// logged at WARN and otherwise ignored (oslo ignores it silently: a typo would go unseen).
     pub fn with_url_query(mut self, url: &TransportUrl) -> Result<Self, MessagingError> {
         for (k, v) in url.query() {
-            let bad = |what: &str| MessagingError::InvalidTransportUrl {
-                url: url.to_string(),
-                reason: format!("query parameter {k}={v:?}: expected {what}"),
-            };
-            macro_rules! set {
-                (bool $f:ident) => {
-                    self.$f = parse_bool(v).ok_or_else(|| bad("true or false"))?
-                };
-                (num $f:ident) => {
-                    self.$f = v.parse().map_err(|_| bad("a number"))?
-                };
-            }
-            match k.as_str() {
-                "amqp_durable_queues" => set!(bool amqp_durable_queues),
-                "amqp_auto_delete" => set!(bool amqp_auto_delete),
-                "rabbit_quorum_queue" => set!(bool rabbit_quorum_queue),
-                "rabbit_quorum_delivery_limit" => set!(num rabbit_quorum_delivery_limit),
-                "rabbit_quorum_max_memory_length" => set!(num rabbit_quorum_max_memory_length),
-                "rabbit_quorum_max_memory_bytes" => set!(num rabbit_quorum_max_memory_bytes),
-                "rabbit_transient_quorum_queue" => set!(bool rabbit_transient_quorum_queue),
-                "rabbit_ha_queues" => set!(bool rabbit_ha_queues),
-                "rabbit_transient_queues_ttl" => set!(num rabbit_transient_queues_ttl),
-                "rabbit_qos_prefetch_count" => set!(num rabbit_qos_prefetch_count),
-                "use_queue_manager" => set!(bool use_queue_manager),
-                "enable_cancel_on_failover" => set!(bool enable_cancel_on_failover),
-                "heartbeat_timeout_threshold" => set!(num heartbeat_timeout_threshold),
-                "rabbit_retry_interval" => set!(num rabbit_retry_interval),
-                "rabbit_retry_backoff" => set!(num rabbit_retry_backoff),
-                "rabbit_interval_max" => set!(num rabbit_interval_max),
-                "kombu_reconnect_delay" => set!(num kombu_reconnect_delay),
-                "kombu_failover_strategy" => {
-                    self.kombu_failover_strategy = match v.as_str() {
-                        "round-robin" => FailoverStrategy::RoundRobin,
-                        "shuffle" => FailoverStrategy::Shuffle,
-                        _ => return Err(bad("round-robin or shuffle")),
-                    }
-                }
-                "connect_timeout" => set!(num connect_timeout),
-                "notify_max_wait" => set!(num notify_max_wait),
-                "kombu_missing_consumer_retry_timeout" => {
-                    set!(num kombu_missing_consumer_retry_timeout)
-                }
-                "wait_for_confirms" => set!(bool wait_for_confirms),
-                "max_receive_bytes" => set!(num max_receive_bytes),
-                "ssl" => set!(bool ssl),
-                "ssl_ca_file" => self.ssl_ca_file = Some(v.clone()),
-                "ssl_cert_file" => self.ssl_cert_file = Some(v.clone()),
-                "ssl_key_file" => self.ssl_key_file = Some(v.clone()),
-                other => {
-                    tracing::debug!(parameter = other, "transport URL query parameter ignored")
+            match self.set(k, v) {
+                Ok(true) => {}
+                Ok(false) => tracing::warn!(
+                    parameter = %crate::Untrusted(k),
+                    "transport URL query parameter unknown to the rabbit driver: ignored"
+                ),
+                Err(what) => {
+                    return Err(MessagingError::InvalidTransportUrl {
+                        url: url.to_string(),
+                        reason: format!("query parameter {k}={v:?}: expected {what}"),
+                    })
                 }
             }
         }
         self.validate()?;
         Ok(self)
+    }
+
+    /// Sets option `name` (oslo's name) from its text form, as a URL query or a config file
+    /// gives it. `Ok(false)`: no such option; `Err`: what the value should have been.
+    pub fn set(&mut self, name: &str, v: &str) -> Result<bool, &'static str> {
+        fn num<T: std::str::FromStr>(v: &str) -> Result<T, &'static str> {
+            v.trim().parse().map_err(|_| "a number")
+        }
+        fn boolean(v: &str) -> Result<bool, &'static str> {
+            parse_bool(v).ok_or("true or false")
+        }
+        let text = || Some(v.to_string()).filter(|s| !s.is_empty());
+        match name {
+            "amqp_durable_queues" => self.amqp_durable_queues = boolean(v)?,
+            "amqp_auto_delete" => self.amqp_auto_delete = boolean(v)?,
+            "rabbit_quorum_queue" => self.rabbit_quorum_queue = boolean(v)?,
+            "rabbit_quorum_delivery_limit" => self.rabbit_quorum_delivery_limit = num(v)?,
+            "rabbit_quorum_max_memory_length" => self.rabbit_quorum_max_memory_length = num(v)?,
+            "rabbit_quorum_max_memory_bytes" => self.rabbit_quorum_max_memory_bytes = num(v)?,
+            "rabbit_transient_quorum_queue" => self.rabbit_transient_quorum_queue = boolean(v)?,
+            "rabbit_ha_queues" => self.rabbit_ha_queues = boolean(v)?,
+            "rabbit_transient_queues_ttl" => self.rabbit_transient_queues_ttl = num(v)?,
+            "rabbit_qos_prefetch_count" => self.rabbit_qos_prefetch_count = num(v)?,
+            "use_queue_manager" => self.use_queue_manager = boolean(v)?,
+            "enable_cancel_on_failover" => self.enable_cancel_on_failover = boolean(v)?,
+            "heartbeat_timeout_threshold" => self.heartbeat_timeout_threshold = num(v)?,
+            "heartbeat_rate" => self.heartbeat_rate = num(v)?,
+            "rabbit_retry_interval" => self.rabbit_retry_interval = num(v)?,
+            "rabbit_retry_backoff" => self.rabbit_retry_backoff = num(v)?,
+            "rabbit_interval_max" => self.rabbit_interval_max = num(v)?,
+            "kombu_reconnect_delay" => self.kombu_reconnect_delay = num(v)?,
+            "kombu_reconnect_splay" => self.kombu_reconnect_splay = num(v)?,
+            "kombu_failover_strategy" => {
+                self.kombu_failover_strategy = match v.trim() {
+                    "round-robin" => FailoverStrategy::RoundRobin,
+                    "shuffle" => FailoverStrategy::Shuffle,
+                    _ => return Err("round-robin or shuffle"),
+                }
+            }
+            "kombu_missing_consumer_retry_timeout" => {
+                self.kombu_missing_consumer_retry_timeout = num(v)?
+            }
+            "kombu_compression" => self.kombu_compression = text(),
+            "rabbit_login_method" => {
+                self.rabbit_login_method = match v.trim().to_ascii_uppercase().as_str() {
+                    "AMQPLAIN" => LoginMethod::AmqPlain,
+                    "PLAIN" => LoginMethod::Plain,
+                    "EXTERNAL" => LoginMethod::External,
+                    _ => return Err("AMQPLAIN, PLAIN or EXTERNAL"),
+                }
+            }
+            "direct_mandatory_flag" => self.direct_mandatory_flag = boolean(v)?,
+            "rpc_conn_pool_size" | "conn_pool_min_size" | "conn_pool_ttl" => {
+                num::<u64>(v)?;
+                self.connection_pool_options.push(name.to_string());
+            }
+            "hostname" => self.hostname = text(),
+            "processname" => self.processname = text(),
+            "rabbit_stream_fanout" => self.rabbit_stream_fanout = boolean(v)?,
+            "ssl" => self.ssl = boolean(v)?,
+            "ssl_ca_file" => self.ssl_ca_file = text(),
+            "ssl_cert_file" => self.ssl_cert_file = text(),
+            "ssl_key_file" => self.ssl_key_file = text(),
+            "ssl_version" => self.ssl_version = text(),
+            "ssl_enforce_hostname_verification" => {
+                self.ssl_enforce_hostname_verification = Some(boolean(v)?)
+            }
+            "ssl_enforce_fips_mode" => self.ssl_enforce_fips_mode = boolean(v)?,
+            // osier's own.
+            "connect_timeout" => self.connect_timeout = num(v)?,
+            "notify_max_wait" => self.notify_max_wait = num(v)?,
+            "wait_for_confirms" => self.wait_for_confirms = boolean(v)?,
+            "max_receive_bytes" => self.max_receive_bytes = num(v)?,
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// Options set to values osier cannot honour and oslo would only act on quietly: each is
+    /// a line naming the option and what osier does instead. The driver logs them at WARN
+    /// when it is made.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut w = Vec::new();
+        if self.heartbeat_rate != 3 {
+            w.push(format!("heartbeat_rate={} has no effect: lapin sends a heartbeat every half heartbeat_timeout_threshold and notices a silent broker after it", self.heartbeat_rate));
+        }
+        if !self.direct_mandatory_flag {
+            w.push("direct_mandatory_flag=false has no effect: osier always notices a missing reply queue (oslo deprecated the option)".into());
+        }
+        for name in &self.connection_pool_options {
+            w.push(format!("{name} has no effect: osier publishes over one connection per transport, with pipelined confirms, not a pool"));
+        }
+        if let Some(v @ ("TLSv1_2" | "TLSv1_3" | "TLS" | "PROTOCOL_TLS" | "PROTOCOL_TLS_CLIENT")) =
+            self.ssl_version.as_deref()
+        {
+            w.push(format!("ssl_version={v} does not pin the version: osier negotiates TLS 1.3 or 1.2, the highest the broker offers"));
+        }
+        if self.ssl_enforce_hostname_verification == Some(false) && self.ssl {
+            w.push("ssl_enforce_hostname_verification=false cannot be honoured: osier always verifies the broker certificate's host name".into());
+        }
+        w
     }
 
     /// Refuses combinations oslo refuses (MSG-AMQP-03: HA with quorum queues is a RuntimeError
@@ -230,9 +369,49 @@ impl RabbitOptions {
             driver: "rabbit".into(),
             reason: reason.into(),
         };
-        if self.ssl_cert_file.is_some() || self.ssl_key_file.is_some() {
-            return Err(bad(
-                "ssl_cert_file / ssl_key_file (TLS client certificates) are not supported yet",
+        let refuse = |option: &str, reason: &str| MessagingError::InvalidOption {
+            option: option.into(),
+            reason: reason.into(),
+        };
+        if self.ssl_key_file.is_some() && self.ssl_cert_file.is_none() {
+            return Err(refuse(
+                "ssl_key_file",
+                "a key without ssl_cert_file: set the client certificate too",
+            ));
+        }
+        if self.rabbit_login_method == LoginMethod::External && self.ssl_cert_file.is_none() {
+            return Err(refuse(
+                "rabbit_login_method",
+                "EXTERNAL takes the identity from a TLS client certificate: set ssl=true and ssl_cert_file",
+            ));
+        }
+        if let Some(v) = self.ssl_version.as_deref() {
+            if !matches!(
+                v,
+                "TLSv1_2" | "TLSv1_3" | "TLS" | "PROTOCOL_TLS" | "PROTOCOL_TLS_CLIENT"
+            ) {
+                return Err(refuse(
+                    "ssl_version",
+                    "osier speaks TLS 1.2 and 1.3 only (TLSv1_2, TLSv1_3 or TLS)",
+                ));
+            }
+        }
+        if self.ssl_enforce_fips_mode {
+            return Err(refuse(
+                "ssl_enforce_fips_mode",
+                "osier's TLS (rustls with ring) is not a FIPS-validated module",
+            ));
+        }
+        if self.kombu_compression.is_some() {
+            return Err(refuse(
+                "kombu_compression",
+                "osier neither compresses messages nor reads compressed ones",
+            ));
+        }
+        if self.rabbit_stream_fanout {
+            return Err(refuse(
+                "rabbit_stream_fanout",
+                "fanout through a stream queue is not supported yet",
             ));
         }
         if self.rabbit_ha_queues && (self.rabbit_quorum_queue || self.rabbit_transient_quorum_queue)
@@ -246,6 +425,7 @@ impl RabbitOptions {
             ("rabbit_retry_backoff", self.rabbit_retry_backoff),
             ("rabbit_interval_max", self.rabbit_interval_max),
             ("kombu_reconnect_delay", self.kombu_reconnect_delay),
+            ("kombu_reconnect_splay", self.kombu_reconnect_splay),
             (
                 "kombu_missing_consumer_retry_timeout",
                 self.kombu_missing_consumer_retry_timeout,
@@ -280,12 +460,24 @@ impl RabbitOptions {
     /// The wait before reconnect attempt `attempt` (0-based): `kombu_reconnect_delay` plus
     /// `rabbit_retry_interval + attempt * rabbit_retry_backoff`, the whole at most
     /// `rabbit_interval_max` (MSG-AMQP-05; oslo caps only the growing part, and its larger
-    /// maximum makes the difference small there).
+    /// maximum makes the difference small there), plus a random part of up to
+    /// `kombu_reconnect_splay`.
     pub fn reconnect_wait(&self, attempt: u32) -> Duration {
         let w = self.kombu_reconnect_delay
             + self.rabbit_retry_interval
             + f64::from(attempt) * self.rabbit_retry_backoff;
-        Duration::from_secs_f64(w.min(self.rabbit_interval_max))
+        Duration::from_secs_f64(w.min(self.rabbit_interval_max) + self.splay())
+    }
+
+    /// A random wait in `[0, kombu_reconnect_splay)` seconds.
+    fn splay(&self) -> f64 {
+        if self.kombu_reconnect_splay <= 0.0 {
+            return 0.0;
+        }
+        // uuid's v4 generator is this crate's source of randomness: its low 53 bits are all
+        // random (the version and variant bits are higher up).
+        let bits = uuid::Uuid::new_v4().as_u128() & ((1 << 53) - 1);
+        self.kombu_reconnect_splay * (bits as f64 / (1u64 << 53) as f64)
     }
 
     /// Whether the topic exchange and the topic/server/notification queues are durable.
@@ -360,6 +552,134 @@ mod tests {
 
     fn url(s: &str) -> TransportUrl {
         s.parse().unwrap()
+    }
+
+    fn with(query: &str) -> Result<RabbitOptions, MessagingError> {
+        RabbitOptions::default().with_url_query(&url(&format!("rabbit://h/?{query}")))
+    }
+
+    fn refused(query: &str) -> String {
+        match with(query) {
+            Err(MessagingError::InvalidOption { option, .. }) => option,
+            other => panic!("{query}: expected a refusal, got {other:?}"),
+        }
+    }
+
+    /// Every oslo.messaging 18.x `[oslo_messaging_rabbit]` option is known by its name.
+    #[test]
+    fn every_oslo_rabbit_option_is_known() {
+        let oslo = [
+            ("rpc_conn_pool_size", "30"),
+            ("conn_pool_min_size", "2"),
+            ("conn_pool_ttl", "1200"),
+            ("ssl", "false"),
+            ("ssl_version", "TLSv1_2"),
+            ("ssl_key_file", "/k"),
+            ("ssl_cert_file", "/c"),
+            ("ssl_ca_file", "/ca"),
+            ("ssl_enforce_hostname_verification", "false"),
+            ("ssl_enforce_fips_mode", "false"),
+            ("kombu_reconnect_delay", "1.0"),
+            ("kombu_reconnect_splay", "0"),
+            ("kombu_compression", ""),
+            ("kombu_missing_consumer_retry_timeout", "60"),
+            ("kombu_failover_strategy", "round-robin"),
+            ("rabbit_login_method", "AMQPLAIN"),
+            ("rabbit_retry_interval", "1"),
+            ("rabbit_retry_backoff", "2"),
+            ("rabbit_interval_max", "30"),
+            ("rabbit_ha_queues", "false"),
+            ("rabbit_quorum_queue", "false"),
+            ("rabbit_transient_quorum_queue", "false"),
+            ("rabbit_quorum_delivery_limit", "0"),
+            ("rabbit_quorum_max_memory_length", "0"),
+            ("rabbit_quorum_max_memory_bytes", "0"),
+            ("rabbit_transient_queues_ttl", "1800"),
+            ("rabbit_qos_prefetch_count", "0"),
+            ("heartbeat_timeout_threshold", "60"),
+            ("heartbeat_rate", "3"),
+            ("direct_mandatory_flag", "true"),
+            ("enable_cancel_on_failover", "false"),
+            ("use_queue_manager", "false"),
+            ("hostname", "node1.example.com"),
+            ("processname", "nova-api"),
+            ("rabbit_stream_fanout", "false"),
+            ("amqp_durable_queues", "false"),
+            ("amqp_auto_delete", "false"),
+        ];
+        let mut o = RabbitOptions::default();
+        for (name, value) in oslo {
+            assert_eq!(o.set(name, value), Ok(true), "{name}");
+        }
+        assert_eq!(
+            o.set("rabit_quorum_queue", "true"),
+            Ok(false),
+            "a typo is unknown"
+        );
+    }
+
+    /// What cannot be honoured and would change behaviour is refused at transport creation,
+    /// naming the option.
+    #[test]
+    fn options_that_cannot_be_honoured_are_refused() {
+        assert_eq!(refused("rabbit_stream_fanout=true"), "rabbit_stream_fanout");
+        assert_eq!(refused("kombu_compression=gzip"), "kombu_compression");
+        assert_eq!(
+            refused("ssl_enforce_fips_mode=true"),
+            "ssl_enforce_fips_mode"
+        );
+        assert_eq!(refused("ssl=true&ssl_version=TLSv1_1"), "ssl_version");
+        assert_eq!(refused("ssl=true&ssl_key_file=/k"), "ssl_key_file");
+        assert_eq!(
+            refused("rabbit_login_method=EXTERNAL"),
+            "rabbit_login_method"
+        );
+        assert!(
+            with("rabbit_login_method=DIGEST").is_err(),
+            "an unknown mechanism"
+        );
+        let ok = with("ssl=true&ssl_cert_file=/c&rabbit_login_method=external").unwrap();
+        assert_eq!(ok.rabbit_login_method, LoginMethod::External);
+    }
+
+    /// What cannot change what osier does is accepted and warned about, one line per option
+    /// naming it; the defaults warn about nothing.
+    #[test]
+    fn options_without_effect_are_warned_about() {
+        assert!(RabbitOptions::default().warnings().is_empty());
+        let o = with(
+            "heartbeat_rate=2&direct_mandatory_flag=false&rpc_conn_pool_size=10&conn_pool_ttl=60\
+             &ssl=true&ssl_version=TLSv1_2&ssl_enforce_hostname_verification=false",
+        )
+        .unwrap();
+        let w = o.warnings();
+        for name in [
+            "heartbeat_rate",
+            "direct_mandatory_flag",
+            "rpc_conn_pool_size",
+            "conn_pool_ttl",
+            "ssl_version",
+            "ssl_enforce_hostname_verification",
+        ] {
+            assert!(w.iter().any(|l| l.starts_with(name)), "{name}: {w:?}");
+        }
+        assert_eq!(w.len(), 6);
+    }
+
+    /// `kombu_reconnect_splay` adds a random part of up to its value to every wait.
+    #[test]
+    fn reconnect_splay_adds_a_bounded_random_wait() {
+        let o = RabbitOptions {
+            kombu_reconnect_splay: 0.5,
+            ..RabbitOptions::default()
+        };
+        let waits: Vec<f64> = (0..200)
+            .map(|_| o.reconnect_wait(0).as_secs_f64())
+            .collect();
+        assert!(waits.iter().all(|w| (2.0..2.5).contains(w)), "{waits:?}");
+        let spread = waits.iter().cloned().fold(f64::MIN, f64::max)
+            - waits.iter().cloned().fold(f64::MAX, f64::min);
+        assert!(spread > 0.1, "random, not constant: {spread}");
     }
 
     /// MSG-AMQP-05: the waits grow by the backoff and stop at the maximum.

@@ -41,7 +41,7 @@ impl ReplyQueue {
         layout: Layout<'_>,
     ) -> Result<ReplyQueue, MessagingError> {
         let opts = layout.opts;
-        let name = format!("reply_{}", queue_suffix(opts));
+        let name = format!("reply_{}", queue_suffix(opts)?);
         let waiters: Waiters = Arc::new(Mutex::new(HashMap::new()));
         let w2 = waiters.clone();
         let max_bytes = opts.max_receive_bytes;

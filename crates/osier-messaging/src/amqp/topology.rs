@@ -9,6 +9,7 @@ use lapin::types::FieldTable;
 use lapin::{Channel, ExchangeKind};
 
 use crate::amqp::options::RabbitOptions;
+use crate::amqp::queue_manager;
 use crate::amqp::wire;
 use crate::error::MessagingError;
 use crate::target::Target;
@@ -75,20 +76,17 @@ pub(crate) struct Topology {
     pub delete_on_stop: Vec<String>,
 }
 
-/// A process-unique name part: random, or with `use_queue_manager` `<host>:<program>:<pid>`,
-/// derived when the queue is made, so after any fork or setsid (LESSON-05).
-pub(crate) fn queue_suffix(opts: &RabbitOptions) -> String {
+/// A process-unique name part: random, or with `use_queue_manager` the queue manager's
+/// `<hostname>:<processname>:<n>`, taken when the queue is made, so after any fork or setsid
+/// (LESSON-05).
+pub(crate) fn queue_suffix(opts: &RabbitOptions) -> Result<String, MessagingError> {
     if !opts.use_queue_manager {
-        return wire::new_id();
+        return Ok(wire::new_id());
     }
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "localhost".into());
-    format!(
-        "{host}:{}:{}",
-        crate::amqp::connection::program_name(),
-        std::process::id()
-    )
+    queue_manager::next_name(opts).map_err(|e| MessagingError::InvalidOption {
+        option: "use_queue_manager".into(),
+        reason: format!("the queue manager's counter in /dev/shm cannot be kept: {e}"),
+    })
 }
 
 /// Checks that every name AMQP must carry for `target` fits in a short string, so a name too
@@ -172,7 +170,7 @@ impl Layout<'_> {
         let ex = self.topic_exchange(self.exchange_of(target));
         let fanout_ex = self.fanout_exchange(&topic);
         let server_q = format!("{topic}.{server}");
-        let fanout_q = format!("{topic}_fanout_{}", queue_suffix(self.opts));
+        let fanout_q = format!("{topic}_fanout_{}", queue_suffix(self.opts)?);
         check_names(target, &[&ex.name, &fanout_ex.name, &server_q, &fanout_q])?;
         let topo = Topology {
             bindings: vec![
@@ -263,16 +261,23 @@ mod tests {
         assert!(plain.fanout_exchange("t").auto_delete);
     }
 
-    /// LESSON-05: with the queue manager, names carry this process's pid, read when the name is
-    /// made (so after a fork); without it, they are random.
+    /// LESSON-05: with the queue manager, names are `<hostname>:<processname>:<n>`, a new
+    /// number for each queue of this service generation, taken when the name is made (so after
+    /// a fork); without it, they are random.
     #[test]
     fn queue_names_are_derived_when_made() {
+        let processname = format!("osier-test-{}", uuid::Uuid::new_v4().simple());
         let qm = RabbitOptions {
             use_queue_manager: true,
+            hostname: Some("node1".into()),
+            processname: Some(processname.clone()),
             ..RabbitOptions::default()
         };
-        assert!(queue_suffix(&qm).ends_with(&format!(":{}", std::process::id())));
+        let first = queue_suffix(&qm).unwrap();
+        assert_eq!(first, format!("node1:{processname}:1"));
+        assert_eq!(queue_suffix(&qm).unwrap(), format!("node1:{processname}:2"));
+        let _ = std::fs::remove_file(format!("/dev/shm/node1_{processname}_qmanager"));
         let plain = RabbitOptions::default();
-        assert_ne!(queue_suffix(&plain), queue_suffix(&plain));
+        assert_ne!(queue_suffix(&plain).unwrap(), queue_suffix(&plain).unwrap());
     }
 }
