@@ -1,8 +1,12 @@
 """The Python side of `cargo xtask interop`: real oslo.messaging (from PyPI) on RabbitMQ.
 
-    oslo_peer.py server --url URL --topic T    serve the interop endpoints until stdin closes
-    oslo_peer.py client --url URL --topic T    run the interop cases against a peer, print
-                                               PASS/FAIL lines
+    oslo_peer.py server (--url URL | --config-file F) --topic T
+        serve the interop endpoints until stdin closes
+    oslo_peer.py client (--url URL | --config-file F) --topic T
+        run the interop cases against a peer, print PASS/FAIL lines
+
+With --config-file the transports come from an oslo.config file ([DEFAULT] transport_url,
+control_exchange, [oslo_messaging_rabbit]), as a service builds them.
 
 The Rust side (crates/osier-messaging/examples/interop_peer.rs) serves and runs the same cases,
 so each case runs in both directions. Behaviours: MSG-AMQP-*, MSG-RPC-*, MSG-DISP-*, MSG-NOT-*,
@@ -36,16 +40,32 @@ class InstanceNotFound(Exception):
         super().__init__(message)
 
 
-def transport(url, notifications=False):
+def transport(args, notifications=False):
+    """The transport from --url, or from --config-file as a service builds it from its file."""
     conf = cfg.CONF
     if not getattr(transport, "parsed", False):
-        conf([], project="interop")
+        files = ["--config-file", args.config_file] if args.config_file else []
+        conf(files, project="interop")
         om.set_transport_defaults(control_exchange="osier_interop")
         transport.parsed = True
+    url = args.url  # None with a config file: its transport_url
     if notifications:
         return conf, om.get_notification_transport(conf, url=url)
     # This module's exceptions are re-created from failures (the Rust server names it).
     return conf, om.get_rpc_transport(conf, url=url, allowed_remote_exmods=["oslo_peer"])
+
+
+def broker_url(args):
+    return args.url or cfg.CONF.transport_url
+
+
+def topic_exchange():
+    """The control exchange, declared as oslo declares it with the options in force."""
+    import kombu
+
+    rabbit = cfg.CONF.oslo_messaging_rabbit
+    durable = rabbit.amqp_durable_queues or rabbit.rabbit_quorum_queue
+    return kombu.Exchange(cfg.CONF.control_exchange, type="topic", durable=durable)
 
 
 # ----------------------------------------------------------------------------- server
@@ -154,14 +174,13 @@ def kombu_url(url):
     return url.replace("rabbit://", "amqp://", 1)
 
 
-def legacy_responder(url, topic, ready, stop):
+def legacy_responder(url, exchange, topic, ready, stop):
     """A server replying as older oslo releases did: the result, then an empty final message.
     It answers `echo` on `<topic>_legacy` with its `value`."""
     import kombu
 
     with kombu.Connection(kombu_url(url)) as conn:
-        ex = kombu.Exchange("osier_interop", type="topic", durable=False)
-        q = kombu.Queue(topic + "_legacy", exchange=ex, routing_key=topic + "_legacy", auto_delete=True)
+        q = kombu.Queue(topic + "_legacy", exchange=exchange, routing_key=topic + "_legacy", auto_delete=True)
         producer = kombu.Producer(conn.channel())
 
         def on(body, message):
@@ -193,13 +212,15 @@ def legacy_responder(url, topic, ready, stop):
 def serve(args):
     rec = Recorder()
     legacy_ready, legacy_stop = threading.Event(), threading.Event()
+    _, t = transport(args)
+    _, nt = transport(args, notifications=True)
     legacy = threading.Thread(
-        target=legacy_responder, args=(args.url, args.topic, legacy_ready, legacy_stop), daemon=True
+        target=legacy_responder,
+        args=(broker_url(args), topic_exchange(), args.topic, legacy_ready, legacy_stop),
+        daemon=True,
     )
     legacy.start()
     legacy_ready.wait(30)
-    _, t = transport(args.url)
-    _, nt = transport(args.url, notifications=True)
     servers = [
         om.get_rpc_server(
             t,
@@ -265,8 +286,8 @@ def until(f, timeout=10.0):
 
 
 def run_client(args):
-    _, t = transport(args.url)
-    _, nt = transport(args.url, notifications=True)
+    _, t = transport(args)
+    _, nt = transport(args, notifications=True)
     c = om.get_rpc_client(t, om.Target(topic=args.topic), timeout=10)
     ctxt = {"user_id": "u-py", "project_id": "p-py", "request_id": "req-" + str(uuid.uuid4())}
 
@@ -400,7 +421,7 @@ def run_client(args):
     def _():
         import kombu
 
-        with kombu.Connection(kombu_url(args.url)) as conn:
+        with kombu.Connection(kombu_url(broker_url(args))) as conn:
             ch = conn.channel()
             reply_q = "reply_raw_" + uuid.uuid4().hex
             q = kombu.Queue(reply_q, exclusive=True, auto_delete=True, channel=ch)
@@ -490,7 +511,9 @@ def run_client(args):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("mode", choices=["server", "client"])
-    p.add_argument("--url", required=True)
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--url")
+    src.add_argument("--config-file")
     p.add_argument("--topic", required=True)
     args = p.parse_args()
     if args.mode == "server":

@@ -128,6 +128,16 @@ pub enum MessagingError {
     /// shut down). `source()` is the bridge's own error.
     #[error("the green/async bridge failed: {0}")]
     Bridge(#[source] Cause),
+    /// A config file could not be read, or a value in it does not parse.
+    #[error("configuration: {reason}{}", caused_by(.source))]
+    Config {
+        /// What is wrong, naming the file, section and option where known (never a value that
+        /// may hold a secret).
+        reason: String,
+        /// The error underneath (reading the file).
+        #[source]
+        source: Option<Cause>,
+    },
     /// An option set to a value that cannot work.
     #[error("invalid option {option}: {reason}")]
     InvalidOption {

@@ -27,6 +27,7 @@
 #![warn(missing_docs)]
 
 pub mod amqp;
+pub mod config;
 mod context;
 pub mod driver;
 mod error;

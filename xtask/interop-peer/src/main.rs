@@ -21,6 +21,7 @@ use std::io::Read;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use osier_messaging::config::OsloConfig;
 use osier_messaging::{
     Endpoint, EndpointError, MessagingError, Notification, NotificationEndpoint,
     NotificationListener, NotificationResult, Notifier, NotifyDriver, Priority, RequestContext,
@@ -31,33 +32,60 @@ use serde_json::{json, Value};
 
 struct Args {
     mode: String,
-    url: String,
+    /// The broker URL, or
+    url: Option<String>,
+    /// an oslo.config file giving it with the transport's options (`--config-file`).
+    config: Option<String>,
     topic: String,
+}
+
+impl Args {
+    /// The broker URL, from `--url` or the config file's `transport_url`.
+    fn url(&self) -> Result<String, MessagingError> {
+        match (&self.url, &self.config) {
+            (Some(u), _) => Ok(u.clone()),
+            (None, Some(f)) => Ok(OsloConfig::from_file(f)?.transport_url()?.to_string()),
+            (None, None) => Err(MessagingError::InvalidOption {
+                option: "--url".into(),
+                reason: "give --url or --config-file".into(),
+            }),
+        }
+    }
 }
 
 fn args() -> Result<Args, String> {
     let mut it = std::env::args().skip(1);
     let mode = it
         .next()
-        .ok_or("usage: interop_peer server|client --url U --topic T")?;
-    let (mut url, mut topic) = (None, None);
+        .ok_or("usage: interop_peer server|client|cleanup (--url U | --config-file F) --topic T")?;
+    let (mut url, mut config, mut topic) = (None, None, None);
     while let Some(a) = it.next() {
         match a.as_str() {
             "--url" => url = it.next(),
+            "--config-file" => config = it.next(),
             "--topic" => topic = it.next(),
             other => return Err(format!("unknown argument {other}")),
         }
     }
+    if url.is_none() && config.is_none() {
+        return Err("--url or --config-file is required".into());
+    }
     Ok(Args {
         mode,
-        url: url.ok_or("--url is required")?,
+        url,
+        config,
         topic: topic.ok_or("--topic is required")?,
     })
 }
 
-fn transport(url: &str) -> Result<Transport, MessagingError> {
+/// The transport: from the config file as a Python service builds it from the same file, or
+/// from the URL with the interop's control exchange.
+fn transport(a: &Args) -> Result<Transport, MessagingError> {
+    if let (None, Some(f)) = (&a.url, &a.config) {
+        return OsloConfig::from_file(f)?.transport();
+    }
     Transport::with_options(
-        url,
+        &a.url()?,
         TransportOptions {
             control_exchange: "osier_interop".into(),
             ..TransportOptions::default()
@@ -180,7 +208,7 @@ fn listening(who: &str, rec: Arc<Recorder>) -> NotificationEndpoint {
 
 async fn serve(a: &Args, bridge: &osier_bridge::Bridge) -> Result<(), Box<dyn std::error::Error>> {
     let rec = Arc::new(Recorder::default());
-    let t = transport(&a.url)?;
+    let t = transport(a)?;
     let mut servers = Vec::new();
     for name in ["s1", "s2"] {
         let v2 = Endpoint::new("v2")
@@ -234,7 +262,7 @@ async fn serve(a: &Args, bridge: &osier_bridge::Bridge) -> Result<(), Box<dyn st
 /// Deletes the queues both peers declared for `topic` (oslo never deletes topic queues).
 async fn cleanup(a: &Args) -> Result<(), Box<dyn std::error::Error>> {
     use lapin::options::QueueDeleteOptions;
-    let url: osier_messaging::TransportUrl = a.url.parse()?;
+    let url: osier_messaging::TransportUrl = a.url()?.parse()?;
     let h = url.hosts().first().ok_or("the URL names no host")?;
     let uri = format!(
         "amqp://{}:{}@{}:{}/%2f",
@@ -320,7 +348,7 @@ fn remote(e: MessagingError) -> Result<osier_messaging::Failure, String> {
 }
 
 async fn run_client(a: &Args) -> Result<Report, Box<dyn std::error::Error>> {
-    let t = transport(&a.url)?;
+    let t = transport(a)?;
     let c = RpcClient::new(&t, Target::topic(&a.topic)).timeout(Duration::from_secs(10));
     let mut ctxt = RequestContext::with_new_request_id();
     ctxt.set("user_id", "u-rs");
