@@ -163,18 +163,20 @@ fn py_cmd(py: &Path, mode: &str, src: &Source, topic: &str) -> Command {
 
 /// The option sets: a name, and the config file's sections after `[DEFAULT] transport_url`
 /// (`None`: the URL alone, oslo's defaults). kolla-ansible 2025.2's migration set is quorum
-/// queues, transient quorum queues, the queue manager and durable queues, plus stream fanout,
-/// which osier refuses for now (so the set runs without it). Its own control exchange: a
-/// durable exchange cannot be declared over the defaults' transient one.
+/// queues, transient quorum queues, stream fanout (which needs a prefetch), the queue manager
+/// and durable queues. Its own control exchange: a durable exchange cannot be declared over
+/// the defaults' transient one.
 const OPTION_SETS: &[(&str, Option<&str>)] = &[
     ("defaults", None),
     (
-        "kolla 2025.2 (quorum, transient quorum, queue manager, durable; no stream fanout)",
+        "kolla 2025.2 (quorum, transient quorum, stream fanout, queue manager, durable)",
         Some(
             "control_exchange = osier_interop_kolla\n\
              [oslo_messaging_rabbit]\n\
              rabbit_quorum_queue = true\n\
              rabbit_transient_quorum_queue = true\n\
+             rabbit_stream_fanout = true\n\
+             rabbit_qos_prefetch_count = 64\n\
              use_queue_manager = true\n\
              amqp_durable_queues = true\n\
              hostname = osier-interop\n\

@@ -19,7 +19,7 @@ use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, BasicRejectOptions,
     QueueBindOptions, QueueDeleteOptions,
 };
-use lapin::types::FieldTable;
+use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, Connection};
 use tokio::sync::{mpsc, oneshot, Notify};
 
@@ -99,6 +99,7 @@ impl Consumer {
             ack_tx,
             ack_rx,
             generation: 0,
+            stream_next: None,
         };
         tokio::spawn(async move {
             supervise("listener", &mut state, run_owner, Duration::from_secs(1)).await;
@@ -133,11 +134,34 @@ struct Session {
     tags: Vec<String>,
 }
 
+/// Where a stream queue is read from: after the last delivery seen, or, at first (and after
+/// the broker cancelled the consumer: the stream may have been deleted), from the last chunk,
+/// as oslo's consumers do.
+fn stream_offset(next: Option<i64>) -> AMQPValue {
+    match next {
+        Some(n) => AMQPValue::LongLongInt(n),
+        None => AMQPValue::LongString("last".into()),
+    }
+}
+
+/// The offset after a stream delivery (its `x-stream-offset` header plus one), if it is one.
+fn next_stream_offset(d: &Delivery) -> Option<i64> {
+    let headers = d.properties.headers().as_ref()?;
+    let offset = headers.inner().get("x-stream-offset")?;
+    match offset {
+        AMQPValue::LongLongInt(n) => n.checked_add(1),
+        AMQPValue::LongInt(n) => i64::from(*n).checked_add(1),
+        AMQPValue::LongUInt(n) => i64::from(*n).checked_add(1),
+        _ => None,
+    }
+}
+
 async fn setup(
     broker: &Broker,
     topo: &Topology,
     queues: &[String],
     prefetch: u16,
+    stream_next: Option<i64>,
 ) -> Result<Session, MessagingError> {
     let (conn, host) = broker.connect().await?;
     let ch = conn
@@ -174,12 +198,19 @@ async fn setup(
     let mut consumers = SelectAll::new();
     let mut tags = Vec::new();
     for q in queues {
+        let args = if topo.stream.as_ref() == Some(q) {
+            let mut t = FieldTable::default();
+            t.insert("x-stream-offset".into(), stream_offset(stream_next));
+            t
+        } else {
+            broker.opts.consumer_args()
+        };
         let c = ch
             .basic_consume(
                 q.as_str().into(),
                 "".into(),
                 BasicConsumeOptions::default(),
-                broker.opts.consumer_args(),
+                args,
             )
             .await
             .map_err(|e| op_error("basic.consume", &e))?;
@@ -212,6 +243,9 @@ struct Owner {
     ack_rx: mpsc::UnboundedReceiver<AckCmd>,
     /// Which connection deliveries came from; acks of an older one are not sent.
     generation: u64,
+    /// Where to read the topology's stream queue from after a reconnect (`None`: its last
+    /// chunk).
+    stream_next: Option<i64>,
 }
 
 fn run_owner(
@@ -245,7 +279,7 @@ async fn owner(o: &mut Owner) {
     'reconnect: loop {
         // A stop counts once start() has returned.
         let started = o.ready.is_none();
-        let connecting = setup(&o.broker, &o.topo, &o.queues, o.prefetch);
+        let connecting = setup(&o.broker, &o.topo, &o.queues, o.prefetch, o.stream_next);
         let Some(setup) =
             unless_stopped(&o.stop, &o.close, &mut o.handler, started, connecting).await
         else {
@@ -309,6 +343,11 @@ async fn owner(o: &mut Owner) {
                 d = s.consumers.next(), if o.handler.is_some() => match (d, o.handler.as_mut()) {
                     (Some(Ok(d)), Some(h)) => {
                         let tag = d.delivery_tag;
+                        if o.topo.stream.is_some() {
+                            if let Some(next) = next_stream_offset(&d) {
+                                o.stream_next = Some(next);
+                            }
+                        }
                         match handle(h, d, &acks) {
                             Decision::Ack => pending_acks.push(ack_fut(&s.channel, tag, AckKind::Ack)),
                             Decision::Reject => pending_acks.push(ack_fut(&s.channel, tag, AckKind::Reject)),
@@ -328,6 +367,8 @@ async fn owner(o: &mut Owner) {
                         return;
                     }
                     (None, _) => {
+                        // A deleted stream starts again: read it from its last chunk.
+                        o.stream_next = None;
                         let delay = o.broker.opts.first_reconnect_delay();
                         tracing::warn!(host = %o.broker.shown(s.host), reconnect_in_s = delay.as_secs_f64(), "the broker cancelled the consumers (a queue deleted, or its node lost)");
                         let _ = s.conn.close(320, "reconnecting".into()).await;

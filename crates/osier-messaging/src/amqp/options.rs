@@ -176,9 +176,11 @@ pub struct RabbitOptions {
     /// The process name in queue manager names (`processname`, default the program's file
     /// name).
     pub processname: Option<String>,
-    /// `rabbit_stream_fanout`: refused when true (fanout through one stream queue is not
-    /// supported yet; Python peers using it and osier peers without it cannot share a topic's
-    /// fanout).
+    /// Fanout through one stream queue per topic (`rabbit_stream_fanout`, default false): every
+    /// server of the topic reads the shared `<topic>_fanout` stream (`x-queue-type: stream`,
+    /// `x-max-age` from `rabbit_transient_queues_ttl`) from where it stopped, or from the last
+    /// chunk when it starts, instead of a queue of its own. Needs `rabbit_qos_prefetch_count`
+    /// above 0 and `rabbit_transient_quorum_queue`, as oslo requires.
     pub rabbit_stream_fanout: bool,
 }
 
@@ -408,10 +410,16 @@ impl RabbitOptions {
                 "osier neither compresses messages nor reads compressed ones",
             ));
         }
-        if self.rabbit_stream_fanout {
+        if self.rabbit_stream_fanout && self.rabbit_qos_prefetch_count == 0 {
             return Err(refuse(
                 "rabbit_stream_fanout",
-                "fanout through a stream queue is not supported yet",
+                "needs rabbit_qos_prefetch_count to be set to a value greater than 0 (as oslo requires)",
+            ));
+        }
+        if self.rabbit_stream_fanout && !self.rabbit_transient_quorum_queue {
+            return Err(refuse(
+                "rabbit_stream_fanout",
+                "needs rabbit_transient_quorum_queue to be set to true (as oslo requires)",
             ));
         }
         if self.rabbit_ha_queues && (self.rabbit_quorum_queue || self.rabbit_transient_quorum_queue)
@@ -537,6 +545,21 @@ impl RabbitOptions {
     }
 
     /// Consumer arguments.
+    /// Arguments of the stream queue a topic's fanout goes through (`rabbit_stream_fanout`).
+    pub(crate) fn stream_args(&self) -> FieldTable {
+        let mut t = FieldTable::default();
+        t.insert(
+            "x-queue-type".into(),
+            AMQPValue::LongString("stream".into()),
+        );
+        if self.rabbit_transient_queues_ttl > 0 {
+            // A string, as oslo sends it.
+            let age = format!("{}s", self.rabbit_transient_queues_ttl);
+            t.insert("x-max-age".into(), AMQPValue::LongString(age.into()));
+        }
+        t
+    }
+
     pub(crate) fn consumer_args(&self) -> FieldTable {
         let mut t = FieldTable::default();
         if self.enable_cancel_on_failover {
@@ -623,6 +646,15 @@ mod tests {
     #[test]
     fn options_that_cannot_be_honoured_are_refused() {
         assert_eq!(refused("rabbit_stream_fanout=true"), "rabbit_stream_fanout");
+        assert_eq!(
+            refused("rabbit_stream_fanout=true&rabbit_qos_prefetch_count=10"),
+            "rabbit_stream_fanout",
+            "without transient quorum queues"
+        );
+        assert!(with(
+            "rabbit_stream_fanout=true&rabbit_qos_prefetch_count=10&rabbit_transient_quorum_queue=true"
+        )
+        .is_ok());
         assert_eq!(refused("kombu_compression=gzip"), "kombu_compression");
         assert_eq!(
             refused("ssl_enforce_fips_mode=true"),

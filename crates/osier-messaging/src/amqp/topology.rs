@@ -74,6 +74,9 @@ pub(crate) struct Topology {
     pub bindings: Vec<(String, String, String)>,
     /// Queues deleted when the listener stops (an RPC server's fanout queue).
     pub delete_on_stop: Vec<String>,
+    /// A stream queue among those consumed (the fanout with `rabbit_stream_fanout`): it is
+    /// read from an offset, and never deleted (other servers read it too).
+    pub stream: Option<String>,
 }
 
 /// A process-unique name part: random, or with `use_queue_manager` the queue manager's
@@ -170,8 +173,24 @@ impl Layout<'_> {
         let ex = self.topic_exchange(self.exchange_of(target));
         let fanout_ex = self.fanout_exchange(&topic);
         let server_q = format!("{topic}.{server}");
-        let fanout_q = format!("{topic}_fanout_{}", queue_suffix(self.opts)?);
+        let stream = self.opts.rabbit_stream_fanout;
+        // With stream fanout, one stream per topic that every server reads.
+        let fanout_q = if stream {
+            format!("{topic}_fanout")
+        } else {
+            format!("{topic}_fanout_{}", queue_suffix(self.opts)?)
+        };
         check_names(target, &[&ex.name, &fanout_ex.name, &server_q, &fanout_q])?;
+        let fanout_spec = if stream {
+            QueueSpec {
+                name: fanout_q.clone(),
+                durable: true,
+                auto_delete: false,
+                args: self.opts.stream_args(),
+            }
+        } else {
+            self.transient_queue(fanout_q.clone())
+        };
         let topo = Topology {
             bindings: vec![
                 (topic.clone(), ex.name.clone(), topic.clone()),
@@ -182,14 +201,16 @@ impl Layout<'_> {
             queues: vec![
                 self.queue(topic.clone()),
                 self.queue(server_q.clone()),
-                self.transient_queue(fanout_q.clone()),
+                fanout_spec,
             ],
-            // Fanout queues are deleted on stop unless the queue manager keeps them.
-            delete_on_stop: if self.opts.use_queue_manager {
+            // Fanout queues are deleted on stop unless the queue manager keeps them, or they
+            // are the topic's shared stream.
+            delete_on_stop: if self.opts.use_queue_manager || stream {
                 vec![]
             } else {
                 vec![fanout_q.clone()]
             },
+            stream: stream.then(|| fanout_q.clone()),
         };
         Ok((topo, vec![topic, server_q, fanout_q]))
     }
@@ -237,6 +258,38 @@ mod tests {
             opts: o,
             control_exchange: "openstack",
         }
+    }
+
+    /// MSG-AMQP-03: with `rabbit_stream_fanout`, a server's fanout is the topic's one stream
+    /// (`<topic>_fanout`, durable, `x-queue-type: stream`, `x-max-age` as a string), read from
+    /// an offset and never deleted on stop.
+    #[test]
+    fn stream_fanout_reads_the_topics_one_stream() {
+        let o = opts(
+            "rabbit://h/?rabbit_stream_fanout=true&rabbit_transient_quorum_queue=true&rabbit_qos_prefetch_count=5",
+        );
+        let (topo, consumed) = layout(&o)
+            .rpc_server(&Target::topic("t").with_server("s"))
+            .unwrap();
+        assert_eq!(topo.stream.as_deref(), Some("t_fanout"));
+        assert!(consumed.contains(&"t_fanout".to_string()));
+        assert!(topo.delete_on_stop.is_empty());
+        let q = topo.queues.iter().find(|q| q.name == "t_fanout").unwrap();
+        assert!(q.durable && !q.auto_delete);
+        let args = q.args.inner();
+        assert_eq!(
+            args.get("x-queue-type"),
+            Some(&lapin::types::AMQPValue::LongString("stream".into()))
+        );
+        assert_eq!(
+            args.get("x-max-age"),
+            Some(&lapin::types::AMQPValue::LongString("1800s".into()))
+        );
+        let plain = opts("rabbit://h/");
+        let (topo, _) = layout(&plain)
+            .rpc_server(&Target::topic("t").with_server("s"))
+            .unwrap();
+        assert!(topo.stream.is_none() && topo.delete_on_stop.len() == 1);
     }
 
     /// MSG-AMQP-03: the option variants change the declared flags and arguments.

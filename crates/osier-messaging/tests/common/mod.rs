@@ -248,4 +248,10 @@ impl Proxy {
             c.abort();
         }
     }
+
+    /// Lets new connections through again (the broker is back for the clients behind it).
+    #[allow(dead_code)] // not every test binary restores
+    pub fn restore(&self) {
+        self.cut.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
 }
