@@ -582,3 +582,94 @@ fn plain_and_amqplain_logins_work() {
         });
     }
 }
+
+/// `rabbit_quorum_delivery_limit`: the broker drops a notification its endpoint requeues after
+/// the limit (2 here: three deliveries in all), so a poison message cannot loop for ever.
+#[test]
+fn a_quorum_delivery_limit_ends_a_requeue_loop() {
+    // An exchange of its own: quorum queues make the control exchange durable.
+    let ex = topic("dlexchange");
+    let t = Transport::with_options(
+        &common::broker().url_with("rabbit_quorum_queue=true&rabbit_quorum_delivery_limit=2"),
+        osier_messaging::TransportOptions {
+            control_exchange: ex.clone(),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let top = topic("delivery-limit");
+    let got = Arc::new(AtomicUsize::new(0));
+    let g = got.clone();
+    let ep = NotificationEndpoint::new("e").on(Priority::Info, move |_n| {
+        g.fetch_add(1, Ordering::SeqCst);
+        NotificationResult::Requeue
+    });
+    let n = Notifier::new(&t, "osier.tests")
+        .driver(NotifyDriver::MessagingV2)
+        .topics(&[&top]);
+    block(async {
+        let l = NotificationListener::new(&t, vec![Target::topic(&top)], vec![ep])
+            .allow_requeue(true)
+            .bridge(bridge().clone());
+        l.start().await.unwrap();
+        n.info(&RequestContext::new(), "osier.poison", json!({}))
+            .await;
+        let t0 = Instant::now();
+        while got.load(Ordering::SeqCst) < 3 && t0.elapsed() < Duration::from_secs(10) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // Nothing after the third delivery.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        l.stop().await;
+        assert_eq!(
+            got.load(Ordering::SeqCst),
+            3,
+            "the first delivery and two more"
+        );
+        clean_up(&[format!("{top}.info")], &[]).await;
+    });
+}
+
+/// MSG-AMQP-03: a control exchange another service declared non-durable does not stop a server
+/// configured for durable queues: as oslo does, it declares its exchange and queues
+/// non-durable (with a WARN) and serves.
+#[test]
+fn a_durability_conflict_falls_back_to_non_durable_as_oslo_does() {
+    let ex = topic("shared-exchange");
+    let top = topic("durability");
+    block(async {
+        // The other service's exchange: non-durable.
+        let (_conn, ch) = raw_channel().await;
+        ch.exchange_declare(
+            ex.as_str().into(),
+            lapin::ExchangeKind::Topic,
+            lapin::options::ExchangeDeclareOptions::default(),
+            lapin::types::FieldTable::default(),
+        )
+        .await
+        .unwrap();
+        let t = Transport::with_options(
+            &common::broker().url_with("amqp_durable_queues=true"),
+            osier_messaging::TransportOptions {
+                control_exchange: ex.clone(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let s = server(&t, &top, "s1");
+        s.start().await.unwrap();
+        let out = rabbitmqctl_cmd()
+            .args(["list_queues", "-q", "--no-table-headers", "name", "durable"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let line = text
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(top.as_str()))
+            .unwrap_or_else(|| panic!("topic queue listed: {text}"));
+        assert!(line.ends_with("false"), "declared non-durable: {line}");
+        s.stop().await.unwrap();
+        s.wait().await.unwrap();
+        clean_up(&rpc_queues(&top, &["s1"]), &[ex]).await;
+    });
+}

@@ -26,7 +26,7 @@ use tokio::sync::{mpsc, oneshot, Notify};
 use crate::amqp::connection::{describe, op_error, Broker, HostId};
 use crate::amqp::supervisor::supervise;
 use crate::amqp::topology::Topology;
-use crate::error::MessagingError;
+use crate::error::{BrokerError, MessagingError};
 
 /// What the owner does with a delivery once the handler has seen it.
 pub(crate) enum Decision {
@@ -156,31 +156,15 @@ fn next_stream_offset(d: &Delivery) -> Option<i64> {
     }
 }
 
-async fn setup(
-    broker: &Broker,
-    topo: &Topology,
-    queues: &[String],
-    prefetch: u16,
-    stream_next: Option<i64>,
-) -> Result<Session, MessagingError> {
-    let (conn, host) = broker.connect().await?;
-    let ch = conn
-        .create_channel()
-        .await
-        .map_err(|e| op_error("channel.open", &e))?;
-    if prefetch > 0 {
-        // MSG-AMQP-10: listen channels only.
-        ch.basic_qos(prefetch, BasicQosOptions { global: false })
-            .await
-            .map_err(|e| op_error("basic.qos", &e))?;
-    }
+/// Declares the topology's exchanges, queues and bindings; the failed step's error.
+async fn declare(ch: &Channel, topo: &Topology) -> Result<(), MessagingError> {
     for ex in &topo.exchanges {
-        ex.declare(&ch)
+        ex.declare(ch)
             .await
             .map_err(|e| op_error("exchange.declare", &e))?;
     }
     for q in &topo.queues {
-        q.declare(&ch)
+        q.declare(ch)
             .await
             .map_err(|e| op_error("queue.declare", &e))?;
     }
@@ -194,6 +178,50 @@ async fn setup(
         )
         .await
         .map_err(|e| op_error("queue.bind", &e))?;
+    }
+    Ok(())
+}
+
+/// A listening channel, with the prefetch (MSG-AMQP-10: listen channels only).
+async fn listen_channel(conn: &Connection, prefetch: u16) -> Result<Channel, MessagingError> {
+    let ch = conn
+        .create_channel()
+        .await
+        .map_err(|e| op_error("channel.open", &e))?;
+    if prefetch > 0 {
+        ch.basic_qos(prefetch, BasicQosOptions { global: false })
+            .await
+            .map_err(|e| op_error("basic.qos", &e))?;
+    }
+    Ok(ch)
+}
+
+/// Whether the broker refused a declare because the exchange or queue exists with the other
+/// durability (another service declared the shared control exchange with other options).
+fn durability_conflict(e: &MessagingError) -> bool {
+    matches!(e, MessagingError::Broker(BrokerError::ChannelClosed { code: 406, reason, .. })
+        if reason.contains("inequivalent arg 'durable'"))
+}
+
+async fn setup(
+    broker: &Broker,
+    topo: &mut Topology,
+    queues: &[String],
+    prefetch: u16,
+    stream_next: Option<i64>,
+) -> Result<Session, MessagingError> {
+    let (conn, host) = broker.connect().await?;
+    let mut ch = listen_channel(&conn, prefetch).await?;
+    if let Err(e) = declare(&ch, topo).await {
+        if !durability_conflict(&e) {
+            return Err(e);
+        }
+        // oslo's answer (MSG-AMQP-03): declare it all non-durable, to match what exists, and
+        // keep doing so on every reconnect. A quorum queue cannot be non-durable: that fails.
+        tracing::warn!(error = %e, "an exchange or queue exists with another durability than configured (another service declared it with other options); declaring the listener's exchanges and queues non-durable, as oslo does");
+        *topo = topo.non_durable();
+        ch = listen_channel(&conn, prefetch).await?;
+        declare(&ch, topo).await?;
     }
     let mut consumers = SelectAll::new();
     let mut tags = Vec::new();
@@ -279,7 +307,7 @@ async fn owner(o: &mut Owner) {
     'reconnect: loop {
         // A stop counts once start() has returned.
         let started = o.ready.is_none();
-        let connecting = setup(&o.broker, &o.topo, &o.queues, o.prefetch, o.stream_next);
+        let connecting = setup(&o.broker, &mut o.topo, &o.queues, o.prefetch, o.stream_next);
         let Some(setup) =
             unless_stopped(&o.stop, &o.close, &mut o.handler, started, connecting).await
         else {

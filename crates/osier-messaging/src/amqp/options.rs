@@ -500,24 +500,30 @@ impl RabbitOptions {
             t.insert("x-ha-policy".into(), AMQPValue::LongString("all".into()));
         }
         if self.rabbit_quorum_queue {
-            t.insert(
-                "x-queue-type".into(),
-                AMQPValue::LongString("quorum".into()),
-            );
-            for (k, v) in [
-                ("x-delivery-limit", self.rabbit_quorum_delivery_limit),
-                (
-                    "x-max-in-memory-length",
-                    self.rabbit_quorum_max_memory_length,
-                ),
-                ("x-max-in-memory-bytes", self.rabbit_quorum_max_memory_bytes),
-            ] {
-                if v > 0 {
-                    t.insert(k.into(), AMQPValue::LongLongInt(i64::from(v)));
-                }
-            }
+            self.quorum_args(&mut t);
         }
         t
+    }
+
+    /// A quorum queue's arguments: its type, and the delivery limit and in-memory bounds when
+    /// set (oslo gives them to transient quorum queues too).
+    fn quorum_args(&self, t: &mut FieldTable) {
+        t.insert(
+            "x-queue-type".into(),
+            AMQPValue::LongString("quorum".into()),
+        );
+        for (k, v) in [
+            ("x-delivery-limit", self.rabbit_quorum_delivery_limit),
+            (
+                "x-max-in-memory-length",
+                self.rabbit_quorum_max_memory_length,
+            ),
+            ("x-max-in-memory-bytes", self.rabbit_quorum_max_memory_bytes),
+        ] {
+            if v > 0 {
+                t.insert(k.into(), AMQPValue::LongLongInt(i64::from(v)));
+            }
+        }
     }
 
     /// Arguments of reply and fanout queues.
@@ -536,10 +542,7 @@ impl RabbitOptions {
             t.insert("x-ha-policy".into(), AMQPValue::LongString("all".into()));
         }
         if self.rabbit_transient_quorum_queue {
-            t.insert(
-                "x-queue-type".into(),
-                AMQPValue::LongString("quorum".into()),
-            );
+            self.quorum_args(&mut t);
         }
         t
     }
@@ -769,6 +772,32 @@ mod tests {
             Some(&AMQPValue::LongInt(1_800_000))
         );
         assert!(o.consumer_args().inner().is_empty());
+    }
+
+    /// MSG-AMQP-03: the quorum limits go on every quorum queue: topic, server and notification
+    /// queues with `rabbit_quorum_queue`, reply and fanout queues with
+    /// `rabbit_transient_quorum_queue` (as oslo declares them).
+    #[test]
+    fn quorum_limits_go_on_every_quorum_queue() {
+        let o = RabbitOptions::default()
+            .with_url_query(&url(
+                "rabbit://h/?rabbit_quorum_queue=true&rabbit_transient_quorum_queue=true\
+                 &rabbit_quorum_delivery_limit=5&rabbit_quorum_max_memory_length=100",
+            ))
+            .unwrap();
+        for args in [o.queue_args(), o.transient_args()] {
+            let a = args.inner();
+            assert_eq!(
+                a.get("x-queue-type"),
+                Some(&AMQPValue::LongString("quorum".into()))
+            );
+            assert_eq!(a.get("x-delivery-limit"), Some(&AMQPValue::LongLongInt(5)));
+            assert_eq!(
+                a.get("x-max-in-memory-length"),
+                Some(&AMQPValue::LongLongInt(100))
+            );
+            assert!(a.get("x-max-in-memory-bytes").is_none(), "0: not set");
+        }
     }
 
     /// MSG-AMQP-03: HA queues and quorum queues together are refused.

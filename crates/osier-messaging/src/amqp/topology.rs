@@ -79,6 +79,21 @@ pub(crate) struct Topology {
     pub stream: Option<String>,
 }
 
+impl Topology {
+    /// The same topology with every exchange and queue non-durable (oslo's fallback when a
+    /// shared exchange exists with the other durability).
+    pub(crate) fn non_durable(&self) -> Topology {
+        let mut t = self.clone();
+        for e in &mut t.exchanges {
+            e.durable = false;
+        }
+        for q in &mut t.queues {
+            q.durable = false;
+        }
+        t
+    }
+}
+
 /// A process-unique name part: random, or with `use_queue_manager` the queue manager's
 /// `<hostname>:<processname>:<n>`, taken when the queue is made, so after any fork or setsid
 /// (LESSON-05).
