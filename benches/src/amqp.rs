@@ -32,6 +32,39 @@ use crate::bridge::bridge;
 
 /// The broker.
 pub const URL: &str = "rabbit://guest:guest@127.0.0.1:5672/";
+
+/// The option set a kolla-ansible 2025.2 deployment runs after its migration: quorum queues,
+/// transient quorum queues, stream fanout (with the prefetch it needs), the queue manager and
+/// durable queues.
+pub const KOLLA_QUERY: &str = "rabbit_quorum_queue=true&rabbit_transient_quorum_queue=true\
+    &rabbit_stream_fanout=true&rabbit_qos_prefetch_count=64&use_queue_manager=true\
+    &amqp_durable_queues=true";
+
+/// Which options osier's side runs with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OptionSet {
+    /// oslo's defaults.
+    Defaults,
+    /// [`KOLLA_QUERY`], on a control exchange of its own (durable: it cannot share the
+    /// defaults' transient one).
+    Kolla,
+}
+
+impl OptionSet {
+    fn transport(self) -> Transport {
+        match self {
+            OptionSet::Defaults => Transport::new(URL),
+            OptionSet::Kolla => Transport::with_options(
+                &format!("{URL}?{KOLLA_QUERY}"),
+                osier_messaging::TransportOptions {
+                    control_exchange: "osier_bench_kolla".into(),
+                    ..Default::default()
+                },
+            ),
+        }
+        .expect("transport")
+    }
+}
 const AMQP: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
 /// One measurement.
@@ -69,7 +102,9 @@ async fn delete_queues(queues: &[String]) {
                 .await;
         }
     }
-    let _ = conn.close(200, "bye".into()).await;
+    // lapin's close has been seen to wait for ever once in a few hundred runs: the queues
+    // are gone by now, so do not let it hold the bench.
+    let _ = tokio::time::timeout(Duration::from_secs(5), conn.close(200, "bye".into())).await;
 }
 
 /// Runs `callers` loops of `op` for `warmup + dur`, timing each op after the warm-up.
@@ -153,10 +188,9 @@ where
 // ------------------------------------------------------------------------------------- osier
 
 /// osier RPC calls: `callers` concurrent callers of `echo(value={"x": 1})`.
-pub async fn osier_calls(callers: usize, warmup: Duration, dur: Duration) -> Stats {
+pub async fn osier_calls(callers: usize, set: OptionSet, warmup: Duration, dur: Duration) -> Stats {
     let top = unique("call");
-    let ts = Transport::new(URL).expect("transport");
-    let tc = Transport::new(URL).expect("transport");
+    let (ts, tc) = (set.transport(), set.transport());
     let server = RpcServer::builder(&ts, Target::topic(&top).with_server("s"))
         .bridge(bridge().clone())
         .endpoint(
@@ -186,10 +220,9 @@ pub async fn osier_calls(callers: usize, warmup: Duration, dur: Duration) -> Sta
 }
 
 /// osier casts, end to end: `senders` concurrent casters of `note(value={"x": 1})`.
-pub async fn osier_casts(senders: usize, warmup: Duration, dur: Duration) -> Stats {
+pub async fn osier_casts(senders: usize, set: OptionSet, warmup: Duration, dur: Duration) -> Stats {
     let top = unique("cast");
-    let ts = Transport::new(URL).expect("transport");
-    let tc = Transport::new(URL).expect("transport");
+    let (ts, tc) = (set.transport(), set.transport());
     let handled = Arc::new(AtomicU64::new(0));
     let h = handled.clone();
     let server = RpcServer::builder(&ts, Target::topic(&top).with_server("s"))
@@ -229,10 +262,14 @@ pub async fn osier_casts(senders: usize, warmup: Duration, dur: Duration) -> Sta
 }
 
 /// osier notifications, end to end: `senders` concurrent notifiers, one listener.
-pub async fn osier_notifications(senders: usize, warmup: Duration, dur: Duration) -> Stats {
+pub async fn osier_notifications(
+    senders: usize,
+    set: OptionSet,
+    warmup: Duration,
+    dur: Duration,
+) -> Stats {
     let top = unique("notify");
-    let ts = Transport::new(URL).expect("transport");
-    let tc = Transport::new(URL).expect("transport");
+    let (ts, tc) = (set.transport(), set.transport());
     let handled = Arc::new(AtomicU64::new(0));
     let h = handled.clone();
     let ep = NotificationEndpoint::new("e").on(Priority::Info, move |_n| {

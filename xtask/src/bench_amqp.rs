@@ -1,6 +1,7 @@
-//! `cargo xtask bench-amqp [--quick] [--rounds N]`: osier's RabbitMQ driver, the raw lapin loop
-//! with the same delivery guarantee, and Python oslo.messaging (threading executor), on the
-//! local broker in one session. Rounds are interleaved (osier, raw, oslo, osier, ...) so that
+//! `cargo xtask bench-amqp [--quick] [--rounds N]`: osier's RabbitMQ driver (with oslo's default
+//! options, and with kolla-ansible 2025.2's option set), the raw lapin loop with the same
+//! delivery guarantee, and Python oslo.messaging (threading executor), on the local broker in
+//! one session. Rounds are interleaved (osier, raw, oslo, osier, ...) so that
 //! the machine's noise falls on all three alike; each figure is the median over the rounds.
 
 use std::collections::BTreeMap;
@@ -31,6 +32,12 @@ pub fn bench_amqp(rest: &[String]) -> Result<(), String> {
     for round in 1..=rounds {
         println!("==> round {round}/{rounds}: osier");
         let mut r = run_table_args("amqp_table", quick, &["--impl", "osier"])?;
+        println!("==> round {round}/{rounds}: osier, kolla 2025.2 option set");
+        r.extend(run_table_args(
+            "amqp_table",
+            quick,
+            &["--impl", "osier-kolla"],
+        )?);
         println!("==> round {round}/{rounds}: raw lapin");
         r.extend(run_table_args("amqp_table", quick, &["--impl", "raw"])?);
         println!("==> round {round}/{rounds}: Python oslo.messaging");
@@ -58,8 +65,8 @@ pub fn bench_amqp(rest: &[String]) -> Result<(), String> {
         .collect();
     let get = |b: &str, i: &str| med.get(&(b.to_string(), i.to_string())).copied();
     println!("\nRabbitMQ 127.0.0.1, median of {rounds} interleaved round(s)\n");
-    println!("| workload | osier | raw lapin (same guarantee) | oslo.messaging | osier / oslo (target >= 5x) | osier / raw (target >= 0.8x) |");
-    println!("|---|---|---|---|---|---|");
+    println!("| workload | osier | osier, kolla set | raw lapin (same guarantee) | oslo.messaging | osier / oslo (target >= 5x) | osier / raw (target >= 0.8x) | kolla set / defaults |");
+    println!("|---|---|---|---|---|---|---|---|");
     let rows = [
         ("call_1", "RPC call, 1 caller: calls/s"),
         ("call_16", "RPC call, 16 callers: calls/s"),
@@ -74,14 +81,17 @@ pub fn bench_amqp(rest: &[String]) -> Result<(), String> {
         _ => "-".into(),
     };
     for (k, what) in rows {
-        let (o, r, p) = (get(k, "osier"), get(k, "raw"), get(k, "oslo"));
+        let (o, kolla) = (get(k, "osier"), get(k, "osier-kolla"));
+        let (r, p) = (get(k, "raw"), get(k, "oslo"));
         println!(
-            "| {what} | {} | {} | {} | {} | {} |",
+            "| {what} | {} | {} | {} | {} | {} | {} | {} |",
             f(o),
+            f(kolla),
             f(r),
             f(p),
             ratio(o, p),
-            ratio(o, r)
+            ratio(o, r),
+            ratio(kolla, o)
         );
     }
     let ms = |v: Option<f64>| v.map(|x| format!("{x:.2}")).unwrap_or_else(|| "-".into());
@@ -89,8 +99,9 @@ pub fn bench_amqp(rest: &[String]) -> Result<(), String> {
         for q in ["p50", "p99"] {
             let key = format!("{k}_{q}_ms");
             println!(
-                "| {k} latency {q}, ms (1 caller p50 target <= 0.5) | {} | {} | {} | | |",
+                "| {k} latency {q}, ms (1 caller p50 target <= 0.5) | {} | {} | {} | {} | | | |",
                 ms(get(&key, "osier")),
+                ms(get(&key, "osier-kolla")),
                 ms(get(&key, "raw")),
                 ms(get(&key, "oslo"))
             );

@@ -1,5 +1,6 @@
-//! RabbitMQ workloads for `cargo xtask bench-amqp`: one JSON line per figure. `--impl osier` or
-//! `--impl raw` (the lapin floor with the same delivery guarantee); `--quick` for a smoke run.
+//! RabbitMQ workloads for `cargo xtask bench-amqp`: one JSON line per figure. `--impl osier`,
+//! `--impl osier-kolla` (osier under kolla-ansible 2025.2's option set) or `--impl raw` (the
+//! lapin floor with the same delivery guarantee); `--quick` for a smoke run.
 //! Python oslo.messaging's side is `xtask/py/oslo_bench.py`, run by xtask in the same session.
 
 #![allow(clippy::print_stdout)] // its output is the JSON lines xtask reads
@@ -42,28 +43,31 @@ fn main() {
     let rt = osier_benches::bridge::bridge().tokio().clone();
     rt.block_on(async {
         match imp.as_str() {
-            "osier" => {
+            "osier" | "osier-kolla" => {
+                let set = if imp == "osier" {
+                    a::OptionSet::Defaults
+                } else {
+                    a::OptionSet::Kolla
+                };
                 if wanted("call_1") {
-                    report("call_1", &imp, a::osier_calls(1, warm, dur).await);
+                    report("call_1", &imp, a::osier_calls(1, set, warm, dur).await);
                 }
                 if wanted("call_16") {
-                    report("call_16", &imp, a::osier_calls(16, warm, dur).await);
+                    report("call_16", &imp, a::osier_calls(16, set, warm, dur).await);
                 }
                 if wanted("cast_1") {
-                    report("cast_1", &imp, a::osier_casts(1, warm, dur).await);
+                    report("cast_1", &imp, a::osier_casts(1, set, warm, dur).await);
                 }
                 if wanted("cast_16") {
-                    report("cast_16", &imp, a::osier_casts(16, warm, dur).await);
+                    report("cast_16", &imp, a::osier_casts(16, set, warm, dur).await);
                 }
                 if wanted("notify_1") {
-                    report("notify_1", &imp, a::osier_notifications(1, warm, dur).await);
+                    let s = a::osier_notifications(1, set, warm, dur).await;
+                    report("notify_1", &imp, s);
                 }
                 if wanted("notify_16") {
-                    report(
-                        "notify_16",
-                        &imp,
-                        a::osier_notifications(16, warm, dur).await,
-                    );
+                    let s = a::osier_notifications(16, set, warm, dur).await;
+                    report("notify_16", &imp, s);
                 }
             }
             "raw" => {
@@ -86,7 +90,7 @@ fn main() {
                 }
             }
             other => {
-                eprintln!("unknown --impl {other}: osier or raw");
+                eprintln!("unknown --impl {other}: osier, osier-kolla or raw");
                 std::process::exit(2);
             }
         }

@@ -210,7 +210,11 @@ fn calls_and_notifications_survive_close_all_connections() {
     if !faults_allowed() {
         return;
     }
-    let r = rig(&common::broker().url(), &unique("exchange"));
+    // Reconnect attempts at most 2 s apart (oslo's default lets them grow to 30 s).
+    let r = rig(
+        &common::broker().url_with("rabbit_interval_max=2"),
+        &unique("exchange"),
+    );
     bridge().tokio().block_on(async {
         r.server.start().await.unwrap();
         r.listener.start().await.unwrap();
@@ -238,7 +242,7 @@ fn calls_and_notifications_survive_a_broker_restart() {
     }
     let _one = one_at_a_time();
     let r = rig(
-        &common::broker().url_with("amqp_durable_queues=true"),
+        &common::broker().url_with("amqp_durable_queues=true&rabbit_interval_max=2"),
         &unique("exchange"),
     );
     bridge().tokio().block_on(async {

@@ -102,7 +102,7 @@ fn url(query: &str) -> String {
         .collect::<Vec<_>>()
         .join(",");
     format!(
-        "rabbit://{hosts}/?kombu_failover_strategy=round-robin&heartbeat_timeout_threshold={HEARTBEAT}&{query}"
+        "rabbit://{hosts}/?kombu_failover_strategy=round-robin&heartbeat_timeout_threshold={HEARTBEAT}&rabbit_interval_max=2&{query}"
     )
 }
 

@@ -95,10 +95,10 @@ pub struct RabbitOptions {
     pub rabbit_retry_interval: f64,
     /// How much each further wait grows, in seconds (2).
     pub rabbit_retry_backoff: f64,
-    /// The longest wait between reconnect attempts, in seconds. **oslo: 30; here: 2**, so every
-    /// client, server and listener finds a restarted cluster within seconds (the cluster fault
-    /// scenarios require a call to succeed within 5 s of a majority of nodes being back, and
-    /// each of those needs its own reconnection first).
+    /// The longest wait between reconnect attempts, in seconds (30, oslo's). After a long
+    /// outage each client, server and listener may sleep that long before it looks again; a
+    /// deployment that wants a restarted cluster found within seconds sets it lower (the
+    /// cluster fault scenarios run with 2).
     pub rabbit_interval_max: f64,
     /// Added before every reconnect, in seconds (1; oslo's `kombu_reconnect_delay`). It is also
     /// the wait before the first reconnect after a connection is lost: a cluster needs a moment
@@ -202,7 +202,7 @@ impl Default for RabbitOptions {
             heartbeat_timeout_threshold: 60,
             rabbit_retry_interval: 1.0,
             rabbit_retry_backoff: 2.0,
-            rabbit_interval_max: 2.0,
+            rabbit_interval_max: 30.0,
             kombu_reconnect_delay: 1.0,
             kombu_failover_strategy: FailoverStrategy::Shuffle,
             connect_timeout: 5.0,
@@ -728,11 +728,11 @@ mod tests {
         let w: Vec<f64> = (0..5).map(|a| o.reconnect_wait(a).as_secs_f64()).collect();
         assert_eq!(w, vec![1.0, 3.0, 5.0, 7.0, 9.0]);
         assert_eq!(o.reconnect_wait(100).as_secs_f64(), 30.0);
-        // The defaults: every 2 s.
+        // The defaults (oslo's): 2 s, 4 s, 6 s... up to 30 s.
         let d = RabbitOptions::default();
         assert_eq!(d.reconnect_wait(0).as_secs_f64(), 2.0);
-        assert_eq!(d.reconnect_wait(1).as_secs_f64(), 2.0);
-        assert_eq!(d.reconnect_wait(9).as_secs_f64(), 2.0);
+        assert_eq!(d.reconnect_wait(1).as_secs_f64(), 4.0);
+        assert_eq!(d.reconnect_wait(99).as_secs_f64(), 30.0);
     }
 
     /// MSG-URL-05: URL query parameters override, under oslo's names.

@@ -169,7 +169,12 @@ pub async fn clean_up(queues: &[String], exchanges: &[String]) {
             .exchange_delete(e.as_str().into(), ExchangeDeleteOptions::default())
             .await;
     }
-    let _ = conn.close(200, "bye".into()).await;
+    // lapin's close has been seen to wait for ever (once, in a bench): the work is done.
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        conn.close(200, "bye".into()),
+    )
+    .await;
 }
 
 /// An RPC server on `top`/`server` whose endpoint `e` has `echo`, returning its arguments.
