@@ -11,6 +11,7 @@
 //! the task prints `N passed, N failed` and fails if any case failed or a peer could not start.
 
 use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -78,6 +79,11 @@ impl Peer {
                 }
             }
         }
+    }
+
+    /// The peer's process id (the leader of its process group).
+    fn pid(&self) -> i32 {
+        i32::try_from(self.child.id()).unwrap_or(0)
     }
 
     /// Closes the peer's stdin (its signal to stop) and waits for it.
@@ -236,14 +242,27 @@ fn both_ways(
         c.env("OSLO_LOCK_PATH", locks);
         c
     };
+    // The queue manager numbers queues per service generation, a process group and its
+    // leader: each server leads a group of its own and its client joins it, so the two
+    // count together whoever started xtask (a group whose leader has exited would make
+    // Python's queue manager fail).
+    let leader = |mut c: Command| {
+        c.process_group(0);
+        c
+    };
+    let member = |mut c: Command, server: &Peer| {
+        c.process_group(server.pid());
+        c
+    };
     println!("\n==> Python oslo.messaging {OSLO_MESSAGING_VERSION} client -> Rust server");
     let t = topic("py2rs");
     let server = Peer::start(
         "Rust server",
-        with_locks(peer_cmd(rs, "server", src, &t)),
+        leader(with_locks(peer_cmd(rs, "server", src, &t))),
         &logs.join(format!("interop-rust-server-{set}.log")),
     )?;
-    let r = run_client("py->rs", with_locks(py_cmd(py, "client", src, &t)));
+    let client = member(with_locks(py_cmd(py, "client", src, &t)), &server);
+    let r = run_client("py->rs", client);
     server.stop();
     let _ = peer_cmd(rs, "cleanup", src, &t).output();
     let (p, f) = r?;
@@ -254,10 +273,11 @@ fn both_ways(
     let t = topic("rs2py");
     let server = Peer::start(
         "Python server",
-        with_locks(py_cmd(py, "server", src, &t)),
+        leader(with_locks(py_cmd(py, "server", src, &t))),
         &logs.join(format!("interop-python-server-{set}.log")),
     )?;
-    let r = run_client("rs->py", with_locks(peer_cmd(rs, "client", src, &t)));
+    let client = member(with_locks(peer_cmd(rs, "client", src, &t)), &server);
+    let r = run_client("rs->py", client);
     server.stop();
     let _ = peer_cmd(rs, "cleanup", src, &t).output();
     let (p, f) = r?;

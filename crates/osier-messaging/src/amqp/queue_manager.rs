@@ -53,7 +53,9 @@ fn machine_hostname() -> String {
 }
 
 /// This service generation: the process group, and the start time (clock ticks since boot)
-/// of its leader (of this process when the group is 0, as in some container runtimes).
+/// of its leader (of this process when the group is 0, as in some container runtimes). A group
+/// whose leader has exited (a launcher that started the service in the background and went)
+/// counts with start time 0, so that its processes still share one count (oslo fails there).
 fn identity() -> std::io::Result<(i64, u64)> {
     // SAFETY: getpgrp takes no arguments, cannot fail and touches no memory of ours.
     let pg = i64::from(unsafe { libc::getpgrp() });
@@ -62,8 +64,16 @@ fn identity() -> std::io::Result<(i64, u64)> {
     } else {
         pg
     };
-    let stat = std::fs::read_to_string(format!("/proc/{of}/stat"))?;
-    Ok((pg, start_time(&stat)?))
+    generation(pg, std::fs::read_to_string(format!("/proc/{of}/stat")))
+}
+
+/// The generation of group `pg` from its leader's `/proc/<pid>/stat`, as read.
+fn generation(pg: i64, leader_stat: std::io::Result<String>) -> std::io::Result<(i64, u64)> {
+    match leader_stat {
+        Ok(stat) => Ok((pg, start_time(&stat)?)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok((pg, 0)),
+        Err(e) => Err(e),
+    }
 }
 
 /// Field 22 of `/proc/<pid>/stat` (the fields after the command name, which may hold spaces,
@@ -218,6 +228,22 @@ mod tests {
         all.sort();
         assert_eq!(all, (1..=80).collect::<Vec<_>>());
         let _ = std::fs::remove_dir_all(d);
+    }
+
+    /// A group whose leader has exited still has one generation for all its processes.
+    #[test]
+    fn a_group_without_its_leader_counts_as_one_generation() {
+        let gone = || Err(std::io::Error::from(std::io::ErrorKind::NotFound));
+        assert_eq!(generation(42, gone()).unwrap(), (42, 0));
+        assert_eq!(
+            generation(42, gone()).unwrap(),
+            generation(42, gone()).unwrap()
+        );
+        let denied = Err(std::io::Error::from(std::io::ErrorKind::PermissionDenied));
+        assert!(
+            generation(42, denied).is_err(),
+            "other errors are not guessed around"
+        );
     }
 
     /// The start time is read after the command name, which may hold spaces and parentheses.
