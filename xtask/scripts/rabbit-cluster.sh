@@ -8,6 +8,7 @@
 #   rabbit-cluster.sh stop           stop the three nodes (data kept)
 #   rabbit-cluster.sh clean          stop them and delete their data
 #   rabbit-cluster.sh status         the cluster as node 1 sees it
+#   rabbit-cluster.sh healthy        exit 0 if every node runs and sees all three, no partition
 #   rabbit-cluster.sh kill N         kill -9 node N (1-3)
 #   rabbit-cluster.sh freeze N       SIGSTOP node N: sockets stay open, nothing answers
 #   rabbit-cluster.sh thaw N         SIGCONT node N
@@ -148,6 +149,20 @@ clean)
     rm -rf "$DIR"
     ;;
 status) ctl 1 cluster_status ;;
+healthy)
+    # Whether the cluster can take another scenario as it is: every node running and seeing
+    # all three running, no partition, no alarm.
+    for n in "${NODES[@]}"; do
+        running "$n" || exit 1
+        s=$(ctl "$n" cluster_status --formatter json 2>/dev/null) || exit 1
+        up=$(printf '%s' "$s" | grep -o '"running_nodes":\[[^]]*\]') || exit 1
+        for m in "${NODES[@]}"; do
+            case "$up" in *"\"$(node_name "$m")\""*) ;; *) exit 1 ;; esac
+        done
+        case "$s" in *'"partitions":{}'*) ;; *) exit 1 ;; esac
+        case "$s" in *'"alarms":[]'*) ;; *) exit 1 ;; esac
+    done
+    ;;
 kill) kill -9 "$(pid_of "$2")" ;;
 freeze) kill -STOP "$(pid_of "$2")" ;;
 thaw) kill -CONT "$(pid_of "$2")" ;;
@@ -160,7 +175,7 @@ ctl)
     ctl "$n" "$@"
     ;;
 *)
-    sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
     ;;
 esac

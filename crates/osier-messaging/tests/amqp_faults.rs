@@ -263,3 +263,59 @@ fn calls_and_notifications_survive_a_broker_restart() {
         shut(r).await;
     });
 }
+
+/// MSG-AMQP-05: a publisher whose connection the broker closes while it has nothing to send
+/// notices then, not on its next send: with a 3 s `kombu_reconnect_delay`, a call made 4 s
+/// after the close goes out at once instead of waiting the delay first.
+#[test]
+fn a_publisher_idle_when_its_connection_closed_sends_at_once_later() {
+    let _one = one_at_a_time();
+    if !faults_allowed() {
+        return;
+    }
+    let top = unique("idle");
+    let ex = unique("exchange");
+    let opts = || TransportOptions {
+        control_exchange: ex.clone(),
+        ..TransportOptions::default()
+    };
+    let ts = Transport::with_options(&common::broker().url_with("rabbit_interval_max=2"), opts())
+        .unwrap();
+    let tc = Transport::with_options(
+        &common::broker().url_with("kombu_reconnect_delay=3&rabbit_interval_max=2"),
+        opts(),
+    )
+    .unwrap();
+    let server = echo_server(&ts, &top, "s");
+    let client = RpcClient::new(&tc, Target::topic(&top)).timeout(CALL_TIMEOUT);
+    bridge().tokio().block_on(async {
+        server.start().await.unwrap();
+        let call = |i: i64| {
+            let client = client.clone();
+            async move {
+                client
+                    .call::<serde_json::Value>(&RequestContext::new(), "echo", json!({"i": i}))
+                    .await
+            }
+        };
+        call(0).await.unwrap();
+        rabbitmqctl(&["close_all_connections", "osier idle publisher test"]);
+        // The server and the client's reply queue are back within this; the publisher's
+        // pause, counted from the close, is over.
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        let t0 = Instant::now();
+        assert_eq!(call(1).await.unwrap(), json!({"i": 1}));
+        let took = t0.elapsed();
+        assert!(
+            took < Duration::from_secs(2),
+            "the first call after an idle close took {took:?} (the 3 s delay again?)"
+        );
+        server.stop().await.unwrap();
+        server.wait().await.unwrap();
+        clean_up(
+            &[top.clone(), format!("{top}.s")],
+            std::slice::from_ref(&ex),
+        )
+        .await;
+    });
+}

@@ -74,13 +74,21 @@ fn cluster(args: &[&str]) {
     );
 }
 
-/// A fresh cluster for every scenario, whatever the one before did to it (a partition healed
-/// after a freeze can leave nodes that do not rejoin).
+/// A healthy cluster for every scenario: the one the scenario before left, when each node runs
+/// and sees the other two with no partition (every scenario deletes what it declared), a new
+/// one otherwise (a partition healed after a freeze can leave nodes that do not rejoin).
 struct FreshCluster;
 impl FreshCluster {
     fn new() -> Self {
-        cluster(&["clean"]);
-        cluster(&["start"]);
+        let healthy = std::process::Command::new("bash")
+            .arg(SCRIPT)
+            .arg("healthy")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !healthy {
+            cluster(&["clean"]);
+            cluster(&["start"]);
+        }
         FreshCluster
     }
 }
@@ -379,8 +387,38 @@ fn run_scenario(name: &str, query: &str, fault: Fault) -> Figures {
         let _ = server.stop().await;
         let _ = server.wait().await;
         listener.stop().await;
+        let queues = [top.clone(), format!("{top}.s"), format!("{top}.info")];
+        remove_from_cluster(&queues, &opts.control_exchange).await;
         figures
     })
+}
+
+/// Deletes a scenario's queues and exchange, through the first node that answers, so that the
+/// next scenario can use the cluster as it is.
+async fn remove_from_cluster(queues: &[String], exchange: &str) {
+    use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
+    for port in 5673..=5675 {
+        let uri = format!("amqp://guest:guest@127.0.0.1:{port}/%2f");
+        let connect = lapin::Connection::connect(&uri, lapin::ConnectionProperties::default());
+        let Ok(Ok(conn)) = tokio::time::timeout(Duration::from_secs(5), connect).await else {
+            continue;
+        };
+        // A channel per delete: one that fails (already gone) closes its channel.
+        for q in queues {
+            if let Ok(ch) = conn.create_channel().await {
+                let _ = ch
+                    .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
+                    .await;
+            }
+        }
+        if let Ok(ch) = conn.create_channel().await {
+            let _ = ch
+                .exchange_delete(exchange.into(), ExchangeDeleteOptions::default())
+                .await;
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(5), conn.close(200, "bye".into())).await;
+        return;
+    }
 }
 
 /// The error's kind, for the report.
