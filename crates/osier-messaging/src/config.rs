@@ -37,6 +37,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use crate::amqp::options::parse_bool;
 use crate::amqp::RabbitOptions;
 use crate::error::{Cause, MessagingError};
 use crate::notify::notifier::{Notifier, NotifyDriver};
@@ -259,14 +260,6 @@ impl OsloConfig {
 }
 
 /// oslo.config's booleans.
-fn parse_bool(v: &str) -> Option<bool> {
-    match v.to_ascii_lowercase().as_str() {
-        "true" | "1" | "yes" | "on" => Some(true),
-        "false" | "0" | "no" | "off" => Some(false),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -352,11 +345,9 @@ memcached_servers = 192.0.2.10:11211,
         )
         .unwrap();
         let t = c.transport().unwrap();
-        let shown = format!("{t:?}");
-        assert!(shown.contains("rabbit"), "{shown}");
-        let merged = c.rabbit_options().unwrap().with_url_query(t.url()).unwrap();
-        assert_eq!(merged.rabbit_qos_prefetch_count, 5);
-        assert!(merged.amqp_durable_queues);
+        let merged = t.rabbit_options().expect("a rabbit transport");
+        assert_eq!(merged.rabbit_qos_prefetch_count, 5, "the URL's value wins");
+        assert!(merged.amqp_durable_queues, "the file's other options stay");
     }
 
     /// A value that does not parse names its section and option; an option osier refuses is

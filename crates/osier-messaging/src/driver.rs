@@ -176,4 +176,8 @@ pub trait Driver: Send + Sync + 'static {
     }
     /// Releases the driver's resources.
     async fn cleanup(&self);
+    /// The RabbitMQ options in force, for a RabbitMQ driver.
+    fn rabbit_options(&self) -> Option<&crate::amqp::RabbitOptions> {
+        None
+    }
 }

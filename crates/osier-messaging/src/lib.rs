@@ -36,6 +36,7 @@ mod log_budget;
 pub mod memory;
 pub mod notify;
 pub mod rpc;
+mod runner;
 mod target;
 mod transport;
 mod untrusted;

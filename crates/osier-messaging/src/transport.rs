@@ -126,6 +126,12 @@ impl Transport {
         &self.opts
     }
 
+    /// The RabbitMQ options in force (those set in code or an oslo config file, with the URL's
+    /// query applied); `None` for a transport that is not `rabbit://`.
+    pub fn rabbit_options(&self) -> Option<&crate::amqp::RabbitOptions> {
+        self.driver.rabbit_options()
+    }
+
     /// Waits until every cast and notification sent so far is confirmed by the broker, and
     /// fails if one could not be delivered since the last flush (RabbitMQ driver; the in-memory
     /// driver delivers at once). Call it before a process exits.

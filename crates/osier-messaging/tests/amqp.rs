@@ -402,22 +402,28 @@ fn quorum_queues_and_prefetch_from_the_url_query() {
     });
 }
 
-/// Our connections with a negotiated heartbeat of `secs`: their `connection_name`s.
-fn connections_with_heartbeat(secs: u32) -> std::collections::BTreeSet<String> {
+/// This process's connections whose `rabbitmqctl list_connections` column `column` reads
+/// `value`: their `connection_name`s.
+fn our_connections(column: &str, value: &str) -> std::collections::BTreeSet<String> {
     let out = rabbitmqctl_cmd()
-        .args(["list_connections", "-q", "timeout", "client_properties"])
+        .args(["list_connections", "-q", column, "client_properties"])
         .output()
         .unwrap();
     let key = "{\"connection_name\",\"";
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| {
-            let (t, props) = l.split_once('\t')?;
+            let (v, props) = l.split_once('\t')?;
             let name = props.split(key).nth(1)?.split('"').next()?;
-            (t.trim() == secs.to_string() && name.contains(&format!(":{}:", std::process::id())))
+            (v.trim() == value && name.contains(&format!(":{}:", std::process::id())))
                 .then(|| name.to_string())
         })
         .collect()
+}
+
+/// Our connections with a negotiated heartbeat of `secs`: their `connection_name`s.
+fn connections_with_heartbeat(secs: u32) -> std::collections::BTreeSet<String> {
+    our_connections("timeout", &secs.to_string())
 }
 
 /// LESSON-03, MSG-AMQP-04, MSG-AMQP-12: the heartbeat asked for in the URL is negotiated, and it
@@ -559,7 +565,8 @@ fn a_refused_declaration_is_a_typed_channel_error() {
     });
 }
 
-/// `rabbit_login_method`: PLAIN and AMQPLAIN (oslo's default) both log in to the broker.
+/// `rabbit_login_method`: PLAIN and AMQPLAIN (oslo's default) both log in to the broker, and
+/// the broker saw the mechanism asked for.
 #[test]
 fn plain_and_amqplain_logins_work() {
     for method in ["PLAIN", "AMQPLAIN"] {
@@ -576,6 +583,10 @@ fn plain_and_amqplain_logins_work() {
                 .await
                 .unwrap();
             assert_eq!(v, json!({"login": method}));
+            assert!(
+                !our_connections("auth_mechanism", method).is_empty(),
+                "no connection of this process logged in with {method}"
+            );
             s.stop().await.unwrap();
             s.wait().await.unwrap();
             clean_up(&rpc_queues(&top, &["s1"]), &[]).await;

@@ -12,12 +12,8 @@
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use lapin::options::{
-    BasicConsumeOptions, BasicPublishOptions, ExchangeDeclareOptions, QueueBindOptions,
-    QueueDeclareOptions,
-};
+use lapin::options::{ExchangeDeclareOptions, QueueBindOptions};
 use lapin::types::FieldTable;
-use lapin::BasicProperties;
 use osier_messaging::{
     Endpoint, EndpointError, MessagingError, RequestContext, RpcClient, RpcServer, Target,
     Transport,
@@ -25,6 +21,7 @@ use osier_messaging::{
 use serde_json::{json, Value};
 
 mod common;
+use common::raw::{consume_own_queue, envelope, inner, publish_with_content_type};
 use common::{block, bridge, clean_up, echo_server, raw_channel};
 
 fn url() -> String {
@@ -33,57 +30,6 @@ fn url() -> String {
 
 fn topic(name: &str) -> String {
     format!("osier-test-{name}-{}", uuid::Uuid::new_v4().simple())
-}
-
-/// A 2.0 envelope around `inner`.
-fn envelope(inner: &Value) -> Vec<u8> {
-    json!({"oslo.version": "2.0", "oslo.message": inner.to_string()})
-        .to_string()
-        .into_bytes()
-}
-
-/// Publishes `body` through the default exchange to `queue`, with `content_type`.
-async fn publish(ch: &lapin::Channel, queue: &str, body: &[u8], content_type: Option<&str>) {
-    let mut props = BasicProperties::default();
-    if let Some(ct) = content_type {
-        props = props.with_content_type(ct.into());
-    }
-    ch.basic_publish(
-        "".into(),
-        queue.into(),
-        BasicPublishOptions::default(),
-        body,
-        props,
-    )
-    .await
-    .unwrap()
-    .await
-    .unwrap();
-}
-
-/// A queue of the test's own, consumed without acks.
-async fn raw_queue(ch: &lapin::Channel, name: &str) -> lapin::Consumer {
-    let opts = QueueDeclareOptions {
-        exclusive: true,
-        auto_delete: true,
-        ..QueueDeclareOptions::default()
-    };
-    ch.queue_declare(name.into(), opts, FieldTable::default())
-        .await
-        .unwrap();
-    let no_ack = BasicConsumeOptions {
-        no_ack: true,
-        ..BasicConsumeOptions::default()
-    };
-    ch.basic_consume(name.into(), "".into(), no_ack, FieldTable::default())
-        .await
-        .unwrap()
-}
-
-/// A request's inner message from a delivery.
-fn inner(d: &lapin::message::Delivery) -> Value {
-    let outer: Value = serde_json::from_slice(&d.data).unwrap();
-    serde_json::from_str(outer["oslo.message"].as_str().unwrap()).unwrap()
 }
 
 /// The messages of one reply, each with its `content_type`.
@@ -101,7 +47,7 @@ async fn raw_server(top: &str, replies: Parts) -> (lapin::Connection, tokio::tas
     )
     .await
     .unwrap();
-    let mut requests = raw_queue(&ch, top).await;
+    let mut requests = consume_own_queue(&ch, top).await;
     ch.queue_bind(
         top.into(),
         "openstack".into(),
@@ -113,14 +59,20 @@ async fn raw_server(top: &str, replies: Parts) -> (lapin::Connection, tokio::tas
     .unwrap();
     let task = tokio::spawn(async move {
         while let Some(Ok(d)) = requests.next().await {
-            let req = inner(&d);
+            let req = inner(&d.data);
             let (msg_id, reply_q) = (
                 req["_msg_id"].as_str().unwrap().to_string(),
                 req["_reply_q"].as_str().unwrap().to_string(),
             );
             for (mut part, content_type) in replies.clone() {
                 part["_msg_id"] = json!(msg_id);
-                publish(&ch, &reply_q, &envelope(&part), content_type).await;
+                publish_with_content_type(
+                    &ch,
+                    &reply_q,
+                    &envelope(&part.to_string()),
+                    content_type,
+                )
+                .await;
             }
         }
     });
@@ -148,13 +100,14 @@ fn a_request_without_json_content_type_is_rejected_without_a_reply() {
         s.start().await.unwrap();
         let (_conn, ch) = raw_channel().await;
         let reply_q = format!("reply_raw_{}", uuid::Uuid::new_v4().simple());
-        let mut replies = raw_queue(&ch, &reply_q).await;
+        let mut replies = consume_own_queue(&ch, &reply_q).await;
         for ct in [
             None,
             Some("text/plain"),
             Some("application/json; charset=utf-8"),
         ] {
-            publish(&ch, &top, &envelope(&call_body(&reply_q)), ct).await;
+            publish_with_content_type(&ch, &top, &envelope(&call_body(&reply_q).to_string()), ct)
+                .await;
         }
         let t0 = Instant::now();
         while s.dropped_messages() < 3 {

@@ -11,10 +11,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
-use lapin::options::{BasicConsumeOptions, BasicPublishOptions, QueueDeclareOptions};
+use lapin::options::QueueDeclareOptions;
 use lapin::types::FieldTable;
-use lapin::BasicProperties;
 use osier_messaging::{
     Endpoint, EndpointError, Executor, MessagingError, NotificationEndpoint, NotificationListener,
     NotificationResult, Notifier, NotifyDriver, Priority, RequestContext, RpcClient, RpcServer,
@@ -23,6 +21,7 @@ use osier_messaging::{
 use serde_json::{json, Value};
 
 mod common;
+use common::raw::{envelope, publish_raw, RawReplyQueue};
 use common::{block, bridge, clean_up, echo_server, raw_channel};
 
 /// The test broker's transport URL (`OSIER_AMQP_URL`; fails at once if it is unreachable).
@@ -62,87 +61,6 @@ fn logs() -> &'static Mutex<Vec<u8>> {
 
 fn log_text() -> String {
     String::from_utf8_lossy(&logs().lock().unwrap()).into_owned()
-}
-
-/// Publishes `body` to `queue` through the default exchange, as any AMQP client can.
-async fn publish_raw(ch: &lapin::Channel, queue: &str, body: &[u8]) {
-    ch.basic_publish(
-        "".into(),
-        queue.into(),
-        BasicPublishOptions::default(),
-        body,
-        BasicProperties::default().with_content_type("application/json".into()),
-    )
-    .await
-    .unwrap()
-    .await
-    .unwrap();
-}
-
-/// A 2.0 envelope around `inner` (the inner message as a JSON string, as oslo sends it).
-fn envelope(inner: &str) -> Vec<u8> {
-    json!({"oslo.version": "2.0", "oslo.message": inner})
-        .to_string()
-        .into_bytes()
-}
-
-/// A reply queue of our own, consumed with a plain client.
-struct RawReplyQueue {
-    name: String,
-    consumer: lapin::Consumer,
-    _conn: lapin::Connection,
-}
-
-impl RawReplyQueue {
-    async fn new() -> Self {
-        let (conn, ch) = raw_channel().await;
-        let name = format!("reply_raw_{}", uuid::Uuid::new_v4().simple());
-        ch.queue_declare(
-            name.as_str().into(),
-            QueueDeclareOptions {
-                exclusive: true,
-                auto_delete: true,
-                ..QueueDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-        let consumer = ch
-            .basic_consume(
-                name.as_str().into(),
-                "".into(),
-                BasicConsumeOptions {
-                    no_ack: true,
-                    ..BasicConsumeOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .unwrap();
-        RawReplyQueue {
-            name,
-            consumer,
-            _conn: conn,
-        }
-    }
-
-    /// The next final reply (heartbeats skipped), decoded from its envelope.
-    async fn next_reply(&mut self) -> Value {
-        loop {
-            let d = tokio::time::timeout(Duration::from_secs(20), self.consumer.next())
-                .await
-                .expect("no reply within 20 s")
-                .unwrap()
-                .unwrap();
-            let outer: Value = serde_json::from_slice(&d.data).unwrap();
-            let inner: Value =
-                serde_json::from_str(outer["oslo.message"].as_str().unwrap()).unwrap();
-            if inner["ending"] == json!(true) {
-                return inner;
-            }
-        }
-    }
 }
 
 /// The failure class of a reply (`failure` is a JSON string).

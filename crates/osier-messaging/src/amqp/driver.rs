@@ -516,6 +516,10 @@ impl Driver for AmqpDriver {
             tracing::error!(error = %e, "messages were lost at transport cleanup");
         }
     }
+
+    fn rabbit_options(&self) -> Option<&RabbitOptions> {
+        Some(self.options())
+    }
 }
 
 #[cfg(test)]

@@ -230,7 +230,8 @@ impl Default for RabbitOptions {
     }
 }
 
-fn parse_bool(s: &str) -> Option<bool> {
+/// An oslo.config boolean: `true`/`1`/`yes`/`on` or `false`/`0`/`no`/`off`, any case.
+pub(crate) fn parse_bool(s: &str) -> Option<bool> {
     match s.to_ascii_lowercase().as_str() {
         "true" | "1" | "yes" | "on" => Some(true),
         "false" | "0" | "no" | "off" => Some(false),

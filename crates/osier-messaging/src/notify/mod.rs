@@ -1,5 +1,7 @@
 //! Notifications: the [`Notifier`] and the [`NotificationListener`] (MSG-NOT-*, MSG-LSN-*).
 
+mod dispatch;
+pub mod endpoint;
 pub mod listener;
 pub mod log_handler;
 pub mod notifier;

@@ -46,6 +46,7 @@ use crate::rpc::dispatcher::{AccessPolicy, Decision, Dispatcher, PING_METHOD};
 use crate::rpc::endpoint::{Endpoint, Executor, Handler};
 use crate::rpc::executor::run;
 use crate::rpc::lifecycle::{at, Phase, StepOptions, Steps};
+use crate::runner::note_panic_sites;
 use crate::target::Target;
 use crate::transport::Transport;
 use crate::untrusted::Untrusted;
@@ -236,6 +237,8 @@ impl RpcServer {
     pub async fn start_with(&self, opts: StepOptions) -> Result<(), MessagingError> {
         let t = &self.inner.target;
         t.server_address()?;
+        // Failures name where a handler panicked (once per process).
+        note_panic_sites();
         // Claim the start of a new cycle, or wait for a concurrent start to finish.
         let cycle = {
             let mut life = self.inner.steps.lock();

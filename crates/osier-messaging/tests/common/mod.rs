@@ -2,6 +2,8 @@
 //! binary uses a different subset.
 #![allow(dead_code)]
 
+pub mod raw;
+
 use std::sync::OnceLock;
 
 use osier_bridge::Bridge;

@@ -1,0 +1,337 @@
+//! From a delivery to the endpoints and back: a message read into a [`Notification`] (or dropped,
+//! counted), the endpoints run in registration order on their executors (`Requeue` stops the
+//! rest; a panic counts as `Requeue`, MSG-LSN-03), batches (MSG-LSN-06), and the message settled:
+//! acked, requeued (within `max_requeues`) or rejected, and counted.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use serde_json::Value;
+
+use crate::context::Serializer;
+use crate::driver::{Dict, Incoming};
+use crate::lock::lock;
+use crate::notify::endpoint::{
+    BatchCallback, Callback, Notification, NotificationEndpoint, NotificationResult,
+};
+use crate::notify::Priority;
+use crate::rpc::endpoint::Executor;
+use crate::runner::{run_job, Job};
+use crate::untrusted::Untrusted;
+
+/// Counters of a listener.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Notifications every endpoint handled (acked).
+    pub handled: AtomicU64,
+    /// Notifications requeued.
+    pub requeued: AtomicU64,
+    /// Messages not dispatched: unknown priority, a payload the serializer refused, or not
+    /// readable at all (not JSON, over the receive limit); the unreadable ones are rejected,
+    /// the others acked.
+    pub dropped: AtomicU64,
+    /// Notifications rejected after [`NotificationListener::max_requeues`](crate::notify::listener::NotificationListener::max_requeues) requeues
+    /// (dead-lettered if their queue has a dead-letter exchange).
+    pub rejected: AtomicU64,
+}
+
+/// Log budgets: a flood of bad or failing notifications writes a bounded amount of log.
+static DROPPED_LOG: crate::LogBudget = crate::LogBudget::new(10);
+static REQUEUE_LOG: crate::LogBudget = crate::LogBudget::new(10);
+
+/// How many times recent notifications were requeued, by identity (the last
+/// [`RequeueCounts::MAX`]).
+#[derive(Default)]
+pub(crate) struct RequeueCounts {
+    counts: std::collections::HashMap<String, u32>,
+    order: std::collections::VecDeque<String>,
+}
+
+impl RequeueCounts {
+    const MAX: usize = 4096;
+
+    /// Counts one more requeue of `key`; returns the count.
+    fn bump(&mut self, key: &str) -> u32 {
+        if let Some(n) = self.counts.get_mut(key) {
+            *n += 1;
+            return *n;
+        }
+        if self.order.len() >= Self::MAX {
+            if let Some(old) = self.order.pop_front() {
+                self.counts.remove(&old);
+            }
+        }
+        self.order.push_back(key.to_string());
+        self.counts.insert(key.to_string(), 1);
+        1
+    }
+
+    /// Forgets `key` (its place in the eviction order stays until it comes round).
+    fn forget(&mut self, key: &str) {
+        self.counts.remove(key);
+    }
+}
+
+/// A notification's identity for counting its requeues: its `message_id`, or a hash of the
+/// whole message when it has none.
+fn identity(m: &Dict) -> String {
+    match m.get("message_id").and_then(Value::as_str) {
+        Some(id) => id.to_string(),
+        None => {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            Value::Object(m.clone()).to_string().hash(&mut h);
+            format!("#{:016x}", h.finish())
+        }
+    }
+}
+
+/// Acks, requeues or rejects what the endpoints decided, and counts it.
+pub(crate) struct Settler {
+    pub(crate) stats: Arc<Stats>,
+    pub(crate) allow_requeue: bool,
+    pub(crate) max_requeues: Option<u32>,
+    pub(crate) requeues: Mutex<RequeueCounts>,
+}
+
+impl Settler {
+    /// Drops a message that cannot be dispatched: counted, logged within the budget, and
+    /// rejected when it could not be read at all, acked otherwise.
+    fn drop_message(&self, msg: &Incoming, why: &str) {
+        self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+        if let Some(suppressed) = DROPPED_LOG.allow() {
+            tracing::warn!(reason = %Untrusted(why), suppressed, "notification dropped");
+        }
+        if msg.malformed.is_some() {
+            msg.acker.reject();
+        } else {
+            msg.acker.ack();
+        }
+    }
+
+    fn settle(&self, result: NotificationResult, msg: &Incoming, event_type: &str) {
+        if result != NotificationResult::Requeue || !self.allow_requeue {
+            // Only a listener that allows requeue has counts to forget.
+            if self.allow_requeue {
+                let mut requeues = lock(&self.requeues);
+                if !requeues.counts.is_empty() {
+                    requeues.forget(&identity(&msg.message));
+                }
+            }
+            self.stats.handled.fetch_add(1, Ordering::Relaxed);
+            msg.acker.ack();
+            return;
+        }
+        let mut requeues = lock(&self.requeues);
+        let key = identity(&msg.message);
+        let n = requeues.bump(&key);
+        if self.max_requeues.is_some_and(|max| n > max) {
+            requeues.forget(&key);
+            drop(requeues);
+            self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(
+                event_type = %Untrusted(event_type),
+                message_id = %Untrusted(&key),
+                requeues = n - 1,
+                "notification requeued as often as max_requeues allows; rejected (dead-lettered if its queue has a dead-letter exchange)"
+            );
+            msg.acker.reject();
+            return;
+        }
+        drop(requeues);
+        if n == 1 {
+            // Once per notification, not once per redelivery.
+            if let Some(suppressed) = REQUEUE_LOG.allow() {
+                tracing::warn!(
+                    event_type = %Untrusted(event_type),
+                    message_id = %Untrusted(&key),
+                    max_requeues = ?self.max_requeues,
+                    suppressed,
+                    "notification requeued by its endpoints; it comes back until they handle it"
+                );
+            }
+        }
+        self.stats.requeued.fetch_add(1, Ordering::Relaxed);
+        msg.acker.requeue();
+    }
+}
+
+/// Reads a message into a `Notification`; `None` (after settling and counting it) when it
+/// cannot be dispatched.
+fn parse(ser: &dyn Serializer, settler: &Settler, msg: &Incoming) -> Option<Notification> {
+    if let Some(why) = &msg.malformed {
+        settler.drop_message(msg, why);
+        return None;
+    }
+    let m = &msg.message;
+    let Some(priority) = m
+        .get("priority")
+        .and_then(Value::as_str)
+        .and_then(|p| p.parse::<Priority>().ok())
+    else {
+        let shown = match m.get("priority") {
+            Some(Value::String(p)) => format!("unknown priority {:?}", Untrusted(p)),
+            Some(_) => "a priority that is not a string".to_string(),
+            None => "no priority".to_string(),
+        };
+        settler.drop_message(msg, &shown);
+        return None;
+    };
+    let ctxt = ser.deserialize_context(msg.ctxt.clone());
+    let payload =
+        match ser.deserialize_entity(&ctxt, m.get("payload").cloned().unwrap_or(Value::Null)) {
+            Ok(p) => p,
+            Err(e) => {
+                settler.drop_message(msg, &format!("payload not deserialized: {e}"));
+                return None;
+            }
+        };
+    let mut metadata = Dict::new();
+    for k in ["message_id", "timestamp"] {
+        if let Some(v) = m.get(k) {
+            metadata.insert(k.into(), v.clone());
+        }
+    }
+    Some(Notification {
+        ctxt,
+        publisher_id: m
+            .get("publisher_id")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string(),
+        event_type: m
+            .get("event_type")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string(),
+        payload,
+        metadata,
+        priority,
+    })
+}
+
+/// Runs a listener's endpoints on the messages its loop hands over, one message (or batch) per
+/// call; calls run concurrently, each on its own task.
+pub(crate) struct Dispatcher {
+    pub(crate) endpoints: Arc<Vec<NotificationEndpoint>>,
+    pub(crate) serializer: Arc<dyn Serializer>,
+    pub(crate) settler: Settler,
+    pub(crate) bridge: osier_bridge::Bridge,
+    /// The executor of endpoints that name none.
+    pub(crate) executor: Executor,
+}
+
+impl Dispatcher {
+    /// Runs one callback of `e` on its executor; a panic (or a job that could not run) counts
+    /// as `Requeue` (MSG-LSN-03).
+    async fn run(
+        &self,
+        e: &NotificationEndpoint,
+        job: Job<NotificationResult>,
+        event_type: &str,
+    ) -> NotificationResult {
+        match run_job(&self.bridge, e.executor.unwrap_or(self.executor), job).await {
+            Ok(r) => r,
+            Err(err) => {
+                if let Some(suppressed) = REQUEUE_LOG.allow() {
+                    tracing::error!(endpoint = %e.name, event_type = %Untrusted(event_type), error = %Untrusted(&err.to_string()), suppressed, "notification endpoint panicked; treated as requeue");
+                }
+                NotificationResult::Requeue
+            }
+        }
+    }
+
+    /// One message: the endpoints with a callback for its priority whose filter it passes, in
+    /// registration order, one after the other; `Requeue` stops the rest. Then the message is
+    /// acked, requeued or rejected ([`Settler`]).
+    pub(crate) async fn one(&self, msg: Incoming) {
+        let Some(n) = parse(self.serializer.as_ref(), &self.settler, &msg) else {
+            return;
+        };
+        let n = Arc::new(n);
+        let mut result = NotificationResult::Handled;
+        for e in self.endpoints.iter() {
+            let Some(cb) = e.callbacks.get(&n.priority) else {
+                continue;
+            };
+            if !e.filter.matches(&n) {
+                continue;
+            }
+            let job = match cb {
+                Callback::Blocking(f) => {
+                    let (f, n) = (f.clone(), n.clone());
+                    Job::Blocking(Box::new(move || f(&n)))
+                }
+                Callback::Async(f) => Job::Async(f(Notification::clone(&n))),
+            };
+            if self.run(e, job, &n.event_type).await == NotificationResult::Requeue {
+                result = NotificationResult::Requeue;
+                break;
+            }
+        }
+        self.settler.settle(result, &msg, &n.event_type);
+    }
+
+    /// A batch (MSG-LSN-06): per priority group, each endpoint's batch callback gets the
+    /// group's notifications that pass its filter; `Requeue` or a panic requeues the whole
+    /// group.
+    pub(crate) async fn batch(&self, msgs: Vec<Incoming>) {
+        let mut groups: BTreeMap<Priority, Vec<(Notification, Incoming)>> = BTreeMap::new();
+        for m in msgs {
+            if let Some(n) = parse(self.serializer.as_ref(), &self.settler, &m) {
+                groups.entry(n.priority).or_default().push((n, m));
+            }
+        }
+        for (priority, items) in groups {
+            let mut result = NotificationResult::Handled;
+            for e in self.endpoints.iter() {
+                let Some(cb) = e.batch_callbacks.get(&priority) else {
+                    continue;
+                };
+                let batch: Vec<Notification> = items
+                    .iter()
+                    .filter(|(n, _)| e.filter.matches(n))
+                    .map(|(n, _)| n.clone())
+                    .collect();
+                if batch.is_empty() {
+                    continue;
+                }
+                let job = match cb {
+                    BatchCallback::Blocking(f) => {
+                        let f = f.clone();
+                        Job::Blocking(Box::new(move || f(&batch)))
+                    }
+                    BatchCallback::Async(f) => Job::Async(f(batch)),
+                };
+                if self.run(e, job, "(batch)").await == NotificationResult::Requeue {
+                    result = NotificationResult::Requeue;
+                    break;
+                }
+            }
+            for (n, m) in &items {
+                self.settler.settle(result, m, &n.event_type);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requeue_counts_are_per_message_and_bounded() {
+        let mut c = RequeueCounts::default();
+        assert_eq!(c.bump("a"), 1);
+        assert_eq!(c.bump("a"), 2);
+        assert_eq!(c.bump("b"), 1);
+        c.forget("a");
+        assert_eq!(c.bump("a"), 1);
+        for i in 0..RequeueCounts::MAX + 10 {
+            c.bump(&i.to_string());
+        }
+        assert!(c.counts.len() <= RequeueCounts::MAX);
+        assert_eq!(c.order.len(), RequeueCounts::MAX);
+    }
+}
