@@ -1,5 +1,5 @@
-//! Messaging workloads: in-memory RPC calls and casts per executor, beside a plain
-//! tokio mpsc request/reply baseline. Shared by `benches/messaging.rs` and
+//! Messaging workloads: in-memory RPC calls and casts, and notifications, per executor, beside a
+//! plain tokio mpsc request/reply baseline. Shared by `benches/messaging.rs` and
 //! `src/bin/messaging_table.rs`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -7,7 +7,9 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use osier_messaging::{
-    Endpoint, EndpointError, Executor, RequestContext, RpcClient, RpcServer, Target, Transport,
+    Endpoint, EndpointError, Executor, NotificationEndpoint, NotificationListener,
+    NotificationResult, Notifier, NotifyDriver, Priority, RequestContext, RpcClient, RpcServer,
+    Target, Transport,
 };
 use serde_json::json;
 
@@ -111,6 +113,70 @@ pub fn casts(e: Executor, iters: u64) -> Duration {
         let ctx = RequestContext::new();
         for i in 0..iters {
             let _ = client.cast(&ctx, "count", json!({"v": i})).await;
+        }
+        while counter.load(Ordering::Relaxed) - start < iters {
+            tokio::task::yield_now().await;
+        }
+        t0.elapsed()
+    })
+}
+
+struct Listening {
+    notifier: Notifier,
+    handled: Arc<AtomicU64>,
+    _listener: NotificationListener,
+}
+
+/// A listener per executor: an `async` endpoint on tokio, blocking-style ones in green threads
+/// and on native threads.
+fn listening(e: Executor) -> &'static Listening {
+    static ALL: OnceLock<[Listening; 3]> = OnceLock::new();
+    let all = ALL.get_or_init(|| {
+        let t = Transport::new("memory://").expect("transport");
+        [Executor::Tokio, Executor::Green, Executor::Threads].map(|ex| {
+            let handled = Arc::new(AtomicU64::new(0));
+            let h = handled.clone();
+            let ep = NotificationEndpoint::new("e").executor(ex);
+            let ep = match ex {
+                Executor::Tokio => ep.on_async(Priority::Info, move |_n| {
+                    h.fetch_add(1, Ordering::Relaxed);
+                    std::future::ready(NotificationResult::Handled)
+                }),
+                _ => ep.on(Priority::Info, move |_n| {
+                    h.fetch_add(1, Ordering::Relaxed);
+                    NotificationResult::Handled
+                }),
+            };
+            let topic = format!("{}-notify", topic_for(ex));
+            let listener = NotificationListener::new(&t, vec![Target::topic(&topic)], vec![ep])
+                .bridge(bridge().clone());
+            bridge().tokio().block_on(listener.start()).expect("start");
+            Listening {
+                notifier: Notifier::new(&t, "bench")
+                    .driver(NotifyDriver::MessagingV2)
+                    .topics(&[&topic]),
+                handled,
+                _listener: listener,
+            }
+        })
+    });
+    match e {
+        Executor::Tokio => &all[0],
+        Executor::Green => &all[1],
+        Executor::Threads => &all[2],
+    }
+}
+
+/// `iters` notifications from one sender, timed until the listener has handled all of them.
+pub fn notifications(e: Executor, iters: u64) -> Duration {
+    let l = listening(e);
+    let (notifier, counter) = (l.notifier.clone(), l.handled.clone());
+    bridge().tokio().block_on(async move {
+        let start = counter.load(Ordering::Relaxed);
+        let t0 = Instant::now();
+        let ctx = RequestContext::new();
+        for i in 0..iters {
+            notifier.info(&ctx, "bench.event", json!({"v": i})).await;
         }
         while counter.load(Ordering::Relaxed) - start < iters {
             tokio::task::yield_now().await;

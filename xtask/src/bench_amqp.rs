@@ -67,22 +67,51 @@ pub fn bench_amqp(rest: &[String]) -> Result<(), String> {
     println!("\nRabbitMQ 127.0.0.1, median of {rounds} interleaved round(s)\n");
     println!("| workload | osier | osier, kolla set | raw lapin (same guarantee) | oslo.messaging | osier / oslo (target >= 5x) | osier / raw (target >= 0.8x) | kolla set / defaults |");
     println!("|---|---|---|---|---|---|---|---|");
+    // (osier's row, what it measures, the row of raw lapin and Python it compares with)
     let rows = [
-        ("call_1", "RPC call, 1 caller: calls/s"),
-        ("call_16", "RPC call, 16 callers: calls/s"),
-        ("cast_1", "cast, 1 sender: casts/s end to end"),
-        ("cast_16", "cast, 16 senders: casts/s end to end"),
-        ("notify_1", "notification, 1 sender: /s end to end"),
-        ("notify_16", "notification, 16 senders: /s end to end"),
+        ("call_1", "RPC call, 1 caller: calls/s", "call_1"),
+        ("call_16", "RPC call, 16 callers: calls/s", "call_16"),
+        ("cast_1", "cast, 1 sender: casts/s end to end", "cast_1"),
+        ("cast_16", "cast, 16 senders: casts/s end to end", "cast_16"),
+        (
+            "notify_1",
+            "notification, 1 sender: /s end to end (async endpoint, tokio)",
+            "notify_1",
+        ),
+        (
+            "notify_16",
+            "notification, 16 senders: /s end to end (async endpoint, tokio)",
+            "notify_16",
+        ),
+        (
+            "notify_green_1",
+            "notification, 1 sender (blocking endpoint, green executor)",
+            "notify_1",
+        ),
+        (
+            "notify_green_16",
+            "notification, 16 senders (blocking endpoint, green executor)",
+            "notify_16",
+        ),
+        (
+            "notify_threads_1",
+            "notification, 1 sender (blocking endpoint, threads executor)",
+            "notify_1",
+        ),
+        (
+            "notify_threads_16",
+            "notification, 16 senders (blocking endpoint, threads executor)",
+            "notify_16",
+        ),
     ];
     let f = |v: Option<f64>| v.map(|x| format!("{x:.0}")).unwrap_or_else(|| "-".into());
     let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
         (Some(a), Some(b)) if b > 0.0 => format!("{:.2}x", a / b),
         _ => "-".into(),
     };
-    for (k, what) in rows {
+    for (k, what, peer) in rows {
         let (o, kolla) = (get(k, "osier"), get(k, "osier-kolla"));
-        let (r, p) = (get(k, "raw"), get(k, "oslo"));
+        let (r, p) = (get(peer, "raw"), get(peer, "oslo"));
         println!(
             "| {what} | {} | {} | {} | {} | {} | {} | {} |",
             f(o),

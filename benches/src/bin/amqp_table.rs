@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use osier_benches::amqp::{self as a, Stats};
+use osier_messaging::Executor;
 
 fn emit(bench: &str, imp: &str, v: f64, unit: &str) {
     println!(r#"{{"bench":"{bench}","impl":"{imp}","value":{v:.3},"unit":"{unit}"}}"#);
@@ -61,13 +62,25 @@ fn main() {
                 if wanted("cast_16") {
                     report("cast_16", &imp, a::osier_casts(16, set, warm, dur).await);
                 }
-                if wanted("notify_1") {
-                    let s = a::osier_notifications(1, set, warm, dur).await;
-                    report("notify_1", &imp, s);
-                }
-                if wanted("notify_16") {
-                    let s = a::osier_notifications(16, set, warm, dur).await;
-                    report("notify_16", &imp, s);
+                // The async endpoint on tokio is the plain row; the green and threads
+                // executors' rows follow (osier's defaults only).
+                let executors: &[(&str, Executor)] = if imp == "osier" {
+                    &[
+                        ("", Executor::Tokio),
+                        ("_green", Executor::Green),
+                        ("_threads", Executor::Threads),
+                    ]
+                } else {
+                    &[("", Executor::Tokio)]
+                };
+                for (suffix, ex) in executors {
+                    for senders in [1, 16] {
+                        let row = format!("notify{suffix}_{senders}");
+                        if wanted(&row) {
+                            let s = a::osier_notifications(senders, set, *ex, warm, dur).await;
+                            report(&row, &imp, s);
+                        }
+                    }
                 }
             }
             "raw" => {

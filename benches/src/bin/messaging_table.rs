@@ -1,4 +1,4 @@
-//! In-memory RPC per executor beside the tokio mpsc baseline, one JSON line per figure (calls/s
+//! In-memory RPC and notifications per executor beside the tokio mpsc baseline, one JSON line per figure (calls/s
 //! or casts/s); `cargo xtask bench-messaging` prints the table. Medians of 5; `--quick` for a
 //! smoke run.
 
@@ -32,6 +32,11 @@ fn main() {
         emit("call_1", name, per_sec(runs, n / 5, &|k| m::calls(e, k, 1)));
         emit("call_16", name, per_sec(runs, n, &|k| m::calls(e, k, 16)));
         emit("cast", name, per_sec(runs, n, &|k| m::casts(e, k)));
+        emit(
+            "notify",
+            name,
+            per_sec(runs, n, &|k| m::notifications(e, k)),
+        );
     }
     emit(
         "call_1",

@@ -153,6 +153,25 @@ impl OsloConfig {
         Ok(o)
     }
 
+    /// `[DEFAULT] executor_thread_pool_size` (default 64): how many requests or notifications a
+    /// server or listener handles at once, for
+    /// [`RpcServerBuilder::max_in_flight`](crate::RpcServerBuilder::max_in_flight) and
+    /// [`NotificationListener::max_in_flight`](crate::NotificationListener::max_in_flight).
+    /// Zero, or a value that is not a number, is an error naming the option.
+    pub fn executor_thread_pool_size(&self) -> Result<usize, MessagingError> {
+        match self.get(DEFAULT, "executor_thread_pool_size") {
+            None => Ok(crate::rpc::server::DEFAULT_MAX_IN_FLIGHT),
+            Some(v) => v.parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                Self::bad_value(
+                    DEFAULT,
+                    "executor_thread_pool_size",
+                    v,
+                    "a number of at least 1",
+                )
+            }),
+        }
+    }
+
     /// `[oslo_messaging_rabbit]` over oslo's defaults (options osier does not know are logged
     /// at WARN; refusals come when a transport is made from them).
     pub fn rabbit_options(&self) -> Result<RabbitOptions, MessagingError> {
@@ -348,6 +367,18 @@ memcached_servers = 192.0.2.10:11211,
         let merged = t.rabbit_options().expect("a rabbit transport");
         assert_eq!(merged.rabbit_qos_prefetch_count, 5, "the URL's value wins");
         assert!(merged.amqp_durable_queues, "the file's other options stay");
+    }
+
+    /// `executor_thread_pool_size` is read from `[DEFAULT]`, 64 when absent; 0 is refused.
+    #[test]
+    fn executor_thread_pool_size_bounds_servers_and_listeners() {
+        let c = OsloConfig::parse("[DEFAULT]\nexecutor_thread_pool_size = 16\n").unwrap();
+        assert_eq!(c.executor_thread_pool_size().unwrap(), 16);
+        let c = OsloConfig::parse("[DEFAULT]\n").unwrap();
+        assert_eq!(c.executor_thread_pool_size().unwrap(), 64);
+        let c = OsloConfig::parse("[DEFAULT]\nexecutor_thread_pool_size = 0\n").unwrap();
+        let e = c.executor_thread_pool_size().unwrap_err().to_string();
+        assert!(e.contains("[DEFAULT] executor_thread_pool_size"), "{e}");
     }
 
     /// A value that does not parse names its section and option; an option osier refuses is
