@@ -20,26 +20,23 @@
 use serde_json::{Map, Value};
 
 use crate::error::MessagingError;
+use crate::secrets::{is_sensitive_key, Masked, MASK};
 
-/// A request context: oslo.context's `to_dict()` form, kept as a JSON object.
+/// A request context: oslo.context's `to_dict()` form, kept as a JSON object. Its `Debug`
+/// masks secrets at any depth ([`crate::secrets`]).
 #[derive(Clone, Default, PartialEq)]
 pub struct RequestContext {
     values: Map<String, Value>,
-}
-
-fn is_secret(key: &str) -> bool {
-    let k = key.to_ascii_lowercase();
-    k.contains("token") || k.contains("password") || k.contains("secret")
 }
 
 impl std::fmt::Debug for RequestContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut m = f.debug_map();
         for (k, v) in &self.values {
-            if is_secret(k) {
-                m.entry(k, &"***");
+            if is_sensitive_key(k) {
+                m.entry(k, &MASK);
             } else {
-                m.entry(k, v);
+                m.entry(k, &Masked(v));
             }
         }
         m.finish()

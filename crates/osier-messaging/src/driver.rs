@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use serde_json::{Map, Value};
 
 use crate::error::{Failure, MessagingError};
+use crate::secrets::MaskedMap;
 use crate::target::Target;
 
 /// A JSON object: a message body or a context dict.
@@ -15,8 +16,9 @@ pub type Dict = Map<String, Value>;
 /// What a server sends back for a call: the result, or the failure.
 pub type Outcome = Result<Value, Failure>;
 
-/// A message to send.
-#[derive(Debug, Clone)]
+/// A message to send. Its `Debug` masks secrets in the context and the body
+/// ([`crate::secrets`]).
+#[derive(Clone)]
 pub struct Outgoing {
     /// Where to.
     pub target: Target,
@@ -30,6 +32,19 @@ pub struct Outgoing {
     pub call_monitor_timeout: Option<Duration>,
     /// oslo's retry (None / -1 forever, 0 one attempt, N retries).
     pub retry: Option<i32>,
+}
+
+impl std::fmt::Debug for Outgoing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outgoing")
+            .field("target", &self.target)
+            .field("ctxt", &MaskedMap(&self.ctxt))
+            .field("message", &MaskedMap(&self.message))
+            .field("timeout", &self.timeout)
+            .field("call_monitor_timeout", &self.call_monitor_timeout)
+            .field("retry", &self.retry)
+            .finish()
+    }
 }
 
 /// Events on a call's reply channel.
@@ -110,7 +125,8 @@ impl Incoming {
 impl std::fmt::Debug for Incoming {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Incoming")
-            .field("message", &self.message)
+            .field("ctxt", &MaskedMap(&self.ctxt))
+            .field("message", &MaskedMap(&self.message))
             .field("is_call", &self.replier.is_some())
             .field("malformed", &self.malformed)
             .finish_non_exhaustive()

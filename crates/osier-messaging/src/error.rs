@@ -247,8 +247,9 @@ pub enum BrokerError {
 }
 
 /// A failure as a server sends it back (oslo's serialized exception, MSG-ERR-01): `class`,
-/// `module`, `message`, `tb`, `args`, `kwargs`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// `module`, `message`, `tb`, `args`, `kwargs`. Its `Debug` masks secrets among the
+/// arguments.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct Failure {
     /// The exception class name (`NoSuchMethod`, `ValueError`, a Rust error type name...).
     pub class: String,
@@ -265,6 +266,20 @@ pub struct Failure {
     /// Keyword arguments of the exception.
     #[serde(default)]
     pub kwargs: serde_json::Map<String, serde_json::Value>,
+}
+
+impl std::fmt::Debug for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let args = serde_json::Value::Array(self.args.clone());
+        f.debug_struct("Failure")
+            .field("class", &self.class)
+            .field("module", &self.module)
+            .field("message", &self.message)
+            .field("tb", &self.tb)
+            .field("args", &crate::secrets::Masked(&args))
+            .field("kwargs", &crate::secrets::MaskedMap(&self.kwargs))
+            .finish()
+    }
 }
 
 impl Failure {

@@ -37,6 +37,7 @@ pub mod memory;
 pub mod notify;
 pub mod rpc;
 mod runner;
+pub mod secrets;
 mod target;
 mod transport;
 mod untrusted;

@@ -6,9 +6,8 @@
 //! The log lines of the whole test binary go to one buffer (a global subscriber), so each test
 //! looks only for its own unique markers.
 
-use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use lapin::options::QueueDeclareOptions;
@@ -35,32 +34,11 @@ fn topic(name: &str) -> String {
 
 /// Every log line of this test binary, as written.
 fn logs() -> &'static Mutex<Vec<u8>> {
-    static L: OnceLock<Mutex<Vec<u8>>> = OnceLock::new();
-    let l = L.get_or_init(Default::default);
-    static INIT: OnceLock<()> = OnceLock::new();
-    INIT.get_or_init(|| {
-        struct W;
-        impl Write for W {
-            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-                logs().lock().unwrap().extend_from_slice(b);
-                Ok(b.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
-        let sub = tracing_subscriber::fmt()
-            .with_env_filter("debug")
-            .with_ansi(false)
-            .with_writer(|| W)
-            .finish();
-        tracing::subscriber::set_global_default(sub).unwrap();
-    });
-    l
+    common::log_capture::capture("debug")
 }
 
 fn log_text() -> String {
-    String::from_utf8_lossy(&logs().lock().unwrap()).into_owned()
+    common::log_capture::text()
 }
 
 /// The failure class of a reply (`failure` is a JSON string).

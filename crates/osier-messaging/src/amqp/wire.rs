@@ -30,6 +30,7 @@ use serde_json::{Map, Value};
 
 use crate::driver::Dict;
 use crate::error::{Cause, Failure, MessagingError};
+use crate::secrets::{Masked, MaskedMap};
 
 /// The only envelope version Python accepts (major 2, minor 0).
 pub const OSLO_VERSION: &str = "2.0";
@@ -224,8 +225,8 @@ pub fn encode_request(
     out
 }
 
-/// A decoded request.
-#[derive(Debug, Clone, PartialEq)]
+/// A decoded request. Its `Debug` masks secrets.
+#[derive(Clone, PartialEq)]
 pub struct RequestWire {
     /// `{method, args[, namespace, version]}` (`args` defaults to `{}`).
     pub message: Dict,
@@ -321,8 +322,8 @@ pub fn encode_reply(
     out
 }
 
-/// A decoded reply.
-#[derive(Debug, Clone, PartialEq)]
+/// A decoded reply. Its `Debug` masks secrets.
+#[derive(Clone, PartialEq)]
 pub struct ReplyWire {
     /// `result` (null when absent).
     pub result: Value,
@@ -368,8 +369,9 @@ pub fn encode_notification(message: &Dict, ctxt: &Dict, unique_id: &str) -> Dict
     out
 }
 
-/// A decoded notification: the message members and the context, prefixes stripped.
-#[derive(Debug, Clone, PartialEq)]
+/// A decoded notification: the message members and the context, prefixes stripped. Its
+/// `Debug` masks secrets.
+#[derive(Clone, PartialEq)]
 pub struct NotificationWire {
     /// `message_id`, `publisher_id`, `event_type`, `priority`, `payload`, `timestamp` (and any
     /// other member Python sent).
@@ -378,6 +380,40 @@ pub struct NotificationWire {
     pub ctxt: Dict,
     /// `_unique_id`, when present.
     pub unique_id: Option<String>,
+}
+
+impl std::fmt::Debug for RequestWire {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestWire")
+            .field("message", &MaskedMap(&self.message))
+            .field("ctxt", &MaskedMap(&self.ctxt))
+            .field("msg_id", &self.msg_id)
+            .field("reply_q", &self.reply_q)
+            .field("call_monitor_timeout", &self.call_monitor_timeout)
+            .field("unique_id", &self.unique_id)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for ReplyWire {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplyWire")
+            .field("result", &Masked(&self.result))
+            .field("failure", &self.failure)
+            .field("ending", &self.ending)
+            .field("msg_id", &self.msg_id)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for NotificationWire {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NotificationWire")
+            .field("message", &MaskedMap(&self.message))
+            .field("ctxt", &MaskedMap(&self.ctxt))
+            .field("unique_id", &self.unique_id)
+            .finish()
+    }
 }
 
 /// Splits a received notification into message, context and unique id.

@@ -14,6 +14,7 @@ use crate::driver::Dict;
 use crate::error::MessagingError;
 use crate::notify::Priority;
 use crate::rpc::endpoint::Executor;
+use crate::secrets::Masked;
 
 /// What an endpoint did with a notification (MSG-LSN-03).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,8 +25,9 @@ pub enum NotificationResult {
     Requeue,
 }
 
-/// A received notification as endpoints see it.
-#[derive(Debug, Clone)]
+/// A received notification as endpoints see it. Its `Debug` masks secrets in the context and
+/// the payload.
+#[derive(Clone)]
 pub struct Notification {
     /// The context (deserialized).
     pub ctxt: RequestContext,
@@ -39,6 +41,19 @@ pub struct Notification {
     pub metadata: Dict,
     /// The priority.
     pub priority: Priority,
+}
+
+impl std::fmt::Debug for Notification {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Notification")
+            .field("ctxt", &self.ctxt)
+            .field("publisher_id", &self.publisher_id)
+            .field("event_type", &self.event_type)
+            .field("payload", &Masked(&self.payload))
+            .field("metadata", &self.metadata)
+            .field("priority", &self.priority)
+            .finish()
+    }
 }
 
 /// oslo's `NotificationFilter` (MSG-LSN-04): regular expressions with match semantics (anchored

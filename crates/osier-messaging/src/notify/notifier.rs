@@ -24,11 +24,12 @@ use crate::context::{NoOpSerializer, RequestContext, Serializer};
 use crate::driver::{Dict, Outgoing};
 use crate::lock::lock;
 use crate::notify::Priority;
+use crate::secrets::{is_sensitive_key, masked_map, MaskedMap};
 use crate::target::Target;
 use crate::transport::Transport;
 
-/// A notification as the `test` driver records it (MSG-NOT-10).
-#[derive(Debug, Clone, PartialEq)]
+/// A notification as the `test` driver records it (MSG-NOT-10). Its `Debug` masks secrets.
+#[derive(Clone, PartialEq)]
 pub struct Recorded {
     /// The sanitized context.
     pub ctxt: Dict,
@@ -39,6 +40,17 @@ pub struct Recorded {
     pub priority: Priority,
     /// The retry setting.
     pub retry: Option<i32>,
+}
+
+impl std::fmt::Debug for Recorded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recorded")
+            .field("ctxt", &MaskedMap(&self.ctxt))
+            .field("message", &MaskedMap(&self.message))
+            .field("priority", &self.priority)
+            .field("retry", &self.retry)
+            .finish()
+    }
 }
 
 /// Where a notifier sends (oslo's notification drivers, MSG-NOT-01).
@@ -222,15 +234,15 @@ pub fn oslo_timestamp(t: SystemTime) -> String {
 }
 
 /// oslo sends a context object as its redacted copy, and a plain dict or none as `{}`
-/// (MSG-NOT-03). A `RequestContext` is the object form: secrets are dropped.
+/// (MSG-NOT-03). A `RequestContext` is the object form: top-level secrets are dropped, and
+/// secrets deeper down masked ([`crate::secrets`]).
 fn sanitize(ctx: &RequestContext) -> Dict {
-    ctx.to_dict()
+    let kept: Dict = ctx
+        .to_dict()
         .into_iter()
-        .filter(|(k, _)| {
-            let k = k.to_ascii_lowercase();
-            !(k.contains("token") || k.contains("password") || k.contains("secret"))
-        })
-        .collect()
+        .filter(|(k, _)| !is_sensitive_key(k))
+        .collect();
+    masked_map(&kept)
 }
 
 impl Notifier {
@@ -412,8 +424,9 @@ impl Notifier {
 
 /// The `log` driver: one `tracing` event at the priority's level (MSG-NOT-08); `sample` has no
 /// level and is dropped with a warning.
+/// The `log` driver (MSG-NOT-08): the message as JSON, secrets masked as oslo masks passwords.
 fn log_notification(priority: Priority, event_type: &str, message: &Dict) {
-    let text = Value::Object(message.clone()).to_string();
+    let text = Value::Object(masked_map(message)).to_string();
     const T: &str = "oslo_messaging_notification";
     match priority {
         Priority::Debug => tracing::debug!(target: T, event_type, "{text}"),

@@ -2,6 +2,7 @@
 //! binary uses a different subset.
 #![allow(dead_code)]
 
+pub mod log_capture;
 pub mod raw;
 
 use std::sync::OnceLock;
