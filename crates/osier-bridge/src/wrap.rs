@@ -105,6 +105,20 @@ impl Bridge {
         wrap_greenthread(gt)
     }
 
+    /// [`spawn_green`](Self::spawn_green) with a name for the green thread: the blocking
+    /// detector names it when it holds its hub, and `osier_green::current()` shows it.
+    pub fn spawn_green_named<T, F>(&self, name: impl Into<String>, f: F) -> GreenJoin<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let gt = osier_green::GreenBuilder::new()
+            .name(name)
+            .instrument(tracing::Span::current())
+            .spawn_on(self.green(), f);
+        wrap_greenthread(gt)
+    }
+
     /// Runs a blocking call on tokio's blocking pool from async code (asyncio's
     /// `run_in_executor`). From a green thread use `osier_green::tpool::execute`.
     pub async fn run_blocking<T, F>(&self, f: F) -> Result<T, BridgeError>

@@ -75,6 +75,17 @@ pub trait ReplyWaiter: Send {
     fn on_timeout(&mut self) -> Option<MessagingError> {
         None
     }
+
+    /// The call's message id on the wire, when the transport has one (for logs, spans and a
+    /// timeout's message).
+    fn msg_id(&self) -> Option<&str> {
+        None
+    }
+
+    /// The queue the reply comes back on, when the transport has one.
+    fn reply_queue(&self) -> Option<&str> {
+        None
+    }
 }
 
 /// The server's end of a call: where its reply goes.

@@ -21,7 +21,10 @@
 //! | an endpoint class with methods | [`Endpoint::new`]`(..).method_async(..)` / `.method(..)`, with `.executor(..)` per endpoint |
 //! | `RemoteError` | [`MessagingError::Remote`] with oslo's failure fields ([`Failure`]) |
 //! | `Notifier(transport, publisher_id, driver='messagingv2')` | [`Notifier::new`]`(..).driver(NotifyDriver::MessagingV2)` |
-//! | `get_notification_listener(transport, targets, endpoints, pool=..., allow_requeue=...)` | [`NotificationListener::new`]`(..).pool(..).allow_requeue(..)` |
+//! | `get_notification_listener(transport, targets, endpoints, executor=..., pool=..., allow_requeue=...)` | [`NotificationListener::new`]`(..).executor(..).pool(..).allow_requeue(..)` |
+//! | a notification endpoint class (methods `info`, `error`, ...) | [`NotificationEndpoint::new`]`(..).on(Priority::Info, ..)` / `.on_async(..)`, with `.executor(..)` per endpoint |
+//! | `executor_thread_pool_size` | `max_in_flight` of [`RpcServerBuilder`] and [`NotificationListener`] |
+//! | `strutils.mask_dict_password` | [`secrets::masked`]; every `Debug` of a context, body or payload masks secrets |
 //! | `[oslo_messaging_rabbit]` options, URL query overrides | [`amqp::RabbitOptions`], [`Transport::with_rabbit_options`], the same names in the URL query |
 //! | `MessageDeliveryFailure`, connection errors | [`MessagingError::Broker`]`(`[`BrokerError`]`)` |
 #![warn(missing_docs)]

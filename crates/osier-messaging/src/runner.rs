@@ -114,12 +114,17 @@ impl<T, F: Future<Output = T> + Unpin> Future for CatchUnwind<F> {
     }
 }
 
-/// Runs `job` on `executor` (see the module docs), catching a panic where it happens.
+/// Runs `job` on `executor` (see the module docs), catching a panic where it happens, inside
+/// the caller's current `tracing` span whatever the executor (so a handler's log lines carry
+/// its request's fields). On the green executor the green thread is named `name` (the
+/// blocking detector names the culprit by it).
 pub(crate) async fn run_job<T: Send + 'static>(
     bridge: &osier_bridge::Bridge,
     executor: Executor,
+    name: &str,
     job: Job<T>,
 ) -> Result<T, JobError> {
+    let span = tracing::Span::current();
     // A join or green error left is a cancellation, or a panic outside the job.
     let join_err = |e: tokio::task::JoinError| match e.try_into_panic() {
         Ok(p) => panicked((osier_green::panic_message(&*p), None)),
@@ -133,27 +138,27 @@ pub(crate) async fn run_job<T: Send + 'static>(
         // Already on a tokio task of its own: run the future right here.
         (Executor::Tokio, Job::Async(f)) => CatchUnwind(f).await.map_err(panicked),
         (Executor::Tokio | Executor::Threads, Job::Blocking(f)) => {
-            tokio::task::spawn_blocking(move || catch(f))
+            tokio::task::spawn_blocking(move || span.in_scope(|| catch(f)))
                 .await
                 .map_err(join_err)?
                 .map_err(panicked)
         }
         (Executor::Threads, Job::Async(f)) => {
             let handle = bridge.tokio().clone();
-            tokio::task::spawn_blocking(move || catch(|| handle.block_on(f)))
+            tokio::task::spawn_blocking(move || span.in_scope(|| catch(|| handle.block_on(f))))
                 .await
                 .map_err(join_err)?
                 .map_err(panicked)
         }
         (Executor::Green, Job::Blocking(f)) => bridge
-            .spawn_green(move || catch(f))
+            .spawn_green_named(name, move || catch(f))
             .await
             .map_err(green_err)?
             .map_err(panicked),
         (Executor::Green, Job::Async(f)) => {
             let b = bridge.clone();
             bridge
-                .spawn_green(move || b.yield_future(CatchUnwind(f)))
+                .spawn_green_named(name, move || b.yield_future(CatchUnwind(f)))
                 .await
                 .map_err(green_err)?
                 .map_err(|e| JobError::Bridge(e.to_string()))?
@@ -178,8 +183,8 @@ mod tests {
     fn jobs_run_on_every_executor() {
         for ex in ALL {
             let v = bridge().tokio().block_on(async {
-                let a = run_job(bridge(), ex, Job::Async(Box::pin(async { 1 }))).await;
-                let b = run_job(bridge(), ex, Job::Blocking(Box::new(|| 2))).await;
+                let a = run_job(bridge(), ex, "t", Job::Async(Box::pin(async { 1 }))).await;
+                let b = run_job(bridge(), ex, "t", Job::Blocking(Box::new(|| 2))).await;
                 (a, b)
             });
             assert_eq!(v, (Ok(1), Ok(2)), "{ex:?}");
@@ -195,12 +200,14 @@ mod tests {
                 let a = run_job::<()>(
                     bridge(),
                     ex,
+                    "t",
                     Job::Async(Box::pin(async { panic!("async boom") })),
                 )
                 .await;
                 let b = run_job::<()>(
                     bridge(),
                     ex,
+                    "t",
                     Job::Blocking(Box::new(|| panic!("sync boom"))),
                 )
                 .await;

@@ -419,6 +419,7 @@ impl Driver for AmqpDriver {
             confirm: Some(confirm),
             undeliverable: Some(undeliverable),
             msg_id,
+            reply_q: rq.name.clone(),
             waiters: rq.waiters.clone(),
             publisher: self.shared.publisher.clone(),
             confirmed,

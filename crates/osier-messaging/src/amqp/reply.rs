@@ -125,6 +125,8 @@ pub(crate) struct AmqpWaiter {
     /// The error for a returned request (mandatory requests only come back returned).
     pub(crate) undeliverable: Option<MessagingError>,
     pub(crate) msg_id: String,
+    /// The reply queue's name.
+    pub(crate) reply_q: String,
     pub(crate) waiters: Waiters,
     /// Says why the request could not be sent, when it was not.
     pub(crate) publisher: Arc<Publisher>,
@@ -134,6 +136,14 @@ pub(crate) struct AmqpWaiter {
 
 #[async_trait]
 impl ReplyWaiter for AmqpWaiter {
+    fn msg_id(&self) -> Option<&str> {
+        Some(&self.msg_id)
+    }
+
+    fn reply_queue(&self) -> Option<&str> {
+        Some(&self.reply_q)
+    }
+
     /// A request the broker confirmed and nobody answered is a plain timeout; one the broker
     /// never took (no connection, or written to a connection that died) is the broker's error.
     fn on_timeout(&mut self) -> Option<MessagingError> {

@@ -231,7 +231,15 @@ impl Dispatcher {
         job: Job<NotificationResult>,
         event_type: &str,
     ) -> NotificationResult {
-        match run_job(&self.bridge, e.executor.unwrap_or(self.executor), job).await {
+        let name = format!("notification:{}", e.name);
+        match run_job(
+            &self.bridge,
+            e.executor.unwrap_or(self.executor),
+            &name,
+            job,
+        )
+        .await
+        {
             Ok(r) => r,
             Err(err) => {
                 if let Some(suppressed) = REQUEUE_LOG.allow() {

@@ -22,12 +22,14 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
+use tracing::Instrument;
 
 use crate::context::{NoOpSerializer, RequestContext, Serializer};
 use crate::driver::{Dict, Outcome, Outgoing, ReplyEvent};
 use crate::error::{Cause, MessagingError};
 use crate::target::Target;
 use crate::transport::Transport;
+use crate::untrusted::Untrusted;
 use crate::version::{version_is_compatible, Version};
 
 /// The serialized size of `v` in bytes, counted without building the bytes.
@@ -328,8 +330,19 @@ impl RpcClient {
         method: &str,
         args: impl Serialize,
     ) -> Result<(), MessagingError> {
-        let msg = self.make(ctx, method, args)?;
-        self.transport.driver.cast(msg).await
+        let span = tracing::info_span!(
+            "rpc.cast",
+            target = %self.target,
+            method = %Untrusted(method),
+            request_id = %ctx.request_id().unwrap_or(""),
+            global_request_id = %ctx.global_request_id().unwrap_or(""),
+        );
+        async {
+            let msg = self.make(ctx, method, args)?;
+            self.transport.driver.cast(msg).await
+        }
+        .instrument(span)
+        .await
     }
 
     /// Calls `method(**args)` on one server and waits for its result (MSG-RPC-05). A failure on
@@ -343,16 +356,50 @@ impl RpcClient {
         if self.target.fanout {
             return Err(self.target.invalid("A call cannot be fanout"));
         }
+        let span = tracing::info_span!(
+            "rpc.call",
+            target = %self.target,
+            method = %Untrusted(method),
+            timeout_s = self.effective_timeout().as_secs_f64(),
+            request_id = %ctx.request_id().unwrap_or(""),
+            global_request_id = %ctx.global_request_id().unwrap_or(""),
+            msg_id = tracing::field::Empty,
+        );
+        self.call_in_span(ctx, method, args).instrument(span).await
+    }
+
+    async fn call_in_span<R: DeserializeOwned>(
+        &self,
+        ctx: &RequestContext,
+        method: &str,
+        args: impl Serialize,
+    ) -> Result<R, MessagingError> {
         let msg = self.make(ctx, method, args)?;
         let topic = msg.target.topic.clone().unwrap_or_default();
         let timeout = self.effective_timeout();
         let deadline = tokio::time::Instant::now() + timeout;
-        let timed_out = || MessagingError::Timeout(format!("No reply on topic {topic}"));
+        // Names what an operator looks for: the target, the method and, once sent, the
+        // message id and the reply queue.
+        let no_reply = |ids: &str| {
+            MessagingError::Timeout(format!(
+                "No reply on topic {topic} for {} within {timeout:?}{ids}",
+                Untrusted(method)
+            ))
+        };
         let mut waiter =
             match tokio::time::timeout_at(deadline, self.transport.driver.call(msg)).await {
                 Ok(w) => w?,
-                Err(_) => return Err(timed_out()),
+                Err(_) => return Err(no_reply(" (the request was not sent)")),
             };
+        let ids = match (waiter.msg_id(), waiter.reply_queue()) {
+            (Some(id), Some(q)) => format!(" (msg_id {id}, reply queue {q})"),
+            (Some(id), None) => format!(" (msg_id {id})"),
+            _ => String::new(),
+        };
+        if let Some(id) = waiter.msg_id() {
+            tracing::Span::current().record("msg_id", id);
+        }
+        let timed_out = || no_reply(&ids);
         // A result sent before the reply's final message (ReplyEvent::Part).
         let mut early: Option<Outcome> = None;
         loop {

@@ -29,6 +29,7 @@ fn panic_failure(msg: String, at: Option<String>) -> Failure {
 pub(crate) async fn run(
     bridge: &osier_bridge::Bridge,
     executor: Executor,
+    method: &str,
     h: Handler,
     ctx: RequestContext,
     args: Dict,
@@ -37,12 +38,14 @@ pub(crate) async fn run(
         Handler::Async(f) => Job::Async(f(ctx, args)),
         Handler::Blocking(f) => Job::Blocking(Box::new(move || f(ctx, args))),
     };
-    let r = run_job(bridge, executor, job).await.map_err(|e| match e {
-        JobError::Panicked { message, at } => panic_failure(message, at),
-        JobError::Cancelled(m) => Failure::new("Cancelled", "osier", m),
-        JobError::Green(m) => Failure::new("GreenThreadError", "osier", m),
-        JobError::Bridge(m) => Failure::new("BridgeError", "osier", m),
-    });
+    let r = run_job(bridge, executor, method, job)
+        .await
+        .map_err(|e| match e {
+            JobError::Panicked { message, at } => panic_failure(message, at),
+            JobError::Cancelled(m) => Failure::new("Cancelled", "osier", m),
+            JobError::Green(m) => Failure::new("GreenThreadError", "osier", m),
+            JobError::Bridge(m) => Failure::new("BridgeError", "osier", m),
+        });
     match r {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => {

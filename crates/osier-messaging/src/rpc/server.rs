@@ -38,6 +38,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tokio::sync::{watch, Notify, Semaphore};
+use tracing::Instrument;
 
 use crate::context::{NoOpSerializer, RequestContext, Serializer};
 use crate::driver::{Dict, Incoming, Outcome};
@@ -509,8 +510,24 @@ async fn handle(inner: &Arc<Inner>, msg: Incoming) {
         } => {
             let ctx = inner.serializer.deserialize_context(msg.ctxt);
             let executor = target.executor().unwrap_or(inner.executor);
+            // Every log line of the method carries its request's fields, whatever its executor.
+            let span = tracing::info_span!(
+                "rpc.server",
+                target = %inner.target,
+                method = %Untrusted(&method),
+                executor = ?executor,
+                request_id = %ctx.request_id().unwrap_or(""),
+                global_request_id = %ctx.global_request_id().unwrap_or(""),
+                outcome = tracing::field::Empty,
+            );
             let heartbeats = start_heartbeats(msg.client_timeout, msg.replier.clone(), &method);
-            let outcome = run_method(inner, executor, target.handler, &ctx, args).await;
+            let outcome = run_method(inner, executor, &method, target.handler, &ctx, args)
+                .instrument(span.clone())
+                .await;
+            match &outcome {
+                Ok(_) => span.record("outcome", "ok"),
+                Err(f) => span.record("outcome", Untrusted(&f.class).to_string().as_str()),
+            };
             if let Some(hb) = heartbeats {
                 hb.abort();
             }
@@ -527,6 +544,7 @@ async fn handle(inner: &Arc<Inner>, msg: Incoming) {
 async fn run_method(
     inner: &Arc<Inner>,
     executor: Executor,
+    method: &str,
     h: Handler,
     ctx: &RequestContext,
     raw_args: Dict,
@@ -540,7 +558,7 @@ async fn run_method(
             Err(e) => return Err(Failure::new("SerializationError", "osier", e.to_string())),
         }
     }
-    let v = run(&inner.bridge, executor, h, ctx.clone(), args).await?;
+    let v = run(&inner.bridge, executor, method, h, ctx.clone(), args).await?;
     inner
         .serializer
         .serialize_entity(ctx, v)
