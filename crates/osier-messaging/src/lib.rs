@@ -42,6 +42,7 @@ pub mod rpc;
 mod runner;
 pub mod secrets;
 mod target;
+pub mod trace_context;
 mod transport;
 mod untrusted;
 mod url;

@@ -1,7 +1,8 @@
 //! What an operator follows a request by: a server span per request carrying oslo.context's
 //! `request_id` and `global_request_id`, so every log line inside a method has them whatever
-//! its executor (the way oslo.log prints `[req-...]`); green threads named after the method they
-//! run; and a timeout that names the method, the message id and the reply queue.
+//! its executor (the way oslo.log prints `[req-...]`); one trace across services (the W3C
+//! `traceparent` in the context); green threads named after the method they run; and a timeout
+//! that names the method, the message id and the reply queue.
 
 use std::time::Duration;
 
@@ -119,5 +120,86 @@ fn a_timeout_names_the_method_the_msg_id_and_the_reply_queue() {
         s.stop().await.unwrap();
         s.wait().await.unwrap();
         common::clean_up(&[topic.clone(), format!("{topic}.s")], &[]).await;
+    });
+}
+
+/// The `trace_id` in a line of `text` that contains `marker`.
+fn trace_id_of(text: &str, marker: &str) -> String {
+    let line = text
+        .lines()
+        .find(|l| l.contains(marker))
+        .unwrap_or_else(|| panic!("no line with {marker}:\n{text}"));
+    line.split("trace_id=")
+        .nth(1)
+        .and_then(|rest| rest.split([' ', '}']).next())
+        .unwrap_or_else(|| panic!("no trace_id in: {line}"))
+        .to_string()
+}
+
+/// Two services, one trace: service A's method calls service B with the context it received,
+/// and B's method logs under the same `trace_id` as A's (the W3C `traceparent` travels in the
+/// context); a call made with a fresh context starts another trace.
+#[test]
+fn a_call_made_from_a_handler_continues_its_trace() {
+    common::log_capture::capture("info");
+    let t = Transport::new("memory://").unwrap();
+    block(async {
+        let b = RpcServer::builder(&t, Target::topic("trace-b").with_server("b"))
+            .bridge(bridge().clone())
+            .endpoint(
+                Endpoint::new("b").method_async("leaf", |_c, _a: Value| async move {
+                    tracing::info!("inside service B");
+                    Ok::<_, EndpointError>(1)
+                }),
+            )
+            .build()
+            .unwrap();
+        let to_b = RpcClient::new(&t, Target::topic("trace-b"))
+            .timeout(Duration::from_secs(10))
+            .bridge(bridge().clone());
+        let a = RpcServer::builder(&t, Target::topic("trace-a").with_server("a"))
+            .bridge(bridge().clone())
+            .endpoint(Endpoint::new("a").executor(Executor::Green).method(
+                "relay",
+                move |ctx: RequestContext, _a: Value| {
+                    tracing::info!("inside service A");
+                    to_b.call_green::<i64>(&ctx, "leaf", json!({}))
+                        .map_err(|e| EndpointError::new("RelayError", e.to_string()))
+                },
+            ))
+            .build()
+            .unwrap();
+        b.start().await.unwrap();
+        a.start().await.unwrap();
+        let c = RpcClient::new(&t, Target::topic("trace-a")).timeout(Duration::from_secs(10));
+        let v: i64 = c
+            .call(&RequestContext::new(), "relay", json!({}))
+            .await
+            .unwrap();
+        assert_eq!(v, 1);
+        let text = common::log_capture::text();
+        let (in_a, in_b) = (
+            trace_id_of(&text, "inside service A"),
+            trace_id_of(&text, "inside service B"),
+        );
+        assert_eq!(in_a.len(), 32, "a trace id: {in_a}");
+        assert_eq!(in_a, in_b, "one trace across the two services");
+        let _: i64 = c
+            .call(&RequestContext::new(), "relay", json!({}))
+            .await
+            .unwrap();
+        let text = common::log_capture::text();
+        let later = text
+            .lines()
+            .rfind(|l| l.contains("inside service A"))
+            .and_then(|l| l.split("trace_id=").nth(1))
+            .and_then(|r| r.split([' ', '}']).next())
+            .unwrap_or_default()
+            .to_string();
+        assert_ne!(later, in_a, "a fresh context starts a new trace");
+        for s in [&a, &b] {
+            s.stop().await.unwrap();
+            s.wait().await.unwrap();
+        }
     });
 }

@@ -28,6 +28,7 @@ use crate::context::{NoOpSerializer, RequestContext, Serializer};
 use crate::driver::{Dict, Outcome, Outgoing, ReplyEvent};
 use crate::error::{Cause, MessagingError};
 use crate::target::Target;
+use crate::trace_context::{self, TraceParent};
 use crate::transport::Transport;
 use crate::untrusted::Untrusted;
 use crate::version::{version_is_compatible, Version};
@@ -312,9 +313,18 @@ impl RpcClient {
                 limit: self.transport.opts.max_message_size,
             });
         }
+        let mut ctxt = self.serializer.serialize_context(ctx);
+        // The request continues the trace of the context it was made with (a handler's,
+        // passed on), or starts one; the span in force (rpc.call / rpc.cast) records it.
+        let parent = ctxt.get(trace_context::KEY).and_then(TraceParent::parse);
+        let tp = TraceParent::child_of(parent.as_ref());
+        let span = tracing::Span::current();
+        span.record("trace_id", tracing::field::display(&tp.trace_id));
+        span.record("span_id", tracing::field::display(&tp.span_id));
+        ctxt.insert(trace_context::KEY.into(), tp.header().into());
         Ok(Outgoing {
             target: self.target.clone(),
-            ctxt: self.serializer.serialize_context(ctx),
+            ctxt,
             message,
             timeout: Some(self.effective_timeout()),
             call_monitor_timeout: self.call_monitor_timeout,
@@ -336,6 +346,8 @@ impl RpcClient {
             method = %Untrusted(method),
             request_id = %ctx.request_id().unwrap_or(""),
             global_request_id = %ctx.global_request_id().unwrap_or(""),
+            trace_id = tracing::field::Empty,
+            span_id = tracing::field::Empty,
         );
         async {
             let msg = self.make(ctx, method, args)?;
@@ -364,6 +376,8 @@ impl RpcClient {
             request_id = %ctx.request_id().unwrap_or(""),
             global_request_id = %ctx.global_request_id().unwrap_or(""),
             msg_id = tracing::field::Empty,
+            trace_id = tracing::field::Empty,
+            span_id = tracing::field::Empty,
         );
         self.call_in_span(ctx, method, args).instrument(span).await
     }
@@ -397,7 +411,7 @@ impl RpcClient {
             _ => String::new(),
         };
         if let Some(id) = waiter.msg_id() {
-            tracing::Span::current().record("msg_id", id);
+            tracing::Span::current().record("msg_id", tracing::field::display(id));
         }
         let timed_out = || no_reply(&ids);
         // A result sent before the reply's final message (ReplyEvent::Part).

@@ -49,6 +49,7 @@ use crate::rpc::executor::run;
 use crate::rpc::lifecycle::{at, Phase, StepOptions, Steps};
 use crate::runner::note_panic_sites;
 use crate::target::Target;
+use crate::trace_context::{self, TraceParent};
 use crate::transport::Transport;
 use crate::untrusted::Untrusted;
 
@@ -518,15 +519,21 @@ async fn handle(inner: &Arc<Inner>, msg: Incoming) {
                 executor = ?executor,
                 request_id = %ctx.request_id().unwrap_or(""),
                 global_request_id = %ctx.global_request_id().unwrap_or(""),
+                trace_id = tracing::field::Empty,
+                parent_span_id = tracing::field::Empty,
                 outcome = tracing::field::Empty,
             );
+            if let Some(tp) = ctx.get(trace_context::KEY).and_then(TraceParent::parse) {
+                span.record("trace_id", tracing::field::display(&tp.trace_id));
+                span.record("parent_span_id", tracing::field::display(&tp.span_id));
+            }
             let heartbeats = start_heartbeats(msg.client_timeout, msg.replier.clone(), &method);
             let outcome = run_method(inner, executor, &method, target.handler, &ctx, args)
                 .instrument(span.clone())
                 .await;
             match &outcome {
-                Ok(_) => span.record("outcome", "ok"),
-                Err(f) => span.record("outcome", Untrusted(&f.class).to_string().as_str()),
+                Ok(_) => span.record("outcome", tracing::field::display("ok")),
+                Err(f) => span.record("outcome", tracing::field::display(Untrusted(&f.class))),
             };
             if let Some(hb) = heartbeats {
                 hb.abort();
