@@ -23,9 +23,8 @@ use lapin::options::{
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use osier_messaging::{
-    Endpoint, EndpointError, Executor, NotificationEndpoint, NotificationListener,
-    NotificationResult, Notifier, NotifyDriver, Priority, RequestContext, RpcClient, RpcServer,
-    Target, Transport,
+    Endpoint, EndpointError, Executor, NotificationListener, Notifier, NotifyDriver,
+    RequestContext, RpcClient, RpcServer, Target, Transport,
 };
 use serde_json::json;
 
@@ -273,19 +272,7 @@ pub async fn osier_notifications(
     let top = unique("notify");
     let (ts, tc) = (set.transport(), set.transport());
     let handled = Arc::new(AtomicU64::new(0));
-    let h = handled.clone();
-    // An async endpoint on tokio; blocking-style ones in green threads and on native threads.
-    let ep = NotificationEndpoint::new("e").executor(executor);
-    let ep = match executor {
-        Executor::Tokio => ep.on_async(Priority::Info, move |_n| {
-            h.fetch_add(1, Ordering::AcqRel);
-            std::future::ready(NotificationResult::Handled)
-        }),
-        Executor::Green | Executor::Threads => ep.on(Priority::Info, move |_n| {
-            h.fetch_add(1, Ordering::AcqRel);
-            NotificationResult::Handled
-        }),
-    };
+    let ep = crate::messaging::counting_endpoint(executor, handled.clone());
     let listener = NotificationListener::new(&ts, vec![Target::topic(&top)], vec![ep])
         .bridge(bridge().clone());
     listener.start().await.expect("listener");

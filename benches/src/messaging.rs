@@ -121,6 +121,22 @@ pub fn casts(e: Executor, iters: u64) -> Duration {
     })
 }
 
+/// A notification endpoint counting what it handles on `ex`: `async` on tokio, blocking-style
+/// in green threads and on native threads (how a service writes each).
+pub fn counting_endpoint(ex: Executor, handled: Arc<AtomicU64>) -> NotificationEndpoint {
+    let ep = NotificationEndpoint::new("e").executor(ex);
+    match ex {
+        Executor::Tokio => ep.on_async(Priority::Info, move |_n| {
+            handled.fetch_add(1, Ordering::AcqRel);
+            std::future::ready(NotificationResult::Handled)
+        }),
+        Executor::Green | Executor::Threads => ep.on(Priority::Info, move |_n| {
+            handled.fetch_add(1, Ordering::AcqRel);
+            NotificationResult::Handled
+        }),
+    }
+}
+
 struct Listening {
     notifier: Notifier,
     handled: Arc<AtomicU64>,
@@ -135,18 +151,7 @@ fn listening(e: Executor) -> &'static Listening {
         let t = Transport::new("memory://").expect("transport");
         [Executor::Tokio, Executor::Green, Executor::Threads].map(|ex| {
             let handled = Arc::new(AtomicU64::new(0));
-            let h = handled.clone();
-            let ep = NotificationEndpoint::new("e").executor(ex);
-            let ep = match ex {
-                Executor::Tokio => ep.on_async(Priority::Info, move |_n| {
-                    h.fetch_add(1, Ordering::Relaxed);
-                    std::future::ready(NotificationResult::Handled)
-                }),
-                _ => ep.on(Priority::Info, move |_n| {
-                    h.fetch_add(1, Ordering::Relaxed);
-                    NotificationResult::Handled
-                }),
-            };
+            let ep = counting_endpoint(ex, handled.clone());
             let topic = format!("{}-notify", topic_for(ex));
             let listener = NotificationListener::new(&t, vec![Target::topic(&topic)], vec![ep])
                 .bridge(bridge().clone());

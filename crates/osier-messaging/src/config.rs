@@ -278,7 +278,6 @@ impl OsloConfig {
     }
 }
 
-/// oslo.config's booleans.
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -116,15 +116,15 @@ impl<T, F: Future<Output = T> + Unpin> Future for CatchUnwind<F> {
 
 /// Runs `job` on `executor` (see the module docs), catching a panic where it happens, inside
 /// the caller's current `tracing` span whatever the executor (so a handler's log lines carry
-/// its request's fields). On the green executor the green thread is named `name` (the
-/// blocking detector names the culprit by it).
+/// its request's fields; a green thread or a future takes it from the task it runs in). On the
+/// green executor the green thread is named `name` (the blocking detector names the culprit
+/// by it).
 pub(crate) async fn run_job<T: Send + 'static>(
     bridge: &osier_bridge::Bridge,
     executor: Executor,
     name: &str,
     job: Job<T>,
 ) -> Result<T, JobError> {
-    let span = tracing::Span::current();
     // A join or green error left is a cancellation, or a panic outside the job.
     let join_err = |e: tokio::task::JoinError| match e.try_into_panic() {
         Ok(p) => panicked((osier_green::panic_message(&*p), None)),
@@ -138,13 +138,14 @@ pub(crate) async fn run_job<T: Send + 'static>(
         // Already on a tokio task of its own: run the future right here.
         (Executor::Tokio, Job::Async(f)) => CatchUnwind(f).await.map_err(panicked),
         (Executor::Tokio | Executor::Threads, Job::Blocking(f)) => {
+            let span = tracing::Span::current();
             tokio::task::spawn_blocking(move || span.in_scope(|| catch(f)))
                 .await
                 .map_err(join_err)?
                 .map_err(panicked)
         }
         (Executor::Threads, Job::Async(f)) => {
-            let handle = bridge.tokio().clone();
+            let (handle, span) = (bridge.tokio().clone(), tracing::Span::current());
             tokio::task::spawn_blocking(move || span.in_scope(|| catch(|| handle.block_on(f))))
                 .await
                 .map_err(join_err)?

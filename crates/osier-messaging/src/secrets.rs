@@ -71,27 +71,38 @@ pub fn is_sensitive_key(key: &str) -> bool {
     SENSITIVE_KEYS.iter().any(|s| k.contains(s))
 }
 
+/// Replaces every value under a sensitive key in `v`, at any depth, by [`MASK`].
+pub fn mask(v: &mut Value) {
+    match v {
+        Value::Object(m) => mask_map(m),
+        Value::Array(a) => a.iter_mut().for_each(mask),
+        _ => {}
+    }
+}
+
+/// [`mask`] for a JSON object.
+pub fn mask_map(m: &mut Map<String, Value>) {
+    for (k, v) in m.iter_mut() {
+        if is_sensitive_key(k) {
+            *v = Value::String(MASK.into());
+        } else {
+            mask(v);
+        }
+    }
+}
+
 /// `v` with every value under a sensitive key, at any depth, replaced by [`MASK`].
 pub fn masked(v: &Value) -> Value {
-    match v {
-        Value::Object(m) => Value::Object(masked_map(m)),
-        Value::Array(a) => Value::Array(a.iter().map(masked).collect()),
-        other => other.clone(),
-    }
+    let mut v = v.clone();
+    mask(&mut v);
+    v
 }
 
 /// [`masked`] for a JSON object.
 pub fn masked_map(m: &Map<String, Value>) -> Map<String, Value> {
-    m.iter()
-        .map(|(k, v)| {
-            let v = if is_sensitive_key(k) {
-                Value::String(MASK.into())
-            } else {
-                masked(v)
-            };
-            (k.clone(), v)
-        })
-        .collect()
+    let mut m = m.clone();
+    mask_map(&mut m);
+    m
 }
 
 /// Shows a JSON value masked (see [`masked`]), as JSON, for `Debug` and `Display`.

@@ -6,35 +6,21 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use lapin::options::QueueDeclareOptions;
 use lapin::types::FieldTable;
 use osier_messaging::{
-    Executor, NotificationEndpoint, NotificationListener, NotificationResult, Notifier,
-    NotifyDriver, Priority, RequestContext, Target, Transport,
+    Executor, NotificationEndpoint, NotificationListener, NotificationResult, Priority,
+    RequestContext, Target, Transport,
 };
 use serde_json::json;
 
 mod common;
-use common::{block, bridge, clean_up, raw_channel};
+use common::{block, bridge, clean_up, notifier, raw_channel, until};
 
 fn topic(name: &str) -> String {
     format!("osier-test-{name}-{}", uuid::Uuid::new_v4().simple())
-}
-
-async fn until(what: &str, limit: Duration, cond: impl Fn() -> bool) {
-    let t0 = Instant::now();
-    while !cond() {
-        assert!(t0.elapsed() < limit, "{what}: not within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
-fn notifier(t: &Transport, top: &str) -> Notifier {
-    Notifier::new(t, "osier.tests")
-        .driver(NotifyDriver::MessagingV2)
-        .topics(&[top])
 }
 
 /// Messages waiting in queue `name` (a passive declare with a plain client).

@@ -11,30 +11,16 @@ use std::time::{Duration, Instant};
 
 use osier_messaging::{
     Executor, NotificationEndpoint, NotificationFilter, NotificationListener, NotificationResult,
-    Notifier, NotifyDriver, Priority, RequestContext, Target, Transport,
+    Priority, RequestContext, Target, Transport,
 };
 use serde_json::json;
 
 mod common;
-use common::{block, bridge};
+use common::{block, bridge, notifier, until};
 
 fn unique(name: &str) -> String {
     static N: AtomicUsize = AtomicUsize::new(0);
     format!("exec-{name}-{}", N.fetch_add(1, Ordering::Relaxed))
-}
-
-async fn until(what: &str, limit: Duration, cond: impl Fn() -> bool) {
-    let t0 = Instant::now();
-    while !cond() {
-        assert!(t0.elapsed() < limit, "{what}: not within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-}
-
-fn notifier(t: &Transport, topic: &str) -> Notifier {
-    Notifier::new(t, "p")
-        .driver(NotifyDriver::MessagingV2)
-        .topics(&[topic])
 }
 
 const EXECUTORS: [Executor; 3] = [Executor::Tokio, Executor::Green, Executor::Threads];

@@ -352,10 +352,6 @@ struct Link {
     /// Declared on this connection: exchanges, and `queue:exchange:key` bindings.
     exchanges: HashSet<String>,
     declared: HashSet<String>,
-    /// The connection's events: a link that dies while nothing is being sent is noticed when
-    /// it dies, not on the next publish (which would then wait `kombu_reconnect_delay`).
-    /// (In a mutex only so that a `&Link` can cross an await: it is reached through `&mut`.)
-    events: std::sync::Mutex<std::pin::Pin<Box<dyn futures::Stream<Item = lapin::Event> + Send>>>,
 }
 
 type InFlight = std::pin::Pin<
@@ -364,39 +360,13 @@ type InFlight = std::pin::Pin<
     >,
 >;
 
-/// How often an idle link's connection is looked at: a broker that closes it (a node
-/// stopping, an operator) sends no error event.
+/// How often the link's connection state is looked at: a link that dies while nothing is
+/// being sent (an I/O error, missed heartbeats, a close by the broker) is noticed within this,
+/// not on the next publish, which would then wait `kombu_reconnect_delay` first.
 const LINK_CHECK: Duration = Duration::from_millis(500);
-
-/// Resolves with what went wrong once `link`'s connection fails (never without a link): at
-/// once on an error (I/O, missed heartbeats), within [`LINK_CHECK`] when the broker closed it.
-async fn link_failure(link: Option<&mut Link>, check: &mut tokio::time::Interval) -> String {
-    let Some(l) = link else {
-        return std::future::pending().await;
-    };
-    let conn = &l.conn;
-    let events = l.events.get_mut().unwrap_or_else(|e| e.into_inner());
-    let mut events_open = true;
-    loop {
-        tokio::select! {
-            ev = events.next(), if events_open => match ev {
-                // A channel's error arrives here too; the publish that caused it reports it.
-                Some(lapin::Event::Error(e)) if !conn.status().connected() => return describe(&e),
-                Some(_) => {}
-                None => events_open = false,
-            },
-            _ = check.tick() => {
-                if !conn.status().connected() {
-                    return "the broker closed the connection".into();
-                }
-            }
-        }
-    }
-}
 
 async fn open(broker: &Broker, generation: u64) -> Result<Link, MessagingError> {
     let (conn, host) = broker.connect().await?;
-    let events = std::sync::Mutex::new(Box::pin(conn.events_listener()) as _);
     let channel = conn
         .create_channel()
         .await
@@ -412,7 +382,6 @@ async fn open(broker: &Broker, generation: u64) -> Result<Link, MessagingError> 
         channel,
         exchanges: HashSet::new(),
         declared: HashSet::new(),
-        events,
     })
 }
 
@@ -774,12 +743,15 @@ async fn owner(
                     }
                 }
             }
-            why = link_failure(link.as_mut(), &mut link_check), if link.is_some() => {
-                // Messages in flight fail on their own (their confirms err); the pause counts
-                // from now, so a link lost while idle is made again at once on the next send.
-                let delay = broker.opts.first_reconnect_delay();
-                if let Some(host) = again.end(broker, &mut link, Some(delay)) {
-                    tracing::warn!(host = %broker.shown(host), error = %why, reconnect_in_s = delay.as_secs_f64(), "publisher lost its connection to the broker");
+            _ = link_check.tick(), if link.is_some() => {
+                if link.as_ref().is_some_and(|l| !l.conn.status().connected()) {
+                    // Messages in flight fail on their own (their confirms err); the pause
+                    // counts from now, so a link lost while idle is made again at once on the
+                    // next send.
+                    let delay = broker.opts.first_reconnect_delay();
+                    if let Some(host) = again.end(broker, &mut link, Some(delay)) {
+                        tracing::warn!(host = %broker.shown(host), reconnect_in_s = delay.as_secs_f64(), "publisher lost its connection to the broker (found while idle)");
+                    }
                 }
             }
             // Messages wait for a connection: back to the top to make one.

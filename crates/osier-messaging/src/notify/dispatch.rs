@@ -231,11 +231,10 @@ impl Dispatcher {
         job: Job<NotificationResult>,
         event_type: &str,
     ) -> NotificationResult {
-        let name = format!("notification:{}", e.name);
         match run_job(
             &self.bridge,
             e.executor.unwrap_or(self.executor),
-            &name,
+            &e.name,
             job,
         )
         .await

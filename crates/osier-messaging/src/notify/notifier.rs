@@ -24,7 +24,7 @@ use crate::context::{NoOpSerializer, RequestContext, Serializer};
 use crate::driver::{Dict, Outgoing};
 use crate::lock::lock;
 use crate::notify::Priority;
-use crate::secrets::{is_sensitive_key, masked_map, MaskedMap};
+use crate::secrets::{is_sensitive_key, mask_map, masked_map, MaskedMap};
 use crate::target::Target;
 use crate::transport::Transport;
 
@@ -237,12 +237,10 @@ pub fn oslo_timestamp(t: SystemTime) -> String {
 /// (MSG-NOT-03). A `RequestContext` is the object form: top-level secrets are dropped, and
 /// secrets deeper down masked ([`crate::secrets`]).
 fn sanitize(ctx: &RequestContext) -> Dict {
-    let kept: Dict = ctx
-        .to_dict()
-        .into_iter()
-        .filter(|(k, _)| !is_sensitive_key(k))
-        .collect();
-    masked_map(&kept)
+    let mut kept = ctx.to_dict();
+    kept.retain(|k, _| !is_sensitive_key(k));
+    mask_map(&mut kept);
+    kept
 }
 
 impl Notifier {
@@ -422,9 +420,9 @@ impl Notifier {
     }
 }
 
-/// The `log` driver: one `tracing` event at the priority's level (MSG-NOT-08); `sample` has no
-/// level and is dropped with a warning.
-/// The `log` driver (MSG-NOT-08): the message as JSON, secrets masked as oslo masks passwords.
+/// The `log` driver: one `tracing` event at the priority's level (MSG-NOT-08), the message as
+/// JSON with secrets masked as oslo masks passwords; `sample` has no level and is dropped with
+/// a warning.
 fn log_notification(priority: Priority, event_type: &str, message: &Dict) {
     let text = Value::Object(masked_map(message)).to_string();
     const T: &str = "oslo_messaging_notification";
@@ -443,6 +441,26 @@ fn log_notification(priority: Priority, event_type: &str, message: &Dict) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// MSG-NOT-03: the context a notification carries leaves out top-level secrets and masks
+    /// deeper ones; everything else goes as it is.
+    #[test]
+    fn the_sent_context_drops_top_level_secrets_and_masks_deeper_ones() {
+        let mut ctx = RequestContext::new();
+        ctx.set("auth_token", "t0p");
+        ctx.set("user_id", "alice");
+        ctx.set(
+            "auth",
+            serde_json::json!({"identity": {"password": "d33p", "methods": ["password"]}}),
+        );
+        let sent = sanitize(&ctx);
+        assert!(!sent.contains_key("auth_token"));
+        assert_eq!(sent["user_id"], "alice");
+        assert_eq!(
+            sent["auth"],
+            serde_json::json!({"identity": {"password": "***", "methods": ["password"]}})
+        );
+    }
 
     /// MSG-NOT-09: fnmatch-style globs.
     #[test]

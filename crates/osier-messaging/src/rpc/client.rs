@@ -33,6 +33,16 @@ use crate::transport::Transport;
 use crate::untrusted::Untrusted;
 use crate::version::{version_is_compatible, Version};
 
+/// How a sent request is known on the wire, for a timeout's message: ` (msg_id .., reply
+/// queue ..)`, or nothing when the transport has no such names.
+fn sent_as(waiter: &dyn crate::driver::ReplyWaiter) -> String {
+    match (waiter.msg_id(), waiter.reply_queue()) {
+        (Some(id), Some(q)) => format!(" (msg_id {id}, reply queue {q})"),
+        (Some(id), None) => format!(" (msg_id {id})"),
+        _ => String::new(),
+    }
+}
+
 /// The serialized size of `v` in bytes, counted without building the bytes.
 fn json_size(v: &Dict) -> usize {
     struct Count(usize);
@@ -405,15 +415,9 @@ impl RpcClient {
                 Ok(w) => w?,
                 Err(_) => return Err(no_reply(" (the request was not sent)")),
             };
-        let ids = match (waiter.msg_id(), waiter.reply_queue()) {
-            (Some(id), Some(q)) => format!(" (msg_id {id}, reply queue {q})"),
-            (Some(id), None) => format!(" (msg_id {id})"),
-            _ => String::new(),
-        };
         if let Some(id) = waiter.msg_id() {
             tracing::Span::current().record("msg_id", tracing::field::display(id));
         }
-        let timed_out = || no_reply(&ids);
         // A result sent before the reply's final message (ReplyEvent::Part).
         let mut early: Option<Outcome> = None;
         loop {
@@ -425,7 +429,10 @@ impl RpcClient {
                 _ => deadline,
             };
             match tokio::time::timeout_at(until, waiter.next()).await {
-                Err(_) => return Err(waiter.on_timeout().unwrap_or_else(timed_out)),
+                Err(_) => {
+                    let transport_says = waiter.on_timeout();
+                    return Err(transport_says.unwrap_or_else(|| no_reply(&sent_as(&*waiter))));
+                }
                 Ok(None) => return Err(MessagingError::Closed),
                 Ok(Some(ReplyEvent::Heartbeat)) => continue,
                 Ok(Some(ReplyEvent::Part(o))) => {

@@ -9,8 +9,8 @@ use std::sync::OnceLock;
 
 use osier_bridge::Bridge;
 use osier_messaging::{
-    Endpoint, EndpointError, MessagingError, RequestContext, RpcClient, RpcServer, Target,
-    Transport,
+    Endpoint, EndpointError, MessagingError, Notifier, NotifyDriver, RequestContext, RpcClient,
+    RpcServer, Target, Transport,
 };
 
 /// The broker every test uses when `OSIER_AMQP_URL` is not set.
@@ -262,4 +262,20 @@ impl Proxy {
     pub fn restore(&self) {
         self.cut.store(false, std::sync::atomic::Ordering::SeqCst);
     }
+}
+
+/// Waits until `cond` holds, failing the test with `what` after `limit`.
+pub async fn until(what: &str, limit: std::time::Duration, cond: impl Fn() -> bool) {
+    let t0 = std::time::Instant::now();
+    while !cond() {
+        assert!(t0.elapsed() < limit, "{what}: not within {limit:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+}
+
+/// A messagingv2 notifier sending to `topic`.
+pub fn notifier(t: &Transport, topic: &str) -> Notifier {
+    Notifier::new(t, "osier.tests")
+        .driver(NotifyDriver::MessagingV2)
+        .topics(&[topic])
 }
