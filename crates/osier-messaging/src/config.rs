@@ -6,6 +6,7 @@
 //! | `[DEFAULT]` | `transport_url`, `control_exchange`, `rpc_response_timeout`, `rpc_ping_enabled` |
 //! | `[oslo_messaging_rabbit]` | every option of [`RabbitOptions`] (`rabbit://` transports) |
 //! | `[oslo_messaging_notifications]` | `driver`, `topics`, `transport_url`, `retry` |
+//! | `[oslo_messaging_metrics]` | `metrics_process_name`; the collector's own options (`metrics_enabled`, `metrics_socket_file`, ...) are logged at WARN: osier records through the `metrics` facade instead ([`crate::metrics`]) |
 //!
 //! A `rabbit://` URL's query parameters override the file's `[oslo_messaging_rabbit]`, as they
 //! do in oslo. Other sections, and the service's own options in `[DEFAULT]`, are not ours and
@@ -47,6 +48,7 @@ use crate::untrusted::Untrusted;
 const DEFAULT: &str = "DEFAULT";
 const RABBIT: &str = "oslo_messaging_rabbit";
 const NOTIFICATIONS: &str = "oslo_messaging_notifications";
+const METRICS: &str = "oslo_messaging_metrics";
 
 /// An oslo.config file, parsed (INI: `[section]`s of `name = value`, `#` and `;` comment
 /// lines, indented continuation lines, a name given twice for a multi-valued option).
@@ -149,6 +151,23 @@ impl OsloConfig {
         if let Some(v) = self.get(DEFAULT, "rpc_ping_enabled") {
             o.rpc_ping_enabled = parse_bool(v)
                 .ok_or_else(|| Self::bad_value(DEFAULT, "rpc_ping_enabled", v, "true or false"))?;
+        }
+        if let Some(v) = self.get(METRICS, "metrics_process_name") {
+            o.metrics_process_name = v.to_string();
+        }
+        for opt in [
+            "metrics_enabled",
+            "metrics_buffer_size",
+            "metrics_socket_file",
+            "metrics_thread_stop_timeout",
+        ] {
+            if self.get(METRICS, opt).is_some() {
+                tracing::warn!(
+                    section = METRICS,
+                    option = opt,
+                    "config option not honoured: osier sends no metrics to an oslo.metrics collector socket; install a `metrics` recorder (osier_service::metrics_endpoint serves Prometheus) instead"
+                );
+            }
         }
         Ok(o)
     }

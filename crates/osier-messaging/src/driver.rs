@@ -162,6 +162,35 @@ pub trait Listener: Send {
     async fn poll(&mut self) -> Option<Incoming>;
     /// Stops the subscription: `poll` then drains what it already holds and returns `None`.
     fn stop(&self);
+    /// Whether the subscription consumes now (connected, its consumers registered), for a
+    /// server's health. Drivers that cannot lose their subscription are always up.
+    fn liveness(&self) -> Liveness {
+        Liveness::new(true)
+    }
+}
+
+/// Whether a subscription consumes now: set by its driver (down while it reconnects), read
+/// by [`RpcServer::health`](crate::RpcServer::health) and
+/// [`NotificationListener::health`](crate::NotificationListener::health). Clones share the
+/// state.
+#[derive(Debug, Clone)]
+pub struct Liveness(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Liveness {
+    /// A state, up or not.
+    pub fn new(up: bool) -> Self {
+        Liveness(std::sync::Arc::new(std::sync::atomic::AtomicBool::new(up)))
+    }
+
+    /// Sets the state.
+    pub fn set(&self, up: bool) {
+        self.0.store(up, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether the subscription consumes now.
+    pub fn is_up(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 /// A transport driver (MSG-URL-04).

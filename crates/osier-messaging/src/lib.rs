@@ -34,9 +34,11 @@ pub mod config;
 mod context;
 pub mod driver;
 mod error;
+pub mod health;
 mod lock;
 mod log_budget;
 pub mod memory;
+pub mod metrics;
 pub mod notify;
 pub mod rpc;
 mod runner;
@@ -50,6 +52,7 @@ mod version;
 
 pub use context::{NoOpSerializer, RequestContext, Serializer};
 pub use error::{BrokerError, Cause, Failure, MessagingError};
+pub use health::{Health, PingOutcome};
 pub use log_budget::LogBudget;
 pub use notify::listener::{
     Notification, NotificationEndpoint, NotificationFilter, NotificationListener,
@@ -61,7 +64,7 @@ pub use rpc::client::{Prepare, RpcClient};
 pub use rpc::dispatcher::{AccessPolicy, PING_METHOD};
 pub use rpc::endpoint::{Endpoint, EndpointError, Executor};
 pub use rpc::lifecycle::StepOptions;
-pub use rpc::server::{RpcServer, RpcServerBuilder};
+pub use rpc::server::{RpcServer, RpcServerBuilder, DEFAULT_PING_INTERVAL};
 pub use target::Target;
 pub use transport::{Transport, TransportOptions};
 pub use untrusted::Untrusted;

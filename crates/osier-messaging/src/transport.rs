@@ -36,6 +36,9 @@ pub struct TransportOptions {
     ///
     /// [`BrokerError::Undeliverable`]: crate::BrokerError::Undeliverable
     pub at_least_once: bool,
+    /// The `process` label of every RPC metric (oslo's `[oslo_messaging_metrics]
+    /// metrics_process_name`, default empty; see [`metrics`](crate::metrics)).
+    pub metrics_process_name: String,
 }
 
 impl Default for TransportOptions {
@@ -46,6 +49,7 @@ impl Default for TransportOptions {
             max_message_size: 16 << 20,
             rpc_ping_enabled: false,
             at_least_once: false,
+            metrics_process_name: String::new(),
         }
     }
 }

@@ -78,6 +78,7 @@ pub(crate) fn run_in_process(
         pending: VecDeque::new(),
         generation: 0,
         waiter: None,
+        monitor: None,
     };
     // Everything the launcher logs in a worker carries the worker's id.
     let span = match role {
@@ -153,6 +154,48 @@ struct InProcess {
     /// The task that calls every service's `wait()` (the only caller of `wait`, so a service
     /// never sees two concurrent waits).
     waiter: Option<tokio::task::JoinHandle<()>>,
+    /// The health monitor (see [`monitor_health`]), while the services run.
+    monitor: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// How often services' health is looked at when systemd's watchdog is off.
+const HEALTH_EVERY: Duration = Duration::from_secs(5);
+
+/// Looks at every service's health at half systemd's watchdog interval (or every
+/// [`HEALTH_EVERY`]): sends `WATCHDOG=1` (a ServiceLauncher only) and sets the
+/// `osier_services_healthy` gauge to 1 while all are healthy; logs a warning naming what is
+/// wrong when one stops being healthy, and when all are again.
+async fn monitor_health(services: Arc<Services>, watchdog: Option<Duration>) {
+    let every = watchdog.map_or(HEALTH_EVERY, |w| w / 2);
+    let healthy_gauge = metrics::gauge!(crate::SERVICES_HEALTHY);
+    let mut was_healthy = true;
+    loop {
+        let unhealthy = services.unhealthy();
+        if unhealthy.is_empty() {
+            if watchdog.is_some() {
+                systemd::notify(State::Watchdog);
+            }
+            healthy_gauge.set(1.0);
+            if !was_healthy {
+                tracing::info!("every service is healthy again");
+            }
+        } else {
+            healthy_gauge.set(0.0);
+            if was_healthy {
+                let problems: Vec<String> = unhealthy
+                    .iter()
+                    .map(|(i, why)| format!("service {i}: {why}"))
+                    .collect();
+                tracing::warn!(
+                    problems = %problems.join("; "),
+                    watchdog = watchdog.is_some(),
+                    "a service is not healthy; while it is not, no systemd WATCHDOG=1 is sent (systemd restarts the process once WatchdogSec passes)"
+                );
+            }
+        }
+        was_healthy = unhealthy.is_empty();
+        tokio::time::sleep(every).await;
+    }
 }
 
 impl InProcess {
@@ -258,6 +301,7 @@ impl InProcess {
         }
         tracing::info!(role = ?self.role, pid = std::process::id(), "services started");
         self.spawn_waiter();
+        self.spawn_monitor();
         loop {
             let ev = match self.pending.pop_front() {
                 Some(ev) => ev,
@@ -311,7 +355,26 @@ impl InProcess {
         (!t.is_zero()).then(|| Instant::now() + t)
     }
 
+    fn spawn_monitor(&mut self) {
+        // The watchdog is the main process's: a worker's is its parent's business.
+        let watchdog = (self.role == Role::Single)
+            .then(systemd::watchdog_interval)
+            .flatten();
+        self.stop_monitor();
+        self.monitor = Some(tokio::spawn(monitor_health(
+            self.services.clone(),
+            watchdog,
+        )));
+    }
+
+    fn stop_monitor(&mut self) {
+        if let Some(m) = self.monitor.take() {
+            m.abort();
+        }
+    }
+
     async fn graceful_stop(&mut self) -> Exit {
+        self.stop_monitor();
         if self.role == Role::Single {
             systemd::notify(State::Stopping);
         }
@@ -325,6 +388,7 @@ impl InProcess {
     }
 
     async fn parent_gone(&mut self) -> Exit {
+        self.stop_monitor();
         tracing::error!("parent process died: stopping the services");
         if let Err(why) = self.stop_and_wait(false).await {
             return self.interrupted(why, "stop after parent death");
@@ -335,6 +399,7 @@ impl InProcess {
     async fn restart(&mut self) -> Result<(), Exit> {
         let method = self.opts.restart_method;
         tracing::info!(?method, "restarting the services");
+        self.stop_monitor();
         if self.role == Role::Single {
             systemd::notify(State::Reloading);
         }
@@ -377,6 +442,7 @@ impl InProcess {
             systemd::notify(State::Ready);
         }
         tracing::info!(?method, pid = std::process::id(), "services restarted");
+        self.spawn_monitor();
         Ok(())
     }
 }

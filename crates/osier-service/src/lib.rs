@@ -13,7 +13,8 @@
 //! | `threadgroup.ThreadGroup` | [`TaskGroup`] (green threads and async tasks, with a [`CancelToken`]) |
 //! | `loopingcall.*` | [`looping`] |
 //! | `periodic_task.PeriodicTasks` | [`periodic::PeriodicTasks`] |
-//! | `systemd.notify_once()` | [`systemd`] (the launchers send READY=1 / STOPPING=1 / RELOADING=1) |
+//! | `systemd.notify_once()` | [`systemd`] (the launchers send READY=1 / STOPPING=1 / RELOADING=1, and WATCHDOG=1 while every service is healthy) |
+//! | `[oslo_messaging_metrics]` and the oslo.metrics daemon | [`metrics_endpoint`] (Prometheus text format over HTTP) |
 //! | `oslo_messaging.get_rpc_server(...)` run by a launcher | `RpcServer` implements [`Service`] ([`rpc`]) |
 //!
 //! ```no_run
@@ -44,6 +45,8 @@ mod in_process;
 mod launcher;
 mod lock;
 pub mod looping;
+#[cfg(feature = "prometheus")]
+pub mod metrics_endpoint;
 mod options;
 pub mod periodic;
 pub mod process;
@@ -55,11 +58,13 @@ pub mod systemd;
 mod task_group;
 
 pub use launcher::{launch, Launcher, ServiceLauncher};
+#[cfg(feature = "prometheus")]
+pub use metrics_endpoint::{metrics_endpoint, MetricsEndpoint, MetricsEndpointError};
 pub use options::{ForegroundHup, LaunchError, LauncherHandle, LauncherOptions, WorkerContext};
 pub use process::ProcessLauncher;
 pub use service::{
     BoxError, Green, GreenService, InvalidRestartMethod, RestartMethod, Service, Services,
-    StartError,
+    StartError, SERVICES_HEALTHY,
 };
 pub use signals::is_daemon;
 pub use task_group::{CancelToken, TaskGroup, TaskGroupError, Timer};

@@ -312,6 +312,9 @@ impl Supervisor {
     async fn run(&mut self) -> i32 {
         self.respawn();
         systemd::notify(State::Ready);
+        if systemd::watchdog_interval().is_some() {
+            tracing::warn!("systemd's watchdog (WatchdogSec=) is not served by the process launcher: it sends no WATCHDOG=1 and systemd will restart it; run one ServiceLauncher per unit for the watchdog, or turn it off for this unit");
+        }
         loop {
             let ev = tokio::time::timeout(self.opts.wait_interval, self.rx.recv()).await;
             self.reap();

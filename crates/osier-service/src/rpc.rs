@@ -52,4 +52,10 @@ impl Service for RpcServer {
         RpcServer::reset(self);
         Ok(())
     }
+    fn health(&self) -> Result<(), String> {
+        match RpcServer::health(self).problem() {
+            None => Ok(()),
+            Some(p) => Err(format!("RPC server {}: {p}", self.target())),
+        }
+    }
 }

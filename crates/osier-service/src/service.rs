@@ -21,6 +21,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+/// The gauge a launcher sets to 1 while every service is healthy ([`Service::health`]), 0
+/// otherwise: the state the systemd watchdog follows.
+pub const SERVICES_HEALTHY: &str = "osier_services_healthy";
+
 /// The error type services report: any error.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
@@ -43,6 +47,13 @@ pub trait Service: Send + Sync + 'static {
     async fn reset(&self) -> Result<(), BoxError> {
         Ok(())
     }
+    /// Whether the service works now, beyond "the process runs" (`Err` says what is wrong).
+    /// A launcher sends systemd `WATCHDOG=1` only while every service is healthy, and shows
+    /// the state on its metrics endpoint. Always healthy by default; an RPC server reports
+    /// its consumer and pings ([`osier_messaging::Health`] with the `rpc` feature).
+    fn health(&self) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// The same contract for green code (an eventlet-era service): each method runs in a green
@@ -56,6 +67,11 @@ pub trait GreenService: Send + Sync + 'static {
     fn wait(&self) -> Result<(), BoxError>;
     /// Resets state on a restart (HUP).
     fn reset(&self) -> Result<(), BoxError> {
+        Ok(())
+    }
+    /// Whether the service works now (see [`Service::health`]); called from the launcher's
+    /// thread, not a green thread, so it must not block.
+    fn health(&self) -> Result<(), String> {
         Ok(())
     }
 }
@@ -109,6 +125,9 @@ impl<S: GreenService> Service for Green<S> {
     async fn reset(&self) -> Result<(), BoxError> {
         self.in_green(|s| s.reset()).await
     }
+    fn health(&self) -> Result<(), String> {
+        self.svc.health()
+    }
 }
 
 #[async_trait]
@@ -124,6 +143,9 @@ impl<S: Service + ?Sized> Service for Arc<S> {
     }
     async fn reset(&self) -> Result<(), BoxError> {
         (**self).reset().await
+    }
+    fn health(&self) -> Result<(), String> {
+        (**self).health()
     }
 }
 
@@ -202,6 +224,15 @@ impl Services {
     /// True when there are none.
     pub fn is_empty(&self) -> bool {
         self.services.is_empty()
+    }
+
+    /// The services that are not healthy now: `(index, what is wrong)`.
+    pub fn unhealthy(&self) -> Vec<(usize, String)> {
+        self.services
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.health().err().map(|e| (i, e)))
+            .collect()
     }
 
     /// Starts every service in order; the first failure stops there and is returned.

@@ -5,6 +5,7 @@
 //! | `systemd.notify()` | [`notify`]`(State::Ready)` |
 //! | `systemd.notify_once()` | [`notify_once`]`(State::Ready)` (also forgets `NOTIFY_SOCKET`) |
 //! | `systemd.onready(sock, timeout)` | [`wait_ready`] (for tests and supervisors) |
+//! | (not in oslo) `WatchdogSec=` | [`watchdog_interval`]; the service launcher sends [`State::Watchdog`] at half the interval while every service is healthy, so systemd restarts a process that is alive but deaf |
 //!
 //! The datagram goes to the unix socket named by `NOTIFY_SOCKET`; a leading `@` names the
 //! abstract namespace. When the variable is not set nothing is sent. Failures are logged at
@@ -26,6 +27,9 @@ pub enum State {
     Stopping,
     /// `RELOADING=1`: the service is reloading its configuration.
     Reloading,
+    /// `WATCHDOG=1`: the service is alive (systemd's `WatchdogSec=`); the launchers send it
+    /// only while every service is healthy.
+    Watchdog,
 }
 
 impl State {
@@ -34,6 +38,7 @@ impl State {
             State::Ready => "READY=1",
             State::Stopping => "STOPPING=1",
             State::Reloading => "RELOADING=1",
+            State::Watchdog => "WATCHDOG=1",
         }
     }
 }
@@ -57,6 +62,18 @@ pub fn notify(state: State) -> bool {
         Some(path) => send_to(&path, state.message()),
         None => false,
     }
+}
+
+/// How often systemd expects `WATCHDOG=1` from this process (`WATCHDOG_USEC`, when
+/// `WATCHDOG_PID` is unset or names this process); `None` when the watchdog is off.
+pub fn watchdog_interval() -> Option<Duration> {
+    if let Ok(pid) = std::env::var("WATCHDOG_PID") {
+        if pid.trim().parse::<u32>().ok() != Some(std::process::id()) {
+            return None;
+        }
+    }
+    let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.trim().parse().ok()?;
+    (usec > 0).then(|| Duration::from_micros(usec))
 }
 
 /// [`notify`], then forgets `NOTIFY_SOCKET` for the rest of the process (oslo's `notify_once`,

@@ -26,6 +26,7 @@ use tokio::sync::{mpsc, oneshot, Notify};
 use crate::amqp::connection::{describe, op_error, Broker, HostId};
 use crate::amqp::supervisor::supervise;
 use crate::amqp::topology::Topology;
+use crate::driver::Liveness;
 use crate::error::{BrokerError, MessagingError};
 
 /// What the owner does with a delivery once the handler has seen it.
@@ -69,6 +70,7 @@ pub(crate) type Handler = Box<dyn FnMut(Delivery, &AckSender) -> Decision + Send
 pub(crate) struct Consumer {
     stop: Arc<Notify>,
     close: Arc<Notify>,
+    live: Liveness,
 }
 
 impl Consumer {
@@ -87,7 +89,9 @@ impl Consumer {
         let close = Arc::new(Notify::new());
         let (ready_tx, ready_rx) = oneshot::channel();
         let (ack_tx, ack_rx) = mpsc::unbounded_channel::<AckCmd>();
+        let live = Liveness::new(false);
         let mut state = Owner {
+            live: live.clone(),
             broker,
             topo,
             queues,
@@ -105,7 +109,7 @@ impl Consumer {
             supervise("listener", &mut state, run_owner, Duration::from_secs(1)).await;
         });
         match ready_rx.await {
-            Ok(Ok(())) => Ok(Consumer { stop, close }),
+            Ok(Ok(())) => Ok(Consumer { stop, close, live }),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(MessagingError::Closed),
         }
@@ -115,6 +119,12 @@ impl Consumer {
     /// of received messages ends), acks still go out.
     pub(crate) fn stop(&self) {
         self.stop.notify_one();
+    }
+
+    /// Up while connected with its consumers registered; down while reconnecting and once
+    /// stopped.
+    pub(crate) fn liveness(&self) -> Liveness {
+        self.live.clone()
     }
 }
 
@@ -126,11 +136,22 @@ impl Drop for Consumer {
     }
 }
 
+/// One queue's deliveries, ending with `None` when the broker cancels its consumer (the queue
+/// deleted, its node lost): that ends the session, as a lost connection does, so that no
+/// queue is left unconsumed while the others go on.
+type Deliveries = futures::stream::BoxStream<'static, Option<Result<Delivery, lapin::Error>>>;
+
+fn until_cancelled(c: lapin::Consumer) -> Deliveries {
+    c.map(Some)
+        .chain(futures::stream::once(async { None }))
+        .boxed()
+}
+
 struct Session {
     conn: Connection,
     host: HostId,
     channel: Channel,
-    consumers: SelectAll<lapin::Consumer>,
+    consumers: SelectAll<Deliveries>,
     tags: Vec<String>,
 }
 
@@ -243,7 +264,7 @@ async fn setup(
             .await
             .map_err(|e| op_error("basic.consume", &e))?;
         tags.push(c.tag().to_string());
-        consumers.push(c);
+        consumers.push(until_cancelled(c));
     }
     Ok(Session {
         conn,
@@ -258,6 +279,8 @@ type AckFut = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
 /// Everything the owner keeps across a restart by its supervisor.
 struct Owner {
+    /// Up while consuming.
+    live: Liveness,
     broker: Arc<Broker>,
     topo: Topology,
     queues: Vec<String>,
@@ -301,6 +324,8 @@ fn handle(h: &mut Handler, d: Delivery, acks: &AckSender) -> Decision {
 }
 
 async fn owner(o: &mut Owner) {
+    // Down until consuming (also after a restart by the supervisor).
+    o.live.set(false);
     let mut attempt: u32 = 0;
     // Set while reconnecting after a lost connection (not on the first start).
     let mut lost = false;
@@ -330,10 +355,12 @@ async fn owner(o: &mut Owner) {
                 }
             }
         };
+        o.live.set(true);
         if let Some(r) = o.ready.take() {
             let _ = r.send(Ok(()));
         } else if lost {
             tracing::info!(host = %o.broker.shown(s.host), queues = ?o.queues, "listener reconnected to the broker; consumers resumed");
+            crate::metrics::reconnected("listener");
         }
         attempt = 0;
         o.generation += 1;
@@ -353,8 +380,10 @@ async fn owner(o: &mut Owner) {
                     // message knows the queues are gone too.
                     delete_queues(&s.channel, &o.topo.delete_on_stop).await;
                     o.handler = None;
+                    o.live.set(false);
                 }
                 _ = o.close.notified() => {
+                    o.live.set(false);
                     while pending_acks.next().await.is_some() {}
                     // Acks asked for before the close still go out.
                     while let Ok(cmd) = o.ack_rx.try_recv() {
@@ -368,7 +397,7 @@ async fn owner(o: &mut Owner) {
                     let _ = s.conn.close(200, "OK".into()).await;
                     return;
                 }
-                d = s.consumers.next(), if o.handler.is_some() => match (d, o.handler.as_mut()) {
+                d = s.consumers.next(), if o.handler.is_some() => match (d.flatten(), o.handler.as_mut()) {
                     (Some(Ok(d)), Some(h)) => {
                         let tag = d.delivery_tag;
                         if o.topo.stream.is_some() {
@@ -384,6 +413,7 @@ async fn owner(o: &mut Owner) {
                     }
                     (Some(Ok(_)), None) => {}
                     (Some(Err(e)), _) => {
+                        o.live.set(false);
                         o.broker.lost(s.host);
                         let delay = o.broker.opts.first_reconnect_delay();
                         tracing::warn!(host = %o.broker.shown(s.host), error = %describe(&e), reconnect_in_s = delay.as_secs_f64(), "listener lost its connection to the broker");
@@ -395,10 +425,11 @@ async fn owner(o: &mut Owner) {
                         return;
                     }
                     (None, _) => {
+                        o.live.set(false);
                         // A deleted stream starts again: read it from its last chunk.
                         o.stream_next = None;
                         let delay = o.broker.opts.first_reconnect_delay();
-                        tracing::warn!(host = %o.broker.shown(s.host), reconnect_in_s = delay.as_secs_f64(), "the broker cancelled the consumers (a queue deleted, or its node lost)");
+                        tracing::warn!(host = %o.broker.shown(s.host), reconnect_in_s = delay.as_secs_f64(), "the broker cancelled a consumer (its queue deleted, or its node lost); reconnecting to declare and consume everything again");
                         let _ = s.conn.close(320, "reconnecting".into()).await;
                         lost = true;
                         if pause_before_reconnect(o, delay).await {

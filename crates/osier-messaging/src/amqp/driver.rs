@@ -42,7 +42,7 @@ use crate::amqp::reply::{AmqpReplier, AmqpWaiter, ReplyQueue};
 use crate::amqp::reply_probe::ReplyProbe;
 use crate::amqp::topology::{check_names, Layout};
 use crate::amqp::wire::{self, CallInfo, DuplicateFilter, ReplyAddress};
-use crate::driver::{Acker, Driver, Incoming, Listener, Outgoing, Replier, ReplyWaiter};
+use crate::driver::{Acker, Driver, Incoming, Listener, Liveness, Outgoing, Replier, ReplyWaiter};
 use crate::error::{BrokerError, MessagingError};
 use crate::lock::lock;
 use crate::target::Target;
@@ -226,6 +226,10 @@ impl Listener for AmqpListener {
         self.rx.recv().await
     }
 
+    fn liveness(&self) -> Liveness {
+        self.consumer.liveness()
+    }
+
     fn stop(&self) {
         self.consumer.stop();
     }
@@ -391,7 +395,7 @@ impl Driver for AmqpDriver {
         let rq = self.shared.reply_queue().await?;
         let msg_id = wire::new_id();
         let (tx, rx) = mpsc::unbounded_channel();
-        lock(&rq.waiters).insert(msg_id.clone(), tx);
+        rq.wait_for(msg_id.clone(), tx);
         let call = CallInfo {
             msg_id: &msg_id,
             reply_q: &rq.name,

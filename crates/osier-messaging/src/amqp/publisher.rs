@@ -564,7 +564,9 @@ async fn owner(
     let mut closed = false;
     let mut link_check = tokio::time::interval(LINK_CHECK);
     link_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut unconfirmed = crate::metrics::Unconfirmed::default();
     loop {
+        unconfirmed.show(pending.len() + inflight.len());
         // Drop what nobody waits for any more; fail what is out of time or of tries.
         let mut keep = VecDeque::with_capacity(pending.len());
         for p in pending.drain(..) {
@@ -614,6 +616,7 @@ async fn owner(
                 Ok(l) => {
                     if again.after_loss || attempt > 0 {
                         tracing::info!(host = %broker.shown(l.host), "publisher reconnected to the broker");
+                        crate::metrics::reconnected("publisher");
                     }
                     *lock(unreachable) = None;
                     link = Some(l);

@@ -31,7 +31,40 @@ pub(crate) type Waiters = Arc<Mutex<HashMap<String, mpsc::UnboundedSender<ReplyE
 pub(crate) struct ReplyQueue {
     pub(crate) name: String,
     pub(crate) waiters: Waiters,
+    /// Calls in flight above which the next one is logged (MSG-AMQP-09: from 10, doubling).
+    warn_above: std::sync::atomic::AtomicUsize,
     _consumer: Consumer,
+}
+
+/// Where the calls-in-flight warning starts (oslo's `ReplyWaiters` threshold).
+const CALLS_IN_FLIGHT_WARNING: usize = 10;
+
+impl ReplyQueue {
+    /// Registers the call `msg_id`; past the warning threshold, logs how many calls wait and
+    /// doubles the threshold, as oslo does (a leak of waiters shows in the log).
+    pub(crate) fn wait_for(&self, msg_id: String, tx: mpsc::UnboundedSender<ReplyEvent>) {
+        use std::sync::atomic::Ordering;
+        let waiting = {
+            let mut w = lock(&self.waiters);
+            w.insert(msg_id, tx);
+            w.len()
+        };
+        let above = self.warn_above.load(Ordering::Relaxed);
+        if waiting > above
+            && self
+                .warn_above
+                .compare_exchange(above, above * 2, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(
+                calls_in_flight = waiting,
+                threshold = above,
+                next_threshold = above * 2,
+                reply_queue = %self.name,
+                "more calls await a reply than the warning threshold: there could be a leak (a caller that never ends its calls); the threshold doubles"
+            );
+        }
+    }
 }
 
 impl ReplyQueue {
@@ -64,6 +97,7 @@ impl ReplyQueue {
         Ok(ReplyQueue {
             name,
             waiters,
+            warn_above: std::sync::atomic::AtomicUsize::new(CALLS_IN_FLIGHT_WARNING),
             _consumer: consumer,
         })
     }

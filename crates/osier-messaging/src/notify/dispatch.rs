@@ -100,6 +100,14 @@ impl Settler {
     /// rejected when it could not be read at all, acked otherwise.
     fn drop_message(&self, msg: &Incoming, why: &str) {
         self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::dropped(
+            "notification",
+            if msg.malformed.is_some() {
+                "malformed"
+            } else {
+                "undispatchable"
+            },
+        );
         if let Some(suppressed) = DROPPED_LOG.allow() {
             tracing::warn!(reason = %Untrusted(why), suppressed, "notification dropped");
         }
@@ -130,6 +138,7 @@ impl Settler {
             requeues.forget(&key);
             drop(requeues);
             self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+            crate::metrics::dropped("notification", "max_requeues");
             tracing::error!(
                 event_type = %Untrusted(event_type),
                 message_id = %Untrusted(&key),
@@ -153,6 +162,7 @@ impl Settler {
             }
         }
         self.stats.requeued.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::requeued("notification");
         msg.acker.requeue();
     }
 }
@@ -178,6 +188,7 @@ fn parse(ser: &dyn Serializer, settler: &Settler, msg: &Incoming) -> Option<Noti
         settler.drop_message(msg, &shown);
         return None;
     };
+    crate::metrics::notification_received(priority.as_str());
     let ctxt = ser.deserialize_context(msg.ctxt.clone());
     let payload =
         match ser.deserialize_entity(&ctxt, m.get("payload").cloned().unwrap_or(Value::Null)) {

@@ -23,6 +23,7 @@ use tokio::task::JoinSet;
 use crate::context::{NoOpSerializer, Serializer};
 use crate::driver::{Incoming, Listener};
 use crate::error::MessagingError;
+use crate::health::{Health, HealthState};
 use crate::lock::lock;
 pub use crate::notify::dispatch::Stats;
 use crate::notify::dispatch::{Dispatcher, RequeueCounts, Settler};
@@ -51,6 +52,7 @@ pub struct NotificationListener {
     max_in_flight: usize,
     stop: Mutex<Option<(watch::Sender<bool>, tokio::task::JoinHandle<()>)>>,
     stats: Arc<Stats>,
+    health: HealthState,
 }
 
 /// How many notifications a listener handles at once by default (oslo's
@@ -88,6 +90,7 @@ impl NotificationListener {
             executor: Executor::Tokio,
             max_in_flight: DEFAULT_CREDIT,
             stop: Mutex::new(None),
+            health: HealthState::default(),
             stats: Arc::new(Stats::default()),
         }
     }
@@ -191,6 +194,7 @@ impl NotificationListener {
             .listen_notifications(&subs, self.pool.as_deref(), credit)
             .await?;
         runner::note_panic_sites();
+        self.health.started(listener.liveness());
         let (tx, rx) = watch::channel(false);
         let dispatcher = Arc::new(Dispatcher {
             endpoints: self.endpoints.clone(),
@@ -212,10 +216,16 @@ impl NotificationListener {
         Ok(())
     }
 
+    /// Whether the listener is alive: started and consuming (see [`health`](crate::health)).
+    pub fn health(&self) -> Health {
+        self.health.health()
+    }
+
     /// Stops taking messages, then waits until every notification taken is handled and
     /// settled; deliveries that arrived but were not taken go back to the queue.
     pub async fn stop(&self) {
         let s = lock(&self.stop).take();
+        self.health.stopped();
         if let Some((tx, task)) = s {
             let _ = tx.send(true);
             let _ = task.await;

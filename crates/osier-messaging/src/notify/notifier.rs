@@ -336,6 +336,7 @@ impl Notifier {
             self.send_via(d, &ctxt, &message, priority, event_type)
                 .await;
         }
+        crate::metrics::notification_sent(priority.as_str());
     }
 
     async fn send_via(

@@ -27,6 +27,7 @@ use tracing::Instrument;
 use crate::context::{NoOpSerializer, RequestContext, Serializer};
 use crate::driver::{Dict, Outcome, Outgoing, ReplyEvent};
 use crate::error::{Cause, MessagingError};
+use crate::metrics::ClientMeterCache;
 use crate::target::Target;
 use crate::trace_context::{self, TraceParent};
 use crate::transport::Transport;
@@ -71,6 +72,9 @@ pub struct RpcClient {
     call_monitor_timeout: Option<Duration>,
     serializer: Arc<dyn Serializer>,
     bridge: Option<osier_bridge::Bridge>,
+    /// Metric handles for this target, by method (shared by clones; a prepared client with
+    /// another target gets its own).
+    meters: Arc<ClientMeterCache>,
 }
 
 impl std::fmt::Debug for RpcClient {
@@ -151,6 +155,11 @@ impl Prepare<'_> {
         if let Some(v) = self.version {
             t.version = v.map(|s| s.parse()).transpose()?;
         }
+        if t != c.target {
+            c.meters = Arc::new(ClientMeterCache::new(
+                &c.transport.opts.metrics_process_name,
+            ));
+        }
         c.target = t;
         if let Some(v) = self.version_cap {
             c.version_cap = v.map(|s| s.parse()).transpose()?;
@@ -180,6 +189,7 @@ impl RpcClient {
             call_monitor_timeout: None,
             serializer: Arc::new(NoOpSerializer),
             bridge: None,
+            meters: Arc::new(ClientMeterCache::new(&transport.opts.metrics_process_name)),
         }
     }
 
@@ -359,12 +369,15 @@ impl RpcClient {
             trace_id = tracing::field::Empty,
             span_id = tracing::field::Empty,
         );
-        async {
+        let invocation = self.meters.start(&self.target, method, "cast");
+        let r = async {
             let msg = self.make(ctx, method, args)?;
             self.transport.driver.cast(msg).await
         }
         .instrument(span)
-        .await
+        .await;
+        invocation.finish(&r);
+        r
     }
 
     /// Calls `method(**args)` on one server and waits for its result (MSG-RPC-05). A failure on
@@ -389,7 +402,10 @@ impl RpcClient {
             trace_id = tracing::field::Empty,
             span_id = tracing::field::Empty,
         );
-        self.call_in_span(ctx, method, args).instrument(span).await
+        let invocation = self.meters.start(&self.target, method, "call");
+        let r = self.call_in_span(ctx, method, args).instrument(span).await;
+        invocation.finish(&r);
+        r
     }
 
     async fn call_in_span<R: DeserializeOwned>(
@@ -502,7 +518,7 @@ impl RpcClient {
 }
 
 /// The kind of a JSON value, for an error that must not print the value itself.
-fn json_kind(v: &Value) -> &'static str {
+pub(crate) fn json_kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

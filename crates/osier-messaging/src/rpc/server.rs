@@ -43,6 +43,8 @@ use tracing::Instrument;
 use crate::context::{NoOpSerializer, RequestContext, Serializer};
 use crate::driver::{Dict, Incoming, Outcome};
 use crate::error::{Failure, MessagingError};
+use crate::health::{Health, HealthState, PingOutcome};
+use crate::metrics::ServerMeterCache;
 use crate::rpc::dispatcher::{AccessPolicy, Decision, Dispatcher, PING_METHOD};
 use crate::rpc::endpoint::{Endpoint, Executor, Handler};
 use crate::rpc::executor::run;
@@ -64,7 +66,12 @@ pub struct RpcServerBuilder {
     serializer: Arc<dyn Serializer>,
     bridge: Option<osier_bridge::Bridge>,
     max_in_flight: usize,
+    ping_interval: Duration,
 }
+
+/// How often a server with `rpc_ping_enabled` pings itself through the broker unless told
+/// otherwise ([`RpcServerBuilder::ping_interval`]).
+pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(30);
 
 /// How many requests a server runs at once unless told otherwise (oslo's
 /// `executor_thread_pool_size` default).
@@ -128,6 +135,16 @@ impl RpcServerBuilder {
         self
     }
 
+    /// How often the server pings itself through the broker (its own topic and server, oslo's
+    /// `oslo_rpc_server_ping`) when the transport has `rpc_ping_enabled`; each ping may take
+    /// as long. The outcome is part of [`RpcServer::health`]. Default
+    /// [`DEFAULT_PING_INTERVAL`]; under one second is [`MessagingError::InvalidOption`] at
+    /// build.
+    pub fn ping_interval(mut self, every: Duration) -> Self {
+        self.ping_interval = every;
+        self
+    }
+
     /// Builds the server (not started; a bad target is reported by `start`, as oslo does).
     /// Without [`bridge`](Self::bridge), the process-wide bridge is used, started now if it
     /// was not: [`MessagingError::Bridge`] if it cannot start.
@@ -138,6 +155,12 @@ impl RpcServerBuilder {
                 reason: "a server needs at least one request slot".into(),
             });
         }
+        if self.ping_interval < Duration::from_secs(1) {
+            return Err(MessagingError::InvalidOption {
+                option: "ping_interval".into(),
+                reason: "a server pings itself at most once a second".into(),
+            });
+        }
         let bridge = match self.bridge {
             Some(b) => b,
             None => osier_bridge::Bridge::try_global()
@@ -145,6 +168,7 @@ impl RpcServerBuilder {
                 .clone(),
         };
         let ping = self.transport.opts.rpc_ping_enabled;
+        let meters = ServerMeterCache::new(&self.target, &self.transport.opts.metrics_process_name);
         Ok(RpcServer {
             inner: Arc::new(Inner {
                 dispatcher: Dispatcher::new(self.endpoints, self.policy, ping),
@@ -158,6 +182,9 @@ impl RpcServerBuilder {
                 idle: Notify::new(),
                 dropped: AtomicU64::new(0),
                 max_in_flight: self.max_in_flight,
+                meters,
+                health: HealthState::default(),
+                ping_interval: self.ping_interval,
             }),
         })
     }
@@ -175,6 +202,9 @@ struct Inner {
     idle: Notify,
     dropped: AtomicU64,
     max_in_flight: usize,
+    meters: ServerMeterCache,
+    health: HealthState,
+    ping_interval: Duration,
 }
 
 /// An RPC server. Cloning gives another handle.
@@ -204,6 +234,7 @@ impl RpcServer {
             serializer: Arc::new(NoOpSerializer),
             bridge: None,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            ping_interval: DEFAULT_PING_INTERVAL,
         }
     }
 
@@ -229,6 +260,18 @@ impl RpcServer {
     /// Does nothing, like oslo's `reset()` for RPC servers (MSG-SRV-04); here so service code
     /// written against oslo's `Service` contract can call it.
     pub fn reset(&self) {}
+
+    /// The target the server listens on.
+    pub fn target(&self) -> &Target {
+        &self.inner.target
+    }
+
+    /// Whether the server is alive beyond "the process runs": started, consuming, and (with
+    /// `rpc_ping_enabled`) its last ping through the broker answered. See
+    /// [`health`](crate::health).
+    pub fn health(&self) -> Health {
+        self.inner.health.health()
+    }
 
     /// Which start/stop/wait cycle the server is in (1 after the first start).
     pub fn cycle(&self) -> u64 {
@@ -276,6 +319,10 @@ impl RpcServer {
             }
         };
         let (stop_tx, mut stop_rx) = watch::channel(false);
+        self.inner.health.started(listener.liveness());
+        if self.inner.transport.opts.rpc_ping_enabled {
+            start_self_ping(&self.inner, stop_tx.subscribe());
+        }
         let inner = self.inner.clone();
         let slots = Arc::new(Semaphore::new(credit));
         let task = self.inner.bridge.tokio().spawn(async move {
@@ -358,6 +405,7 @@ impl RpcServer {
         };
         if let Some(tx) = sender {
             let _ = tx.send(true);
+            self.inner.health.stopped();
             self.inner.steps.set_phase(Phase::Stopped);
             return Ok(());
         }
@@ -440,6 +488,7 @@ fn malformed_failure(why: &str) -> Failure {
 /// Counts, logs (within the budget), answers and rejects a request that cannot be dispatched.
 async fn refuse(inner: &Arc<Inner>, msg: Incoming, why: &str) {
     inner.dropped.fetch_add(1, Ordering::Relaxed);
+    crate::metrics::dropped("rpc", "malformed");
     if let Some(suppressed) = MALFORMED_LOG.allow() {
         tracing::warn!(
             target = %inner.target,
@@ -528,12 +577,22 @@ async fn handle(inner: &Arc<Inner>, msg: Incoming) {
                 span.record("parent_span_id", tracing::field::display(&tp.span_id));
             }
             let heartbeats = start_heartbeats(msg.client_timeout, msg.replier.clone(), &method);
+            let ep = &inner.dispatcher.endpoints[target.endpoint()];
+            let running = inner
+                .meters
+                .start(target.endpoint(), ep.name(), &ep.target, &method);
             let outcome = run_method(inner, executor, &method, target.handler, &ctx, args)
                 .instrument(span.clone())
                 .await;
             match &outcome {
-                Ok(_) => span.record("outcome", tracing::field::display("ok")),
-                Err(f) => span.record("outcome", tracing::field::display(Untrusted(&f.class))),
+                Ok(_) => {
+                    span.record("outcome", tracing::field::display("ok"));
+                    running.finish(None);
+                }
+                Err(f) => {
+                    span.record("outcome", tracing::field::display(Untrusted(&f.class)));
+                    running.finish(Some(&f.class));
+                }
             };
             if let Some(hb) = heartbeats {
                 hb.abort();
@@ -545,6 +604,53 @@ async fn handle(inner: &Arc<Inner>, msg: Incoming) {
     if let Some(r) = &msg.replier {
         send_reply(inner, r.as_ref(), outcome, &method).await;
     }
+}
+
+/// Pings the server through the broker at once and then every `ping_interval` until it stops
+/// (`rpc_ping_enabled`), and records the outcome for [`RpcServer::health`]; logs when pings
+/// start failing and when they are answered again.
+fn start_self_ping(inner: &Arc<Inner>, mut stop: watch::Receiver<bool>) {
+    let every = inner.ping_interval;
+    let client = crate::RpcClient::new(&inner.transport, inner.target.clone()).timeout(every);
+    let inner = Arc::downgrade(inner);
+    tokio::spawn(async move {
+        let mut failing = false;
+        let ctx = RequestContext::new();
+        loop {
+            let t0 = tokio::time::Instant::now();
+            let ping = client.call::<Value>(&ctx, PING_METHOD, serde_json::json!({}));
+            let r = tokio::select! {
+                r = ping => r,
+                _ = stop.changed() => return,
+            };
+            let Some(inner) = inner.upgrade() else { return };
+            let outcome = match r {
+                Ok(Value::String(s)) if s == "pong" => PingOutcome::Answered(t0.elapsed()),
+                Ok(other) => PingOutcome::Failed(format!(
+                    "answered {} instead of pong",
+                    crate::rpc::client::json_kind(&other)
+                )),
+                Err(e) => PingOutcome::Failed(e.to_string()),
+            };
+            match &outcome {
+                PingOutcome::Failed(e) if !failing => {
+                    tracing::warn!(target = %inner.target, error = %e, "the RPC server's ping through the broker to itself failed: it may be deaf");
+                    failing = true;
+                }
+                PingOutcome::Answered(_) if failing => {
+                    tracing::info!(target = %inner.target, "the RPC server answers its ping through the broker again");
+                    failing = false;
+                }
+                _ => {}
+            }
+            inner.health.pinged(outcome);
+            drop(inner);
+            tokio::select! {
+                _ = tokio::time::sleep_until(t0 + every) => {}
+                _ = stop.changed() => return,
+            }
+        }
+    });
 }
 
 /// Deserializes the arguments, runs the method on its executor, serializes the result.
