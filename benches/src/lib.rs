@@ -18,6 +18,7 @@
 pub mod amqp;
 pub mod bridge;
 pub mod messaging;
+pub mod observe;
 
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};

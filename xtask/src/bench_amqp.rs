@@ -1,5 +1,5 @@
 //! `cargo xtask bench-amqp [--quick] [--rounds N]`: osier's RabbitMQ driver (with oslo's default
-//! options, and with kolla-ansible 2025.2's option set), the raw lapin loop with the same
+//! options, with kolla-ansible 2025.2's option set, and with tracing and metrics on), the raw lapin loop with the same
 //! delivery guarantee, and Python oslo.messaging (threading executor), on the local broker in
 //! one session. Rounds are interleaved (osier, raw, oslo, osier, ...) so that
 //! the machine's noise falls on all three alike; each figure is the median over the rounds.
@@ -37,6 +37,12 @@ pub fn bench_amqp(rest: &[String]) -> Result<(), String> {
             "amqp_table",
             quick,
             &["--impl", "osier-kolla"],
+        )?);
+        println!("==> round {round}/{rounds}: osier, tracing and metrics on");
+        r.extend(run_table_args(
+            "amqp_table",
+            quick,
+            &["--impl", "osier-observed"],
         )?);
         println!("==> round {round}/{rounds}: raw lapin");
         r.extend(run_table_args("amqp_table", quick, &["--impl", "raw"])?);
@@ -123,6 +129,16 @@ pub fn bench_amqp(rest: &[String]) -> Result<(), String> {
             ratio(kolla, o)
         );
     }
+    println!("\nTracing (a subscriber at INFO formatting every span) and metrics (a Prometheus recorder) on, against off, same rounds:\n");
+    println!(
+        "| workload | osier | osier, tracing + metrics on | on / off (target >= 0.95x at 16) |"
+    );
+    println!("|---|---|---|---|");
+    for k in ["call_1", "call_16", "cast_16", "notify_16"] {
+        let (off, on) = (get(k, "osier"), get(k, "osier-observed"));
+        println!("| {k} | {} | {} | {} |", f(off), f(on), ratio(on, off));
+    }
+    println!();
     let ms = |v: Option<f64>| v.map(|x| format!("{x:.2}")).unwrap_or_else(|| "-".into());
     for k in ["call_1", "call_16"] {
         for q in ["p50", "p99"] {

@@ -218,7 +218,8 @@ pub(crate) fn bench_bridge(rest: &[String]) -> Result<(), String> {
 
 pub(crate) fn bench_messaging(rest: &[String]) -> Result<(), String> {
     let quick = rest.iter().any(|a| a == "--quick");
-    let r = run_table("messaging_table", quick, false)?;
+    let mut r = run_table("messaging_table", quick, false)?;
+    r.extend(run_table_args("messaging_table", quick, &["--observed"])?);
     let get = |b: &str, i: &str| r.get(&(b.to_string(), i.to_string())).copied();
     let f = |v: Option<f64>| v.map(|x| format!("{x:.0}")).unwrap_or_else(|| "-".into());
     println!();
@@ -248,6 +249,26 @@ pub(crate) fn bench_messaging(rest: &[String]) -> Result<(), String> {
             f(get(b, "green")),
             f(get(b, "threads")),
             f(get(b, "mpsc")),
+        );
+    }
+    let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}x", a / b),
+        _ => "-".into(),
+    };
+    println!("\nTracing (a subscriber at INFO formatting every span) and metrics (a Prometheus recorder) on, against off, same run:\n");
+    println!("| calls per second | tokio | tokio, on | on / off | green | green, on | on / off (target >= 0.95x at 16) |");
+    println!("|---|---|---|---|---|---|---|");
+    for b in ["call_1", "call_16"] {
+        let (t, to) = (get(b, "tokio"), get(b, "tokio_observed"));
+        let (g, go) = (get(b, "green"), get(b, "green_observed"));
+        println!(
+            "| {b} | {} | {} | {} | {} | {} | {} |",
+            f(t),
+            f(to),
+            ratio(to, t),
+            f(g),
+            f(go),
+            ratio(go, g)
         );
     }
     Ok(())

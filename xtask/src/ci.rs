@@ -37,6 +37,9 @@ pub(crate) fn ci() -> Result<(), String> {
             "clippy",
             "--workspace",
             "--all-targets",
+            // The OpenTelemetry export too (its test and example need the feature).
+            "--features",
+            "osier-service/otel",
             "--",
             "-D",
             "warnings",
@@ -47,6 +50,31 @@ pub(crate) fn ci() -> Result<(), String> {
         cargo()
             .env("OSIER_BROKER_FAULTS", "1")
             .args(["test", "--workspace"]),
+    )?;
+    run(
+        "spans exported to OpenTelemetry (feature otel): one trace across two services",
+        cargo().args([
+            "test",
+            "-p",
+            "osier-service",
+            "--features",
+            "otel",
+            "--test",
+            "otel",
+        ]),
+    )?;
+    run(
+        "OpenTelemetry example (stdout exporter)",
+        cargo().args([
+            "run",
+            "-q",
+            "-p",
+            "osier-service",
+            "--features",
+            "otel",
+            "--example",
+            "otel",
+        ]),
     )?;
     loom()?;
     crate::chaos::chaos_for_ci()?;

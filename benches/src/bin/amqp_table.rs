@@ -1,6 +1,8 @@
 //! RabbitMQ workloads for `cargo xtask bench-amqp`: one JSON line per figure. `--impl osier`,
-//! `--impl osier-kolla` (osier under kolla-ansible 2025.2's option set) or `--impl raw` (the
-//! lapin floor with the same delivery guarantee); `--quick` for a smoke run.
+//! `--impl osier-kolla` (osier under kolla-ansible 2025.2's option set), `--impl
+//! osier-observed` (osier with tracing and metrics on: calls, casts and notifications at 16)
+//! or `--impl raw` (the lapin floor with the same delivery guarantee); `--quick` for a smoke
+//! run.
 //! Python oslo.messaging's side is `xtask/py/oslo_bench.py`, run by xtask in the same session.
 
 #![allow(clippy::print_stdout)] // its output is the JSON lines xtask reads
@@ -42,6 +44,25 @@ fn main() {
         (Duration::from_secs(1), Duration::from_secs(5))
     };
     let rt = osier_benches::bridge::bridge().tokio().clone();
+    if imp == "osier-observed" {
+        let _handle = osier_benches::observe::install();
+        rt.block_on(async {
+            let set = a::OptionSet::Defaults;
+            for (row, n) in [("call_1", 1), ("call_16", 16)] {
+                if wanted(row) {
+                    report(row, &imp, a::osier_calls(n, set, warm, dur).await);
+                }
+            }
+            if wanted("cast_16") {
+                report("cast_16", &imp, a::osier_casts(16, set, warm, dur).await);
+            }
+            if wanted("notify_16") {
+                let s = a::osier_notifications(16, set, Executor::Tokio, warm, dur).await;
+                report("notify_16", &imp, s);
+            }
+        });
+        return;
+    }
     rt.block_on(async {
         match imp.as_str() {
             "osier" | "osier-kolla" => {
@@ -103,7 +124,7 @@ fn main() {
                 }
             }
             other => {
-                eprintln!("unknown --impl {other}: osier, osier-kolla or raw");
+                eprintln!("unknown --impl {other}: osier, osier-kolla, osier-observed or raw");
                 std::process::exit(2);
             }
         }

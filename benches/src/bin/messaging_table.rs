@@ -1,6 +1,6 @@
 //! In-memory RPC and notifications per executor beside the tokio mpsc baseline, one JSON line per figure (calls/s
 //! or casts/s); `cargo xtask bench-messaging` prints the table. Medians of 5; `--quick` for a
-//! smoke run.
+//! smoke run; `--observed` measures the calls again with tracing and metrics on.
 
 #![allow(clippy::print_stdout)] // its output is the JSON lines xtask reads
 
@@ -24,6 +24,18 @@ fn emit(bench: &str, imp: &str, v: f64) {
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let (runs, n) = if quick { (3, 2_000) } else { (5, 50_000) };
+    if std::env::args().any(|a| a == "--observed") {
+        // Tracing and metrics on: the calls of the tokio and green executors again.
+        let _handle = osier_benches::observe::install();
+        for (name, e) in [
+            ("tokio_observed", Executor::Tokio),
+            ("green_observed", Executor::Green),
+        ] {
+            emit("call_1", name, per_sec(runs, n / 5, &|k| m::calls(e, k, 1)));
+            emit("call_16", name, per_sec(runs, n, &|k| m::calls(e, k, 16)));
+        }
+        return;
+    }
     for (name, e) in [
         ("tokio", Executor::Tokio),
         ("green", Executor::Green),

@@ -40,6 +40,8 @@ mod log_budget;
 pub mod memory;
 pub mod metrics;
 pub mod notify;
+#[cfg(feature = "otel")]
+mod otel;
 pub mod rpc;
 mod runner;
 pub mod secrets;

@@ -5,6 +5,9 @@
 //! a fresh context starts one. The client span records `trace_id` and `span_id`, the server
 //! span `trace_id` and `parent_span_id`, so two osier services show one trace in their logs.
 //!
+//! With the `otel` feature and an OpenTelemetry layer in the subscriber, the ids are the spans'
+//! own OpenTelemetry ids, so a tracing backend shows the same trace.
+//!
 //! Whatever arrives under the key is untrusted: anything but a well-formed `traceparent` is
 //! ignored (a new trace starts), never logged or echoed.
 
@@ -58,6 +61,17 @@ impl TraceParent {
         };
         let span_id = uuid::Uuid::new_v4().simple().to_string()[..16].to_string();
         TraceParent { trace_id, span_id }
+    }
+
+    /// The `traceparent` a request sent now carries: the ids OpenTelemetry gave the span in
+    /// force (feature `otel`, with an OpenTelemetry layer installed), otherwise
+    /// [`child_of`](Self::child_of) `parent`.
+    pub fn for_request(parent: Option<&TraceParent>) -> TraceParent {
+        #[cfg(feature = "otel")]
+        if let Some(tp) = crate::otel::current() {
+            return tp;
+        }
+        TraceParent::child_of(parent)
     }
 
     /// The header value: `00-<trace id>-<span id>-01` (sampled).

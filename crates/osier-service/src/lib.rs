@@ -48,6 +48,8 @@ pub mod looping;
 #[cfg(feature = "prometheus")]
 pub mod metrics_endpoint;
 mod options;
+#[cfg(feature = "otel")]
+pub mod otel;
 pub mod periodic;
 pub mod process;
 #[cfg(feature = "rpc")]

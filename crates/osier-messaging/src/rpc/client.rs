@@ -337,7 +337,7 @@ impl RpcClient {
         // The request continues the trace of the context it was made with (a handler's,
         // passed on), or starts one; the span in force (rpc.call / rpc.cast) records it.
         let parent = ctxt.get(trace_context::KEY).and_then(TraceParent::parse);
-        let tp = TraceParent::child_of(parent.as_ref());
+        let tp = TraceParent::for_request(parent.as_ref());
         let span = tracing::Span::current();
         span.record("trace_id", tracing::field::display(&tp.trace_id));
         span.record("span_id", tracing::field::display(&tp.span_id));
@@ -369,6 +369,8 @@ impl RpcClient {
             trace_id = tracing::field::Empty,
             span_id = tracing::field::Empty,
         );
+        #[cfg(feature = "otel")]
+        continue_context(&span, ctx);
         let invocation = self.meters.start(&self.target, method, "cast");
         let r = async {
             let msg = self.make(ctx, method, args)?;
@@ -402,6 +404,8 @@ impl RpcClient {
             trace_id = tracing::field::Empty,
             span_id = tracing::field::Empty,
         );
+        #[cfg(feature = "otel")]
+        continue_context(&span, ctx);
         let invocation = self.meters.start(&self.target, method, "call");
         let r = self.call_in_span(ctx, method, args).instrument(span).await;
         invocation.finish(&r);
@@ -514,6 +518,15 @@ impl RpcClient {
         self.the_bridge()
             .yield_future(self.cast(ctx, method, args))
             .map_err(|e| MessagingError::Bridge(Cause::new(e)))?
+    }
+}
+
+/// A request made with a context that carries a trace (the one a handler received, passed on)
+/// continues it in OpenTelemetry too, wherever the call is made from.
+#[cfg(feature = "otel")]
+fn continue_context(span: &tracing::Span, ctx: &RequestContext) {
+    if let Some(tp) = ctx.get(trace_context::KEY).and_then(TraceParent::parse) {
+        crate::otel::continue_remote(span, &tp);
     }
 }
 

@@ -558,7 +558,8 @@ async fn handle(inner: &Arc<Inner>, msg: Incoming) {
             method,
             args,
         } => {
-            let ctx = inner.serializer.deserialize_context(msg.ctxt);
+            #[cfg_attr(not(feature = "otel"), allow(unused_mut))]
+            let mut ctx = inner.serializer.deserialize_context(msg.ctxt);
             let executor = target.executor().unwrap_or(inner.executor);
             // Every log line of the method carries its request's fields, whatever its executor.
             let span = tracing::info_span!(
@@ -575,6 +576,14 @@ async fn handle(inner: &Arc<Inner>, msg: Incoming) {
             if let Some(tp) = ctx.get(trace_context::KEY).and_then(TraceParent::parse) {
                 span.record("trace_id", tracing::field::display(&tp.trace_id));
                 span.record("parent_span_id", tracing::field::display(&tp.span_id));
+                #[cfg(feature = "otel")]
+                crate::otel::continue_remote(&span, &tp);
+            }
+            // The handler's calls, made with the context it received, are children of this
+            // server span.
+            #[cfg(feature = "otel")]
+            if let Some(own) = crate::otel::of(&span) {
+                ctx.set(trace_context::KEY, own.header());
             }
             let heartbeats = start_heartbeats(msg.client_timeout, msg.replier.clone(), &method);
             let ep = &inner.dispatcher.endpoints[target.endpoint()];

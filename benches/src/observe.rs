@@ -1,0 +1,36 @@
+//! Tracing and metrics switched on as an operator runs them, for the benches' "observed" rows:
+//! a `tracing` subscriber at INFO that formats every span and event (into a sink, so the
+//! cost is the formatting, not a terminal), and a Prometheus recorder holding every metric
+//! osier records (oslo.metrics' buckets), as `osier_service::metrics_endpoint` installs it.
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tracing_subscriber::prelude::*;
+
+/// Installs both, process-wide; returns the recorder's handle (a scrape renders it).
+/// `OSIER_BENCH_OBSERVE=tracing` or `=metrics` installs only one (to see which costs what).
+pub fn install() -> PrometheusHandle {
+    let only = std::env::var("OSIER_BENCH_OBSERVE").unwrap_or_default();
+    if only != "metrics" {
+        install_tracing();
+    }
+    let recorder = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Suffix("processing_seconds".into()),
+            &osier_messaging::metrics::PROCESSING_SECONDS_BUCKETS,
+        )
+        .expect("buckets are not empty")
+        .build_recorder();
+    let handle = recorder.handle();
+    if only != "tracing" {
+        metrics::set_global_recorder(recorder).expect("no recorder installed yet");
+        osier_messaging::metrics::describe();
+    }
+    handle
+}
+
+fn install_tracing() {
+    let subscriber = tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::sink))
+        .with(tracing_subscriber::EnvFilter::new("info"));
+    tracing::subscriber::set_global_default(subscriber).expect("no subscriber installed yet");
+}
