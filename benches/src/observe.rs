@@ -30,7 +30,11 @@ pub fn install() -> PrometheusHandle {
 
 fn install_tracing() {
     let subscriber = tracing_subscriber::registry()
-        .with(tracing_subscriber::fmt::layer().with_writer(std::io::sink))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_ansi(false)
+                .with_writer(std::io::sink),
+        )
         .with(tracing_subscriber::EnvFilter::new("info"));
     tracing::subscriber::set_global_default(subscriber).expect("no subscriber installed yet");
 }

@@ -289,11 +289,14 @@ impl RpcClient {
         Ok(())
     }
 
+    /// The request. `tp` is its `traceparent` when already known (and recorded on the span);
+    /// otherwise it is made here from the span in force and recorded.
     fn make(
         &self,
         ctx: &RequestContext,
         method: &str,
         args: impl Serialize,
+        tp: Option<TraceParent>,
     ) -> Result<Outgoing, MessagingError> {
         self.target.require_topic()?;
         self.check_cap()?;
@@ -334,13 +337,15 @@ impl RpcClient {
             });
         }
         let mut ctxt = self.serializer.serialize_context(ctx);
-        // The request continues the trace of the context it was made with (a handler's,
-        // passed on), or starts one; the span in force (rpc.call / rpc.cast) records it.
-        let parent = ctxt.get(trace_context::KEY).and_then(TraceParent::parse);
-        let tp = TraceParent::for_request(parent.as_ref());
-        let span = tracing::Span::current();
-        span.record("trace_id", tracing::field::display(&tp.trace_id));
-        span.record("span_id", tracing::field::display(&tp.span_id));
+        let tp = tp.unwrap_or_else(|| {
+            // From the span in force (OpenTelemetry's ids), recorded on it now.
+            let parent = ctxt.get(trace_context::KEY).and_then(TraceParent::parse);
+            let tp = TraceParent::for_request(parent.as_ref());
+            let span = tracing::Span::current();
+            span.record("trace_id", tracing::field::display(&tp.trace_id));
+            span.record("span_id", tracing::field::display(&tp.span_id));
+            tp
+        });
         ctxt.insert(trace_context::KEY.into(), tp.header().into());
         Ok(Outgoing {
             target: self.target.clone(),
@@ -360,20 +365,21 @@ impl RpcClient {
         method: &str,
         args: impl Serialize,
     ) -> Result<(), MessagingError> {
+        let tp = early_trace(ctx);
         let span = tracing::info_span!(
             "rpc.cast",
             target = %self.target,
             method = %Untrusted(method),
             request_id = %ctx.request_id().unwrap_or(""),
             global_request_id = %ctx.global_request_id().unwrap_or(""),
-            trace_id = tracing::field::Empty,
-            span_id = tracing::field::Empty,
+            trace_id = tp.as_ref().map(|t| tracing::field::display(&t.trace_id)),
+            span_id = tp.as_ref().map(|t| tracing::field::display(&t.span_id)),
         );
         #[cfg(feature = "otel")]
         continue_context(&span, ctx);
         let invocation = self.meters.start(&self.target, method, "cast");
         let r = async {
-            let msg = self.make(ctx, method, args)?;
+            let msg = self.make(ctx, method, args, tp)?;
             self.transport.driver.cast(msg).await
         }
         .instrument(span)
@@ -393,6 +399,7 @@ impl RpcClient {
         if self.target.fanout {
             return Err(self.target.invalid("A call cannot be fanout"));
         }
+        let tp = early_trace(ctx);
         let span = tracing::info_span!(
             "rpc.call",
             target = %self.target,
@@ -401,13 +408,16 @@ impl RpcClient {
             request_id = %ctx.request_id().unwrap_or(""),
             global_request_id = %ctx.global_request_id().unwrap_or(""),
             msg_id = tracing::field::Empty,
-            trace_id = tracing::field::Empty,
-            span_id = tracing::field::Empty,
+            trace_id = tp.as_ref().map(|t| tracing::field::display(&t.trace_id)),
+            span_id = tp.as_ref().map(|t| tracing::field::display(&t.span_id)),
         );
         #[cfg(feature = "otel")]
         continue_context(&span, ctx);
         let invocation = self.meters.start(&self.target, method, "call");
-        let r = self.call_in_span(ctx, method, args).instrument(span).await;
+        let r = self
+            .call_in_span(ctx, method, args, tp)
+            .instrument(span)
+            .await;
         invocation.finish(&r);
         r
     }
@@ -417,8 +427,9 @@ impl RpcClient {
         ctx: &RequestContext,
         method: &str,
         args: impl Serialize,
+        tp: Option<TraceParent>,
     ) -> Result<R, MessagingError> {
-        let msg = self.make(ctx, method, args)?;
+        let msg = self.make(ctx, method, args, tp)?;
         let topic = msg.target.topic.clone().unwrap_or_default();
         let timeout = self.effective_timeout();
         let deadline = tokio::time::Instant::now() + timeout;
@@ -528,6 +539,18 @@ fn continue_context(span: &tracing::Span, ctx: &RequestContext) {
     if let Some(tp) = ctx.get(trace_context::KEY).and_then(TraceParent::parse) {
         crate::otel::continue_remote(span, &tp);
     }
+}
+
+/// A request's `traceparent`, made before its span so the span is created with it (no
+/// `record` afterwards): it continues the trace of the context the request is made with (a
+/// handler's, passed on), or starts one. With the `otel` feature the ids are the span's own,
+/// known only once it exists: `None`, and [`RpcClient::make`] takes them from the span.
+fn early_trace(ctx: &RequestContext) -> Option<TraceParent> {
+    if cfg!(feature = "otel") {
+        return None;
+    }
+    let parent = ctx.get(trace_context::KEY).and_then(TraceParent::parse);
+    Some(TraceParent::child_of(parent.as_ref()))
 }
 
 /// The kind of a JSON value, for an error that must not print the value itself.

@@ -562,6 +562,7 @@ async fn handle(inner: &Arc<Inner>, msg: Incoming) {
             let mut ctx = inner.serializer.deserialize_context(msg.ctxt);
             let executor = target.executor().unwrap_or(inner.executor);
             // Every log line of the method carries its request's fields, whatever its executor.
+            let caller = ctx.get(trace_context::KEY).and_then(TraceParent::parse);
             let span = tracing::info_span!(
                 "rpc.server",
                 target = %inner.target,
@@ -569,15 +570,13 @@ async fn handle(inner: &Arc<Inner>, msg: Incoming) {
                 executor = ?executor,
                 request_id = %ctx.request_id().unwrap_or(""),
                 global_request_id = %ctx.global_request_id().unwrap_or(""),
-                trace_id = tracing::field::Empty,
-                parent_span_id = tracing::field::Empty,
+                trace_id = caller.as_ref().map(|t| tracing::field::display(&t.trace_id)),
+                parent_span_id = caller.as_ref().map(|t| tracing::field::display(&t.span_id)),
                 outcome = tracing::field::Empty,
             );
-            if let Some(tp) = ctx.get(trace_context::KEY).and_then(TraceParent::parse) {
-                span.record("trace_id", tracing::field::display(&tp.trace_id));
-                span.record("parent_span_id", tracing::field::display(&tp.span_id));
-                #[cfg(feature = "otel")]
-                crate::otel::continue_remote(&span, &tp);
+            #[cfg(feature = "otel")]
+            if let Some(tp) = &caller {
+                crate::otel::continue_remote(&span, tp);
             }
             // The handler's calls, made with the context it received, are children of this
             // server span.
