@@ -1,7 +1,8 @@
 //! Tracing and metrics switched on as an operator runs them, for the benches' "observed" rows:
 //! a `tracing` subscriber at INFO that formats every span and event (into a sink, so the
 //! cost is the formatting, not a terminal), and a Prometheus recorder holding every metric
-//! osier records (oslo.metrics' buckets), as `osier_service::metrics_endpoint` installs it.
+//! osier records (oslo.metrics' buckets) with its upkeep every 5 s, as
+//! `osier_service::metrics_endpoint` installs it.
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::prelude::*;
@@ -21,6 +22,12 @@ pub fn install() -> PrometheusHandle {
         .expect("buckets are not empty")
         .build_recorder();
     let handle = recorder.handle();
+    // As the endpoint's exporter does: histogram samples are folded into buckets every 5 s.
+    let upkeep = handle.clone();
+    std::thread::spawn(move || loop {
+        std::thread::sleep(std::time::Duration::from_secs(5));
+        upkeep.run_upkeep();
+    });
     if only != "tracing" {
         metrics::set_global_recorder(recorder).expect("no recorder installed yet");
         osier_messaging::metrics::describe();

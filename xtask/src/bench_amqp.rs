@@ -1,14 +1,75 @@
-//! `cargo xtask bench-amqp [--quick] [--rounds N]`: osier's RabbitMQ driver (with oslo's default
+//! `cargo xtask bench-amqp [--quick] [--rounds N] [--observability]`: osier's RabbitMQ driver (with oslo's default
 //! options, with kolla-ansible 2025.2's option set, and with tracing and metrics on), the raw lapin loop with the same
 //! delivery guarantee, and Python oslo.messaging (threading executor), on the local broker in
 //! one session. Rounds are interleaved (osier, raw, oslo, osier, ...) so that
 //! the machine's noise falls on all three alike; each figure is the median over the rounds.
+//! `--observability` compares osier with tracing and metrics off and on alone, over more rounds.
 
 use std::collections::BTreeMap;
 use std::process::Command;
 
 use crate::interop::ensure_oslo_venv;
 use crate::{median, parse_lines, root, run_table_args};
+
+/// The rows the on/off comparison of tracing and metrics measures.
+const OBSERVED_ROWS: [&str; 4] = ["call_1", "call_16", "cast_16", "notify_16"];
+
+/// `--observability`: osier with tracing and metrics off and on, interleaved, more rounds
+/// (default 7) and only the rows they share, so that the machine's noise (several percent from
+/// run to run) averages out of a difference of a few percent.
+fn observability(quick: bool, rest: &[String]) -> Result<(), String> {
+    let rounds: usize = match rest.iter().position(|a| a == "--rounds") {
+        Some(i) => rest
+            .get(i + 1)
+            .and_then(|n| n.parse().ok())
+            .ok_or("--rounds takes a number")?,
+        None if quick => 1,
+        None => 7,
+    };
+    if std::env::var("OSIER_BENCH_TOKIO_WORKERS").is_err() {
+        std::env::set_var("OSIER_BENCH_TOKIO_WORKERS", "1");
+    }
+    std::env::set_var("OSIER_BENCH_ONLY", OBSERVED_ROWS.join(","));
+    let mut samples: BTreeMap<(String, String), Vec<f64>> = BTreeMap::new();
+    for round in 1..=rounds {
+        println!("==> round {round}/{rounds}: osier, then osier with tracing and metrics on");
+        let mut r = run_table_args("amqp_table", quick, &["--impl", "osier"])?;
+        r.extend(run_table_args(
+            "amqp_table",
+            quick,
+            &["--impl", "osier-observed"],
+        )?);
+        for (k, v) in r {
+            samples.entry(k).or_default().push(v);
+        }
+    }
+    let med: BTreeMap<(String, String), f64> = samples
+        .into_iter()
+        .filter_map(|(k, v)| median(v).map(|m| (k, m)))
+        .collect();
+    print_observed(&med);
+    Ok(())
+}
+
+/// The on/off table of tracing and metrics.
+fn print_observed(med: &BTreeMap<(String, String), f64>) {
+    let get = |b: &str, i: &str| med.get(&(b.to_string(), i.to_string())).copied();
+    let f = |v: Option<f64>| v.map(|x| format!("{x:.0}")).unwrap_or_else(|| "-".into());
+    let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}x", a / b),
+        _ => "-".into(),
+    };
+    println!("\nTracing (a subscriber at INFO formatting every span) and metrics (a Prometheus recorder) on, against off, same rounds:\n");
+    println!(
+        "| workload | osier | osier, tracing + metrics on | on / off (target >= 0.95x at 16) |"
+    );
+    println!("|---|---|---|---|");
+    for k in OBSERVED_ROWS {
+        let (off, on) = (get(k, "osier"), get(k, "osier-observed"));
+        println!("| {k} | {} | {} | {} |", f(off), f(on), ratio(on, off));
+    }
+    println!();
+}
 
 /// The task.
 pub fn bench_amqp(rest: &[String]) -> Result<(), String> {
@@ -21,6 +82,9 @@ pub fn bench_amqp(rest: &[String]) -> Result<(), String> {
         None if quick => 1,
         None => 3,
     };
+    if rest.iter().any(|a| a == "--observability") {
+        return observability(quick, rest);
+    }
     let py = ensure_oslo_venv()?;
     // One tokio worker for both Rust sides: on this 2-core machine, where the broker needs a
     // core, it avoids cross-thread wake-ups (measured: current_thread did best). A service
@@ -129,16 +193,7 @@ pub fn bench_amqp(rest: &[String]) -> Result<(), String> {
             ratio(kolla, o)
         );
     }
-    println!("\nTracing (a subscriber at INFO formatting every span) and metrics (a Prometheus recorder) on, against off, same rounds:\n");
-    println!(
-        "| workload | osier | osier, tracing + metrics on | on / off (target >= 0.95x at 16) |"
-    );
-    println!("|---|---|---|---|");
-    for k in ["call_1", "call_16", "cast_16", "notify_16"] {
-        let (off, on) = (get(k, "osier"), get(k, "osier-observed"));
-        println!("| {k} | {} | {} | {} |", f(off), f(on), ratio(on, off));
-    }
-    println!();
+    print_observed(&med);
     let ms = |v: Option<f64>| v.map(|x| format!("{x:.2}")).unwrap_or_else(|| "-".into());
     for k in ["call_1", "call_16"] {
         for q in ["p50", "p99"] {

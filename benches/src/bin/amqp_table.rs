@@ -16,9 +16,10 @@ fn emit(bench: &str, imp: &str, v: f64, unit: &str) {
     println!(r#"{{"bench":"{bench}","impl":"{imp}","value":{v:.3},"unit":"{unit}"}}"#);
 }
 
-/// `OSIER_BENCH_ONLY=<row>` runs one row (for profiling).
+/// `OSIER_BENCH_ONLY=<row>[,<row>...]` runs those rows only (for profiling, and for
+/// `cargo xtask bench-amqp --observability`).
 fn wanted(row: &str) -> bool {
-    std::env::var("OSIER_BENCH_ONLY").map_or(true, |only| only == row)
+    std::env::var("OSIER_BENCH_ONLY").map_or(true, |only| only.split(',').any(|r| r == row))
 }
 
 fn report(row: &str, imp: &str, s: Stats) {

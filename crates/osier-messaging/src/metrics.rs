@@ -244,17 +244,20 @@ impl ClientMeters {
     }
 }
 
-/// A client's handles, by (call type, method). Shared by a client's clones.
+/// A client's handles, by method: calls and casts apart. Shared by a client's clones; looked
+/// up by `&str`, so a call allocates nothing here once its method has handles.
 pub(crate) struct ClientMeterCache {
     process: String,
-    map: Mutex<HashMap<(&'static str, String), Arc<ClientMeters>>>,
+    calls: Mutex<HashMap<String, Arc<ClientMeters>>>,
+    casts: Mutex<HashMap<String, Arc<ClientMeters>>>,
 }
 
 impl ClientMeterCache {
     pub(crate) fn new(process: &str) -> Self {
         ClientMeterCache {
             process: process.to_string(),
-            map: Mutex::new(HashMap::new()),
+            calls: Mutex::new(HashMap::new()),
+            casts: Mutex::new(HashMap::new()),
         }
     }
 
@@ -265,14 +268,19 @@ impl ClientMeterCache {
         method: &str,
         call_type: &'static str,
     ) -> Invocation {
+        let map = if call_type == "call" {
+            &self.calls
+        } else {
+            &self.casts
+        };
         let meters = {
-            let mut map = lock(&self.map);
-            match map.get(&(call_type, method.to_string())) {
+            let mut map = lock(map);
+            match map.get(method) {
                 Some(m) => m.clone(),
                 None => {
                     let m = Arc::new(ClientMeters::new(target, &self.process, method, call_type));
                     if map.len() < MAX_CACHED_METHODS {
-                        map.insert((call_type, method.to_string()), m.clone());
+                        map.insert(method.to_string(), m.clone());
                     }
                     m
                 }
@@ -329,7 +337,8 @@ pub(crate) struct ServerMeters {
 pub(crate) struct ServerMeterCache {
     base: Vec<Label>,
     in_flight: Gauge,
-    map: Mutex<HashMap<(usize, String), Arc<ServerMeters>>>,
+    /// By endpoint index, then method (looked up by `&str`: nothing allocated per request).
+    map: Mutex<HashMap<usize, HashMap<String, Arc<ServerMeters>>>>,
 }
 
 impl ServerMeterCache {
@@ -357,9 +366,16 @@ impl ServerMeterCache {
         ep_target: &Target,
         method: &str,
     ) -> Running {
-        let meters = {
-            let mut map = lock(&self.map);
-            map.entry((index, method.to_string()))
+        let cached = lock(&self.map)
+            .get(&index)
+            .and_then(|m| m.get(method))
+            .cloned();
+        let meters = match cached {
+            Some(m) => m,
+            None => lock(&self.map)
+                .entry(index)
+                .or_default()
+                .entry(method.to_string())
                 .or_insert_with(|| {
                     let mut labels = self.base.clone();
                     labels.push(Label::new("endpoint", endpoint.to_string()));
@@ -385,7 +401,7 @@ impl ServerMeterCache {
                         labels,
                     })
                 })
-                .clone()
+                .clone(),
         };
         meters.start.increment(1);
         self.in_flight.increment(1.0);

@@ -176,20 +176,35 @@ impl Target {
 
 /// Lists only the fields that are set, like oslo's repr (MSG-TGT-03).
 impl fmt::Display for Target {
+    /// `<Target topic=compute, server=host-1>`: the fields that are set (written straight to
+    /// the formatter: a span field of every call).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut parts = Vec::new();
-        let mut add = |k: &str, v: Option<String>| {
-            if let Some(v) = v {
-                parts.push(format!("{k}={v}"));
-            }
+        let mut sep = "";
+        let mut part = |f: &mut fmt::Formatter<'_>, k: &str, v: &dyn fmt::Display| {
+            let r = write!(f, "{sep}{k}={v}");
+            sep = ", ";
+            r
         };
-        add("exchange", self.exchange.clone());
-        add("topic", self.topic.clone());
-        add("namespace", self.namespace.clone());
-        add("server", self.server.clone());
-        add("version", self.version.map(|v| v.to_string()));
-        add("fanout", self.fanout.then(|| "True".to_string()));
-        write!(f, "<Target {}>", parts.join(", "))
+        f.write_str("<Target ")?;
+        if let Some(v) = &self.exchange {
+            part(f, "exchange", v)?;
+        }
+        if let Some(v) = &self.topic {
+            part(f, "topic", v)?;
+        }
+        if let Some(v) = &self.namespace {
+            part(f, "namespace", v)?;
+        }
+        if let Some(v) = &self.server {
+            part(f, "server", v)?;
+        }
+        if let Some(v) = &self.version {
+            part(f, "version", v)?;
+        }
+        if self.fanout {
+            part(f, "fanout", &"True")?;
+        }
+        f.write_str(">")
     }
 }
 

@@ -22,15 +22,23 @@ pub const SHOWN_CHARS: usize = 128;
 #[derive(Clone, Copy)]
 pub struct Untrusted<'a>(pub &'a str);
 
+/// Whether `c` is shown escaped.
+fn hidden(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{2028}' | '\u{2029}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
 impl fmt::Display for Untrusted<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The common case (a method name, an event type): short and printable, written whole.
+        if self.0.len() <= SHOWN_CHARS && !self.0.chars().any(hidden) {
+            return f.write_str(self.0);
+        }
         for (shown, c) in self.0.chars().enumerate() {
             if shown == SHOWN_CHARS {
                 return write!(f, "...({} bytes)", self.0.len());
             }
-            if c.is_control()
-                || matches!(c, '\u{2028}' | '\u{2029}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-            {
+            if hidden(c) {
                 write!(f, "{}", c.escape_default())?;
             } else {
                 write!(f, "{c}")?;
