@@ -18,17 +18,8 @@ const OBSERVED_ROWS: [&str; 4] = ["call_1", "call_16", "cast_16", "notify_16"];
 /// (default 7) and only the rows they share, so that the machine's noise (several percent from
 /// run to run) averages out of a difference of a few percent.
 fn observability(quick: bool, rest: &[String]) -> Result<(), String> {
-    let rounds: usize = match rest.iter().position(|a| a == "--rounds") {
-        Some(i) => rest
-            .get(i + 1)
-            .and_then(|n| n.parse().ok())
-            .ok_or("--rounds takes a number")?,
-        None if quick => 1,
-        None => 7,
-    };
-    if std::env::var("OSIER_BENCH_TOKIO_WORKERS").is_err() {
-        std::env::set_var("OSIER_BENCH_TOKIO_WORKERS", "1");
-    }
+    let rounds = rounds(rest, quick, 7)?;
+    one_tokio_worker();
     std::env::set_var("OSIER_BENCH_ONLY", OBSERVED_ROWS.join(","));
     let mut samples: BTreeMap<(String, String), Vec<f64>> = BTreeMap::new();
     for round in 1..=rounds {
@@ -43,10 +34,7 @@ fn observability(quick: bool, rest: &[String]) -> Result<(), String> {
             samples.entry(k).or_default().push(v);
         }
     }
-    let med: BTreeMap<(String, String), f64> = samples
-        .into_iter()
-        .filter_map(|(k, v)| median(v).map(|m| (k, m)))
-        .collect();
+    let med = medians(samples);
     print_observed(&med);
     Ok(())
 }
@@ -71,27 +59,44 @@ fn print_observed(med: &BTreeMap<(String, String), f64>) {
     println!();
 }
 
-/// The task.
-pub fn bench_amqp(rest: &[String]) -> Result<(), String> {
-    let quick = rest.iter().any(|a| a == "--quick");
-    let rounds: usize = match rest.iter().position(|a| a == "--rounds") {
+/// `--rounds N`, or `default` (1 with `--quick`).
+fn rounds(rest: &[String], quick: bool, default: usize) -> Result<usize, String> {
+    match rest.iter().position(|a| a == "--rounds") {
         Some(i) => rest
             .get(i + 1)
             .and_then(|n| n.parse().ok())
-            .ok_or("--rounds takes a number")?,
-        None if quick => 1,
-        None => 3,
-    };
+            .ok_or_else(|| "--rounds takes a number".to_string()),
+        None if quick => Ok(1),
+        None => Ok(default),
+    }
+}
+
+/// One tokio worker for the Rust sides: on this 2-core machine, where the broker needs a core,
+/// it avoids cross-thread wake-ups (measured: current_thread did best). A service chooses its
+/// runtime the same way (`Bridge::builder().tokio_workers(1)`).
+fn one_tokio_worker() {
+    if std::env::var("OSIER_BENCH_TOKIO_WORKERS").is_err() {
+        std::env::set_var("OSIER_BENCH_TOKIO_WORKERS", "1");
+    }
+}
+
+/// Each figure's median over the rounds.
+fn medians(samples: BTreeMap<(String, String), Vec<f64>>) -> BTreeMap<(String, String), f64> {
+    samples
+        .into_iter()
+        .filter_map(|(k, v)| median(v).map(|m| (k, m)))
+        .collect()
+}
+
+/// The task.
+pub fn bench_amqp(rest: &[String]) -> Result<(), String> {
+    let quick = rest.iter().any(|a| a == "--quick");
+    let rounds = rounds(rest, quick, 3)?;
     if rest.iter().any(|a| a == "--observability") {
         return observability(quick, rest);
     }
     let py = ensure_oslo_venv()?;
-    // One tokio worker for both Rust sides: on this 2-core machine, where the broker needs a
-    // core, it avoids cross-thread wake-ups (measured: current_thread did best). A service
-    // chooses its runtime the same way (`Bridge::builder().tokio_workers(1)`).
-    if std::env::var("OSIER_BENCH_TOKIO_WORKERS").is_err() {
-        std::env::set_var("OSIER_BENCH_TOKIO_WORKERS", "1");
-    }
+    one_tokio_worker();
     let mut samples: BTreeMap<(String, String), Vec<f64>> = BTreeMap::new();
     for round in 1..=rounds {
         println!("==> round {round}/{rounds}: osier");
@@ -129,10 +134,7 @@ pub fn bench_amqp(rest: &[String]) -> Result<(), String> {
             samples.entry(k).or_default().push(v);
         }
     }
-    let med: BTreeMap<(String, String), f64> = samples
-        .into_iter()
-        .filter_map(|(k, v)| median(v).map(|m| (k, m)))
-        .collect();
+    let med = medians(samples);
     let get = |b: &str, i: &str| med.get(&(b.to_string(), i.to_string())).copied();
     println!("\nRabbitMQ 127.0.0.1, median of {rounds} interleaved round(s)\n");
     println!("| workload | osier | osier, kolla set | raw lapin (same guarantee) | oslo.messaging | osier / oslo (target >= 5x) | osier / raw (target >= 0.8x) | kolla set / defaults |");
