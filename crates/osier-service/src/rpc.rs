@@ -1,5 +1,5 @@
 //! An RPC server is a [`Service`], as oslo's `MessageHandlingServer` is a `ServiceBase`, so a
-//! launcher runs it like any other service.
+//! launcher runs it like any other service; so is a notification listener.
 //!
 //! `start` starts listening; `stop` stops taking new requests (requests in flight carry on:
 //! oslo's graceful behaviour, whatever the flag, since a request cannot be cut short without
@@ -27,7 +27,7 @@
 //! ```
 
 use async_trait::async_trait;
-use osier_messaging::{RpcServer, StepOptions};
+use osier_messaging::{NotificationListener, RpcServer, StepOptions};
 
 use crate::service::{BoxError, Service};
 
@@ -56,6 +56,30 @@ impl Service for RpcServer {
         match RpcServer::health(self).problem() {
             None => Ok(()),
             Some(p) => Err(format!("RPC server {}: {p}", self.target())),
+        }
+    }
+}
+
+/// A notification listener is a service too (oslo's `get_notification_listener` result is a
+/// `MessageHandlingServer`): `stop` stops taking messages and settles those taken, `wait`
+/// returns once that is done, and its health (consuming or not) feeds the launcher's watchdog.
+#[async_trait]
+impl Service for NotificationListener {
+    async fn start(&self) -> Result<(), BoxError> {
+        Ok(NotificationListener::start(self).await?)
+    }
+    async fn stop(&self, _graceful: bool) -> Result<(), BoxError> {
+        NotificationListener::stop(self).await;
+        Ok(())
+    }
+    async fn wait(&self) -> Result<(), BoxError> {
+        NotificationListener::wait(self).await;
+        Ok(())
+    }
+    fn health(&self) -> Result<(), String> {
+        match NotificationListener::health(self).problem() {
+            None => Ok(()),
+            Some(p) => Err(format!("notification listener: {p}")),
         }
     }
 }

@@ -53,6 +53,8 @@ pub struct NotificationListener {
     stop: Mutex<Option<(watch::Sender<bool>, tokio::task::JoinHandle<()>)>>,
     stats: Arc<Stats>,
     health: HealthState,
+    /// True from `start` until `stop` has finished, for [`wait`](NotificationListener::wait).
+    running: watch::Sender<bool>,
 }
 
 /// How many notifications a listener handles at once by default (oslo's
@@ -92,6 +94,7 @@ impl NotificationListener {
             stop: Mutex::new(None),
             health: HealthState::default(),
             stats: Arc::new(Stats::default()),
+            running: watch::Sender::new(false),
         }
     }
 
@@ -213,6 +216,7 @@ impl NotificationListener {
             .tokio()
             .spawn(run_loop(listener, dispatcher, rx, credit, self.batch));
         *lock(&self.stop) = Some((tx, task));
+        self.running.send_replace(true);
         Ok(())
     }
 
@@ -230,6 +234,15 @@ impl NotificationListener {
             let _ = tx.send(true);
             let _ = task.await;
         }
+        self.running.send_replace(false);
+    }
+
+    /// Waits until the listener is not running: at once if it was never started, otherwise
+    /// once [`stop`](NotificationListener::stop) has handled and settled everything it took
+    /// (oslo's `wait()`, for a launcher that runs the listener as a service).
+    pub async fn wait(&self) {
+        let mut running = self.running.subscribe();
+        let _ = running.wait_for(|r| !*r).await;
     }
 }
 
