@@ -149,8 +149,10 @@ async fn stream_through(r: &Rig, n: i64, fault: impl FnOnce() + Send + 'static) 
                 }
             }
             // A call in flight when the fault hit may lose its request or its reply with the
-            // connection or the queue; it must end in a typed error within its timeout.
-            Err(MessagingError::Timeout(_))
+            // connection or the queue, and a call made while no connection can be had fails
+            // with the broker's error once its retry budget is spent (a broker slow to come
+            // back); either way it must end in a typed error within its timeout.
+            Err(MessagingError::Timeout(_) | MessagingError::Broker(_))
                 if fault_thread.is_some()
                     && fault_over_before.is_none_or(|f| t0 < f + Duration::from_secs(5)) =>
             {
@@ -182,7 +184,7 @@ async fn stream_through(r: &Rig, n: i64, fault: impl FnOnce() + Send + 'static) 
     if let Some(t) = fault_thread {
         t.join().expect("the fault ran");
     }
-    eprintln!("{timeouts} call(s) in flight during the fault timed out");
+    eprintln!("{timeouts} call(s) made during the fault ended in a typed error (timeout, broker)");
     // Every notification the broker confirmed reaches the listener.
     let t0 = Instant::now();
     while r.seen.lock().unwrap().len() < n as usize && t0.elapsed() < Duration::from_secs(20) {
