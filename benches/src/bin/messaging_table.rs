@@ -5,6 +5,10 @@
 #![allow(clippy::print_stdout)] // its output is the JSON lines xtask reads
 
 use osier_benches::messaging as m;
+
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use osier_messaging::Executor;
 
 fn median(mut v: Vec<f64>) -> f64 {
