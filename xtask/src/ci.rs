@@ -46,6 +46,16 @@ pub(crate) fn ci() -> Result<(), String> {
         ]),
     )?;
     run(
+        "rustdoc (every intra-doc link resolves)",
+        cargo().env("RUSTDOCFLAGS", "-D warnings").args([
+            "doc",
+            "--no-deps",
+            "--workspace",
+            "--features",
+            "osier-service/otel",
+        ]),
+    )?;
+    run(
         "tests (unit, integration, doctests; broker fault tests included)",
         cargo()
             .env("OSIER_BROKER_FAULTS", "1")

@@ -1,4 +1,4 @@
-//! Metrics an operator can scrape, through the [`metrics`](::metrics) facade, named and
+//! Metrics an operator can scrape, through the [`metrics`](https://docs.rs/metrics) facade, named and
 //! labelled as oslo.metrics names oslo.messaging's, so existing dashboards carry over.
 //!
 //! | oslo.metrics (`oslo_messaging_metrics`) | osier |

@@ -14,7 +14,7 @@
 //! | `loopingcall.*` | [`looping`] |
 //! | `periodic_task.PeriodicTasks` | [`periodic::PeriodicTasks`] |
 //! | `systemd.notify_once()` | [`systemd`] (the launchers send READY=1 / STOPPING=1 / RELOADING=1, and WATCHDOG=1 while every service is healthy) |
-//! | `[oslo_messaging_metrics]` and the oslo.metrics daemon | [`metrics_endpoint`] (Prometheus text format over HTTP) |
+//! | `[oslo_messaging_metrics]` and the oslo.metrics daemon | [`metrics_endpoint()`] (Prometheus text format over HTTP) |
 //! | `oslo_messaging.get_rpc_server(...)` run by a launcher | `RpcServer` implements [`Service`] ([`rpc`]) |
 //!
 //! ```no_run

@@ -168,7 +168,7 @@ impl WorkerContext {
 
     /// The worker id under a [`ProcessLauncher`](crate::ProcessLauncher): 0 to N-1 for each
     /// service, and a respawned worker gets its old id back (SVC-THR-05). `None` in a
-    /// [`ServiceLauncher`].
+    /// [`ServiceLauncher`](crate::ServiceLauncher).
     pub fn worker_id(&self) -> Option<usize> {
         self.worker
     }

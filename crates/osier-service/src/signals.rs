@@ -1,7 +1,7 @@
 //! Signals, routed through one channel and acted on outside the handler (SVC-SIG-*, LESSON-06).
 //!
 //! The OS-level handler is signal-hook's: it only writes to a self-pipe. A forwarding thread
-//! turns each signal into an [`Event`] on the launcher's channel, and the launcher's loop acts
+//! turns each signal into an event on the launcher's channel, and the launcher's loop acts
 //! on it like on any other event (a service that stopped on its own, the parent's death, a
 //! programmatic stop). Nothing runs inside the handler, so a handler can never deadlock on a
 //! lock the interrupted code held, and no runtime context is needed to receive one.

@@ -1,9 +1,9 @@
 //! The `rabbit://` driver on `lapin`: oslo.messaging's topology, wire format and options behind
 //! the [`Driver`] trait.
 //!
-//! Connections (MSG-AMQP-06): one for publishing, owned by the [`publisher`](super::publisher)
-//! task; one for the reply queue; one per listener, each owned by a
-//! [`consumer`](super::consumer) task. All of them fail over across the URL's hosts and
+//! Connections (MSG-AMQP-06): one for publishing, owned by the publisher's task
+//! (`amqp/publisher.rs`); one for the reply queue; one per listener, each owned by a consumer
+//! task (`amqp/consumer.rs`). All of them fail over across the URL's hosts and
 //! reconnect on their own.
 //!
 //! What each message kind waits for (the delivery guarantee, see docs/architecture.md):

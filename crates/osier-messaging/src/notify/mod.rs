@@ -1,4 +1,5 @@
-//! Notifications: the [`Notifier`] and the [`NotificationListener`] (MSG-NOT-*, MSG-LSN-*).
+//! Notifications: the [`Notifier`](crate::Notifier) and the
+//! [`NotificationListener`](crate::NotificationListener) (MSG-NOT-*, MSG-LSN-*).
 
 mod dispatch;
 pub mod endpoint;
