@@ -42,11 +42,7 @@ fn observability(quick: bool, rest: &[String]) -> Result<(), String> {
 /// The on/off table of tracing and metrics.
 fn print_observed(med: &BTreeMap<(String, String), f64>) {
     let get = |b: &str, i: &str| med.get(&(b.to_string(), i.to_string())).copied();
-    let f = |v: Option<f64>| v.map(|x| format!("{x:.0}")).unwrap_or_else(|| "-".into());
-    let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
-        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}x", a / b),
-        _ => "-".into(),
-    };
+    use crate::bench_tables::{count as f, ratio};
     println!("\nTracing (a subscriber at INFO formatting every span) and metrics (a Prometheus recorder) on, against off, same rounds:\n");
     println!(
         "| workload | osier | osier, tracing + metrics on | on / off (target >= 0.95x at 16) |"
@@ -176,11 +172,7 @@ pub fn bench_amqp(rest: &[String]) -> Result<(), String> {
             "notify_16",
         ),
     ];
-    let f = |v: Option<f64>| v.map(|x| format!("{x:.0}")).unwrap_or_else(|| "-".into());
-    let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
-        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}x", a / b),
-        _ => "-".into(),
-    };
+    use crate::bench_tables::{count as f, ratio};
     for (k, what, peer) in rows {
         let (o, kolla) = (get(k, "osier"), get(k, "osier-kolla"));
         let (r, p) = (get(peer, "raw"), get(peer, "oslo"));

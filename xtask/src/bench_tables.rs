@@ -145,7 +145,7 @@ pub(crate) fn bench_bridge(rest: &[String]) -> Result<(), String> {
     let get = |r: &BTreeMap<(String, String), f64>, b: &str| {
         r.get(&(b.to_string(), "osier".to_string())).copied()
     };
-    let f = |v: Option<f64>| v.map(|x| format!("{x:.0}")).unwrap_or_else(|| "-".into());
+    use self::count as f;
     println!();
     println!("| benchmark | ns/op, 1 core | ns/op, all cores | target |");
     println!("|---|---|---|---|");
@@ -221,7 +221,7 @@ pub(crate) fn bench_messaging(rest: &[String]) -> Result<(), String> {
     let mut r = run_table("messaging_table", quick, false)?;
     r.extend(run_table_args("messaging_table", quick, &["--observed"])?);
     let get = |b: &str, i: &str| r.get(&(b.to_string(), i.to_string())).copied();
-    let f = |v: Option<f64>| v.map(|x| format!("{x:.0}")).unwrap_or_else(|| "-".into());
+    use self::count as f;
     println!();
     println!("| per second | tokio executor | green executor | threads executor | tokio mpsc baseline | targets |");
     println!("|---|---|---|---|---|---|");
@@ -251,10 +251,6 @@ pub(crate) fn bench_messaging(rest: &[String]) -> Result<(), String> {
             f(get(b, "mpsc")),
         );
     }
-    let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
-        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}x", a / b),
-        _ => "-".into(),
-    };
     println!("\nTracing (a subscriber at INFO formatting every span) and metrics (a Prometheus recorder) on, against off, same run:\n");
     println!("| calls per second | tokio | tokio, on | on / off | green | green, on | on / off (target >= 0.95x at 16) |");
     println!("|---|---|---|---|---|---|---|");
@@ -274,13 +270,22 @@ pub(crate) fn bench_messaging(rest: &[String]) -> Result<(), String> {
     Ok(())
 }
 
-pub(crate) fn print_table(r: &BTreeMap<(String, String), f64>) {
-    let get = |b: &str, i: &str| r.get(&(b.to_string(), i.to_string())).copied();
-    let fmt = |v: Option<f64>| v.map(|x| format!("{x:.0}")).unwrap_or_else(|| "-".into());
-    let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+/// A figure for a table: a whole number, or `-` when it was not measured.
+pub(crate) fn count(v: Option<f64>) -> String {
+    v.map(|x| format!("{x:.0}")).unwrap_or_else(|| "-".into())
+}
+
+/// `a / b` for a table (`1.23x`), or `-` when either is missing.
+pub(crate) fn ratio(a: Option<f64>, b: Option<f64>) -> String {
+    match (a, b) {
         (Some(a), Some(b)) if b > 0.0 => format!("{:.2}x", a / b),
         _ => "-".into(),
-    };
+    }
+}
+
+pub(crate) fn print_table(r: &BTreeMap<(String, String), f64>) {
+    let get = |b: &str, i: &str| r.get(&(b.to_string(), i.to_string())).copied();
+    use self::count as fmt;
     // (bench, unit, target vs may, target speed-up vs eventlet)
     let rows = [
         ("spawn_wait", "ns/op", "<= 1.15x", ">= 15x"),

@@ -61,7 +61,7 @@ pub enum PingOutcome {
 impl Health {
     /// Running, consuming, and the last ping (if any) answered.
     pub fn is_healthy(&self) -> bool {
-        self.running && self.consuming && !matches!(self.ping, Some(PingOutcome::Failed(_)))
+        self.problem().is_none()
     }
 
     /// What is wrong, for a log line or a status: `None` when healthy.

@@ -418,8 +418,8 @@ fn run_scenario(name: &str, query: &str, fault: Fault) -> Figures {
 async fn queue_takes_messages(queue: &str) -> Instant {
     use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
     let t0 = Instant::now();
-    let inner = json!({"method": "echo", "args": {}, "version": "1.0"}).to_string();
-    let body = json!({"oslo.version": "2.0", "oslo.message": inner}).to_string();
+    let body =
+        common::raw::envelope(&json!({"method": "echo", "args": {}, "version": "1.0"}).to_string());
     let mut conn: Option<lapin::Connection> = None;
     let mut port = 5673;
     while t0.elapsed() < Duration::from_secs(60) {
@@ -447,7 +447,7 @@ async fn queue_takes_messages(queue: &str) -> Instant {
                             mandatory: true,
                             ..BasicPublishOptions::default()
                         },
-                        body.as_bytes(),
+                        &body,
                         lapin::BasicProperties::default()
                             .with_content_type("application/json".into()),
                     )
