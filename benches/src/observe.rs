@@ -8,9 +8,21 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::prelude::*;
 
 /// Installs both, process-wide; returns the recorder's handle (a scrape renders it).
-/// `OSIER_BENCH_OBSERVE=tracing` or `=metrics` installs only one (to see which costs what).
+/// `OSIER_BENCH_OBSERVE` takes one part apart, to see which costs what: `tracing` or
+/// `metrics` installs only that one; `spans` installs a subscriber that keeps the spans (and
+/// filters at INFO) but formats nothing, as a pipeline that only exports them would; `off`
+/// installs nothing, so the same binary gives the baseline (for instruction counts under
+/// callgrind).
 pub fn install() -> PrometheusHandle {
     let only = std::env::var("OSIER_BENCH_OBSERVE").unwrap_or_default();
+    if only == "off" {
+        return PrometheusBuilder::new().build_recorder().handle();
+    }
+    if only == "spans" {
+        let spans = tracing_subscriber::registry().with(tracing_subscriber::EnvFilter::new("info"));
+        tracing::subscriber::set_global_default(spans).expect("no subscriber installed yet");
+        return PrometheusBuilder::new().build_recorder().handle();
+    }
     if only != "metrics" {
         install_tracing();
     }
