@@ -1,0 +1,135 @@
+//! The periodic task: every interval, fold new samples into the per-resource aggregates that
+//! `statistics` answers from (Ceilometer's periodic pollsters and aggregation). Stages 0 to 2
+//! run it as a green thread that sleeps greenly between rounds (an eventlet
+//! `FixedIntervalLoopingCall`); stage 3 as an async [`LoopingCall`]. Both fold once more when
+//! stopped, so a graceful stop leaves nothing unfolded.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use osier_messaging::LogBudget;
+use osier_service::looping::{LoopHandle, LoopingCall, Step};
+
+use crate::store::{AsyncStore, StoreError};
+
+static FAILED_LOG: LogBudget = LogBudget::new(1);
+
+fn report(r: Result<(), StoreError>) {
+    if let Err(e) = r {
+        if let Some(suppressed) = FAILED_LOG.allow() {
+            tracing::error!(error = %e, suppressed, "aggregation failed; the samples are folded at the next round");
+        }
+    }
+}
+
+fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// One round of folding, as the green stages run it (blocking in `tpool`, or the async store
+/// through `yield_future`).
+pub type Round = Arc<dyn Fn() -> Result<(), StoreError> + Send + Sync>;
+
+/// The aggregator as a green thread (stages 0 to 2).
+pub struct GreenAggregator {
+    every: Duration,
+    round: Round,
+    stop: Mutex<Option<osier_green::Event<(), ()>>>,
+    thread: Mutex<Option<osier_green::GreenThread<u64>>>,
+}
+
+impl std::fmt::Debug for GreenAggregator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GreenAggregator").field("every", &self.every).finish_non_exhaustive()
+    }
+}
+
+impl GreenAggregator {
+    /// Runs `round` every `every` once started.
+    pub fn new(every: Duration, round: Round) -> Self {
+        GreenAggregator {
+            every,
+            round,
+            stop: Mutex::new(None),
+            thread: Mutex::new(None),
+        }
+    }
+
+    /// Spawns the green thread (call from a green thread).
+    pub fn start(&self) {
+        let stop = osier_green::Event::new();
+        let (s2, every, round) = (stop.clone(), self.every, self.round.clone());
+        let gt = osier_green::Runtime::current().spawn(move || {
+            let mut rounds = 0_u64;
+            while s2.wait_timeout(every).is_none() {
+                report(round());
+                rounds += 1;
+            }
+            report(round());
+            rounds + 1
+        });
+        *locked(&self.stop) = Some(stop);
+        *locked(&self.thread) = Some(gt);
+    }
+
+    /// Wakes the thread to fold one last time and end.
+    pub fn stop(&self) {
+        if let Some(stop) = locked(&self.stop).take() {
+            let _ = stop.send(());
+        }
+    }
+
+    /// Waits for the thread to end (parks only the calling green thread).
+    pub fn wait(&self) {
+        let thread = locked(&self.thread).take();
+        if let Some(gt) = thread {
+            match gt.wait() {
+                Ok(rounds) => tracing::debug!(rounds, "aggregator stopped"),
+                Err(e) => tracing::error!(error = %e, "the aggregator's green thread failed"),
+            }
+        }
+    }
+}
+
+/// The aggregator as an async looping call (stage 3).
+#[derive(Debug, Default)]
+pub struct AsyncAggregator {
+    handle: tokio::sync::Mutex<Option<LoopHandle<(), StoreError>>>,
+    store: Mutex<Option<AsyncStore>>,
+}
+
+impl AsyncAggregator {
+    /// Starts folding every `every` (call on the tokio runtime).
+    pub async fn start(&self, every: Duration, store: AsyncStore) {
+        *locked(&self.store) = Some(store.clone());
+        let h = LoopingCall::fixed_interval(every)
+            .initial_delay(every)
+            .keep_going_on_error()
+            .start(move || {
+                let store = store.clone();
+                async move { store.aggregate().await.map(|_| Step::Continue) }
+            });
+        *self.handle.lock().await = Some(h);
+    }
+
+    /// Stops the loop at once (its sleep is woken).
+    pub async fn stop(&self) {
+        if let Some(h) = &*self.handle.lock().await {
+            h.stop();
+        }
+    }
+
+    /// Waits for the loop to end, then folds one last time.
+    pub async fn wait(&self) {
+        let h = self.handle.lock().await.take();
+        if let Some(h) = h {
+            if let Err(e) = h.wait().await {
+                tracing::error!(error = %e, "the aggregator's loop failed");
+            }
+        }
+        let store = locked(&self.store).take();
+        if let Some(store) = store {
+            report(store.aggregate().await);
+        }
+    }
+}
