@@ -15,8 +15,10 @@ use osier_messaging::{
 use crate::sample::{Sample, EVENT_TYPES};
 use crate::store::{AsyncStore, BlockingStore, StoreError};
 
-/// The notification topic (oslo's default `notifications`).
-pub const TOPIC: &str = "notifications";
+/// The notification topic. Not oslo's default `notifications`, so that the demo neither eats
+/// a real deployment's notifications nor leaves its own piling up in a queue nobody reads
+/// (publishers declare `<topic>.info`; the listener, with no pool, consumes that same queue).
+pub const TOPIC: &str = "metering-notifications";
 
 /// How many times one notification goes back to the broker before it is dropped.
 pub const MAX_REQUEUES: u32 = 20;
@@ -126,14 +128,13 @@ pub fn async_on_async(store: AsyncStore, refused: Arc<Refused>) -> NotificationE
         .executor(Executor::Tokio)
 }
 
-/// The listener on [`TOPIC`] in pool `metering`, requeueing on storage errors.
+/// The listener on [`TOPIC`], requeueing on storage errors.
 pub fn listener(
     transport: &Transport,
     endpoint: NotificationEndpoint,
     bridge: osier_bridge::Bridge,
 ) -> NotificationListener {
     NotificationListener::new(transport, vec![Target::topic(TOPIC)], vec![endpoint])
-        .pool("metering")
         .allow_requeue(true)
         .max_requeues(Some(MAX_REQUEUES))
         .bridge(bridge)
