@@ -119,24 +119,22 @@ pub(crate) fn ci() -> Result<(), String> {
         "bridge example run",
         cargo().args(["run", "-p", "osier-bridge", "--example", "mixed"]),
     )?;
-    // The README's first command, then the same with the RabbitMQ flag.
-    let main_demo = [
-        "run",
-        "--release",
-        "-p",
-        "osier-messaging",
-        "--example",
-        "three_executors",
-    ];
+    // The README's first command, then the same with the RabbitMQ and PostgreSQL flags.
+    let main_demo = ["run", "--release", "-p", "osier-demo"];
     run(
-        "main demo run (in-memory transport)",
+        "main demo run (four stages; in-memory transport, SQLite)",
         cargo().args(main_demo),
     )?;
+    let pg = "postgres://postgres@127.0.0.1:5432/test";
+    let mut on_rabbit = vec!["--", "--url", "rabbit://guest:guest@127.0.0.1:5672/"];
+    if crate::reachable("127.0.0.1:5432") {
+        on_rabbit.extend(["--db", pg]);
+    } else {
+        println!("\nxtask ci: PostgreSQL is not reachable at 127.0.0.1:5432: the demo runs on SQLite only (the demo's PostgreSQL tests said so too)");
+    }
     run(
-        "main demo run on RabbitMQ",
-        cargo()
-            .args(main_demo)
-            .args(["--", "--url", "rabbit://guest:guest@127.0.0.1:5672/"]),
+        "main demo run on RabbitMQ (and PostgreSQL when reachable)",
+        cargo().args(main_demo).args(&on_rabbit),
     )?;
     println!("\n==> interop with Python oslo.messaging");
     crate::interop::interop()?;

@@ -136,3 +136,14 @@ fn run(step: &str, cmd: &mut Command) -> Result<(), String> {
         Err(format!("{step} failed ({status})"))
     }
 }
+
+/// Whether something listens at `addr` (`host:port`), within two seconds.
+fn reachable(addr: &str) -> bool {
+    use std::net::ToSocketAddrs;
+    addr.to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .is_some_and(|a| {
+            std::net::TcpStream::connect_timeout(&a, std::time::Duration::from_secs(2)).is_ok()
+        })
+}

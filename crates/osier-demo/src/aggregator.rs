@@ -35,7 +35,7 @@ pub struct GreenAggregator {
     every: Duration,
     round: Round,
     stop: Mutex<Option<osier_green::Event<(), ()>>>,
-    thread: Mutex<Option<osier_green::GreenThread<u64>>>,
+    thread: Mutex<Option<osier_green::GreenThread<()>>>,
 }
 
 impl std::fmt::Debug for GreenAggregator {
@@ -60,13 +60,10 @@ impl GreenAggregator {
         let stop = osier_green::Event::new();
         let (s2, every, round) = (stop.clone(), self.every, self.round.clone());
         let gt = osier_green::Runtime::current().spawn(move || {
-            let mut rounds = 0_u64;
             while s2.wait_timeout(every).is_none() {
                 report(round());
-                rounds += 1;
             }
             report(round());
-            rounds + 1
         });
         *locked(&self.stop) = Some(stop);
         *locked(&self.thread) = Some(gt);
@@ -83,9 +80,8 @@ impl GreenAggregator {
     pub fn wait(&self) {
         let thread = locked(&self.thread).take();
         if let Some(gt) = thread {
-            match gt.wait() {
-                Ok(rounds) => tracing::debug!(rounds, "aggregator stopped"),
-                Err(e) => tracing::error!(error = %e, "the aggregator's green thread failed"),
+            if let Err(e) = gt.wait() {
+                tracing::error!(error = %e, "the aggregator's green thread failed");
             }
         }
     }
