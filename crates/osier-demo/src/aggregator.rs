@@ -40,7 +40,9 @@ pub struct GreenAggregator {
 
 impl std::fmt::Debug for GreenAggregator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GreenAggregator").field("every", &self.every).finish_non_exhaustive()
+        f.debug_struct("GreenAggregator")
+            .field("every", &self.every)
+            .finish_non_exhaustive()
     }
 }
 

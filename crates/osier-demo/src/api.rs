@@ -115,7 +115,11 @@ pub fn async_on_async(store: AsyncStore) -> Endpoint {
         })
         .method_async("statistics", move |_ctx, q: StatisticsQuery| {
             let s = s2.clone();
-            async move { s.statistics(q.resource_id, q.counter_name).await.map_err(failed) }
+            async move {
+                s.statistics(q.resource_id, q.counter_name)
+                    .await
+                    .map_err(failed)
+            }
         })
         .method_async("count_samples", move |_ctx, q: CountQuery| {
             let s = s3.clone();

@@ -22,28 +22,54 @@ pub fn write(path: &Path, title: &str, reports: &[StageReport]) -> Result<(), Ch
     root.fill(&WHITE).map_err(err)?;
     let root = root.titled(title, ("sans-serif", 22)).map_err(err)?;
     let panels = root.split_evenly((2, 2));
-    let stages: Vec<String> = reports.iter().map(|r| format!("stage {}", r.stage)).collect();
+    let stages: Vec<String> = reports
+        .iter()
+        .map(|r| format!("stage {}", r.stage))
+        .collect();
     let series: [(&str, Vec<(&str, RGBColor, Vec<f64>)>); 4] = [
         (
             "samples stored per second",
-            vec![("samples/s", BLUE, reports.iter().map(|r| r.samples_per_s).collect())],
+            vec![(
+                "samples/s",
+                BLUE,
+                reports.iter().map(|r| r.samples_per_s).collect(),
+            )],
         ),
         (
             "API query round trip, ms",
             vec![
-                ("p50", GREEN, reports.iter().map(|r| r.query_p50_ms).collect()),
+                (
+                    "p50",
+                    GREEN,
+                    reports.iter().map(|r| r.query_p50_ms).collect(),
+                ),
                 ("p99", RED, reports.iter().map(|r| r.query_p99_ms).collect()),
             ],
         ),
         (
             "CPU ms per 1,000 samples",
-            vec![("CPU", MAGENTA, reports.iter().map(StageReport::cpu_ms_per_ksample).collect())],
+            vec![(
+                "CPU",
+                MAGENTA,
+                reports
+                    .iter()
+                    .map(StageReport::cpu_ms_per_ksample)
+                    .collect(),
+            )],
         ),
         (
             "OS threads and peak RSS (MiB)",
             vec![
-                ("threads", CYAN, reports.iter().map(|r| r.threads as f64).collect()),
-                ("RSS MiB", BLACK, reports.iter().map(|r| r.rss_mib).collect()),
+                (
+                    "threads",
+                    CYAN,
+                    reports.iter().map(|r| r.threads as f64).collect(),
+                ),
+                (
+                    "RSS MiB",
+                    BLACK,
+                    reports.iter().map(|r| r.rss_mib).collect(),
+                ),
             ],
         ),
     ];

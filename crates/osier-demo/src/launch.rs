@@ -124,7 +124,11 @@ struct LoadService {
 impl Service for LoadService {
     async fn start(&self) -> Result<(), BoxError> {
         let (transport, cfg, opts) = (self.transport.clone(), self.cfg.clone(), self.opts.clone());
-        let (handle, refused, outcome) = (self.handle.clone(), self.refused.clone(), self.outcome.clone());
+        let (handle, refused, outcome) = (
+            self.handle.clone(),
+            self.refused.clone(),
+            self.outcome.clone(),
+        );
         let task = tokio::spawn(async move {
             let cpu0 = process::cpu_seconds();
             let threads = std::sync::atomic::AtomicU64::new(process::threads());

@@ -13,8 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use osier_messaging::{
-    MessagingError, Notifier, NotifyDriver, Priority, RequestContext, RpcClient, Target,
-    Transport,
+    MessagingError, Notifier, NotifyDriver, Priority, RequestContext, RpcClient, Target, Transport,
 };
 use serde_json::json;
 
@@ -181,11 +180,17 @@ pub async fn run(
                 client.call::<Statistics>(&ctx, "statistics", args).await?;
                 mine.push(t0.elapsed());
                 let t0 = Instant::now();
-                let args = json!({"resource_id": resource, "counter_name": COUNTERS[0], "limit": 10});
-                client.call::<Vec<StoredSample>>(&ctx, "get_samples", args).await?;
+                let args =
+                    json!({"resource_id": resource, "counter_name": COUNTERS[0], "limit": 10});
+                client
+                    .call::<Vec<StoredSample>>(&ctx, "get_samples", args)
+                    .await?;
                 mine.push(t0.elapsed());
             }
-            latencies.lock().unwrap_or_else(|e| e.into_inner()).extend(mine);
+            latencies
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend(mine);
             Ok::<_, MessagingError>(())
         }));
     }
@@ -199,7 +204,12 @@ pub async fn run(
             .map(|seq| sample(&project, cfg.resources, seq))
             .collect();
         futures::future::join_all(batch.iter().map(|s| {
-            notifier.notify(&ctx, Priority::Info, "compute.instance.exists", s.to_payload())
+            notifier.notify(
+                &ctx,
+                Priority::Info,
+                "compute.instance.exists",
+                s.to_payload(),
+            )
         }))
         .await;
         for s in batch {
@@ -216,7 +226,11 @@ pub async fn run(
         // At most two batches ahead of storage: the rest of the backlog is the broker's.
         loop {
             stored = count().await?;
-            progress(Progress { elapsed: start.elapsed().min(cfg.duration), sent, stored });
+            progress(Progress {
+                elapsed: start.elapsed().min(cfg.duration),
+                sent,
+                stored,
+            });
             if sent.saturating_sub(stored) <= window {
                 break;
             }
@@ -228,13 +242,21 @@ pub async fn run(
     let deadline = Instant::now() + cfg.settle_timeout;
     while stored < sent {
         if Instant::now() > deadline {
-            return Err(LoadError::Stalled { sent, stored, waited: cfg.settle_timeout });
+            return Err(LoadError::Stalled {
+                sent,
+                stored,
+                waited: cfg.settle_timeout,
+            });
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
         stored = count().await?;
     }
     let ingest = start.elapsed();
-    progress(Progress { elapsed: cfg.duration, sent, stored });
+    progress(Progress {
+        elapsed: cfg.duration,
+        sent,
+        stored,
+    });
     for q in queriers {
         match q.await {
             Ok(r) => r?,
@@ -243,7 +265,12 @@ pub async fn run(
     }
     let checked = check(&client, &ctx, &expected, deadline).await?;
     let query_latencies = std::mem::take(&mut *latencies.lock().unwrap_or_else(|e| e.into_inner()));
-    Ok(LoadReport { samples: sent, ingest, query_latencies, checked })
+    Ok(LoadReport {
+        samples: sent,
+        ingest,
+        query_latencies,
+        checked,
+    })
 }
 
 /// Every pair's statistics (once the periodic task has folded them all) and first samples,
@@ -296,7 +323,10 @@ mod tests {
 
     #[test]
     fn timestamps_sort_in_sending_order() {
-        let t: Vec<String> = [0, 1, 999, 1000, 59_999, 3_600_000].iter().map(|s| timestamp(*s)).collect();
+        let t: Vec<String> = [0, 1, 999, 1000, 59_999, 3_600_000]
+            .iter()
+            .map(|s| timestamp(*s))
+            .collect();
         assert!(t.windows(2).all(|w| w[0] < w[1]), "{t:?}");
         assert_eq!(t[0], "2026-12-02T00:00:00.000000");
         assert_eq!(t[5], "2026-12-02T01:00:00.000000");
@@ -308,7 +338,9 @@ mod tests {
         assert_eq!(s[0].resource_id, "p-vm-0");
         assert_eq!(s[1].counter_name, COUNTERS[1]);
         assert_eq!(s[2].resource_id, "p-vm-1");
-        assert!(s.iter().all(|s| Sample::from_payload(&s.to_payload()).is_ok()));
+        assert!(s
+            .iter()
+            .all(|s| Sample::from_payload(&s.to_payload()).is_ok()));
     }
 
     #[test]

@@ -27,7 +27,12 @@ use osier_demo::tour::{self, TourOptions};
 #[command(name = "osier-demo", version)]
 struct Cli {
     /// Transport URL: memory:// (the default, in this process) or rabbit://user:pass@host:5672/.
-    #[arg(long, env = "OSIER_URL", hide_env_values = true, conflicts_with = "config_file")]
+    #[arg(
+        long,
+        env = "OSIER_URL",
+        hide_env_values = true,
+        conflicts_with = "config_file"
+    )]
     url: Option<String>,
     /// An oslo config file with [DEFAULT] transport_url and [oslo_messaging_rabbit] options.
     #[arg(long)]
@@ -78,7 +83,11 @@ fn init_logging(default: &str) {
 fn main() {
     let cli = Cli::parse();
     let quiet = cli.stage.is_none() || cli.report_json;
-    init_logging(if quiet { "warn,lapin=error" } else { "info,lapin=warn" });
+    init_logging(if quiet {
+        "warn,lapin=error"
+    } else {
+        "info,lapin=warn"
+    });
     let transport = match (&cli.url, &cli.config_file) {
         (_, Some(f)) => TransportSource::ConfigFile(f.clone()),
         (Some(u), None) => TransportSource::Url(u.clone()),

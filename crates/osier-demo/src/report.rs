@@ -79,7 +79,9 @@ pub fn table(reports: &[StageReport]) -> String {
          |---|---:|---:|---:|---:|---:|---:|---:|---|\n",
     );
     for r in reports {
-        let name = Stage::from_number(r.stage).map(|s| s.describe()).unwrap_or("?");
+        let name = Stage::from_number(r.stage)
+            .map(|s| s.describe())
+            .unwrap_or("?");
         t.push_str(&format!(
             "| {} {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.1} | {} | {:.1} | {} samples, {} series |\n",
             r.stage,

@@ -121,7 +121,10 @@ mod tests {
 
     #[test]
     fn a_sample_survives_its_payload() {
-        assert_eq!(Sample::from_payload(&sample().to_payload()).unwrap(), sample());
+        assert_eq!(
+            Sample::from_payload(&sample().to_payload()).unwrap(),
+            sample()
+        );
     }
 
     #[test]
@@ -135,7 +138,10 @@ mod tests {
     fn a_payload_without_a_volume_is_refused() {
         let mut p = sample().to_payload();
         p.as_object_mut().unwrap().remove("counter_volume");
-        assert!(matches!(Sample::from_payload(&p), Err(SampleError::Shape(_))));
+        assert!(matches!(
+            Sample::from_payload(&p),
+            Err(SampleError::Shape(_))
+        ));
     }
 
     #[test]
@@ -143,7 +149,10 @@ mod tests {
         for v in [json!(1.5), json!(1e300), json!("7")] {
             let mut p = sample().to_payload();
             p["counter_volume"] = v;
-            assert!(matches!(Sample::from_payload(&p), Err(SampleError::Shape(_))));
+            assert!(matches!(
+                Sample::from_payload(&p),
+                Err(SampleError::Shape(_))
+            ));
         }
     }
 
@@ -163,7 +172,9 @@ mod tests {
         p["resource_id"] = json!("x".repeat(MAX_FIELD_LEN + 1));
         assert!(matches!(
             Sample::from_payload(&p),
-            Err(SampleError::FieldLength { field: "resource_id" })
+            Err(SampleError::FieldLength {
+                field: "resource_id"
+            })
         ));
         p["resource_id"] = json!("");
         assert!(Sample::from_payload(&p).is_err());

@@ -9,10 +9,10 @@ use osier_messaging::{NotificationListener, RpcServer, Target, Transport};
 use osier_service::{BoxError, Green, GreenService, Service};
 
 use crate::aggregator::{AsyncAggregator, GreenAggregator, Round};
+use crate::api;
 use crate::listener::{self, Refused};
 use crate::stage::Stage;
 use crate::store::{AsyncStore, BlockingStore, DbUrl};
-use crate::api;
 
 /// What a metering service needs to run.
 #[derive(Debug, Clone)]
@@ -91,7 +91,8 @@ pub async fn build(
     let metering = match stage {
         Stage::AllGreen | Stage::AsyncListener => {
             let db = config.db.clone();
-            let store = Arc::new(tokio::task::spawn_blocking(move || BlockingStore::open(&db)).await??);
+            let store =
+                Arc::new(tokio::task::spawn_blocking(move || BlockingStore::open(&db)).await??);
             let endpoint = if stage == Stage::AllGreen {
                 listener::green_on_blocking(store.clone(), refused.clone())
             } else {
@@ -115,9 +116,8 @@ pub async fn build(
             let store = AsyncStore::open(&config.db).await?;
             let s = store.clone();
             let round: Round = Arc::new(move || {
-                osier_bridge::yield_future(s.aggregate()).map_err(|e| {
-                    crate::store::StoreError::Interrupted(e.to_string())
-                })?
+                osier_bridge::yield_future(s.aggregate())
+                    .map_err(|e| crate::store::StoreError::Interrupted(e.to_string()))?
             });
             Metering::Green(Green::new(
                 GreenMetering {

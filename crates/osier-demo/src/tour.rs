@@ -113,8 +113,15 @@ pub fn run(o: &TourOptions) -> Result<Vec<StageReport>, TourError> {
     );
     crate::chart::write(&o.chart, &title, &reports)?;
     let md = o.chart.with_extension("md");
-    std::fs::write(&md, &table).map_err(|source| TourError::Write { path: md.clone(), source })?;
-    emit(&format!("chart: {}\ntable: {}", o.chart.display(), md.display()));
+    std::fs::write(&md, &table).map_err(|source| TourError::Write {
+        path: md.clone(),
+        source,
+    })?;
+    emit(&format!(
+        "chart: {}\ntable: {}",
+        o.chart.display(),
+        md.display()
+    ));
     Ok(reports)
 }
 
@@ -131,18 +138,25 @@ fn transport_label(t: &TransportSource) -> String {
 fn run_one(stage: Stage, o: &TourOptions, db: &DbUrl) -> Result<StageReport, TourError> {
     let exe = std::env::current_exe().map_err(|source| TourError::Spawn { stage, source })?;
     let mut cmd = Command::new(exe);
-    cmd.args(["--stage", &stage.number().to_string(), "--load", "--report-json"])
-        .args(["--seconds", &o.seconds.to_string()])
-        // The child reads the database URL from its environment, so a password never shows in
-        // the process list.
-        .env("OSIER_DEMO_DB", db_arg(db))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.args([
+        "--stage",
+        &stage.number().to_string(),
+        "--load",
+        "--report-json",
+    ])
+    .args(["--seconds", &o.seconds.to_string()])
+    // The child reads the database URL from its environment, so a password never shows in
+    // the process list.
+    .env("OSIER_DEMO_DB", db_arg(db))
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
     match &o.transport {
         TransportSource::Url(u) => cmd.env("OSIER_URL", u),
         TransportSource::ConfigFile(p) => cmd.arg("--config-file").arg(p),
     };
-    let mut child = cmd.spawn().map_err(|source| TourError::Spawn { stage, source })?;
+    let mut child = cmd
+        .spawn()
+        .map_err(|source| TourError::Spawn { stage, source })?;
     let stderr = child.stderr.take();
     let log = std::thread::spawn(move || tail(stderr));
 
@@ -169,7 +183,9 @@ fn run_one(stage: Stage, o: &TourOptions, db: &DbUrl) -> Result<StageReport, Tou
             }
         }
     }
-    let status = child.wait().map_err(|source| TourError::Spawn { stage, source })?;
+    let status = child
+        .wait()
+        .map_err(|source| TourError::Spawn { stage, source })?;
     let log = log.join().unwrap_or_default();
     match report {
         Some(r) if status.success() => {

@@ -7,11 +7,17 @@ use common::{memory, postgres, rabbit_url, run, TempDb};
 use osier_demo::stage::Stage;
 use osier_messaging::Transport;
 
-fn assert_checked(stage: &[Stage], r: Result<osier_demo::load::LoadReport, osier_demo::load::LoadError>) {
+fn assert_checked(
+    stage: &[Stage],
+    r: Result<osier_demo::load::LoadReport, osier_demo::load::LoadError>,
+) {
     let r = r.unwrap_or_else(|e| panic!("{stage:?}: {e}"));
     assert!(r.samples > 0, "{stage:?} stored nothing");
     assert_eq!(r.checked, 5 * osier_demo::load::COUNTERS.len(), "{stage:?}");
-    assert!(!r.query_latencies.is_empty(), "{stage:?} answered no query while loaded");
+    assert!(
+        !r.query_latencies.is_empty(),
+        "{stage:?} answered no query while loaded"
+    );
 }
 
 #[test]
@@ -40,7 +46,10 @@ fn every_stage_answers_alike_on_rabbitmq() {
         assert_checked(&[stage], run(&[stage], &transport, &db.0));
     }
     if let Some(pg) = postgres() {
-        assert_checked(&[Stage::AsyncMain], run(&[Stage::AsyncMain], &transport, &pg));
+        assert_checked(
+            &[Stage::AsyncMain],
+            run(&[Stage::AsyncMain], &transport, &pg),
+        );
     }
 }
 

@@ -103,19 +103,31 @@ impl BlockingStore {
     ) -> Result<Vec<StoredSample>, StoreError> {
         let limit = limit.clamp(0, super::MAX_SAMPLES_PER_QUERY);
         match &self.db {
-            Db::Sqlite(c) => Ok(sqlite::samples(&locked(c), resource_id, counter_name, limit)?),
+            Db::Sqlite(c) => Ok(sqlite::samples(
+                &locked(c),
+                resource_id,
+                counter_name,
+                limit,
+            )?),
             Db::Postgres(p) => {
                 let p = &mut *locked(p);
                 let rows = p
                     .client
                     .query(&p.samples, &[&resource_id, &counter_name, &limit])?;
-                Ok(rows.iter().map(pg::stored_sample).collect::<Result<_, _>>()?)
+                Ok(rows
+                    .iter()
+                    .map(pg::stored_sample)
+                    .collect::<Result<_, _>>()?)
             }
         }
     }
 
     /// What the periodic task has folded for a resource's counter.
-    pub fn statistics(&self, resource_id: &str, counter_name: &str) -> Result<Statistics, StoreError> {
+    pub fn statistics(
+        &self,
+        resource_id: &str,
+        counter_name: &str,
+    ) -> Result<Statistics, StoreError> {
         match &self.db {
             Db::Sqlite(c) => Ok(sqlite::statistics(&locked(c), resource_id, counter_name)?),
             Db::Postgres(p) => {

@@ -52,7 +52,10 @@ impl DbUrl {
 
     /// A SQLite file of its own in the temporary directory.
     pub fn temporary() -> DbUrl {
-        DbUrl::Sqlite(std::env::temp_dir().join(format!("osier-demo-{}.sqlite", uuid::Uuid::new_v4().simple())))
+        DbUrl::Sqlite(std::env::temp_dir().join(format!(
+            "osier-demo-{}.sqlite",
+            uuid::Uuid::new_v4().simple()
+        )))
     }
 
     /// `sqlite` or `postgres`, for reports.

@@ -55,7 +55,8 @@ impl AsyncStore {
                 Db::Sqlite(c)
             }
             DbUrl::Postgres(conn) => {
-                let (client, connection) = tokio_postgres::connect(conn, tokio_postgres::NoTls).await?;
+                let (client, connection) =
+                    tokio_postgres::connect(conn, tokio_postgres::NoTls).await?;
                 tokio::spawn(async move {
                     if let Err(e) = connection.await {
                         tracing::error!(error = %e, "the PostgreSQL connection failed; the metering store answers errors until restarted");
@@ -78,7 +79,10 @@ impl AsyncStore {
     /// Stores `s`; false if a sample with its `message_id` is already there.
     pub async fn insert(&self, s: Sample) -> Result<bool, StoreError> {
         match &self.db {
-            Db::Sqlite(c) => c.call(move |c| sqlite::insert(c, &s)).await.map_err(sqlite_error),
+            Db::Sqlite(c) => c
+                .call(move |c| sqlite::insert(c, &s))
+                .await
+                .map_err(sqlite_error),
             Db::Postgres(p) => {
                 let n = p
                     .client
@@ -117,7 +121,10 @@ impl AsyncStore {
                     .client
                     .query(&p.samples, &[&resource_id, &counter_name, &limit])
                     .await?;
-                Ok(rows.iter().map(pg::stored_sample).collect::<Result<_, _>>()?)
+                Ok(rows
+                    .iter()
+                    .map(pg::stored_sample)
+                    .collect::<Result<_, _>>()?)
             }
         }
     }
@@ -150,7 +157,11 @@ impl AsyncStore {
                 .call(move |c| sqlite::count(c, &project_id))
                 .await
                 .map_err(sqlite_error),
-            Db::Postgres(p) => Ok(p.client.query_one(&p.count, &[&project_id]).await?.try_get(0)?),
+            Db::Postgres(p) => Ok(p
+                .client
+                .query_one(&p.count, &[&project_id])
+                .await?
+                .try_get(0)?),
         }
     }
 

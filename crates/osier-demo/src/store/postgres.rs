@@ -54,7 +54,9 @@ ON CONFLICT (resource_id, counter_name) DO UPDATE SET
 
 use super::{Statistics, StoredSample};
 
-pub(super) fn stored_sample(r: &tokio_postgres::Row) -> Result<StoredSample, tokio_postgres::Error> {
+pub(super) fn stored_sample(
+    r: &tokio_postgres::Row,
+) -> Result<StoredSample, tokio_postgres::Error> {
     Ok(StoredSample {
         message_id: r.try_get(0)?,
         volume: r.try_get(1)?,
@@ -62,7 +64,9 @@ pub(super) fn stored_sample(r: &tokio_postgres::Row) -> Result<StoredSample, tok
     })
 }
 
-pub(super) fn statistics(r: Option<&tokio_postgres::Row>) -> Result<Statistics, tokio_postgres::Error> {
+pub(super) fn statistics(
+    r: Option<&tokio_postgres::Row>,
+) -> Result<Statistics, tokio_postgres::Error> {
     let Some(r) = r else {
         return Ok(Statistics::default());
     };

@@ -77,7 +77,11 @@ pub(super) fn samples(
          ORDER BY ts, message_id LIMIT ?3",
     )?;
     let rows = st.query_map(
-        params![resource_id, counter_name, limit.clamp(0, MAX_SAMPLES_PER_QUERY)],
+        params![
+            resource_id,
+            counter_name,
+            limit.clamp(0, MAX_SAMPLES_PER_QUERY)
+        ],
         |r| {
             Ok(StoredSample {
                 message_id: r.get(0)?,

@@ -20,7 +20,11 @@ pub fn rabbit_url() -> String {
         .strip_prefix("amqp://")
         .unwrap_or_else(|| panic!("OSIER_AMQP_URL={uri:?} is not an amqp:// URI"));
     let (authority, vhost) = rest.split_once('/').unwrap_or((rest, ""));
-    let vhost = if vhost == "%2f" || vhost == "%2F" { "" } else { vhost };
+    let vhost = if vhost == "%2f" || vhost == "%2F" {
+        ""
+    } else {
+        vhost
+    };
     let host = authority.rsplit('@').next().unwrap_or(authority);
     if !reachable(host) {
         panic!(
@@ -113,7 +117,11 @@ pub fn short_load() -> LoadConfig {
 
 /// Starts the services of `stages` (one per stage, host `metering-<n>`), runs the load
 /// generator against them, stops them, and returns what it found.
-pub fn run(stages: &[Stage], transport: &Transport, db: &DbUrl) -> Result<LoadReport, load::LoadError> {
+pub fn run(
+    stages: &[Stage],
+    transport: &Transport,
+    db: &DbUrl,
+) -> Result<LoadReport, load::LoadError> {
     let bridge = bridge();
     let services: Vec<_> = stages
         .iter()
@@ -123,13 +131,21 @@ pub fn run(stages: &[Stage], transport: &Transport, db: &DbUrl) -> Result<LoadRe
                 .tokio()
                 .block_on(service::build(*s, transport, &bridge, &cfg))
                 .expect("the service builds");
-            bridge.tokio().block_on(m.start()).expect("the service starts");
+            bridge
+                .tokio()
+                .block_on(m.start())
+                .expect("the service starts");
             m
         })
         .collect();
-    let r = bridge.tokio().block_on(load::run(transport, &short_load(), |_| {}));
+    let r = bridge
+        .tokio()
+        .block_on(load::run(transport, &short_load(), |_| {}));
     for m in &services {
-        bridge.tokio().block_on(m.stop(true)).expect("the service stops");
+        bridge
+            .tokio()
+            .block_on(m.stop(true))
+            .expect("the service stops");
         bridge.tokio().block_on(m.wait()).expect("the service ends");
     }
     r
