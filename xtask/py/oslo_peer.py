@@ -509,9 +509,18 @@ def run_client(args):
     return 0 if all(RESULTS) else 1
 
 
+def notify_once(args):
+    """One notification at INFO on --topic (for `osier listen`), with a secret in it."""
+    _, nt = transport(args, notifications=True)
+    n = om.Notifier(nt, publisher_id="python.peer", driver="messagingv2", topics=[args.topic])
+    n.info({}, "py.interop", {"from": "python", "password": "hunter2-py"})
+    nt.cleanup()
+    return 0
+
+
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("mode", choices=["server", "client"])
+    p.add_argument("mode", choices=["server", "client", "notify"])
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--url")
     src.add_argument("--config-file")
@@ -520,6 +529,8 @@ def main():
     if args.mode == "server":
         serve(args)
         return 0
+    if args.mode == "notify":
+        return notify_once(args)
     return run_client(args)
 
 

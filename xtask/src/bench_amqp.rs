@@ -188,6 +188,7 @@ pub fn bench_amqp(rest: &[String]) -> Result<(), String> {
         );
     }
     print_observed(&med);
+    charts(&med)?;
     let ms = |v: Option<f64>| v.map(|x| format!("{x:.2}")).unwrap_or_else(|| "-".into());
     for k in ["call_1", "call_16"] {
         for q in ["p50", "p99"] {
@@ -201,5 +202,54 @@ pub fn bench_amqp(rest: &[String]) -> Result<(), String> {
             );
         }
     }
+    Ok(())
+}
+
+/// Throughput per implementation, and call latency (p50, p99) per implementation.
+fn charts(med: &BTreeMap<(String, String), f64>) -> Result<(), String> {
+    let get = |b: &str, i: &str| med.get(&(b.to_string(), i.to_string())).copied();
+    let impls = [
+        ("osier", "osier"),
+        ("osier, kolla set", "osier-kolla"),
+        ("raw lapin", "raw"),
+        ("Python oslo.messaging", "oslo"),
+    ];
+    let groups = [
+        "call_1",
+        "call_16",
+        "cast_1",
+        "cast_16",
+        "notify_1",
+        "notify_16",
+    ];
+    let series: Vec<(&str, Vec<Option<f64>>)> = impls
+        .iter()
+        .map(|(name, i)| (*name, groups.iter().map(|g| get(g, i)).collect()))
+        .collect();
+    crate::bench_charts::grouped_bars(
+        "amqp-throughput.svg",
+        "RabbitMQ: messages per second per implementation (log scale)",
+        "per second",
+        &groups,
+        &series,
+    )?;
+    let lat = [
+        "call_1_p50_ms",
+        "call_1_p99_ms",
+        "call_16_p50_ms",
+        "call_16_p99_ms",
+    ];
+    let series: Vec<(&str, Vec<Option<f64>>)> = impls
+        .iter()
+        .map(|(name, i)| (*name, lat.iter().map(|g| get(g, i)).collect()))
+        .collect();
+    let labels = ["call 1 p50", "call 1 p99", "call 16 p50", "call 16 p99"];
+    crate::bench_charts::grouped_bars(
+        "amqp-latency.svg",
+        "RabbitMQ: RPC call latency, p50 and p99 (ms, log scale)",
+        "milliseconds",
+        &labels,
+        &series,
+    )?;
     Ok(())
 }

@@ -251,6 +251,20 @@ pub(crate) fn bench_messaging(rest: &[String]) -> Result<(), String> {
             f(get(b, "mpsc")),
         );
     }
+    let groups = ["call_1", "call_16", "cast", "notify"];
+    let per = |i: &str| groups.iter().map(|b| get(b, i)).collect::<Vec<_>>();
+    crate::bench_charts::grouped_bars(
+        "messaging.svg",
+        "In-memory RPC and notifications per executor (per second, log scale)",
+        "per second",
+        &groups,
+        &[
+            ("tokio executor", per("tokio")),
+            ("green executor", per("green")),
+            ("threads executor", per("threads")),
+            ("tokio mpsc baseline", per("mpsc")),
+        ],
+    )?;
     println!("\nTracing (a subscriber at INFO formatting every span) and metrics (a Prometheus recorder) on, against off, same run:\n");
     println!("| calls per second | tokio | tokio, on | on / off | green | green, on | on / off (target >= 0.95x at 16) |");
     println!("|---|---|---|---|---|---|---|");

@@ -218,6 +218,12 @@ pub fn interop() -> Result<(), String> {
         failed += f;
     }
     println!(
+        "\n==> the osier CLI -> Python oslo.messaging {OSLO_MESSAGING_VERSION} server and notifier"
+    );
+    let (p, f) = cli_against_python(&py, &url, &logs, &locks)?;
+    passed += p;
+    failed += f;
+    println!(
         "\ninterop: {passed} passed, {failed} failed ({:.1?})",
         t0.elapsed()
     );
@@ -282,4 +288,199 @@ fn both_ways(
     let _ = peer_cmd(rs, "cleanup", src, &t).output();
     let (p, f) = r?;
     Ok((passed + p, failed + f))
+}
+
+/// The `osier` CLI as an operator uses it against Python services: pointed at their config file
+/// (transport URL and control exchange), calling, casting, notifying, pinging, and listening to
+/// a Python notifier.
+fn cli_against_python(
+    py: &Path,
+    url: &str,
+    logs: &Path,
+    locks: &Path,
+) -> Result<(usize, usize), String> {
+    run(
+        "build the osier CLI",
+        cargo().args(["build", "-p", "osier-cli", "--bin", "osier"]),
+    )?;
+    let osier = target_dir().join("debug/osier");
+    let conf = logs.join("interop-cli.conf");
+    std::fs::write(
+        &conf,
+        format!("[DEFAULT]\ntransport_url = {url}\ncontrol_exchange = osier_interop\n"),
+    )
+    .map_err(|e| format!("{}: {e}", conf.display()))?;
+    let src = Source::ConfigFile(conf.clone());
+    let t = topic("cli2py");
+    let mut server_cmd = py_cmd(py, "server", &src, &t);
+    server_cmd.env("OSLO_LOCK_PATH", locks).process_group(0);
+    let server = Peer::start(
+        "Python server",
+        server_cmd,
+        &logs.join("interop-python-server-cli.log"),
+    )?;
+    let cli = |args: &[&str]| {
+        Command::new(&osier)
+            .arg("--config-file")
+            .arg(&conf)
+            .args(args)
+            .output()
+            .map(|o| {
+                (
+                    o.status.code(),
+                    String::from_utf8_lossy(&o.stdout).trim().to_string(),
+                    String::from_utf8_lossy(&o.stderr).to_string(),
+                )
+            })
+            .map_err(|e| format!("cannot run osier: {e}"))
+    };
+    let until = |args: &[&str], want: &str| -> Result<bool, String> {
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(15) {
+            let (code, out, _) = cli(args)?;
+            if code == Some(0) && out.contains(want) {
+                return Ok(true);
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        Ok(false)
+    };
+    let marker = format!("cli-{}", std::process::id());
+    let mut cases: Vec<(&str, Result<bool, String>)> = Vec::new();
+    cases.push((
+        "osier call prints a Python server's result as JSON",
+        cli(&["call", "--topic", &t, "--server", "s1", "echo", "value=42"])
+            .map(|(c, o, _)| c == Some(0) && o == "42"),
+    ));
+    cases.push((
+        "osier call of a method that raises exits 1 naming the exception",
+        cli(&["call", "--topic", &t, "--server", "s1", "fail"])
+            .map(|(c, _, e)| c == Some(1) && e.contains("ValueError: boom")),
+    ));
+    cases.push((
+        "osier call with a namespace and a version reaches the versioned endpoint",
+        cli(&[
+            "call",
+            "--topic",
+            &t,
+            "--server",
+            "s1",
+            "--namespace",
+            "ns2",
+            "--rpc-version",
+            "2.1",
+            "v2echo",
+            "value=21",
+        ])
+        .map(|(c, o, _)| c == Some(0) && o == "42"),
+    ));
+    cases.push((
+        "osier cast reaches a Python server",
+        cli(&[
+            "cast",
+            "--topic",
+            &t,
+            "--server",
+            "s1",
+            "note",
+            &format!("value:={marker}"),
+        ])
+        .and_then(|(c, _, _)| {
+            Ok(
+                c == Some(0)
+                    && until(&["call", "--topic", &t, "--server", "s1", "notes"], &marker)?,
+            )
+        }),
+    ));
+    cases.push((
+        "osier notify reaches a Python notification listener",
+        cli(&[
+            "notify",
+            "--topic",
+            &format!("{t}_notif"),
+            "--event-type",
+            "cli.interop",
+            "--publisher-id",
+            "osier-cli",
+            &format!("marker:={marker}"),
+        ])
+        .and_then(|(c, _, _)| {
+            Ok(c == Some(0)
+                && until(
+                    &["call", "--topic", &t, "--server", "s1", "notifications"],
+                    &marker,
+                )?)
+        }),
+    ));
+    cases.push((
+        "osier ping of a Python server without rpc_ping_enabled exits 1 saying so",
+        cli(&["ping", "--topic", &t, "--server", "s1", "--timeout", "10"])
+            .map(|(c, _, e)| c == Some(1) && e.contains("rpc_ping_enabled is off")),
+    ));
+    cases.push((
+        "osier listen prints a Python notifier's notification, its secret masked",
+        listen_to_python(py, &osier, &conf, &src, &t),
+    ));
+    server.stop();
+    let (mut passed, mut failed) = (0, 0);
+    for (name, r) in cases {
+        match r {
+            Ok(true) => {
+                passed += 1;
+                println!("    PASS cli->py: {name}");
+            }
+            Ok(false) => {
+                failed += 1;
+                println!("    FAIL cli->py: {name}");
+            }
+            Err(e) => {
+                failed += 1;
+                println!("    FAIL cli->py: {name}: {e}");
+            }
+        }
+    }
+    Ok((passed, failed))
+}
+
+fn listen_to_python(
+    py: &Path,
+    osier: &Path,
+    conf: &Path,
+    src: &Source,
+    t: &str,
+) -> Result<bool, String> {
+    let topic = format!("{t}_cli");
+    let mut listen = Command::new(osier)
+        .arg("--config-file")
+        .arg(conf)
+        .args(["listen", "--topic", &topic, "--json", "--count", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run osier listen: {e}"))?;
+    let mut err = BufReader::new(listen.stderr.take().ok_or("no stderr")?);
+    let mut line = String::new();
+    while !line.contains("listening on") {
+        line.clear();
+        if err.read_line(&mut line).map_err(|e| e.to_string())? == 0 {
+            return Err("osier listen ended before listening".into());
+        }
+    }
+    let sent = py_cmd(py, "notify", src, &topic)
+        .env("PYTHONWARNINGS", "ignore")
+        .status()
+        .map_err(|e| format!("cannot run the Python notifier: {e}"))?;
+    if !sent.success() {
+        let _ = listen.kill();
+        return Err(format!("the Python notifier failed ({sent})"));
+    }
+    let out = listen.wait_with_output().map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v: serde_json::Value = serde_json::from_str(text.trim())
+        .map_err(|e| format!("not one JSON line ({e}): {text}"))?;
+    Ok(out.status.success()
+        && v["event_type"] == "py.interop"
+        && v["publisher_id"] == "python.peer"
+        && v["payload"]["from"] == "python"
+        && !text.contains("hunter2-py"))
 }

@@ -23,6 +23,7 @@
 #![allow(clippy::print_stdout)]
 
 mod bench_amqp;
+mod bench_charts;
 mod bench_flood;
 mod bench_service;
 mod bench_tables;

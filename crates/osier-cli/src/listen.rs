@@ -65,7 +65,7 @@ fn line(n: &Notification, as_json: bool) -> String {
     }
 }
 
-/// Listens until Ctrl-C or `--count`; stops the listener cleanly either way.
+/// Listens until Ctrl-C (or TERM) or `--count`; stops the listener cleanly either way.
 pub async fn listen(transport: &Transport, a: &ListenArgs) -> Outcome {
     let priorities: Vec<Priority> = if a.priorities.is_empty() {
         Priority::ALL.to_vec()
@@ -100,6 +100,20 @@ pub async fn listen(transport: &Transport, a: &ListenArgs) -> Outcome {
     if let Some(pool) = &a.pool {
         listener = listener.pool(pool);
     }
+    // Installed before saying "listening", so a Ctrl-C right after it is caught.
+    use tokio::signal::unix::{signal, SignalKind};
+    let (mut int, mut term) = match (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) {
+        (Ok(i), Ok(t)) => (i, t),
+        (Err(e), _) | (_, Err(e)) => {
+            return Outcome::failed(
+                crate::exit::Exit::Failed,
+                format!("cannot catch signals: {e}"),
+            )
+        }
+    };
     if let Err(e) = listener.start().await {
         return Outcome::error(&e);
     }
@@ -110,7 +124,8 @@ pub async fn listen(transport: &Transport, a: &ListenArgs) -> Outcome {
         a.topics.join(", ")
     );
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
+        _ = int.recv() => {}
+        _ = term.recv() => {}
         _ = done.notified() => {}
     }
     listener.stop().await;

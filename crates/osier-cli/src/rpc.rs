@@ -167,6 +167,7 @@ pub async fn ping(transport: &Transport, a: &PingArgs) -> Outcome {
             Exit::Remote,
             format!("the server answered {other} instead of pong"),
         ),
+        // oslo's NoSuchMethod: from a Python server or an osier one.
         Err(e @ osier_messaging::MessagingError::NoSuchMethod { .. }) => Outcome::failed(
             Exit::Remote,
             format!("{e} (the server does not answer pings: its rpc_ping_enabled is off)"),

@@ -57,9 +57,13 @@ struct Server {
 
 impl Server {
     fn start(topic: &str) -> Server {
+        Server::start_with(topic, true)
+    }
+
+    fn start_with(topic: &str, ping: bool) -> Server {
         let rt = tokio::runtime::Runtime::new().unwrap();
         let opts = TransportOptions {
-            rpc_ping_enabled: true,
+            rpc_ping_enabled: ping,
             ..TransportOptions::default()
         };
         let server = rt.block_on(async {
@@ -173,6 +177,19 @@ fn ping_answers_pong() {
     let o = osier(&["ping", "--topic", &t, "--server", "h1"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(stdout(&o).starts_with("pong from"), "{}", stdout(&o));
+}
+
+#[test]
+fn ping_of_a_server_without_rpc_ping_enabled_exits_1_saying_so() {
+    let t = topic("noping");
+    let _s = Server::start_with(&t, false);
+    let o = osier(&["ping", "--topic", &t, "--server", "h1", "--timeout", "10"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("rpc_ping_enabled is off"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
