@@ -40,15 +40,17 @@ fn every_stage_answers_alike_in_memory_on_postgres_when_reachable() {
 /// runs at once on one broker would share them.
 #[test]
 fn every_stage_answers_alike_on_rabbitmq() {
-    let transport = Transport::new(&rabbit_url()).expect("a rabbit:// transport");
+    // A transport per run: its connections' tasks live on the runtime of the run that first
+    // used it, which ends with the run.
+    let transport = || Transport::new(&rabbit_url()).expect("a rabbit:// transport");
     for stage in Stage::ALL {
         let db = TempDb::new();
-        assert_checked(&[stage], run(&[stage], &transport, &db.0));
+        assert_checked(&[stage], run(&[stage], &transport(), &db.0));
     }
     if let Some(pg) = postgres() {
         assert_checked(
             &[Stage::AsyncMain],
-            run(&[Stage::AsyncMain], &transport, &pg),
+            run(&[Stage::AsyncMain], &transport(), &pg),
         );
     }
 }
