@@ -66,6 +66,11 @@ EOF
     echo "[]." > "$d/advanced.config"
     : > "$d/rabbitmq-env.conf"
     echo "[]." > "$d/enabled_plugins"
+    # Node 1 serves the management HTTP API on 127.0.0.1:15673 (`osier topology`'s test).
+    if [ "$n" = 1 ]; then
+        echo "[rabbitmq_management]." > "$d/enabled_plugins"
+        printf 'management.tcp.ip = 127.0.0.1\nmanagement.tcp.port = 15673\n' >> "$d/rabbitmq.conf"
+    fi
 }
 
 ctl() {

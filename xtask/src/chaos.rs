@@ -41,7 +41,16 @@ fn run_chaos(keep: bool, python: bool) -> Result<(), String> {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     }
     let _ = std::fs::remove_file(&report);
-    let result = run(
+    // Before the faults, while every node is up: `osier topology` against node 1's
+    // management API.
+    let topology = run(
+        "osier topology against the test cluster's management API (127.0.0.1:15673)",
+        cargo()
+            .env("OSIER_MANAGEMENT_URL", "http://127.0.0.1:15673")
+            .env("OSIER_TOPOLOGY_URL", "rabbit://guest:guest@127.0.0.1:5673/")
+            .args(["test", "-p", "osier-cli", "--test", "topology"]),
+    );
+    let result = topology.and_then(|()| run(
         "cluster fault scenarios",
         cargo()
             .env("OSIER_CLUSTER_FAULTS", "1")
@@ -55,7 +64,7 @@ fn run_chaos(keep: bool, python: bool) -> Result<(), String> {
                 "--",
                 "--test-threads=1",
             ]),
-    );
+    ));
     if python {
         let py = crate::interop::ensure_oslo_venv()?;
         let mut rows = String::new();
