@@ -50,21 +50,23 @@ fn run_chaos(keep: bool, python: bool) -> Result<(), String> {
             .env("OSIER_TOPOLOGY_URL", "rabbit://guest:guest@127.0.0.1:5673/")
             .args(["test", "-p", "osier-cli", "--test", "topology"]),
     );
-    let result = topology.and_then(|()| run(
-        "cluster fault scenarios",
-        cargo()
-            .env("OSIER_CLUSTER_FAULTS", "1")
-            .env("OSIER_CHAOS_REPORT", &report)
-            .args([
-                "test",
-                "-p",
-                "osier-messaging",
-                "--test",
-                "cluster_faults",
-                "--",
-                "--test-threads=1",
-            ]),
-    ));
+    let result = topology.and_then(|()| {
+        run(
+            "cluster fault scenarios",
+            cargo()
+                .env("OSIER_CLUSTER_FAULTS", "1")
+                .env("OSIER_CHAOS_REPORT", &report)
+                .args([
+                    "test",
+                    "-p",
+                    "osier-messaging",
+                    "--test",
+                    "cluster_faults",
+                    "--",
+                    "--test-threads=1",
+                ]),
+        )
+    });
     if python {
         let py = crate::interop::ensure_oslo_venv()?;
         let mut rows = String::new();

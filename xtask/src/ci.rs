@@ -120,7 +120,7 @@ pub(crate) fn ci() -> Result<(), String> {
         cargo().args(["run", "-p", "osier-bridge", "--example", "mixed"]),
     )?;
     // The README's first command, then the same with the RabbitMQ and PostgreSQL flags.
-    let main_demo = ["run", "--release", "-p", "osier-demo"];
+    let main_demo = ["run", "--profile", "demo", "-p", "osier-demo"];
     run(
         "main demo run (four stages; in-memory transport, SQLite)",
         cargo().args(main_demo),

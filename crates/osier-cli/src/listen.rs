@@ -94,7 +94,7 @@ pub async fn listen(transport: &Transport, a: &ListenArgs) -> Outcome {
             NotificationResult::Handled
         });
     }
-    let targets = a.topics.iter().map(|t| Target::topic(t)).collect();
+    let targets = a.topics.iter().map(Target::topic).collect();
     let mut listener =
         NotificationListener::new(transport, targets, vec![endpoint]).max_in_flight(1);
     if let Some(pool) = &a.pool {

@@ -14,7 +14,7 @@ pub struct TransportArgs {
     /// Transport URL (rabbit://user:pass@host:5672/vhost); also read from $OSIER_URL.
     #[arg(long, global = true, env = "OSIER_URL", hide_env_values = true)]
     pub url: Option<String>,
-    /// An oslo config file with [DEFAULT] transport_url (instead of --url).
+    /// An oslo config file with `[DEFAULT] transport_url` (instead of --url).
     #[arg(long, global = true, conflicts_with = "url")]
     pub config_file: Option<PathBuf>,
 }

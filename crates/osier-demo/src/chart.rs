@@ -26,7 +26,7 @@ pub fn write(path: &Path, title: &str, reports: &[StageReport]) -> Result<(), Ch
         .iter()
         .map(|r| format!("stage {}", r.stage))
         .collect();
-    let series: [(&str, Vec<(&str, RGBColor, Vec<f64>)>); 4] = [
+    let series: [(&str, Vec<Bars>); 4] = [
         (
             "samples stored per second",
             vec![(
@@ -79,11 +79,14 @@ pub fn write(path: &Path, title: &str, reports: &[StageReport]) -> Result<(), Ch
     root.present().map_err(err)
 }
 
+/// One series of a panel: its name, colour and a value per stage.
+type Bars<'a> = (&'a str, RGBColor, Vec<f64>);
+
 fn panel<DB: DrawingBackend>(
     area: &DrawingArea<DB, plotters::coord::Shift>,
     caption: &str,
     stages: &[String],
-    bars: &[(&str, RGBColor, Vec<f64>)],
+    bars: &[Bars],
 ) -> Result<(), ChartError>
 where
     DB::ErrorType: 'static,

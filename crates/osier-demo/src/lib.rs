@@ -19,9 +19,9 @@
 //! | `service.launch(conf, MeteringService()).wait()` | [`launch::run_stage`]: a `ServiceLauncher`, with a `GreenService` (stages 0-2) or a `Service` (stage 3) |
 //!
 //! ```text
-//! cargo run --release -p osier-demo                        # the four stages, a table, a chart
-//! cargo run --release -p osier-demo -- --stage 3           # one stage as a long-running service
-//! cargo run --release -p osier-demo -- --url rabbit://guest:guest@127.0.0.1:5672/ \
+//! cargo run --profile demo -p osier-demo                        # the four stages, a table, a chart
+//! cargo run --profile demo -p osier-demo -- --stage 3           # one stage as a long-running service
+//! cargo run --profile demo -p osier-demo -- --url rabbit://guest:guest@127.0.0.1:5672/ \
 //!     --db postgres://postgres@127.0.0.1:5432/test
 //! ```
 //!

@@ -34,7 +34,7 @@ struct Cli {
         conflicts_with = "config_file"
     )]
     url: Option<String>,
-    /// An oslo config file with [DEFAULT] transport_url and [oslo_messaging_rabbit] options.
+    /// An oslo config file with `[DEFAULT] transport_url` and `[oslo_messaging_rabbit]` options.
     #[arg(long)]
     config_file: Option<PathBuf>,
     /// Database: sqlite:PATH (default: a temporary file) or postgres://user@host:port/db.

@@ -30,7 +30,7 @@ pub enum Metering {
     /// Stages 0 to 2.
     Green(Green<GreenMetering>),
     /// Stage 3.
-    Async(AsyncMetering),
+    Async(Box<AsyncMetering>),
 }
 
 impl std::fmt::Debug for Metering {
@@ -130,13 +130,13 @@ pub async fn build(
         }
         Stage::AsyncMain => {
             let store = AsyncStore::open(&config.db).await?;
-            Metering::Async(AsyncMetering {
+            Metering::Async(Box::new(AsyncMetering {
                 server: server(api::async_on_async(store.clone()))?,
                 listener: listen(listener::async_on_async(store.clone(), refused.clone())),
                 aggregator: AsyncAggregator::default(),
                 store,
                 every,
-            })
+            }))
         }
     };
     Ok((metering, refused))

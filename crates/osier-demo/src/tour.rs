@@ -240,8 +240,8 @@ fn tail(stderr: Option<impl Read>) -> String {
     String::from_utf8_lossy(&kept[start..]).into_owned()
 }
 
-/// Where the chart goes by default: beside the binary (`target/release/` for `cargo run
-/// --release`), out of the source tree.
+/// Where the chart goes by default: beside the binary (`target/demo/` for `cargo run
+/// --profile demo`), out of the source tree.
 pub fn default_chart_path() -> PathBuf {
     std::env::current_exe()
         .ok()

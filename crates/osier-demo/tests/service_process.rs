@@ -5,7 +5,10 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
 fn runs_until_term(stage: &str) {
-    let db = std::env::temp_dir().join(format!("osier-demo-svc-{}-{stage}.sqlite", std::process::id()));
+    let db = std::env::temp_dir().join(format!(
+        "osier-demo-svc-{}-{stage}.sqlite",
+        std::process::id()
+    ));
     let mut child = Command::new(env!("CARGO_BIN_EXE_osier-demo"))
         .args(["--stage", stage, "--db"])
         .arg(&db)
@@ -36,7 +39,10 @@ fn runs_until_term(stage: &str) {
         let _ = std::fs::remove_file(p);
     }
     assert_eq!(status.code(), Some(0), "stage {stage}: {rest}");
-    assert!(rest.contains("metering service stopped"), "stage {stage}: {rest}");
+    assert!(
+        rest.contains("metering service stopped"),
+        "stage {stage}: {rest}"
+    );
 }
 
 #[test]

@@ -15,7 +15,7 @@ pub struct BlockingStore {
 
 enum Db {
     Sqlite(Mutex<rusqlite::Connection>),
-    Postgres(Mutex<Pg>),
+    Postgres(Box<Mutex<Pg>>),
 }
 
 struct Pg {
@@ -59,14 +59,14 @@ impl BlockingStore {
             DbUrl::Postgres(conn) => {
                 let mut client = postgres::Client::connect(conn, postgres::NoTls)?;
                 client.batch_execute(pg::SCHEMA)?;
-                Db::Postgres(Mutex::new(Pg {
+                Db::Postgres(Box::new(Mutex::new(Pg {
                     insert: client.prepare(pg::INSERT)?,
                     samples: client.prepare(pg::SAMPLES)?,
                     statistics: client.prepare(pg::STATISTICS)?,
                     count: client.prepare(pg::COUNT)?,
                     aggregate: client.prepare(pg::AGGREGATE)?,
                     client,
-                }))
+                })))
             }
         };
         Ok(BlockingStore { db })
