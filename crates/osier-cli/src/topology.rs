@@ -140,9 +140,11 @@ pub fn topology(transport: &Transport, a: &TopologyArgs) -> Outcome {
     if !base.starts_with("http://") {
         return Outcome::usage("--management-url must be an http:// URL");
     }
-    let vhost = url.virtual_host().unwrap_or("/");
-    let vhost = percent_encoding::utf8_percent_encode(vhost, percent_encoding::NON_ALPHANUMERIC)
-        .to_string();
+    // oslo's empty virtual host is RabbitMQ's default, `/`.
+    let vhost_name = url.virtual_host().filter(|v| !v.is_empty()).unwrap_or("/");
+    let vhost =
+        percent_encoding::utf8_percent_encode(vhost_name, percent_encoding::NON_ALPHANUMERIC)
+            .to_string();
     let api = Api {
         auth: format!(
             "Basic {}",
@@ -210,7 +212,7 @@ pub fn topology(transport: &Transport, a: &TopologyArgs) -> Outcome {
     let mut out = format!(
         "topic {topic} on {} (vhost {})\n\nexchanges:\n",
         transport.url(),
-        url.virtual_host().unwrap_or("/")
+        vhost_name
     );
     for e in &exchanges {
         out.push_str(&format!("  {} ({})\n", text(e, "name"), text(e, "type")));
