@@ -39,7 +39,8 @@ pub(crate) fn grouped_bars(
     if hi <= 0.0 {
         return Err(format!("chart {file}: nothing measured"));
     }
-    let (lo, hi) = ((lo.max(1e-9) / 2.0), hi * 2.0);
+    // Headroom above the tallest bar for the legend.
+    let (lo, hi) = ((lo.max(1e-9) / 2.0), hi * 8.0);
     let width = 160 + 150 * groups.len() as u32;
     let root = SVGBackend::new(&path, (width.max(640), 480)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(&e))?;
@@ -64,6 +65,7 @@ pub(crate) fn grouped_bars(
                 String::new()
             }
         })
+        .y_label_formatter(&|v| human(*v))
         .y_desc(unit)
         .draw()
         .map_err(|e| err(&e))?;
@@ -91,4 +93,29 @@ pub(crate) fn grouped_bars(
     drop(root);
     println!("chart: {}", path.display());
     Ok(path)
+}
+
+/// `1.2M`, `150k`, `12`, `0.35`: a log axis's labels without a row of zeros.
+fn human(v: f64) -> String {
+    match v {
+        v if v >= 1e6 => format!("{}M", trim(v / 1e6)),
+        v if v >= 1e3 => format!("{}k", trim(v / 1e3)),
+        v => trim(v),
+    }
+}
+
+fn trim(v: f64) -> String {
+    let s = format!("{v:.2}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn axis_labels_are_short() {
+        assert_eq!(super::human(1_250_000.0), "1.25M");
+        assert_eq!(super::human(100_000.0), "100k");
+        assert_eq!(super::human(12.0), "12");
+        assert_eq!(super::human(0.5), "0.5");
+    }
 }

@@ -213,6 +213,17 @@ pub(crate) fn bench_bridge(rest: &[String]) -> Result<(), String> {
         ratio(&one),
         ratio(&all)
     );
+    let keys: Vec<&str> = rows.iter().map(|(k, _, _)| *k).collect();
+    crate::bench_charts::grouped_bars(
+        "bridge.svg",
+        "Crossing between green and async: ns per operation (log scale)",
+        "ns per operation",
+        &keys,
+        &[
+            ("one core", keys.iter().map(|k| get(&one, k)).collect()),
+            ("every core", keys.iter().map(|k| get(&all, k)).collect()),
+        ],
+    )?;
     Ok(())
 }
 
@@ -323,5 +334,23 @@ pub(crate) fn print_table(r: &BTreeMap<(String, String), f64>) {
             ratio(o, get(b, "may_1w")),
             ratio(get(b, "eventlet"), o),
         );
+    }
+    let timed = ["spawn_wait", "switch", "sleep0", "pool_100k"];
+    let per = |i: &str| timed.iter().map(|b| get(b, i)).collect::<Vec<_>>();
+    let chart = crate::bench_charts::grouped_bars(
+        "green.svg",
+        "Green runtime: ns per operation (log scale; lower is better)",
+        "ns per operation",
+        &timed,
+        &[
+            ("osier", per("osier")),
+            ("may, 1 worker", per("may_1w")),
+            ("tokio, 2 workers", per("tokio_mt2")),
+            ("tokio, current thread", per("tokio_ct")),
+            ("eventlet", per("eventlet")),
+        ],
+    );
+    if let Err(e) = chart {
+        println!("(no chart: {e})");
     }
 }

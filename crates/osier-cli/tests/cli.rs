@@ -49,6 +49,27 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).to_string()
 }
 
+/// `osier listen ...`, once it says it is listening (stdout piped).
+fn listening(args: &[&str]) -> std::process::Child {
+    let mut listen = Command::new(BIN)
+        .args(args)
+        .env("OSIER_URL", broker())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(listen.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("listening on") {
+        line.clear();
+        assert!(
+            err.read_line(&mut line).unwrap() > 0,
+            "osier listen ended before listening"
+        );
+    }
+    listen
+}
+
 /// A server on `topic` (host `h1`): `add(a, b)`, `fail()`, and rpc_ping_enabled.
 struct Server {
     rt: tokio::runtime::Runtime,
@@ -205,22 +226,7 @@ fn cast_exits_0_once_the_broker_has_it() {
 #[test]
 fn notify_and_listen_round_trip_with_secrets_masked() {
     let t = topic("notif");
-    let mut listen = Command::new(BIN)
-        .args(["listen", "--topic", &t, "--json", "--count", "1"])
-        .env("OSIER_URL", broker())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = BufReader::new(listen.stderr.take().unwrap());
-    let mut line = String::new();
-    while !line.contains("listening on") {
-        line.clear();
-        assert!(
-            err.read_line(&mut line).unwrap() > 0,
-            "osier listen ended before listening"
-        );
-    }
+    let listen = listening(&["listen", "--topic", &t, "--json", "--count", "1"]);
     let o = osier(&[
         "notify",
         "--topic",
@@ -246,21 +252,7 @@ fn notify_and_listen_round_trip_with_secrets_masked() {
 #[test]
 fn ctrl_c_stops_listen_cleanly() {
     let t = topic("sigint");
-    let mut listen = Command::new(BIN)
-        .args(["listen", "--topic", &t])
-        .env("OSIER_URL", broker())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = BufReader::new(listen.stderr.take().unwrap());
-    let mut line = String::new();
-    while !line.contains("listening on") {
-        line.clear();
-        assert!(
-            err.read_line(&mut line).unwrap() > 0,
-            "osier listen ended before listening"
-        );
-    }
+    let mut listen = listening(&["listen", "--topic", &t]);
     // SAFETY: kill(2) with a pid of our own child and a valid signal number.
     assert_eq!(unsafe { libc::kill(listen.id() as i32, libc::SIGINT) }, 0);
     let status = listen.wait().unwrap();
