@@ -119,8 +119,11 @@ pub(crate) fn ci() -> Result<(), String> {
         "bridge example run",
         cargo().args(["run", "-p", "osier-bridge", "--example", "mixed"]),
     )?;
-    // The README's first command, then the same with the RabbitMQ and PostgreSQL flags.
-    let main_demo = ["run", "--profile", "demo", "-p", "osier-demo"];
+    // The README's first command, then the same with the RabbitMQ and PostgreSQL flags. The
+    // README builds it with the `demo` profile (a tree of its own: minutes of compiling on two
+    // cores); here it runs the build the tests already made, with the same checks of every
+    // answer, to keep the suite within its time.
+    let main_demo = ["run", "-p", "osier-demo"];
     run(
         "main demo run (four stages; in-memory transport, SQLite)",
         cargo().args(main_demo),
