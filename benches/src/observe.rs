@@ -12,7 +12,8 @@ use tracing_subscriber::prelude::*;
 /// `metrics` installs only that one; `spans` installs a subscriber that keeps the spans (and
 /// filters at INFO) but formats nothing, as a pipeline that only exports them would; `off`
 /// installs nothing, so the same binary gives the baseline (for instruction counts under
-/// callgrind).
+/// callgrind). `OSIER_BENCH_LOG_FORMAT=json` formats with the `fmt` layer's JSON format instead
+/// of its default text.
 pub fn install() -> PrometheusHandle {
     let only = std::env::var("OSIER_BENCH_OBSERVE").unwrap_or_default();
     if only == "off" {
@@ -48,6 +49,17 @@ pub fn install() -> PrometheusHandle {
 }
 
 fn install_tracing() {
+    if std::env::var("OSIER_BENCH_LOG_FORMAT").as_deref() == Ok("json") {
+        let json = tracing_subscriber::registry()
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_writer(std::io::sink),
+            )
+            .with(tracing_subscriber::EnvFilter::new("info"));
+        tracing::subscriber::set_global_default(json).expect("no subscriber installed yet");
+        return;
+    }
     let subscriber = tracing_subscriber::registry()
         .with(
             tracing_subscriber::fmt::layer()
