@@ -19,13 +19,11 @@ pub fn install() -> PrometheusHandle {
     if only == "off" {
         return PrometheusBuilder::new().build_recorder().handle();
     }
-    if only == "spans" {
-        let spans = tracing_subscriber::registry().with(tracing_subscriber::EnvFilter::new("info"));
-        tracing::subscriber::set_global_default(spans).expect("no subscriber installed yet");
-        return PrometheusBuilder::new().build_recorder().handle();
-    }
     if only != "metrics" {
-        install_tracing();
+        install_tracing(only != "spans");
+    }
+    if only == "spans" {
+        return PrometheusBuilder::new().build_recorder().handle();
     }
     let recorder = PrometheusBuilder::new()
         .set_buckets_for_metric(
@@ -48,24 +46,23 @@ pub fn install() -> PrometheusHandle {
     handle
 }
 
-fn install_tracing() {
-    if std::env::var("OSIER_BENCH_LOG_FORMAT").as_deref() == Ok("json") {
-        let json = tracing_subscriber::registry()
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .json()
-                    .with_writer(std::io::sink),
-            )
-            .with(tracing_subscriber::EnvFilter::new("info"));
-        tracing::subscriber::set_global_default(json).expect("no subscriber installed yet");
-        return;
-    }
-    let subscriber = tracing_subscriber::registry()
-        .with(
-            tracing_subscriber::fmt::layer()
+/// A subscriber at INFO that keeps every span and, with `format`, writes each span and event
+/// into a sink through the `fmt` layer (its JSON format with `OSIER_BENCH_LOG_FORMAT=json`).
+fn install_tracing(format: bool) {
+    use tracing_subscriber::{fmt, EnvFilter, Layer, Registry};
+    let json = std::env::var("OSIER_BENCH_LOG_FORMAT").as_deref() == Ok("json");
+    let fmt: Option<Box<dyn Layer<Registry> + Send + Sync>> = match (format, json) {
+        (false, _) => None,
+        (true, true) => Some(fmt::layer().json().with_writer(std::io::sink).boxed()),
+        (true, false) => Some(
+            fmt::layer()
                 .with_ansi(false)
-                .with_writer(std::io::sink),
-        )
-        .with(tracing_subscriber::EnvFilter::new("info"));
+                .with_writer(std::io::sink)
+                .boxed(),
+        ),
+    };
+    let subscriber = tracing_subscriber::registry()
+        .with(fmt)
+        .with(EnvFilter::new("info"));
     tracing::subscriber::set_global_default(subscriber).expect("no subscriber installed yet");
 }

@@ -207,49 +207,41 @@ pub fn bench_amqp(rest: &[String]) -> Result<(), String> {
 
 /// Throughput per implementation, and call latency (p50, p99) per implementation.
 fn charts(med: &BTreeMap<(String, String), f64>) -> Result<(), String> {
-    let get = |b: &str, i: &str| med.get(&(b.to_string(), i.to_string())).copied();
     let impls = [
         ("osier", "osier"),
         ("osier, kolla set", "osier-kolla"),
         ("raw lapin", "raw"),
         ("Python oslo.messaging", "oslo"),
     ];
-    let groups = [
-        "call_1",
-        "call_16",
-        "cast_1",
-        "cast_16",
-        "notify_1",
-        "notify_16",
-    ];
-    let series: Vec<(&str, Vec<Option<f64>>)> = impls
-        .iter()
-        .map(|(name, i)| (*name, groups.iter().map(|g| get(g, i)).collect()))
-        .collect();
-    crate::bench_charts::grouped_bars(
+    crate::bench_charts::bars_from(
+        med,
         "amqp-throughput.svg",
         "RabbitMQ: messages per second per implementation (log scale)",
         "per second",
-        &groups,
-        &series,
+        &[
+            "call_1",
+            "call_16",
+            "cast_1",
+            "cast_16",
+            "notify_1",
+            "notify_16",
+        ],
+        None,
+        &impls,
     )?;
-    let lat = [
-        "call_1_p50_ms",
-        "call_1_p99_ms",
-        "call_16_p50_ms",
-        "call_16_p99_ms",
-    ];
-    let series: Vec<(&str, Vec<Option<f64>>)> = impls
-        .iter()
-        .map(|(name, i)| (*name, lat.iter().map(|g| get(g, i)).collect()))
-        .collect();
-    let labels = ["call 1 p50", "call 1 p99", "call 16 p50", "call 16 p99"];
-    crate::bench_charts::grouped_bars(
+    crate::bench_charts::bars_from(
+        med,
         "amqp-latency.svg",
         "RabbitMQ: RPC call latency, p50 and p99 (ms, log scale)",
         "milliseconds",
-        &labels,
-        &series,
+        &[
+            "call_1_p50_ms",
+            "call_1_p99_ms",
+            "call_16_p50_ms",
+            "call_16_p99_ms",
+        ],
+        Some(&["call 1 p50", "call 1 p99", "call 16 p50", "call 16 p99"]),
+        &impls,
     )?;
     Ok(())
 }

@@ -3,6 +3,7 @@
 //! Written to `target/xtask/charts/`; docs/benchmarks.md shows the recorded ones from
 //! `docs/charts/`.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use plotters::prelude::*;
@@ -20,6 +21,26 @@ const COLORS: [RGBColor; 6] = [
     RGBColor(148, 103, 189),
     RGBColor(140, 86, 75),
 ];
+
+/// Grouped bars straight from a bench's results (`(row, implementation) -> value`): one group
+/// per `rows` entry (labelled by `labels`, or by the row keys), one bar per `(name,
+/// implementation key)` of `impls`.
+pub(crate) fn bars_from(
+    results: &BTreeMap<(String, String), f64>,
+    file: &str,
+    title: &str,
+    unit: &str,
+    rows: &[&str],
+    labels: Option<&[&str]>,
+    impls: &[(&str, &str)],
+) -> Result<PathBuf, String> {
+    let get = |b: &str, i: &str| results.get(&(b.to_string(), i.to_string())).copied();
+    let series: Vec<(&str, Vec<Option<f64>>)> = impls
+        .iter()
+        .map(|(name, i)| (*name, rows.iter().map(|r| get(r, i)).collect()))
+        .collect();
+    grouped_bars(file, title, unit, labels.unwrap_or(rows), &series)
+}
 
 /// One bar per `(series name, value per group)`; a missing value leaves a gap. Returns the
 /// file written.

@@ -262,18 +262,18 @@ pub(crate) fn bench_messaging(rest: &[String]) -> Result<(), String> {
             f(get(b, "mpsc")),
         );
     }
-    let groups = ["call_1", "call_16", "cast", "notify"];
-    let per = |i: &str| groups.iter().map(|b| get(b, i)).collect::<Vec<_>>();
-    crate::bench_charts::grouped_bars(
+    crate::bench_charts::bars_from(
+        &r,
         "messaging.svg",
         "In-memory RPC and notifications per executor (per second, log scale)",
         "per second",
-        &groups,
+        &["call_1", "call_16", "cast", "notify"],
+        None,
         &[
-            ("tokio executor", per("tokio")),
-            ("green executor", per("green")),
-            ("threads executor", per("threads")),
-            ("tokio mpsc baseline", per("mpsc")),
+            ("tokio executor", "tokio"),
+            ("green executor", "green"),
+            ("threads executor", "threads"),
+            ("tokio mpsc baseline", "mpsc"),
         ],
     )?;
     println!("\nTracing (a subscriber at INFO formatting every span) and metrics (a Prometheus recorder) on, against off, same run:\n");
@@ -335,19 +335,19 @@ pub(crate) fn print_table(r: &BTreeMap<(String, String), f64>) {
             ratio(get(b, "eventlet"), o),
         );
     }
-    let timed = ["spawn_wait", "switch", "sleep0", "pool_100k"];
-    let per = |i: &str| timed.iter().map(|b| get(b, i)).collect::<Vec<_>>();
-    let chart = crate::bench_charts::grouped_bars(
+    let chart = crate::bench_charts::bars_from(
+        r,
         "green.svg",
         "Green runtime: ns per operation (log scale; lower is better)",
         "ns per operation",
-        &timed,
+        &["spawn_wait", "switch", "sleep0", "pool_100k"],
+        None,
         &[
-            ("osier", per("osier")),
-            ("may, 1 worker", per("may_1w")),
-            ("tokio, 2 workers", per("tokio_mt2")),
-            ("tokio, current thread", per("tokio_ct")),
-            ("eventlet", per("eventlet")),
+            ("osier", "osier"),
+            ("may, 1 worker", "may_1w"),
+            ("tokio, 2 workers", "tokio_mt2"),
+            ("tokio, current thread", "tokio_ct"),
+            ("eventlet", "eventlet"),
         ],
     );
     if let Err(e) = chart {

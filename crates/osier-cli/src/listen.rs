@@ -20,7 +20,7 @@ use osier_messaging::{
 use serde_json::json;
 use tokio::sync::Notify;
 
-use crate::Outcome;
+use crate::{Done, Outcome};
 
 /// `osier listen`.
 #[derive(Debug, Clone, Args)]
@@ -66,14 +66,14 @@ fn line(n: &Notification, as_json: bool) -> String {
 }
 
 /// Listens until Ctrl-C (or TERM) or `--count`; stops the listener cleanly either way.
-pub async fn listen(transport: &Transport, a: &ListenArgs) -> Outcome {
+pub async fn listen(transport: &Transport, a: &ListenArgs) -> Done {
     let priorities: Vec<Priority> = if a.priorities.is_empty() {
         Priority::ALL.to_vec()
     } else {
-        match a.priorities.iter().map(|p| p.parse()).collect() {
-            Ok(p) => p,
-            Err(e) => return Outcome::error(&e),
-        }
+        a.priorities
+            .iter()
+            .map(|p| p.parse())
+            .collect::<Result<_, _>>()?
     };
     if a.pool.is_none() {
         tracing::warn!("no --pool: this listener shares the topic's queues with the deployment's own consumers and takes some of their notifications");
@@ -108,15 +108,13 @@ pub async fn listen(transport: &Transport, a: &ListenArgs) -> Outcome {
     ) {
         (Ok(i), Ok(t)) => (i, t),
         (Err(e), _) | (_, Err(e)) => {
-            return Outcome::failed(
+            return Err(Outcome::failed(
                 crate::exit::Exit::Failed,
                 format!("cannot catch signals: {e}"),
-            )
+            ))
         }
     };
-    if let Err(e) = listener.start().await {
-        return Outcome::error(&e);
-    }
+    listener.start().await?;
     // Said on stderr whatever the log level: a script (or a test) waits for it.
     let _ = writeln!(
         std::io::stderr(),
@@ -130,5 +128,5 @@ pub async fn listen(transport: &Transport, a: &ListenArgs) -> Outcome {
     }
     listener.stop().await;
     listener.wait().await;
-    Outcome::ok()
+    Ok(Outcome::ok())
 }

@@ -56,6 +56,10 @@ enum Command {
     Topology(topology::TopologyArgs),
 }
 
+/// What a command gives: `Ok` when it worked, `Err` when it failed; an [`Outcome`] either way,
+/// so `?` ends a command with the failure's status and message.
+pub type Done = Result<Outcome, Outcome>;
+
 /// How a command ended: what to print on stdout, what to say on stderr, the exit status.
 #[derive(Debug)]
 pub struct Outcome {
@@ -95,6 +99,18 @@ impl Outcome {
             e => e.to_string(),
         };
         Outcome::failed(Exit::of(e), why)
+    }
+}
+
+impl From<MessagingError> for Outcome {
+    fn from(e: MessagingError) -> Self {
+        Outcome::error(&e)
+    }
+}
+
+impl From<kv::KvError> for Outcome {
+    fn from(e: kv::KvError) -> Self {
+        Outcome::usage(e.to_string())
     }
 }
 
@@ -147,7 +163,7 @@ fn run(cli: &Cli) -> Outcome {
         Ok(t) => t,
         Err(e) => return Outcome::error(&e),
     };
-    let outcome = match &cli.command {
+    let done = match &cli.command {
         Command::Call(a) => rt.block_on(rpc::call(&transport, a)),
         Command::Cast(a) => rt.block_on(rpc::cast(&transport, a)),
         Command::Notify(a) => rt.block_on(notify::notify(&transport, a)),
@@ -157,5 +173,5 @@ fn run(cli: &Cli) -> Outcome {
     };
     drop(transport);
     rt.shutdown_timeout(std::time::Duration::from_secs(2));
-    outcome
+    done.unwrap_or_else(|failed| failed)
 }

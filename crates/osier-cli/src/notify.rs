@@ -6,7 +6,7 @@ use osier_messaging::{Notifier, NotifyDriver, Priority, RequestContext, Transpor
 use serde_json::Value;
 
 use crate::kv;
-use crate::Outcome;
+use crate::{Done, Outcome};
 
 /// `osier notify`.
 #[derive(Debug, Clone, Args)]
@@ -31,20 +31,12 @@ pub struct NotifyArgs {
 }
 
 /// Sends it; succeeds once the broker has it.
-pub async fn notify(transport: &Transport, a: &NotifyArgs) -> Outcome {
-    let priority: Priority = match a.priority.parse() {
-        Ok(p) => p,
-        Err(e) => return Outcome::error(&e),
-    };
+pub async fn notify(transport: &Transport, a: &NotifyArgs) -> Done {
+    let priority: Priority = a.priority.parse()?;
     let payload = match &a.payload {
-        Some(json) => match serde_json::from_str::<Value>(json) {
-            Ok(v) => v,
-            Err(e) => return Outcome::usage(format!("--payload is not JSON: {e}")),
-        },
-        None => match kv::parse(&a.fields) {
-            Ok(m) => Value::Object(m),
-            Err(e) => return Outcome::usage(e.to_string()),
-        },
+        Some(json) => serde_json::from_str::<Value>(json)
+            .map_err(|e| Outcome::usage(format!("--payload is not JSON: {e}")))?,
+        None => Value::Object(kv::parse(&a.fields)?),
     };
     let notifier = Notifier::new(transport, &a.publisher_id)
         .driver(NotifyDriver::MessagingV2)
@@ -65,15 +57,13 @@ pub async fn notify(transport: &Transport, a: &NotifyArgs) -> Outcome {
             payload,
         )
         .await;
-    if let Err(e) = transport.flush().await {
-        return Outcome::error(&e);
-    }
+    transport.flush().await?;
     // A notifier never fails its caller (oslo logs and goes on); the CLI must say.
     if failed() > before {
-        return Outcome::failed(
+        return Err(Outcome::failed(
             crate::exit::Exit::Unreachable,
             "the notification was not sent (the log above says why)",
-        );
+        ));
     }
-    Outcome::ok()
+    Ok(Outcome::ok())
 }

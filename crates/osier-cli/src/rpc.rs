@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::exit::Exit;
 use crate::kv;
-use crate::Outcome;
+use crate::{Done, Outcome};
 
 /// Where an RPC message goes.
 #[derive(Debug, Clone, Args)]
@@ -101,54 +101,31 @@ pub struct PingArgs {
 }
 
 fn arguments(args: &[String]) -> Result<Value, Outcome> {
-    kv::parse(args)
-        .map(Value::Object)
-        .map_err(|e| Outcome::usage(e.to_string()))
+    Ok(Value::Object(kv::parse(args)?))
 }
 
 /// Calls and prints the result as JSON on stdout.
-pub async fn call(transport: &Transport, a: &CallArgs) -> Outcome {
-    let args = match arguments(&a.args) {
-        Ok(v) => v,
-        Err(o) => return o,
-    };
-    let client = match a.target.client(transport, false) {
-        Ok(c) => c,
-        Err(o) => return o,
-    };
+pub async fn call(transport: &Transport, a: &CallArgs) -> Done {
+    let args = arguments(&a.args)?;
+    let client = a.target.client(transport, false)?;
     let ctx = RequestContext::with_new_request_id();
-    match client.call::<Value>(&ctx, &a.method, args).await {
-        Ok(v) => Outcome::output(v.to_string()),
-        Err(e) => Outcome::error(&e),
-    }
+    let v = client.call::<Value>(&ctx, &a.method, args).await?;
+    Ok(Outcome::output(v.to_string()))
 }
 
 /// Casts; succeeds once the broker has the message.
-pub async fn cast(transport: &Transport, a: &CastArgs) -> Outcome {
-    let args = match arguments(&a.args) {
-        Ok(v) => v,
-        Err(o) => return o,
-    };
-    let client = match a.target.client(transport, a.fanout) {
-        Ok(c) => c,
-        Err(o) => return o,
-    };
+pub async fn cast(transport: &Transport, a: &CastArgs) -> Done {
+    let args = arguments(&a.args)?;
+    let client = a.target.client(transport, a.fanout)?;
     let ctx = RequestContext::with_new_request_id();
-    if let Err(e) = client.cast(&ctx, &a.method, args).await {
-        return Outcome::error(&e);
-    }
-    match transport.flush().await {
-        Ok(()) => Outcome::ok(),
-        Err(e) => Outcome::error(&e),
-    }
+    client.cast(&ctx, &a.method, args).await?;
+    transport.flush().await?;
+    Ok(Outcome::ok())
 }
 
 /// oslo's RPC ping (a server with `rpc_ping_enabled` answers `pong`).
-pub async fn ping(transport: &Transport, a: &PingArgs) -> Outcome {
-    let client = match a.target.client(transport, false) {
-        Ok(c) => c,
-        Err(o) => return o,
-    };
+pub async fn ping(transport: &Transport, a: &PingArgs) -> Done {
+    let client = a.target.client(transport, false)?;
     let t0 = Instant::now();
     let r = client
         .call::<Value>(
@@ -158,20 +135,20 @@ pub async fn ping(transport: &Transport, a: &PingArgs) -> Outcome {
         )
         .await;
     match r {
-        Ok(Value::String(s)) if s == "pong" => Outcome::output(format!(
+        Ok(Value::String(s)) if s == "pong" => Ok(Outcome::output(format!(
             "pong from {} in {:.1} ms",
             client.target(),
             t0.elapsed().as_secs_f64() * 1e3
-        )),
-        Ok(other) => Outcome::failed(
+        ))),
+        Ok(other) => Err(Outcome::failed(
             Exit::Remote,
             format!("the server answered {other} instead of pong"),
-        ),
+        )),
         // oslo's NoSuchMethod: from a Python server or an osier one.
-        Err(e @ osier_messaging::MessagingError::NoSuchMethod { .. }) => Outcome::failed(
+        Err(e @ osier_messaging::MessagingError::NoSuchMethod { .. }) => Err(Outcome::failed(
             Exit::Remote,
             format!("{e} (the server does not answer pings: its rpc_ping_enabled is off)"),
-        ),
-        Err(e) => Outcome::error(&e),
+        )),
+        Err(e) => Err(e.into()),
     }
 }

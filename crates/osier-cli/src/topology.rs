@@ -12,7 +12,7 @@ use osier_messaging::Transport;
 use serde_json::{json, Value};
 
 use crate::exit::Exit;
-use crate::Outcome;
+use crate::{Done, Outcome};
 
 /// `osier topology`.
 #[derive(Debug, Clone, Args)]
@@ -42,6 +42,16 @@ enum ApiError {
     Refused { url: String, user: String },
     #[error("the management API at {url} answered {what}")]
     Bad { url: String, what: String },
+}
+
+impl From<ApiError> for Outcome {
+    fn from(e: ApiError) -> Self {
+        let exit = match e {
+            ApiError::Unreachable { .. } | ApiError::Refused { .. } => Exit::Unreachable,
+            ApiError::Bad { .. } => Exit::Failed,
+        };
+        Outcome::failed(exit, e.to_string())
+    }
 }
 
 struct Api {
@@ -112,7 +122,7 @@ fn oslo_queue(topic: &str, name: &str) -> bool {
 }
 
 /// Reads and prints the topic's part of the broker.
-pub fn topology(transport: &Transport, a: &TopologyArgs) -> Outcome {
+pub fn topology(transport: &Transport, a: &TopologyArgs) -> Done {
     let url = transport.url();
     let host = url.hosts().first();
     let (user, pass) = host
@@ -138,7 +148,7 @@ pub fn topology(transport: &Transport, a: &TopologyArgs) -> Outcome {
         .trim_end_matches('/')
         .to_string();
     if !base.starts_with("http://") {
-        return Outcome::usage("--management-url must be an http:// URL");
+        return Err(Outcome::usage("--management-url must be an http:// URL"));
     }
     // oslo's empty virtual host is RabbitMQ's default, `/`.
     let vhost_name = url.virtual_host().filter(|v| !v.is_empty()).unwrap_or("/");
@@ -158,20 +168,9 @@ pub fn topology(transport: &Transport, a: &TopologyArgs) -> Outcome {
             .build()
             .into(),
     };
-    let fetched = (|| {
-        Ok::<_, ApiError>((
-            api.get(&format!("/api/exchanges/{vhost}"))?,
-            api.get(&format!("/api/queues/{vhost}"))?,
-            api.get(&format!("/api/bindings/{vhost}"))?,
-        ))
-    })();
-    let (exchanges, queues, bindings) = match fetched {
-        Ok(t) => t,
-        Err(e @ ApiError::Unreachable { .. }) | Err(e @ ApiError::Refused { .. }) => {
-            return Outcome::failed(Exit::Unreachable, e.to_string())
-        }
-        Err(e) => return Outcome::failed(Exit::Failed, e.to_string()),
-    };
+    let exchanges = api.get(&format!("/api/exchanges/{vhost}"))?;
+    let queues = api.get(&format!("/api/queues/{vhost}"))?;
+    let bindings = api.get(&format!("/api/bindings/{vhost}"))?;
     let topic = &a.topic;
     let control = transport.options().control_exchange.clone();
     let fanout = format!("{topic}_fanout");
@@ -204,10 +203,10 @@ pub fn topology(transport: &Transport, a: &TopologyArgs) -> Outcome {
         .map(|b| json!({"exchange": text(&b, "source"), "routing_key": text(&b, "routing_key"), "queue": text(&b, "destination")}))
         .collect();
     if a.json {
-        return Outcome::output(
+        return Ok(Outcome::output(
             json!({"topic": topic, "exchanges": exchanges, "queues": queues, "bindings": bindings})
                 .to_string(),
-        );
+        ));
     }
     let mut out = format!(
         "topic {topic} on {} (vhost {})\n\nexchanges:\n",
@@ -240,7 +239,7 @@ pub fn topology(transport: &Transport, a: &TopologyArgs) -> Outcome {
             "\nno queue of topic {topic}: no server or listener has declared one yet\n"
         ));
     }
-    Outcome::output(out.trim_end().to_string())
+    Ok(Outcome::output(out.trim_end().to_string()))
 }
 
 #[cfg(test)]

@@ -51,6 +51,11 @@ fn stderr(o: &Output) -> String {
 
 /// `osier listen ...`, once it says it is listening (stdout piped).
 fn listening(args: &[&str]) -> std::process::Child {
+    listening_after(args).0
+}
+
+/// [`listening`], with what it said on stderr before it listened.
+fn listening_after(args: &[&str]) -> (std::process::Child, String) {
     let mut listen = Command::new(BIN)
         .args(args)
         .env("OSIER_URL", broker())
@@ -59,15 +64,16 @@ fn listening(args: &[&str]) -> std::process::Child {
         .spawn()
         .unwrap();
     let mut err = BufReader::new(listen.stderr.take().unwrap());
-    let mut line = String::new();
+    let (mut line, mut said) = (String::new(), String::new());
     while !line.contains("listening on") {
         line.clear();
         assert!(
             err.read_line(&mut line).unwrap() > 0,
             "osier listen ended before listening"
         );
+        said.push_str(&line);
     }
-    listen
+    (listen, said)
 }
 
 /// A server on `topic` (host `h1`): `add(a, b)`, `fail()`, and rpc_ping_enabled.
@@ -247,6 +253,19 @@ fn notify_and_listen_round_trip_with_secrets_masked() {
     assert_eq!(got["priority"], "info");
     assert_eq!(got["payload"]["instance_id"], "i-1");
     assert!(!String::from_utf8_lossy(&out.stdout).contains("hunter2-cli"));
+}
+
+#[test]
+fn listen_without_a_pool_warns_that_it_shares_the_queues() {
+    let t = topic("nopool");
+    let (mut listen, said) = listening_after(&["listen", "--topic", &t]);
+    listen.kill().unwrap();
+    let _ = listen.wait();
+    assert!(said.contains("no --pool"), "{said}");
+    let (mut listen, said) = listening_after(&["listen", "--topic", &t, "--pool", &t]);
+    listen.kill().unwrap();
+    let _ = listen.wait();
+    assert!(!said.contains("no --pool"), "{said}");
 }
 
 #[test]

@@ -4,12 +4,13 @@
 //! `FixedIntervalLoopingCall`); stage 3 as an async [`LoopingCall`]. Both fold once more when
 //! stopped, so a graceful stop leaves nothing unfolded.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use osier_messaging::LogBudget;
 use osier_service::looping::{LoopHandle, LoopingCall, Step};
 
+use crate::locked;
 use crate::store::{AsyncStore, StoreError};
 
 static FAILED_LOG: LogBudget = LogBudget::new(1);
@@ -20,10 +21,6 @@ fn report(r: Result<(), StoreError>) {
             tracing::error!(error = %e, suppressed, "aggregation failed; the samples are folded at the next round");
         }
     }
-}
-
-fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// One round of folding, as the green stages run it (blocking in `tpool`, or the async store
@@ -90,44 +87,51 @@ impl GreenAggregator {
 }
 
 /// The aggregator as an async looping call (stage 3).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct AsyncAggregator {
-    handle: tokio::sync::Mutex<Option<LoopHandle<(), StoreError>>>,
-    store: Mutex<Option<AsyncStore>>,
+    every: Duration,
+    store: AsyncStore,
+    handle: Mutex<Option<LoopHandle<(), StoreError>>>,
 }
 
 impl AsyncAggregator {
-    /// Starts folding every `every` (call on the tokio runtime).
-    pub async fn start(&self, every: Duration, store: AsyncStore) {
-        *locked(&self.store) = Some(store.clone());
-        let h = LoopingCall::fixed_interval(every)
-            .initial_delay(every)
+    /// Folds `store`'s new samples every `every` once started.
+    pub fn new(every: Duration, store: AsyncStore) -> Self {
+        AsyncAggregator {
+            every,
+            store,
+            handle: Mutex::new(None),
+        }
+    }
+
+    /// Starts the loop (call on the tokio runtime).
+    pub fn start(&self) {
+        let store = self.store.clone();
+        let h = LoopingCall::fixed_interval(self.every)
+            .initial_delay(self.every)
             .keep_going_on_error()
             .start(move || {
                 let store = store.clone();
                 async move { store.aggregate().await.map(|_| Step::Continue) }
             });
-        *self.handle.lock().await = Some(h);
+        *locked(&self.handle) = Some(h);
     }
 
     /// Stops the loop at once (its sleep is woken).
-    pub async fn stop(&self) {
-        if let Some(h) = &*self.handle.lock().await {
+    pub fn stop(&self) {
+        if let Some(h) = &*locked(&self.handle) {
             h.stop();
         }
     }
 
     /// Waits for the loop to end, then folds one last time.
     pub async fn wait(&self) {
-        let h = self.handle.lock().await.take();
+        let h = locked(&self.handle).take();
         if let Some(h) = h {
             if let Err(e) = h.wait().await {
                 tracing::error!(error = %e, "the aggregator's loop failed");
             }
-        }
-        let store = locked(&self.store).take();
-        if let Some(store) = store {
-            report(store.aggregate().await);
+            report(self.store.aggregate().await);
         }
     }
 }

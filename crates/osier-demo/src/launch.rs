@@ -4,7 +4,7 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use osier_messaging::config::OsloConfig;
@@ -14,6 +14,7 @@ use serde_json::json;
 
 use crate::listener::Refused;
 use crate::load::{self, LoadConfig};
+use crate::locked;
 use crate::report::{process, StageReport};
 use crate::service::{self, Config};
 use crate::stage::Stage;
@@ -52,10 +53,6 @@ pub struct StageOptions {
     pub report_json: bool,
 }
 
-fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 /// Writes one line to stdout (the demo's output; logs go to stderr).
 pub fn emit(line: &str) {
     let mut out = std::io::stdout().lock();
@@ -70,19 +67,20 @@ pub fn run_stage(o: StageOptions) -> i32 {
         LauncherOptions::new().graceful_shutdown_timeout(Duration::from_secs(30)),
     );
     let handle = launcher.handle();
-    let refused: Arc<Mutex<Option<Arc<Refused>>>> = Arc::default();
+    // What the listener drops, counted across restarts and read by the load report.
+    let refused = Arc::new(Refused::default());
     let outcome: Arc<Mutex<Option<bool>>> = Arc::default();
-    let (svc_opts, slot) = (o.clone(), refused.clone());
-    launcher.launch_service(move |ctx| -> Result<service::Metering, BoxError> {
+    let (svc_opts, counter) = (o.clone(), refused.clone());
+    launcher.launch_service(move |ctx| -> Result<Arc<dyn Service>, BoxError> {
         let transport = svc_opts.transport.open()?;
         let bridge = ctx.bridge();
-        let (metering, refused) = bridge.tokio().block_on(service::build(
+        let metering = bridge.tokio().block_on(service::build(
             svc_opts.stage,
             &transport,
             bridge,
             &svc_opts.service,
+            counter.clone(),
         ))?;
-        *locked(&slot) = Some(refused);
         tracing::info!(stage = %svc_opts.stage, db = %svc_opts.service.db, transport = %transport.url(), "metering service built");
         Ok(metering)
     });
@@ -115,7 +113,7 @@ struct LoadService {
     opts: StageOptions,
     cfg: LoadConfig,
     handle: LauncherHandle,
-    refused: Arc<Mutex<Option<Arc<Refused>>>>,
+    refused: Arc<Refused>,
     outcome: Arc<Mutex<Option<bool>>>,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
@@ -142,7 +140,6 @@ impl Service for LoadService {
             .await;
             let ok = match r {
                 Ok(load) => {
-                    let refused = locked(&refused).as_ref().map_or(0, |r| r.get());
                     let report = StageReport::new(
                         opts.stage,
                         transport.url().driver(),
@@ -150,7 +147,7 @@ impl Service for LoadService {
                         &load,
                         process::cpu_seconds() - cpu0,
                         threads.load(std::sync::atomic::Ordering::Relaxed),
-                        refused,
+                        refused.get(),
                     );
                     if json {
                         emit(&json!({ "report": report }).to_string());

@@ -44,3 +44,9 @@ pub mod service;
 pub mod stage;
 pub mod store;
 pub mod tour;
+
+/// Locks `m`, taking the data even if a holder panicked: the demo's shared state (a store's
+/// connection, a task handle) stays usable after a panic in one handler.
+pub(crate) fn locked<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}

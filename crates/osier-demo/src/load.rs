@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use osier_messaging::{
@@ -166,10 +166,9 @@ pub async fn run(
     };
 
     let stop = Arc::new(AtomicBool::new(false));
-    let latencies = Arc::new(Mutex::new(Vec::new()));
     let mut queriers = Vec::new();
     for q in 0..cfg.queriers {
-        let (client, stop, latencies) = (client.clone(), stop.clone(), latencies.clone());
+        let (client, stop) = (client.clone(), stop.clone());
         let resource = format!("{project}-vm-{}", q % cfg.resources.max(1));
         queriers.push(tokio::spawn(async move {
             let ctx = RequestContext::with_new_request_id();
@@ -187,11 +186,7 @@ pub async fn run(
                     .await?;
                 mine.push(t0.elapsed());
             }
-            latencies
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .extend(mine);
-            Ok::<_, MessagingError>(())
+            Ok::<_, MessagingError>(mine)
         }));
     }
 
@@ -257,14 +252,14 @@ pub async fn run(
         sent,
         stored,
     });
+    let mut query_latencies = Vec::new();
     for q in queriers {
         match q.await {
-            Ok(r) => r?,
+            Ok(r) => query_latencies.extend(r?),
             Err(e) => return Err(LoadError::Mismatch(format!("a querier failed: {e}"))),
         }
     }
     let checked = check(&client, &ctx, &expected, deadline).await?;
-    let query_latencies = std::mem::take(&mut *latencies.lock().unwrap_or_else(|e| e.into_inner()));
     Ok(LoadReport {
         samples: sent,
         ingest,

@@ -25,60 +25,16 @@ pub struct Config {
     pub aggregate_every: Duration,
 }
 
-/// A stage's service, ready for a launcher.
-pub enum Metering {
-    /// Stages 0 to 2.
-    Green(Green<GreenMetering>),
-    /// Stage 3.
-    Async(Box<AsyncMetering>),
-}
-
-impl std::fmt::Debug for Metering {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Metering::Green(_) => f.write_str("Metering::Green"),
-            Metering::Async(_) => f.write_str("Metering::Async"),
-        }
-    }
-}
-
-#[async_trait::async_trait]
-impl Service for Metering {
-    async fn start(&self) -> Result<(), BoxError> {
-        match self {
-            Metering::Green(s) => s.start().await,
-            Metering::Async(s) => s.start().await,
-        }
-    }
-    async fn stop(&self, graceful: bool) -> Result<(), BoxError> {
-        match self {
-            Metering::Green(s) => s.stop(graceful).await,
-            Metering::Async(s) => s.stop(graceful).await,
-        }
-    }
-    async fn wait(&self) -> Result<(), BoxError> {
-        match self {
-            Metering::Green(s) => s.wait().await,
-            Metering::Async(s) => s.wait().await,
-        }
-    }
-    fn health(&self) -> Result<(), String> {
-        match self {
-            Metering::Green(s) => s.health(),
-            Metering::Async(s) => s.health(),
-        }
-    }
-}
-
-/// Builds the service of `stage` (call on the launcher's side, inside its tokio runtime: the
-/// async stores connect here).
+/// Builds the service of `stage`, ready for a launcher (`Arc<dyn Service>` is a `Service`);
+/// its listener counts what it drops in `refused`. Call it on the launcher's tokio runtime:
+/// the async stores connect here.
 pub async fn build(
     stage: Stage,
     transport: &Transport,
     bridge: &osier_bridge::Bridge,
     config: &Config,
-) -> Result<(Metering, Arc<Refused>), BoxError> {
-    let refused = Arc::new(Refused::default());
+    refused: Arc<Refused>,
+) -> Result<Arc<dyn Service>, BoxError> {
     let target = Target::topic(api::TOPIC).with_server(&config.host);
     let server = |endpoint| {
         RpcServer::builder(transport, target.clone())
@@ -88,11 +44,14 @@ pub async fn build(
     };
     let listen = |endpoint| listener::listener(transport, endpoint, bridge.clone());
     let every = config.aggregate_every;
-    let metering = match stage {
+    let metering: Arc<dyn Service> = match stage {
         Stage::AllGreen | Stage::AsyncListener => {
             let db = config.db.clone();
-            let store =
-                Arc::new(tokio::task::spawn_blocking(move || BlockingStore::open(&db)).await??);
+            let store = Arc::new(
+                bridge
+                    .run_blocking(move || BlockingStore::open(&db))
+                    .await??,
+            );
             let endpoint = if stage == Stage::AllGreen {
                 listener::green_on_blocking(store.clone(), refused.clone())
             } else {
@@ -103,7 +62,7 @@ pub async fn build(
                 let s = s.clone();
                 osier_green::tpool::execute(move || s.aggregate())
             });
-            Metering::Green(Green::new(
+            Arc::new(Green::new(
                 GreenMetering {
                     server: server(api::green_on_blocking(store))?,
                     listener: listen(endpoint),
@@ -119,7 +78,7 @@ pub async fn build(
                 osier_bridge::yield_future(s.aggregate())
                     .map_err(|e| crate::store::StoreError::Interrupted(e.to_string()))?
             });
-            Metering::Green(Green::new(
+            Arc::new(Green::new(
                 GreenMetering {
                     server: server(api::green_on_async(store.clone()))?,
                     listener: listen(listener::async_on_async(store, refused.clone())),
@@ -130,16 +89,14 @@ pub async fn build(
         }
         Stage::AsyncMain => {
             let store = AsyncStore::open(&config.db).await?;
-            Metering::Async(Box::new(AsyncMetering {
+            Arc::new(AsyncMetering {
                 server: server(api::async_on_async(store.clone()))?,
-                listener: listen(listener::async_on_async(store.clone(), refused.clone())),
-                aggregator: AsyncAggregator::default(),
-                store,
-                every,
-            }))
+                listener: listen(listener::async_on_async(store.clone(), refused)),
+                aggregator: AsyncAggregator::new(every, store),
+            })
         }
     };
-    Ok((metering, refused))
+    Ok(metering)
 }
 
 /// Stages 0 to 2: the lifecycle runs in green threads, and waits on async parts through
@@ -196,8 +153,6 @@ pub struct AsyncMetering {
     server: RpcServer,
     listener: NotificationListener,
     aggregator: AsyncAggregator,
-    store: AsyncStore,
-    every: Duration,
 }
 
 #[async_trait::async_trait]
@@ -205,7 +160,7 @@ impl Service for AsyncMetering {
     async fn start(&self) -> Result<(), BoxError> {
         self.listener.start().await?;
         self.server.start().await?;
-        self.aggregator.start(self.every, self.store.clone()).await;
+        self.aggregator.start();
         tracing::info!("metering service started (async)");
         Ok(())
     }
@@ -213,7 +168,7 @@ impl Service for AsyncMetering {
     async fn stop(&self, _graceful: bool) -> Result<(), BoxError> {
         self.server.stop().await?;
         self.listener.stop().await;
-        self.aggregator.stop().await;
+        self.aggregator.stop();
         Ok(())
     }
 

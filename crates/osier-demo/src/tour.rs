@@ -96,12 +96,8 @@ pub fn run(o: &TourOptions) -> Result<Vec<StageReport>, TourError> {
         .stages
         .iter()
         .try_for_each(|s| run_one(*s, o, &db).map(|r| reports.push(r)));
-    if let (true, DbUrl::Sqlite(path)) = (temporary, &db) {
-        for suffix in ["", "-wal", "-shm"] {
-            let mut p = path.clone().into_os_string();
-            p.push(suffix);
-            let _ = std::fs::remove_file(p);
-        }
+    if temporary {
+        db.remove();
     }
     result?;
     let table = crate::report::table(&reports);
@@ -147,7 +143,7 @@ fn run_one(stage: Stage, o: &TourOptions, db: &DbUrl) -> Result<StageReport, Tou
     .args(["--seconds", &o.seconds.to_string()])
     // The child reads the database URL from its environment, so a password never shows in
     // the process list.
-    .env("OSIER_DEMO_DB", db_arg(db))
+    .env("OSIER_DEMO_DB", db.to_arg())
     .stdout(Stdio::piped())
     .stderr(Stdio::piped());
     match &o.transport {
@@ -210,13 +206,6 @@ fn run_one(stage: Stage, o: &TourOptions, db: &DbUrl) -> Result<StageReport, Tou
                 log,
             })
         }
-    }
-}
-
-fn db_arg(db: &DbUrl) -> String {
-    match db {
-        DbUrl::Sqlite(p) => format!("sqlite:{}", p.display()),
-        DbUrl::Postgres(u) => u.clone(),
     }
 }
 

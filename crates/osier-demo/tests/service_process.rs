@@ -33,11 +33,7 @@ fn runs_until_term(stage: &str) {
         line.clear();
     }
     let status = child.wait().expect("it ends");
-    for suffix in ["", "-wal", "-shm"] {
-        let mut p = db.clone().into_os_string();
-        p.push(suffix);
-        let _ = std::fs::remove_file(p);
-    }
+    osier_demo::store::DbUrl::Sqlite(db).remove();
     assert_eq!(status.code(), Some(0), "stage {stage}: {rest}");
     assert!(
         rest.contains("metering service stopped"),

@@ -55,8 +55,8 @@ fn every_stage_answers_alike_on_rabbitmq() {
     }
 }
 
-/// A fleet mid-migration: a stage-0 and a stage-3 service on the same topic and database,
-/// sharing the calls and notifications; the answers do not change.
+/// A fleet mid-migration: a stage-0 and a stage-3 service on the same topic and database;
+/// the answers do not change.
 #[test]
 fn mixed_stages_answer_alike() {
     let db = TempDb::new();

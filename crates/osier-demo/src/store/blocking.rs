@@ -2,9 +2,10 @@
 //! green thread through `osier_green::tpool` or from async code through
 //! `Bridge::run_blocking`, never on a hub or a tokio worker itself.
 
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
 
 use super::{postgres as pg, sqlite, DbUrl, Statistics, StoreError, StoredSample};
+use crate::locked;
 use crate::sample::Sample;
 
 /// One connection, taken in turn (SQLite has one writer anyway; the demo's figures say what a
@@ -20,11 +21,7 @@ enum Db {
 
 struct Pg {
     client: postgres::Client,
-    insert: postgres::Statement,
-    samples: postgres::Statement,
-    statistics: postgres::Statement,
-    count: postgres::Statement,
-    aggregate: postgres::Statement,
+    st: pg::Statements,
 }
 
 impl std::fmt::Debug for BlockingStore {
@@ -37,36 +34,18 @@ impl std::fmt::Debug for BlockingStore {
     }
 }
 
-fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 impl BlockingStore {
-    /// Connects and creates the schema. The `postgres` driver runs a runtime of its own, so
-    /// this runs on a thread of its own, wherever it is called from.
+    /// Connects and creates the schema. Call it where the blocking calls go: off the hubs and
+    /// off tokio's workers (`tpool`, `Bridge::run_blocking`, a plain thread); the `postgres`
+    /// driver runs a runtime of its own, which cannot start on a tokio worker.
     pub fn open(url: &DbUrl) -> Result<BlockingStore, StoreError> {
-        let url = url.clone();
-        std::thread::scope(|s| {
-            s.spawn(move || Self::open_here(&url))
-                .join()
-                .map_err(|p| StoreError::Interrupted(osier_green::panic_message(&*p)))?
-        })
-    }
-
-    fn open_here(url: &DbUrl) -> Result<BlockingStore, StoreError> {
         let db = match url {
             DbUrl::Sqlite(path) => Db::Sqlite(Mutex::new(sqlite::open(path)?)),
             DbUrl::Postgres(conn) => {
                 let mut client = postgres::Client::connect(conn, postgres::NoTls)?;
                 client.batch_execute(pg::SCHEMA)?;
-                Db::Postgres(Box::new(Mutex::new(Pg {
-                    insert: client.prepare(pg::INSERT)?,
-                    samples: client.prepare(pg::SAMPLES)?,
-                    statistics: client.prepare(pg::STATISTICS)?,
-                    count: client.prepare(pg::COUNT)?,
-                    aggregate: client.prepare(pg::AGGREGATE)?,
-                    client,
-                })))
+                let st = pg::Statements::prepare_blocking(&mut client)?;
+                Db::Postgres(Box::new(Mutex::new(Pg { client, st })))
             }
         };
         Ok(BlockingStore { db })
@@ -78,17 +57,7 @@ impl BlockingStore {
             Db::Sqlite(c) => Ok(sqlite::insert(&locked(c), s)?),
             Db::Postgres(p) => {
                 let p = &mut *locked(p);
-                let n = p.client.execute(
-                    &p.insert,
-                    &[
-                        &s.message_id,
-                        &s.project_id,
-                        &s.resource_id,
-                        &s.counter_name,
-                        &s.volume,
-                        &s.timestamp,
-                    ],
-                )?;
+                let n = p.client.execute(&p.st.insert, &pg::insert_params(s))?;
                 Ok(n == 1)
             }
         }
@@ -113,7 +82,7 @@ impl BlockingStore {
                 let p = &mut *locked(p);
                 let rows = p
                     .client
-                    .query(&p.samples, &[&resource_id, &counter_name, &limit])?;
+                    .query(&p.st.samples, &[&resource_id, &counter_name, &limit])?;
                 Ok(rows
                     .iter()
                     .map(pg::stored_sample)
@@ -134,7 +103,7 @@ impl BlockingStore {
                 let p = &mut *locked(p);
                 let row = p
                     .client
-                    .query_opt(&p.statistics, &[&resource_id, &counter_name])?;
+                    .query_opt(&p.st.statistics, &[&resource_id, &counter_name])?;
                 Ok(pg::statistics(row.as_ref())?)
             }
         }
@@ -146,7 +115,9 @@ impl BlockingStore {
             Db::Sqlite(c) => Ok(sqlite::count(&locked(c), project_id)?),
             Db::Postgres(p) => {
                 let p = &mut *locked(p);
-                Ok(p.client.query_one(&p.count, &[&project_id])?.try_get(0)?)
+                Ok(p.client
+                    .query_one(&p.st.count, &[&project_id])?
+                    .try_get(0)?)
             }
         }
     }
@@ -157,7 +128,7 @@ impl BlockingStore {
             Db::Sqlite(c) => Ok(sqlite::aggregate(&mut locked(c))?),
             Db::Postgres(p) => {
                 let p = &mut *locked(p);
-                p.client.execute(&p.aggregate, &[])?;
+                p.client.execute(&p.st.aggregate, &[])?;
                 Ok(())
             }
         }

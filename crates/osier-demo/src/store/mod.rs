@@ -58,6 +58,27 @@ impl DbUrl {
         )))
     }
 
+    /// The URL as `--db` takes it, password included: for a child process's environment,
+    /// never for output (which uses `Display`).
+    pub fn to_arg(&self) -> String {
+        match self {
+            DbUrl::Sqlite(p) => format!("sqlite:{}", p.display()),
+            DbUrl::Postgres(u) => u.clone(),
+        }
+    }
+
+    /// Removes a SQLite database's files (the file, its write-ahead log and shared-memory
+    /// index), whatever is left of them; does nothing for PostgreSQL.
+    pub fn remove(&self) {
+        if let DbUrl::Sqlite(path) = self {
+            for suffix in ["", "-wal", "-shm"] {
+                let mut f = path.clone().into_os_string();
+                f.push(suffix);
+                let _ = std::fs::remove_file(f);
+            }
+        }
+    }
+
     /// `sqlite` or `postgres`, for reports.
     pub fn kind(&self) -> &'static str {
         match self {

@@ -21,11 +21,7 @@ enum Db {
 
 struct Pg {
     client: tokio_postgres::Client,
-    insert: tokio_postgres::Statement,
-    samples: tokio_postgres::Statement,
-    statistics: tokio_postgres::Statement,
-    count: tokio_postgres::Statement,
-    aggregate: tokio_postgres::Statement,
+    st: pg::Statements,
 }
 
 impl std::fmt::Debug for AsyncStore {
@@ -63,14 +59,8 @@ impl AsyncStore {
                     }
                 });
                 client.batch_execute(pg::SCHEMA).await?;
-                Db::Postgres(Arc::new(Pg {
-                    insert: client.prepare(pg::INSERT).await?,
-                    samples: client.prepare(pg::SAMPLES).await?,
-                    statistics: client.prepare(pg::STATISTICS).await?,
-                    count: client.prepare(pg::COUNT).await?,
-                    aggregate: client.prepare(pg::AGGREGATE).await?,
-                    client,
-                }))
+                let st = pg::Statements::prepare(&client).await?;
+                Db::Postgres(Arc::new(Pg { client, st }))
             }
         };
         Ok(AsyncStore { db })
@@ -86,17 +76,7 @@ impl AsyncStore {
             Db::Postgres(p) => {
                 let n = p
                     .client
-                    .execute(
-                        &p.insert,
-                        &[
-                            &s.message_id,
-                            &s.project_id,
-                            &s.resource_id,
-                            &s.counter_name,
-                            &s.volume,
-                            &s.timestamp,
-                        ],
-                    )
+                    .execute(&p.st.insert, &pg::insert_params(&s))
                     .await?;
                 Ok(n == 1)
             }
@@ -119,7 +99,7 @@ impl AsyncStore {
             Db::Postgres(p) => {
                 let rows = p
                     .client
-                    .query(&p.samples, &[&resource_id, &counter_name, &limit])
+                    .query(&p.st.samples, &[&resource_id, &counter_name, &limit])
                     .await?;
                 Ok(rows
                     .iter()
@@ -143,7 +123,7 @@ impl AsyncStore {
             Db::Postgres(p) => {
                 let row = p
                     .client
-                    .query_opt(&p.statistics, &[&resource_id, &counter_name])
+                    .query_opt(&p.st.statistics, &[&resource_id, &counter_name])
                     .await?;
                 Ok(pg::statistics(row.as_ref())?)
             }
@@ -159,7 +139,7 @@ impl AsyncStore {
                 .map_err(sqlite_error),
             Db::Postgres(p) => Ok(p
                 .client
-                .query_one(&p.count, &[&project_id])
+                .query_one(&p.st.count, &[&project_id])
                 .await?
                 .try_get(0)?),
         }
@@ -170,7 +150,7 @@ impl AsyncStore {
         match &self.db {
             Db::Sqlite(c) => c.call(sqlite::aggregate).await.map_err(sqlite_error),
             Db::Postgres(p) => {
-                p.client.execute(&p.aggregate, &[]).await?;
+                p.client.execute(&p.st.aggregate, &[]).await?;
                 Ok(())
             }
         }

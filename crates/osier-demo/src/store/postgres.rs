@@ -52,7 +52,59 @@ ON CONFLICT (resource_id, counter_name) DO UPDATE SET
     count = aggregates.count + excluded.count, total = aggregates.total + excluded.total,
     lo = LEAST(aggregates.lo, excluded.lo), hi = GREATEST(aggregates.hi, excluded.hi)";
 
+use tokio_postgres::types::ToSql;
+use tokio_postgres::Statement;
+
 use super::{Statistics, StoredSample};
+use crate::sample::Sample;
+
+/// The statements, prepared once per connection (the blocking driver's `Statement` is
+/// tokio-postgres's).
+pub(super) struct Statements {
+    pub(super) insert: Statement,
+    pub(super) samples: Statement,
+    pub(super) statistics: Statement,
+    pub(super) count: Statement,
+    pub(super) aggregate: Statement,
+}
+
+impl Statements {
+    /// On a blocking connection.
+    pub(super) fn prepare_blocking(
+        c: &mut postgres::Client,
+    ) -> Result<Self, tokio_postgres::Error> {
+        Ok(Statements {
+            insert: c.prepare(INSERT)?,
+            samples: c.prepare(SAMPLES)?,
+            statistics: c.prepare(STATISTICS)?,
+            count: c.prepare(COUNT)?,
+            aggregate: c.prepare(AGGREGATE)?,
+        })
+    }
+
+    /// On an async connection.
+    pub(super) async fn prepare(c: &tokio_postgres::Client) -> Result<Self, tokio_postgres::Error> {
+        Ok(Statements {
+            insert: c.prepare(INSERT).await?,
+            samples: c.prepare(SAMPLES).await?,
+            statistics: c.prepare(STATISTICS).await?,
+            count: c.prepare(COUNT).await?,
+            aggregate: c.prepare(AGGREGATE).await?,
+        })
+    }
+}
+
+/// [`INSERT`]'s parameters for `s`.
+pub(super) fn insert_params(s: &Sample) -> [&(dyn ToSql + Sync); 6] {
+    [
+        &s.message_id,
+        &s.project_id,
+        &s.resource_id,
+        &s.counter_name,
+        &s.volume,
+        &s.timestamp,
+    ]
+}
 
 pub(super) fn stored_sample(
     r: &tokio_postgres::Row,

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{Statistics, StoredSample, MAX_SAMPLES_PER_QUERY};
+use super::{Statistics, StoredSample};
 use crate::sample::Sample;
 
 const SCHEMA: &str = "
@@ -76,20 +76,13 @@ pub(super) fn samples(
         "SELECT message_id, volume, ts FROM samples WHERE resource_id = ?1 AND counter_name = ?2
          ORDER BY ts, message_id LIMIT ?3",
     )?;
-    let rows = st.query_map(
-        params![
-            resource_id,
-            counter_name,
-            limit.clamp(0, MAX_SAMPLES_PER_QUERY)
-        ],
-        |r| {
-            Ok(StoredSample {
-                message_id: r.get(0)?,
-                volume: r.get(1)?,
-                timestamp: r.get(2)?,
-            })
-        },
-    )?;
+    let rows = st.query_map(params![resource_id, counter_name, limit], |r| {
+        Ok(StoredSample {
+            message_id: r.get(0)?,
+            volume: r.get(1)?,
+            timestamp: r.get(2)?,
+        })
+    })?;
     rows.collect()
 }
 

@@ -81,13 +81,7 @@ impl TempDb {
 
 impl Drop for TempDb {
     fn drop(&mut self) {
-        if let DbUrl::Sqlite(p) = &self.0 {
-            for suffix in ["", "-wal", "-shm"] {
-                let mut f = p.clone().into_os_string();
-                f.push(suffix);
-                let _ = std::fs::remove_file(f);
-            }
-        }
+        self.0.remove();
     }
 }
 
@@ -127,9 +121,15 @@ pub fn run(
         .iter()
         .map(|s| {
             let cfg = config(db, &format!("metering-{}", s.number()));
-            let (m, _) = bridge
+            let m = bridge
                 .tokio()
-                .block_on(service::build(*s, transport, &bridge, &cfg))
+                .block_on(service::build(
+                    *s,
+                    transport,
+                    &bridge,
+                    &cfg,
+                    Default::default(),
+                ))
                 .expect("the service builds");
             bridge
                 .tokio()
