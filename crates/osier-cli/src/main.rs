@@ -122,20 +122,11 @@ pub fn print_line(s: &str) {
 }
 
 fn main() -> ExitCode {
-    use tracing_subscriber::prelude::*;
     let cli = Cli::parse();
-    tracing_subscriber::registry()
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_ansi(false),
-        )
-        .with(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn,lapin=error".into()),
-        )
-        .with(osier_messaging::secrets::lapin_secret_filter())
-        .init();
+    if let Err(e) = osier_service::logging::init("warn,lapin=error") {
+        let _ = writeln!(std::io::stderr(), "osier: {e}");
+        return ExitCode::from(Exit::Failed as u8);
+    }
     let outcome = run(&cli);
     if let Some(s) = &outcome.stdout {
         print_line(s);

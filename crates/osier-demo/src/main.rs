@@ -63,21 +63,13 @@ struct Cli {
     aggregate_ms: u64,
 }
 
+/// oslo.log's `log.setup`: `RUST_LOG` or `default`; lapin's frames (the broker password) and
+/// returned bodies stay out of the log.
 fn init_logging(default: &str) {
-    use tracing_subscriber::prelude::*;
-    tracing_subscriber::registry()
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_ansi(false),
-        )
-        .with(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| default.into()),
-        )
-        // lapin's frames (the broker password) and returned bodies stay out of the log.
-        .with(osier_messaging::secrets::lapin_secret_filter())
-        .init();
+    if let Err(e) = osier_service::logging::init(default) {
+        eprintln!("osier-demo: {e}");
+        std::process::exit(2);
+    }
 }
 
 fn main() {

@@ -219,20 +219,11 @@ impl GreenService for Heartbeat {
 }
 
 fn main() {
-    use tracing_subscriber::prelude::*;
-    tracing_subscriber::registry()
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_ansi(false),
-        )
-        .with(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,lapin=warn".into()),
-        )
-        // lapin's frames (the broker password) and returned bodies stay out of the log.
-        .with(osier_messaging::secrets::lapin_secret_filter())
-        .init();
+    // lapin's frames (the broker password) and returned bodies stay out of the log.
+    if let Err(e) = osier_service::logging::init("info,lapin=warn") {
+        eprintln!("osier-service-demo: {e}");
+        std::process::exit(2);
+    }
     let args = match parse_args() {
         Ok(a) => Arc::new(a),
         Err(e) => {

@@ -15,6 +15,7 @@
 //! | `periodic_task.PeriodicTasks` | [`periodic::PeriodicTasks`] |
 //! | `systemd.notify_once()` | [`systemd`] (the launchers send READY=1 / STOPPING=1 / RELOADING=1, and WATCHDOG=1 while every service is healthy) |
 //! | `[oslo_messaging_metrics]` and the oslo.metrics daemon | [`metrics_endpoint()`] (Prometheus text format over HTTP) |
+//! | `log.setup(CONF, "svc")` (oslo.log) | [`logging::init`] |
 //! | `oslo_messaging.get_rpc_server(...)` run by a launcher | `RpcServer` implements [`Service`] ([`rpc`]) |
 //!
 //! ```no_run
@@ -44,6 +45,8 @@
 mod in_process;
 mod launcher;
 mod lock;
+#[cfg(feature = "log")]
+pub mod logging;
 pub mod looping;
 #[cfg(feature = "prometheus")]
 pub mod metrics_endpoint;

@@ -1,0 +1,409 @@
+//! Logging for a service's `main`, as oslo.log's `log.setup(CONF, "nova")` is: one line per
+//! event on stderr, `key=value` fields, and before the message the spans in force, so every line
+//! a handler logs carries its request's `request_id` and `global_request_id` (osier-messaging's
+//! `rpc.server` span), the way oslo.log prints `[req-... ...]`.
+//!
+//! | oslo.log | osier-service |
+//! |---|---|
+//! | `log.setup(CONF, "svc")` | [`init`]`("info,lapin=warn")` |
+//! | `default_log_levels` | the default directives; `RUST_LOG` replaces them |
+//! | `[req-...]` from the thread's request context | the `rpc.server` span's fields on each line |
+//! | `logging_context_format_string` | build your own subscriber around [`layer`] or [`Fields`] |
+//!
+//! Libraries never install a subscriber; a binary calls [`init`] once, or composes [`layer`]
+//! (or [`Fields`] in a `fmt` layer of its own) with other layers.
+//!
+//! ```no_run
+//! osier_service::logging::init("info,lapin=warn")?;
+//! tracing::info!(workers = 4, "starting");
+//! # Ok::<(), osier_service::logging::LogInitError>(())
+//! ```
+//!
+//! # Why a field formatter of its own
+//!
+//! A `fmt` layer formats a span's fields when the span is created, whether or not anything is
+//! logged inside it, and an RPC server creates a span per request. tracing-subscriber's default
+//! formatter writes every field through its styling wrappers (even with colours off) and one
+//! `format_args!` of three parts; [`Fields`] writes the name, `=` and the value straight into
+//! the line, which halves what formatting a request's spans costs (docs/benchmarks.md, "Tracing
+//! and metrics"). It also escapes control characters (a newline, an ANSI escape) in every
+//! value, not only in the message, so a crafted value cannot forge or recolour log lines.
+
+use std::fmt::{self, Write};
+use std::io;
+
+use tracing::field::{Field, Visit};
+use tracing::Subscriber;
+use tracing_subscriber::field::RecordFields;
+use tracing_subscriber::fmt::format::{Format, Writer};
+use tracing_subscriber::fmt::FormatFields;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::EnvFilter;
+
+/// Why [`init`] could not install the subscriber.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LogInitError {
+    /// The default directives the program passed do not parse.
+    #[error("the default log directives {directives:?} are not valid")]
+    Directives {
+        /// What was passed.
+        directives: String,
+        /// Why they do not parse.
+        #[source]
+        source: tracing_subscriber::filter::ParseError,
+    },
+    /// A global subscriber is installed already.
+    #[error("a tracing subscriber is installed already")]
+    Installed(#[source] tracing_subscriber::util::TryInitError),
+}
+
+/// The `fmt` layer [`init`] installs: text lines on stderr, no colours, fields by [`Fields`].
+/// Change the writer with `.with_writer(...)`.
+pub fn layer<S>() -> tracing_subscriber::fmt::Layer<S, Fields, Format, fn() -> io::Stderr>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    tracing_subscriber::fmt::layer()
+        .fmt_fields(Fields)
+        .with_ansi(false)
+        .with_writer(io::stderr as fn() -> io::Stderr)
+}
+
+/// Installs the process's subscriber: [`layer`], levels from `RUST_LOG` or else `default`
+/// (`EnvFilter` directives, e.g. `"info,lapin=warn"`), and (feature `rpc`) osier-messaging's
+/// filter that keeps lapin's frames, which carry the broker password, and returned bodies out
+/// of the log. A `RUST_LOG` that does not parse is not ignored silently: the default applies and
+/// the first line logged says so.
+pub fn init(default: &str) -> Result<(), LogInitError> {
+    let fallback = || {
+        EnvFilter::try_new(default).map_err(|source| LogInitError::Directives {
+            directives: default.to_string(),
+            source,
+        })
+    };
+    let (filter, bad_env) = match std::env::var("RUST_LOG") {
+        Ok(v) if !v.trim().is_empty() => match EnvFilter::try_new(&v) {
+            Ok(f) => (f, None),
+            Err(e) => (fallback()?, Some(e)),
+        },
+        _ => (fallback()?, None),
+    };
+    let registry = tracing_subscriber::registry().with(layer()).with(filter);
+    #[cfg(feature = "rpc")]
+    let registry = registry.with(osier_messaging::secrets::lapin_secret_filter());
+    registry.try_init().map_err(LogInitError::Installed)?;
+    if let Some(e) = bad_env {
+        tracing::warn!(error = %e, default, "RUST_LOG is not valid; logging at the default levels");
+    }
+    Ok(())
+}
+
+/// A field formatter for tracing-subscriber's `fmt` layer (`.fmt_fields(Fields)`): `name=value`
+/// separated by spaces, the `message` field bare, string values quoted when they are empty or
+/// hold a space, a quote, `=` or a backslash (logfmt's rule), control characters in any value
+/// escaped (`\n`, `\u{1b}`). The default formatter's text without colours, for a fraction of
+/// its cost per field.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Fields;
+
+impl<'w> FormatFields<'w> for Fields {
+    fn format_fields<R: RecordFields>(&self, writer: Writer<'w>, fields: R) -> fmt::Result {
+        let mut line = FieldWriter {
+            out: Line {
+                out: writer,
+                buf: [0; LINE_BUFFER],
+                len: 0,
+            },
+            first: true,
+            result: Ok(()),
+        };
+        fields.record(&mut line);
+        line.result.and_then(|_| line.out.flush())
+    }
+}
+
+/// How much of a span's or event's fields is assembled on the stack before it is written out:
+/// the `fmt` layer keeps a span's fields in a `String` that would otherwise grow (and be
+/// reallocated) a few times per span.
+const LINE_BUFFER: usize = 256;
+
+/// The fields being written: whole `str` pieces gathered in `buf`, then handed to `out` at
+/// once. As a [`fmt::Write`], it escapes control characters (what values go through); names
+/// and punctuation go through [`Line::raw`].
+struct Line<'w> {
+    out: Writer<'w>,
+    buf: [u8; LINE_BUFFER],
+    len: usize,
+}
+
+impl Line<'_> {
+    #[inline]
+    fn raw(&mut self, s: &str) -> fmt::Result {
+        if self.len + s.len() > LINE_BUFFER {
+            self.flush()?;
+            if s.len() > LINE_BUFFER {
+                return self.out.write_str(s);
+            }
+        }
+        self.buf[self.len..self.len + s.len()].copy_from_slice(s.as_bytes());
+        self.len += s.len();
+        Ok(())
+    }
+
+    fn flush(&mut self) -> fmt::Result {
+        // Only whole `str`s are gathered, so the buffer is UTF-8; checked all the same.
+        let r = std::str::from_utf8(&self.buf[..self.len])
+            .map_err(|_| fmt::Error)
+            .and_then(|s| self.out.write_str(s));
+        self.len = 0;
+        r
+    }
+}
+
+/// What a byte of a value asks of the formatter: escaping (a C0 control byte, DEL, or the lead
+/// byte of a C1 control, U+0080 to U+009F being `0xC2 0x80..=0x9F` in UTF-8), quotes (a space
+/// or `=`, logfmt's rule), or quotes with escaping inside them (`"` and `\\`).
+const CONTROL: u8 = 1;
+const QUOTE: u8 = 2;
+const ESCAPE_IN_QUOTES: u8 = 4;
+
+const CLASS: [u8; 256] = {
+    let mut t = [0; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        t[b] = CONTROL;
+        b += 1;
+    }
+    t[0x7f] = CONTROL;
+    t[0xc2] = CONTROL;
+    t[b' ' as usize] = QUOTE;
+    t[b'=' as usize] = QUOTE;
+    t[b'"' as usize] = QUOTE | ESCAPE_IN_QUOTES;
+    t[b'\\' as usize] = QUOTE | ESCAPE_IN_QUOTES;
+    t
+};
+
+/// The classes of every byte of `s`, in one pass without branches (most values are short and
+/// need nothing).
+fn classify(s: &str) -> u8 {
+    s.bytes().fold(0, |any, b| any | CLASS[b as usize])
+}
+
+impl Write for Line<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        if classify(s) & CONTROL == 0 {
+            return self.raw(s);
+        }
+        let mut clean = 0;
+        for (i, c) in s.char_indices() {
+            if c.is_control() {
+                self.raw(&s[clean..i])?;
+                for e in c.escape_default() {
+                    self.raw(e.encode_utf8(&mut [0; 4]))?;
+                }
+                clean = i + c.len_utf8();
+            }
+        }
+        self.raw(&s[clean..])
+    }
+}
+
+struct FieldWriter<'w> {
+    out: Line<'w>,
+    first: bool,
+    result: fmt::Result,
+}
+
+impl FieldWriter<'_> {
+    /// Starts a field: the separator and, but for the message, `name=`. `None` when the field
+    /// is not written (tracing-log's `log.*` metadata, which the line already shows) or an
+    /// earlier write failed; `Some(true)` for the message.
+    fn start(&mut self, field: &Field) -> Option<bool> {
+        let name = field.name();
+        if self.result.is_err() || name.starts_with("log.") {
+            return None;
+        }
+        let sep = if self.first { "" } else { " " };
+        self.first = false;
+        if name == "message" {
+            self.result = self.out.raw(sep);
+            return self.result.is_ok().then_some(true);
+        }
+        let name = name.strip_prefix("r#").unwrap_or(name);
+        self.result = self
+            .out
+            .raw(sep)
+            .and_then(|_| self.out.raw(name))
+            .and_then(|_| self.out.raw("="));
+        self.result.is_ok().then_some(false)
+    }
+}
+
+impl Visit for FieldWriter<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        let Some(message) = self.start(field) else {
+            return;
+        };
+        let class = classify(value);
+        self.result = if class & CONTROL != 0 && message {
+            self.out.write_str(value)
+        } else if message || (class == 0 && !value.is_empty()) {
+            self.out.raw(value)
+        } else if class & (CONTROL | ESCAPE_IN_QUOTES) != 0 {
+            write!(self.out, "{value:?}")
+        } else {
+            self.out
+                .raw("\"")
+                .and_then(|_| self.out.raw(value))
+                .and_then(|_| self.out.raw("\""))
+        };
+    }
+
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        if self.start(field).is_none() {
+            return;
+        }
+        self.result = write!(self.out, "{value}");
+        let mut source = value.source();
+        while let (Some(s), Ok(())) = (source, self.result) {
+            self.result = write!(self.out, ": {s}");
+            source = s.source();
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if self.start(field).is_some() {
+            self.result = write!(self.out, "{value:?}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+    use tracing_subscriber::fmt::MakeWriter;
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl io::Write for Captured {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            crate::lock::lock(&self.0).extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> MakeWriter<'a> for Captured {
+        type Writer = Captured;
+        fn make_writer(&'a self) -> Captured {
+            self.clone()
+        }
+    }
+
+    /// What `f` logs through [`layer`] at TRACE, without time stamps.
+    fn logged(f: impl FnOnce()) -> String {
+        let out = Captured::default();
+        let subscriber =
+            tracing_subscriber::registry().with(layer().without_time().with_writer(out.clone()));
+        tracing::subscriber::with_default(subscriber, f);
+        let bytes = crate::lock::lock(&out.0).clone();
+        String::from_utf8(bytes).unwrap_or_default()
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer")]
+    struct Outer(#[source] io::Error);
+
+    #[test]
+    fn fields_are_written_as_name_equals_value_with_strings_quoted_when_needed() {
+        let out = logged(|| {
+            let span = tracing::info_span!("rpc.server", method = %"get", request_id = "req-1");
+            let _e = span.enter();
+            tracing::info!(
+                n = 3,
+                ok = true,
+                r#type = "x",
+                empty = "",
+                spaced = "a b",
+                eq = "k=v",
+                "handled"
+            );
+        });
+        assert!(
+            out.contains("rpc.server{method=get request_id=req-1}: "),
+            "{out}"
+        );
+        assert!(
+            out.ends_with("handled n=3 ok=true type=x empty=\"\" spaced=\"a b\" eq=\"k=v\"\n"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn a_field_recorded_later_joins_the_spans_fields() {
+        let out = logged(|| {
+            let span = tracing::info_span!("call", a = 1, outcome = tracing::field::Empty);
+            span.record("outcome", "ok");
+            span.in_scope(|| tracing::info!("done"));
+        });
+        assert!(out.contains("call{a=1 outcome=ok}: "), "{out}");
+    }
+
+    #[test]
+    fn control_characters_in_any_value_are_escaped() {
+        let out = logged(|| {
+            tracing::warn!(
+                shown = %"a\nb\u{1b}[31m",
+                quoted = "c\"\r",
+                c1 = %"x\u{9b}y",
+                "line\nforged"
+            );
+        });
+        assert_eq!(out.lines().count(), 1, "{out}");
+        assert!(out.contains(r"line\nforged"), "{out}");
+        assert!(out.contains(r"shown=a\nb\u{1b}[31m"), "{out}");
+        assert!(out.contains(r#"quoted="c\"\r""#), "{out}");
+        assert!(out.contains(r"c1=x\u{9b}y"), "{out}");
+        assert!(!out.contains('\u{1b}'), "{out}");
+    }
+
+    #[test]
+    fn fields_longer_than_the_line_buffer_are_written_whole() {
+        let long = "x".repeat(3 * LINE_BUFFER);
+        let out = logged(|| {
+            let span = tracing::info_span!("s", a = %long, b = %"ü".repeat(LINE_BUFFER));
+            span.in_scope(|| tracing::info!(c = long.as_str(), "m"));
+        });
+        let want_a = format!("a={long} b={}", "ü".repeat(LINE_BUFFER));
+        assert!(out.contains(&want_a), "{out}");
+        assert!(out.contains(&format!("m c={long}")), "{out}");
+    }
+
+    #[test]
+    fn non_ascii_text_is_kept() {
+        let out = logged(|| tracing::info!(host = %"höst-ü", "café"));
+        assert!(out.contains("café host=höst-ü"), "{out}");
+    }
+
+    #[test]
+    fn an_error_is_written_with_its_sources() {
+        let out = logged(|| {
+            let e = Outer(io::Error::other("refused"));
+            tracing::error!(error = &e as &(dyn std::error::Error + 'static), "failed");
+        });
+        assert!(out.contains("failed error=outer: refused"), "{out}");
+    }
+
+    #[test]
+    fn invalid_default_directives_are_an_error() {
+        let e = init("info,osier=loudest").err();
+        assert!(matches!(e, Some(LogInitError::Directives { .. })), "{e:?}");
+    }
+}
