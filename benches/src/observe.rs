@@ -1,6 +1,7 @@
 //! Tracing and metrics switched on as an operator runs them, for the benches' "observed" rows:
-//! a `tracing` subscriber at INFO that formats every span and event (into a sink, so the
-//! cost is the formatting, not a terminal), and a Prometheus recorder holding every metric
+//! a `tracing` subscriber at INFO that formats every span and event as
+//! `osier_service::logging::init` does (into a sink, so the cost is the formatting, not a
+//! terminal), and a Prometheus recorder holding every metric
 //! osier records (oslo.metrics' buckets) with its upkeep every 5 s, as
 //! `osier_service::metrics_endpoint` installs it.
 
@@ -12,8 +13,8 @@ use tracing_subscriber::prelude::*;
 /// `metrics` installs only that one; `spans` installs a subscriber that keeps the spans (and
 /// filters at INFO) but formats nothing, as a pipeline that only exports them would; `off`
 /// installs nothing, so the same binary gives the baseline (for instruction counts under
-/// callgrind). `OSIER_BENCH_LOG_FORMAT=json` formats with the `fmt` layer's JSON format instead
-/// of its default text.
+/// callgrind). `OSIER_BENCH_LOG_FORMAT=json` formats with the `fmt` layer's JSON format instead,
+/// `=default` with tracing-subscriber's own field formatter instead of osier-service's.
 pub fn install() -> PrometheusHandle {
     let only = std::env::var("OSIER_BENCH_OBSERVE").unwrap_or_default();
     if only == "off" {
@@ -47,20 +48,18 @@ pub fn install() -> PrometheusHandle {
 }
 
 /// A subscriber at INFO that keeps every span and, with `format`, writes each span and event
-/// into a sink through the `fmt` layer (its JSON format with `OSIER_BENCH_LOG_FORMAT=json`).
+/// into a sink through osier-service's `fmt` layer (`OSIER_BENCH_LOG_FORMAT=json`: the `fmt`
+/// layer's JSON format; `=default`: its text format with tracing-subscriber's field formatter).
 fn install_tracing(format: bool) {
     use tracing_subscriber::{fmt, EnvFilter, Layer, Registry};
-    let json = std::env::var("OSIER_BENCH_LOG_FORMAT").as_deref() == Ok("json");
-    let fmt: Option<Box<dyn Layer<Registry> + Send + Sync>> = match (format, json) {
-        (false, _) => None,
-        (true, true) => Some(fmt::layer().json().with_writer(std::io::sink).boxed()),
-        (true, false) => Some(
-            fmt::layer()
-                .with_ansi(false)
-                .with_writer(std::io::sink)
-                .boxed(),
-        ),
-    };
+    let sink = std::io::sink;
+    let fmt: Option<Box<dyn Layer<Registry> + Send + Sync>> =
+        match std::env::var("OSIER_BENCH_LOG_FORMAT").as_deref() {
+            _ if !format => None,
+            Ok("json") => Some(fmt::layer().json().with_writer(sink).boxed()),
+            Ok("default") => Some(fmt::layer().with_ansi(false).with_writer(sink).boxed()),
+            _ => Some(osier_service::logging::layer().with_writer(sink).boxed()),
+        };
     // Without a layer at all (not a `None` one, which costs every span a little): what an
     // export-only pipeline pays.
     let installed = match fmt {

@@ -180,10 +180,9 @@ impl fmt::Display for Target {
     /// the formatter: a span field of every call).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut sep = "";
-        let mut part = |f: &mut fmt::Formatter<'_>, k: &str, v: &dyn fmt::Display| {
-            let r = write!(f, "{sep}{k}={v}");
-            sep = ", ";
-            r
+        let mut part = |f: &mut fmt::Formatter<'_>, k: &str, v: &str| {
+            let s = std::mem::replace(&mut sep, ", ");
+            [s, k, "=", v].iter().try_for_each(|p| f.write_str(p))
         };
         f.write_str("<Target ")?;
         if let Some(v) = &self.exchange {
@@ -199,10 +198,11 @@ impl fmt::Display for Target {
             part(f, "server", v)?;
         }
         if let Some(v) = &self.version {
-            part(f, "version", v)?;
+            part(f, "version", "")?;
+            write!(f, "{v}")?;
         }
         if self.fanout {
-            part(f, "fanout", &"True")?;
+            part(f, "fanout", "True")?;
         }
         f.write_str(">")
     }

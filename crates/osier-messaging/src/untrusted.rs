@@ -11,6 +11,7 @@
 //! assert!(Untrusted(&long).to_string().ends_with("...(1000 bytes)"));
 //! ```
 
+use std::borrow::Cow;
 use std::fmt;
 
 /// How many characters of an untrusted value a log line shows.
@@ -28,10 +29,27 @@ fn hidden(c: char) -> bool {
         || matches!(c, '\u{2028}' | '\u{2029}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
+impl<'a> Untrusted<'a> {
+    /// The text as shown: the value itself when it is short and printable (the common case,
+    /// no copy), otherwise its escaped and cut form. What a span records as a string, so a
+    /// log formatter copies it rather than running `Display`.
+    pub fn shown(self) -> Cow<'a, str> {
+        if self.is_plain() {
+            Cow::Borrowed(self.0)
+        } else {
+            Cow::Owned(self.to_string())
+        }
+    }
+
+    fn is_plain(self) -> bool {
+        self.0.len() <= SHOWN_CHARS && !self.0.chars().any(hidden)
+    }
+}
+
 impl fmt::Display for Untrusted<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The common case (a method name, an event type): short and printable, written whole.
-        if self.0.len() <= SHOWN_CHARS && !self.0.chars().any(hidden) {
+        if self.is_plain() {
             return f.write_str(self.0);
         }
         for (shown, c) in self.0.chars().enumerate() {

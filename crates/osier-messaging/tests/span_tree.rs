@@ -174,6 +174,6 @@ fn one_trace_from_async_through_green_and_rabbitmq_to_a_green_method() {
         assert_eq!(f(r, "global_request_id"), "req-tree-global", "{r:?}");
         assert_eq!(f(r, "method"), "work", "{r:?}");
     }
-    assert_eq!(f(server_span, "executor"), "Green");
+    assert_eq!(f(server_span, "executor"), "green");
     assert_eq!(f(server_span, "outcome"), "ok");
 }

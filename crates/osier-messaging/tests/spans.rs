@@ -80,14 +80,64 @@ fn log_lines_in_a_method_carry_the_request_ids_on_every_executor() {
                 .find(|l| l.contains(&format!("inside the {executor} method")))
                 .unwrap_or_else(|| panic!("no line from the {executor} method:\n{text}"));
             for field in [
-                format!("request_id=req-{executor}-1"),
-                format!("global_request_id=req-global-{executor}"),
-                format!("method={method}"),
+                format!("request_id=\"req-{executor}-1\""),
+                format!("global_request_id=\"req-global-{executor}\""),
+                format!("method=\"{method}\""),
                 "rpc.server".to_string(),
             ] {
                 assert!(line.contains(&field), "{executor}: {field} missing: {line}");
             }
         }
+        s.stop().await.unwrap();
+        s.wait().await.unwrap();
+    });
+}
+
+/// Request ids arrive from the network: one carrying a newline and an ANSI escape reaches the
+/// method's log line escaped (the `rpc.server` span records it escaped and cut, and
+/// tracing-subscriber's formatter quotes it), so it cannot forge a line or recolour the
+/// terminal, whatever formatter the subscriber uses.
+#[test]
+fn a_crafted_request_id_cannot_forge_a_log_line() {
+    common::log_capture::capture("info");
+    let t = Transport::new("memory://").unwrap();
+    block(async {
+        let s = RpcServer::builder(&t, Target::topic("spans-crafted").with_server("s"))
+            .bridge(bridge().clone())
+            .endpoint(Endpoint::new("crafted").method_async(
+                "on_crafted",
+                |_c, _a: Value| async move {
+                    tracing::info!("inside the crafted method");
+                    Ok::<_, EndpointError>(())
+                },
+            ))
+            .build()
+            .unwrap();
+        s.start().await.unwrap();
+        let c = RpcClient::new(&t, Target::topic("spans-crafted")).timeout(Duration::from_secs(10));
+        let mut ctx = RequestContext::new();
+        ctx.set("request_id", "req-x\nERROR forged line \u{1b}[31m");
+        ctx.set("global_request_id", "g\r\nforged-too");
+        c.call::<()>(&ctx, "on_crafted", json!({})).await.unwrap();
+        let text = common::log_capture::text();
+        let line = text
+            .lines()
+            .find(|l| l.contains("inside the crafted method"))
+            .unwrap_or_else(|| panic!("no line from the method:\n{text}"));
+        assert!(
+            line.contains(r#"request_id="req-x\\nERROR forged line \\u{1b}[31m""#),
+            "{line}"
+        );
+        assert!(
+            line.contains(r#"global_request_id="g\\r\\nforged-too""#),
+            "{line}"
+        );
+        assert!(
+            !text.lines().any(|l| l.starts_with("ERROR forged")),
+            "{text}"
+        );
+        assert!(!text.lines().any(|l| l.starts_with("forged-too")), "{text}");
+        assert!(!text.contains('\u{1b}'), "{text}");
         s.stop().await.unwrap();
         s.wait().await.unwrap();
     });
@@ -133,6 +183,7 @@ fn trace_id_of(text: &str, marker: &str) -> String {
         .nth(1)
         .and_then(|rest| rest.split([' ', '}']).next())
         .unwrap_or_else(|| panic!("no trace_id in: {line}"))
+        .trim_matches('"')
         .to_string()
 }
 

@@ -28,6 +28,7 @@ use crate::context::{NoOpSerializer, RequestContext, Serializer};
 use crate::driver::{Dict, Outcome, Outgoing, ReplyEvent};
 use crate::error::{Cause, MessagingError};
 use crate::metrics::ClientMeterCache;
+use crate::rpc::span_fields::SpanFields;
 use crate::target::Target;
 use crate::trace_context::{self, TraceParent};
 use crate::transport::Transport;
@@ -75,6 +76,8 @@ pub struct RpcClient {
     /// Metric handles for this target, by method (shared by clones; a prepared client with
     /// another target gets its own).
     meters: Arc<ClientMeterCache>,
+    /// `target` as its spans show it, written once per target rather than per call.
+    target_label: Arc<str>,
 }
 
 impl std::fmt::Debug for RpcClient {
@@ -159,6 +162,7 @@ impl Prepare<'_> {
             c.meters = Arc::new(ClientMeterCache::new(
                 &c.transport.opts.metrics_process_name,
             ));
+            c.target_label = t.to_string().into();
         }
         c.target = t;
         if let Some(v) = self.version_cap {
@@ -182,6 +186,7 @@ impl RpcClient {
     pub fn new(transport: &Transport, target: Target) -> Self {
         RpcClient {
             transport: transport.clone(),
+            target_label: target.to_string().into(),
             target,
             timeout: None,
             version_cap: None,
@@ -366,14 +371,15 @@ impl RpcClient {
         args: impl Serialize,
     ) -> Result<(), MessagingError> {
         let tp = early_trace(ctx);
+        let f = SpanFields::of(ctx, method);
         let span = tracing::info_span!(
             "rpc.cast",
-            target = %self.target,
-            method = %Untrusted(method),
-            request_id = %ctx.request_id().unwrap_or(""),
-            global_request_id = %ctx.global_request_id().unwrap_or(""),
-            trace_id = tp.as_ref().map(|t| tracing::field::display(&t.trace_id)),
-            span_id = tp.as_ref().map(|t| tracing::field::display(&t.span_id)),
+            target = &*self.target_label,
+            method = &*f.method,
+            request_id = &*f.request_id,
+            global_request_id = &*f.global_request_id,
+            trace_id = tp.as_ref().map(|t| t.trace_id.as_str()),
+            span_id = tp.as_ref().map(|t| t.span_id.as_str()),
         );
         #[cfg(feature = "otel")]
         continue_context(&span, ctx);
@@ -400,16 +406,17 @@ impl RpcClient {
             return Err(self.target.invalid("A call cannot be fanout"));
         }
         let tp = early_trace(ctx);
+        let f = SpanFields::of(ctx, method);
         let span = tracing::info_span!(
             "rpc.call",
-            target = %self.target,
-            method = %Untrusted(method),
-            timeout_s = self.effective_timeout().as_secs_f64(),
-            request_id = %ctx.request_id().unwrap_or(""),
-            global_request_id = %ctx.global_request_id().unwrap_or(""),
+            target = &*self.target_label,
+            method = &*f.method,
+            timeout_ms = u64::try_from(self.effective_timeout().as_millis()).unwrap_or(u64::MAX),
+            request_id = &*f.request_id,
+            global_request_id = &*f.global_request_id,
             msg_id = tracing::field::Empty,
-            trace_id = tp.as_ref().map(|t| tracing::field::display(&t.trace_id)),
-            span_id = tp.as_ref().map(|t| tracing::field::display(&t.span_id)),
+            trace_id = tp.as_ref().map(|t| t.trace_id.as_str()),
+            span_id = tp.as_ref().map(|t| t.span_id.as_str()),
         );
         #[cfg(feature = "otel")]
         continue_context(&span, ctx);

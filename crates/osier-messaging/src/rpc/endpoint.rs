@@ -33,6 +33,17 @@ pub enum Executor {
     Threads,
 }
 
+impl Executor {
+    /// Its name in configuration and on the `rpc.server` span: `tokio`, `green`, `threads`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Executor::Tokio => "tokio",
+            Executor::Green => "green",
+            Executor::Threads => "threads",
+        }
+    }
+}
+
 impl FromStr for Executor {
     type Err = MessagingError;
 

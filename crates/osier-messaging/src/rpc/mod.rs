@@ -6,3 +6,4 @@ pub mod endpoint;
 mod executor;
 pub mod lifecycle;
 pub mod server;
+mod span_fields;

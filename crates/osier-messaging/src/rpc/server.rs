@@ -49,6 +49,7 @@ use crate::rpc::dispatcher::{AccessPolicy, Decision, Dispatcher, PING_METHOD};
 use crate::rpc::endpoint::{Endpoint, Executor, Handler};
 use crate::rpc::executor::run;
 use crate::rpc::lifecycle::{at, Phase, StepOptions, Steps};
+use crate::rpc::span_fields::SpanFields;
 use crate::runner::note_panic_sites;
 use crate::target::Target;
 use crate::trace_context::{self, TraceParent};
@@ -173,6 +174,7 @@ impl RpcServerBuilder {
             inner: Arc::new(Inner {
                 dispatcher: Dispatcher::new(self.endpoints, self.policy, ping),
                 transport: self.transport,
+                target_label: self.target.to_string(),
                 target: self.target,
                 executor: self.executor,
                 serializer: self.serializer,
@@ -203,6 +205,8 @@ struct Inner {
     dropped: AtomicU64,
     max_in_flight: usize,
     meters: ServerMeterCache,
+    /// `target` as the `rpc.server` span shows it, written once.
+    target_label: String,
     health: HealthState,
     ping_interval: Duration,
 }
@@ -563,17 +567,19 @@ async fn handle(inner: &Arc<Inner>, msg: Incoming) {
             let executor = target.executor().unwrap_or(inner.executor);
             // Every log line of the method carries its request's fields, whatever its executor.
             let caller = ctx.get(trace_context::KEY).and_then(TraceParent::parse);
+            let f = SpanFields::of(&ctx, &method);
             let span = tracing::info_span!(
                 "rpc.server",
-                target = %inner.target,
-                method = %Untrusted(&method),
-                executor = ?executor,
-                request_id = %ctx.request_id().unwrap_or(""),
-                global_request_id = %ctx.global_request_id().unwrap_or(""),
-                trace_id = caller.as_ref().map(|t| tracing::field::display(&t.trace_id)),
-                parent_span_id = caller.as_ref().map(|t| tracing::field::display(&t.span_id)),
+                target = &*inner.target_label,
+                method = &*f.method,
+                executor = executor.name(),
+                request_id = &*f.request_id,
+                global_request_id = &*f.global_request_id,
+                trace_id = caller.as_ref().map(|t| t.trace_id.as_str()),
+                parent_span_id = caller.as_ref().map(|t| t.span_id.as_str()),
                 outcome = tracing::field::Empty,
             );
+            drop(f);
             #[cfg(feature = "otel")]
             if let Some(tp) = &caller {
                 crate::otel::continue_remote(&span, tp);
@@ -594,11 +600,11 @@ async fn handle(inner: &Arc<Inner>, msg: Incoming) {
                 .await;
             match &outcome {
                 Ok(_) => {
-                    span.record("outcome", tracing::field::display("ok"));
+                    span.record("outcome", "ok");
                     running.finish(None);
                 }
                 Err(f) => {
-                    span.record("outcome", tracing::field::display(Untrusted(&f.class)));
+                    span.record("outcome", &*Untrusted(&f.class).shown());
                     running.finish(Some(&f.class));
                 }
             };
