@@ -331,3 +331,29 @@ fn duplicate_filter_holds_copies_while_the_first_is_handled() {
     assert!(!f.begin(Some("a")), "handled: remembered");
     assert!(f.begin(None) && f.begin(None), "no id: never a duplicate");
 }
+
+/// The envelope written around the message's text is byte for byte the envelope serialised as
+/// a map (MSG-AMQP-01): quotes, backslashes, control characters, non-ASCII text and
+/// nesting in the message survive, escaped once more inside the envelope's string.
+#[test]
+fn the_envelope_is_the_same_bytes_as_the_envelope_serialised_as_a_map() {
+    let msg = serde_json::json!({
+        "method": "echo \"quoted\" \\ back\nline\u{1}",
+        "args": {"s": "ü € 𝄞", "n": [1, 2.5, -3, null, true], "deep": {"a": {"b": []}}},
+        "_msg_id": "m1",
+        "_unique_id": "u1",
+    });
+    let inner = msg.as_object().unwrap().clone();
+    let as_map = serde_json::json!({
+        "oslo.version": "2.0",
+        "oslo.message": serde_json::Value::Object(inner.clone()).to_string(),
+    });
+    assert_eq!(
+        String::from_utf8(wire::encode_body(&inner)).unwrap(),
+        as_map.to_string()
+    );
+    assert_eq!(
+        wire::decode_body(&wire::encode_body(&inner)).unwrap(),
+        inner
+    );
+}

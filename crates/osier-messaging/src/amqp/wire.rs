@@ -26,7 +26,7 @@
 use std::collections::{HashSet, VecDeque};
 use std::time::Duration;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::driver::Dict;
 use crate::error::{Cause, Failure, MessagingError};
@@ -82,20 +82,36 @@ pub fn expiration_ms(timeout: Duration) -> String {
 }
 
 /// The 2.0 envelope: `{"oslo.version": "2.0", "oslo.message": "<the message as a JSON string>"}`.
+#[inline(never)] // a stage of its own in profiles (`cargo xtask bench-instructions`)
+///
+/// The message is serialised once, straight from the map (no copy of it), and the envelope
+/// written around its text: the same bytes as serialising the envelope as a map (its members in
+/// sorted order, as serde_json writes a map).
 pub fn encode_body(inner: &Dict) -> Vec<u8> {
-    let text = Value::Object(inner.clone()).to_string();
-    let mut env = Map::new();
-    env.insert("oslo.version".into(), OSLO_VERSION.into());
-    env.insert("oslo.message".into(), text.into());
-    Value::Object(env).to_string().into_bytes()
+    let text = match serde_json::to_string(inner) {
+        Ok(t) => t,
+        // A map of JSON values always serialises; kept total all the same.
+        Err(_) => "{}".to_string(),
+    };
+    let mut out = Vec::with_capacity(text.len() + text.len() / 8 + 48);
+    out.extend_from_slice(b"{\"oslo.message\":");
+    if serde_json::to_writer(&mut out, &text).is_err() {
+        out.extend_from_slice(b"\"{}\"");
+    }
+    out.extend_from_slice(b",\"oslo.version\":\"");
+    out.extend_from_slice(OSLO_VERSION.as_bytes());
+    out.extend_from_slice(b"\"}");
+    out
 }
 
 /// The legacy 1.0 body (notifications with the `messaging` driver): the message itself.
+#[inline(never)] // a stage of its own in profiles (`cargo xtask bench-instructions`)
 pub fn encode_body_v1(inner: &Dict) -> Vec<u8> {
     Value::Object(inner.clone()).to_string().into_bytes()
 }
 
 /// Decodes a body: the 2.0 envelope, or a bare message object (both are accepted by Python).
+#[inline(never)] // a stage of its own in profiles (`cargo xtask bench-instructions`)
 pub fn decode_body(body: &[u8]) -> Result<Dict, WireError> {
     let v: Value = serde_json::from_slice(body).map_err(|e| WireError::NotJson(Cause::new(e)))?;
     let Value::Object(obj) = v else {
@@ -197,6 +213,7 @@ fn seconds(d: Duration) -> Value {
 /// A request's inner message: `message` is `{method, args[, namespace, version]}`;
 /// the context is flattened into `_context_<key>` members; calls add `_msg_id`, `_reply_q` and
 /// `_timeout`.
+#[inline(never)] // a stage of its own in profiles (`cargo xtask bench-instructions`)
 pub fn encode_request(
     message: &Dict,
     ctxt: &Dict,
@@ -247,6 +264,7 @@ fn opt_str(m: &Dict, k: &str) -> Option<String> {
 }
 
 /// Splits a received request into its parts; unknown extra members are ignored, as Python ignores them.
+#[inline(never)] // a stage of its own in profiles (`cargo xtask bench-instructions`)
 pub fn decode_request(mut inner: Dict) -> Result<RequestWire, WireError> {
     if !matches!(inner.get("method"), Some(Value::String(_))) {
         return Err(WireError::BadMember("method"));
@@ -300,6 +318,7 @@ pub fn decode_request(mut inner: Dict) -> Result<RequestWire, WireError> {
 /// A reply's inner message: `result`, `failure` (the failure as a JSON *string*, or
 /// null), `ending`, `_msg_id`, `_unique_id`. A heartbeat is `result: null, failure: null,
 /// ending: false`.
+#[inline(never)] // a stage of its own in profiles (`cargo xtask bench-instructions`)
 pub fn encode_reply(
     result: Option<&Value>,
     failure: Option<&Failure>,
@@ -337,6 +356,7 @@ pub struct ReplyWire {
 
 /// Decodes a reply. `ending` missing counts as false (Python keeps waiting too); a failure that
 /// carries only class, module and message is accepted.
+#[inline(never)] // a stage of its own in profiles (`cargo xtask bench-instructions`)
 pub fn decode_reply(inner: &Dict) -> Result<ReplyWire, WireError> {
     let msg_id = opt_str(inner, "_msg_id").ok_or(WireError::BadMember("_msg_id"))?;
     let failure = match inner.get("failure") {
@@ -359,6 +379,7 @@ pub fn decode_reply(inner: &Dict) -> Result<ReplyWire, WireError> {
 
 /// A notification's inner message: `message` holds `message_id`, `publisher_id`,
 /// `event_type`, `priority`, `payload`, `timestamp`; the context is flattened; `_unique_id` added.
+#[inline(never)] // a stage of its own in profiles (`cargo xtask bench-instructions`)
 pub fn encode_notification(message: &Dict, ctxt: &Dict, unique_id: &str) -> Dict {
     let mut out = Dict::new();
     for (k, v) in message {
@@ -417,6 +438,7 @@ impl std::fmt::Debug for NotificationWire {
 }
 
 /// Splits a received notification into message, context and unique id.
+#[inline(never)] // a stage of its own in profiles (`cargo xtask bench-instructions`)
 pub fn decode_notification(inner: Dict) -> NotificationWire {
     let unique_id = opt_str(&inner, "_unique_id");
     let mut ctxt = Dict::new();
