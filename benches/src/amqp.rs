@@ -8,7 +8,10 @@
 //! RPC requests on arrival and casts/notifications after handling them.
 //!
 //! Each workload runs for a fixed time after a short warm-up; casts and notifications are timed
-//! end to end (until the receiver has handled every one sent).
+//! end to end (until the receiver has handled every one sent). With `OSIER_BENCH_MESSAGES=N`
+//! each sends exactly N messages instead, without warm-up: two runs with different N differ by
+//! that many messages' work, start-up and tear-down cancelling out (`cargo xtask
+//! bench-instructions` counts instructions per message that way).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -107,23 +110,42 @@ async fn delete_queues(queues: &[String]) {
     let _ = tokio::time::timeout(Duration::from_secs(5), conn.close(200, "bye".into())).await;
 }
 
-/// Runs `callers` loops of `op` for `warmup + dur`, timing each op after the warm-up.
+/// `OSIER_BENCH_MESSAGES`: how many messages each workload sends, when set.
+pub fn message_budget() -> Option<u64> {
+    std::env::var("OSIER_BENCH_MESSAGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+}
+
+/// Runs `callers` loops of `op` for `warmup + dur`, timing each op after the warm-up; with a
+/// [`message_budget`], `op` runs that many times in all, every run timed.
 async fn closed_loop<F, Fut>(callers: usize, warmup: Duration, dur: Duration, op: F) -> Stats
 where
     F: Fn() -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = ()> + Send,
 {
     let op = Arc::new(op);
-    let start = Instant::now() + warmup;
+    let budget = message_budget();
+    let tickets = Arc::new(AtomicU64::new(0));
+    let t_start = Instant::now();
+    let start = if budget.is_some() {
+        t_start
+    } else {
+        t_start + warmup
+    };
     let end = start + dur;
     let mut tasks = Vec::new();
     for _ in 0..callers {
-        let op = op.clone();
+        let (op, tickets) = (op.clone(), tickets.clone());
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             loop {
                 let t0 = Instant::now();
-                if t0 >= end {
+                let more = match budget {
+                    Some(n) => tickets.fetch_add(1, Ordering::Relaxed) < n,
+                    None => t0 < end,
+                };
+                if !more {
                     break;
                 }
                 op().await;
@@ -140,15 +162,20 @@ where
     }
     let n = all.len();
     let (p50, p99) = percentiles(all);
+    let took = if budget.is_some() {
+        t_start.elapsed()
+    } else {
+        dur
+    };
     Stats {
-        per_s: n as f64 / dur.as_secs_f64(),
+        per_s: n as f64 / took.as_secs_f64(),
         p50_ms: p50,
         p99_ms: p99,
     }
 }
 
-/// Sends with `senders` loops for `dur` and waits until `handled` reaches what was sent; the
-/// rate is end to end.
+/// Sends with `senders` loops for `dur` (with a [`message_budget`], that many messages in
+/// all) and waits until `handled` reaches what was sent; the rate is end to end.
 async fn open_loop<F, Fut>(senders: usize, dur: Duration, handled: Arc<AtomicU64>, send: F) -> Stats
 where
     F: Fn() -> Fut + Send + Sync + 'static,
@@ -156,14 +183,23 @@ where
 {
     let send = Arc::new(send);
     let base = handled.load(Ordering::Acquire);
+    let budget = message_budget();
     let t0 = Instant::now();
     let end = t0 + dur;
     let sent = Arc::new(AtomicU64::new(0));
+    let tickets = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for _ in 0..senders {
-        let (send, sent) = (send.clone(), sent.clone());
+        let (send, sent, tickets) = (send.clone(), sent.clone(), tickets.clone());
         tasks.push(tokio::spawn(async move {
-            while Instant::now() < end {
+            loop {
+                let more = match budget {
+                    Some(n) => tickets.fetch_add(1, Ordering::Relaxed) < n,
+                    None => Instant::now() < end,
+                };
+                if !more {
+                    break;
+                }
                 send().await;
                 sent.fetch_add(1, Ordering::Relaxed);
             }
@@ -252,7 +288,9 @@ pub async fn osier_casts(senders: usize, set: OptionSet, warmup: Duration, dur: 
     };
     let send = Arc::new(send);
     let s2 = send.clone();
-    let _ = open_loop(senders, warmup, handled.clone(), move || s2()).await;
+    if message_budget().is_none() {
+        let _ = open_loop(senders, warmup, handled.clone(), move || s2()).await;
+    }
     let s = open_loop(senders, dur, handled, move || send()).await;
     let _ = tc.flush().await;
     let _ = server.stop().await;
@@ -285,7 +323,9 @@ pub async fn osier_notifications(
         async move { n.info(&ctx, "bench.event", json!({"x": 1})).await }
     });
     let s2 = send.clone();
-    let _ = open_loop(senders, warmup, handled.clone(), move || s2()).await;
+    if message_budget().is_none() {
+        let _ = open_loop(senders, warmup, handled.clone(), move || s2()).await;
+    }
     let s = open_loop(senders, dur, handled, move || send()).await;
     let _ = tc.flush().await;
     listener.stop().await;
@@ -525,7 +565,9 @@ pub async fn raw_casts(senders: usize, warmup: Duration, dur: Duration) -> Stats
         async move { publish_written(&ch, &q, BODY, false).await }
     });
     let s2 = send.clone();
-    let _ = open_loop(senders, warmup, handled.clone(), move || s2()).await;
+    if message_budget().is_none() {
+        let _ = open_loop(senders, warmup, handled.clone(), move || s2()).await;
+    }
     let s = open_loop(senders, dur, handled, move || send()).await;
     reader.abort();
     delete_queues(&[q_del]).await;

@@ -1,9 +1,74 @@
 //! `cargo xtask ci` (what `.ci/run` calls) and `cargo xtask loom`. `ci` also runs the cluster
 //! fault scenarios (`cargo xtask chaos`).
 
+use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 
 use crate::{cargo, run};
+
+/// An xtask task run as a child process beside the steps that follow; its output is printed
+/// when it is waited for, so it does not interleave with theirs.
+struct InBackground {
+    step: &'static str,
+    /// `None` once waited for.
+    child: Option<Child>,
+    started: Instant,
+}
+
+/// A step that fails before the background task is waited for does not leave it running.
+impl Drop for InBackground {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl InBackground {
+    fn start(step: &'static str, args: &[&str]) -> Result<InBackground, String> {
+        let exe = std::env::current_exe().map_err(|e| format!("{step}: {e}"))?;
+        println!(
+            "\n==> {step} (in the background)\n    xtask {}",
+            args.join(" ")
+        );
+        let child = Command::new(exe)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("{step}: cannot start: {e}"))?;
+        Ok(InBackground {
+            step,
+            child: Some(child),
+            started: Instant::now(),
+        })
+    }
+
+    fn finish(mut self) -> Result<(), String> {
+        let step = self.step;
+        let child = self
+            .child
+            .take()
+            .ok_or_else(|| format!("{step}: waited for twice"))?;
+        let out = child
+            .wait_with_output()
+            .map_err(|e| format!("{step}: {e}"))?;
+        println!("\n==> {step}");
+        print!("{}", String::from_utf8_lossy(&out.stdout));
+        eprint!("{}", String::from_utf8_lossy(&out.stderr));
+        println!(
+            "<== {step}: {} in {:.1?} (beside the steps above)",
+            out.status,
+            self.started.elapsed()
+        );
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!("{step} failed ({})", out.status))
+        }
+    }
+}
 
 pub(crate) fn loom() -> Result<(), String> {
     // A target directory of its own: `--cfg loom` rebuilds everything.
@@ -119,6 +184,25 @@ pub(crate) fn ci() -> Result<(), String> {
         "bridge example run",
         cargo().args(["run", "-p", "osier-bridge", "--example", "mixed"]),
     )?;
+    // The instruction budget of a RabbitMQ call (`cargo xtask bench-instructions`, dev build:
+    // the build the tests made, not minutes of a release one). Callgrind's counts do not
+    // depend on what else runs, so it counts while the demo and interop steps run.
+    run(
+        "build the RabbitMQ bench table (dev) for the instruction budget",
+        cargo().args(["build", "-q", "-p", "osier-benches", "--bin", "amqp_table"]),
+    )?;
+    let budget = InBackground::start(
+        "instruction budget: an RPC call on RabbitMQ, client + server (callgrind, dev build)",
+        &[
+            "bench-instructions",
+            "--dev",
+            "--check",
+            "--rows",
+            "call_1",
+            "--messages",
+            "60",
+        ],
+    )?;
     // The README's first command, then the same with the RabbitMQ and PostgreSQL flags. The
     // README builds it with the `demo` profile (a tree of its own: minutes of compiling on two
     // cores); here it runs the build the tests already made, with the same checks of every
@@ -141,6 +225,7 @@ pub(crate) fn ci() -> Result<(), String> {
     )?;
     println!("\n==> interop with Python oslo.messaging");
     crate::interop::interop()?;
+    budget.finish()?;
     println!("\nxtask ci: all steps passed in {:.1?}", t0.elapsed());
     Ok(())
 }

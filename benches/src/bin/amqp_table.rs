@@ -22,6 +22,12 @@ fn wanted(row: &str) -> bool {
     std::env::var("OSIER_BENCH_ONLY").map_or(true, |only| only.split(',').any(|r| r == row))
 }
 
+/// Rows that run only when `OSIER_BENCH_ONLY` names them (the observed casts and
+/// notifications at one sender, for `cargo xtask bench-instructions --observed`).
+fn named(row: &str) -> bool {
+    std::env::var("OSIER_BENCH_ONLY").is_ok_and(|only| only.split(',').any(|r| r == row))
+}
+
 fn report(row: &str, imp: &str, s: Stats) {
     emit(row, imp, s.per_s, "per_s");
     if let (Some(p50), Some(p99)) = (s.p50_ms, s.p99_ms) {
@@ -54,12 +60,17 @@ fn main() {
                     report(row, &imp, a::osier_calls(n, set, warm, dur).await);
                 }
             }
+            if named("cast_1") {
+                report("cast_1", &imp, a::osier_casts(1, set, warm, dur).await);
+            }
             if wanted("cast_16") {
                 report("cast_16", &imp, a::osier_casts(16, set, warm, dur).await);
             }
-            if wanted("notify_16") {
-                let s = a::osier_notifications(16, set, Executor::Tokio, warm, dur).await;
-                report("notify_16", &imp, s);
+            for (row, n) in [("notify_1", 1), ("notify_16", 16)] {
+                if (n == 16 && wanted(row)) || named(row) {
+                    let s = a::osier_notifications(n, set, Executor::Tokio, warm, dur).await;
+                    report(row, &imp, s);
+                }
             }
         });
         return;
