@@ -117,6 +117,31 @@ pub fn message_budget() -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// Whether a sender or caller loop goes on: until `end`, or with a [`message_budget`] until
+/// that many messages have been taken, by all loops together.
+struct Quota {
+    budget: Option<u64>,
+    taken: AtomicU64,
+    end: Instant,
+}
+
+impl Quota {
+    fn new(end: Instant) -> Arc<Quota> {
+        Arc::new(Quota {
+            budget: message_budget(),
+            taken: AtomicU64::new(0),
+            end,
+        })
+    }
+
+    fn more(&self) -> bool {
+        match self.budget {
+            Some(n) => self.taken.fetch_add(1, Ordering::Relaxed) < n,
+            None => Instant::now() < self.end,
+        }
+    }
+}
+
 /// Runs `callers` loops of `op` for `warmup + dur`, timing each op after the warm-up; with a
 /// [`message_budget`], `op` runs that many times in all, every run timed.
 async fn closed_loop<F, Fut>(callers: usize, warmup: Duration, dur: Duration, op: F) -> Stats
@@ -125,27 +150,18 @@ where
     Fut: std::future::Future<Output = ()> + Send,
 {
     let op = Arc::new(op);
-    let budget = message_budget();
-    let tickets = Arc::new(AtomicU64::new(0));
+    let counted = message_budget().is_some();
     let t_start = Instant::now();
-    let start = if budget.is_some() {
-        t_start
-    } else {
-        t_start + warmup
-    };
-    let end = start + dur;
+    let start = if counted { t_start } else { t_start + warmup };
+    let quota = Quota::new(start + dur);
     let mut tasks = Vec::new();
     for _ in 0..callers {
-        let (op, tickets) = (op.clone(), tickets.clone());
+        let (op, quota) = (op.clone(), quota.clone());
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             loop {
                 let t0 = Instant::now();
-                let more = match budget {
-                    Some(n) => tickets.fetch_add(1, Ordering::Relaxed) < n,
-                    None => t0 < end,
-                };
-                if !more {
+                if !quota.more() {
                     break;
                 }
                 op().await;
@@ -162,11 +178,7 @@ where
     }
     let n = all.len();
     let (p50, p99) = percentiles(all);
-    let took = if budget.is_some() {
-        t_start.elapsed()
-    } else {
-        dur
-    };
+    let took = if counted { t_start.elapsed() } else { dur };
     Stats {
         per_s: n as f64 / took.as_secs_f64(),
         p50_ms: p50,
@@ -183,23 +195,14 @@ where
 {
     let send = Arc::new(send);
     let base = handled.load(Ordering::Acquire);
-    let budget = message_budget();
     let t0 = Instant::now();
-    let end = t0 + dur;
+    let quota = Quota::new(t0 + dur);
     let sent = Arc::new(AtomicU64::new(0));
-    let tickets = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for _ in 0..senders {
-        let (send, sent, tickets) = (send.clone(), sent.clone(), tickets.clone());
+        let (send, sent, quota) = (send.clone(), sent.clone(), quota.clone());
         tasks.push(tokio::spawn(async move {
-            loop {
-                let more = match budget {
-                    Some(n) => tickets.fetch_add(1, Ordering::Relaxed) < n,
-                    None => Instant::now() < end,
-                };
-                if !more {
-                    break;
-                }
+            while quota.more() {
                 send().await;
                 sent.fetch_add(1, Ordering::Relaxed);
             }

@@ -185,8 +185,9 @@ pub(crate) fn ci() -> Result<(), String> {
         cargo().args(["run", "-p", "osier-bridge", "--example", "mixed"]),
     )?;
     // The instruction budget of a RabbitMQ call (`cargo xtask bench-instructions`, dev build:
-    // the build the tests made, not minutes of a release one). Callgrind's counts do not
-    // depend on what else runs, so it counts while the demo and interop steps run.
+    // the dependencies the tests built, not minutes of a release tree; its own feature set
+    // rebuilds a few). Built here, in the foreground; callgrind's counts do not depend on what
+    // else runs (docs/benchmarks.md), so it counts while the demo and interop steps run.
     run(
         "build the RabbitMQ bench table (dev) for the instruction budget",
         cargo().args(["build", "-q", "-p", "osier-benches", "--bin", "amqp_table"]),

@@ -19,7 +19,7 @@ fn emit(bench: &str, imp: &str, v: f64, unit: &str) {
 /// `OSIER_BENCH_ONLY=<row>[,<row>...]` runs those rows only (for profiling, and for
 /// `cargo xtask bench-amqp --observability`).
 fn wanted(row: &str) -> bool {
-    std::env::var("OSIER_BENCH_ONLY").map_or(true, |only| only.split(',').any(|r| r == row))
+    std::env::var("OSIER_BENCH_ONLY").is_err() || named(row)
 }
 
 /// Rows that run only when `OSIER_BENCH_ONLY` names them (the observed casts and

@@ -176,8 +176,8 @@ impl Target {
 
 /// Lists only the fields that are set, like oslo's repr (MSG-TGT-03).
 impl fmt::Display for Target {
-    /// `<Target topic=compute, server=host-1>`: the fields that are set (written straight to
-    /// the formatter: a span field of every call).
+    /// `<Target topic=compute, server=host-1>`: the fields that are set, written straight to
+    /// the formatter.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut sep = "";
         let mut part = |f: &mut fmt::Formatter<'_>, k: &str, v: &str| {

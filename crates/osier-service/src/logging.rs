@@ -248,9 +248,9 @@ impl Visit for FieldWriter<'_> {
             return;
         };
         let class = classify(value);
-        self.result = if class & CONTROL != 0 && message {
+        self.result = if message {
             self.out.write_str(value)
-        } else if message || (class == 0 && !value.is_empty()) {
+        } else if class == 0 && !value.is_empty() {
             self.out.raw(value)
         } else if class & (CONTROL | ESCAPE_IN_QUOTES) != 0 {
             write!(self.out, "{value:?}")

@@ -82,22 +82,18 @@ pub fn expiration_ms(timeout: Duration) -> String {
 }
 
 /// The 2.0 envelope: `{"oslo.version": "2.0", "oslo.message": "<the message as a JSON string>"}`.
-#[inline(never)] // a stage of its own in profiles (`cargo xtask bench-instructions`)
 ///
 /// The message is serialised once, straight from the map (no copy of it), and the envelope
 /// written around its text: the same bytes as serialising the envelope as a map (its members in
 /// sorted order, as serde_json writes a map).
+#[inline(never)] // a stage of its own in profiles (`cargo xtask bench-instructions`)
 pub fn encode_body(inner: &Dict) -> Vec<u8> {
-    let text = match serde_json::to_string(inner) {
-        Ok(t) => t,
-        // A map of JSON values always serialises; kept total all the same.
-        Err(_) => "{}".to_string(),
-    };
+    // A map of JSON values always serialises, and a string always does: `Value`'s own
+    // `to_string` makes the same assumption.
+    let text = serde_json::to_string(inner).unwrap_or_default();
     let mut out = Vec::with_capacity(text.len() + text.len() / 8 + 48);
     out.extend_from_slice(b"{\"oslo.message\":");
-    if serde_json::to_writer(&mut out, &text).is_err() {
-        out.extend_from_slice(b"\"{}\"");
-    }
+    let _ = serde_json::to_writer(&mut out, &text);
     out.extend_from_slice(b",\"oslo.version\":\"");
     out.extend_from_slice(OSLO_VERSION.as_bytes());
     out.extend_from_slice(b"\"}");
@@ -107,7 +103,7 @@ pub fn encode_body(inner: &Dict) -> Vec<u8> {
 /// The legacy 1.0 body (notifications with the `messaging` driver): the message itself.
 #[inline(never)] // a stage of its own in profiles (`cargo xtask bench-instructions`)
 pub fn encode_body_v1(inner: &Dict) -> Vec<u8> {
-    Value::Object(inner.clone()).to_string().into_bytes()
+    serde_json::to_vec(inner).unwrap_or_default()
 }
 
 /// Decodes a body: the 2.0 envelope, or a bare message object (both are accepted by Python).

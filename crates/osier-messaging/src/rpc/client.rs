@@ -83,7 +83,7 @@ pub struct RpcClient {
 impl std::fmt::Debug for RpcClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RpcClient")
-            .field("target", &self.target.to_string())
+            .field("target", &&*self.target_label)
             .field("timeout", &self.timeout)
             .field("version_cap", &self.version_cap)
             .finish_non_exhaustive()

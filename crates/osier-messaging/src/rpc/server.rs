@@ -220,7 +220,7 @@ pub struct RpcServer {
 impl std::fmt::Debug for RpcServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RpcServer")
-            .field("target", &self.inner.target.to_string())
+            .field("target", &self.inner.target_label)
             .finish_non_exhaustive()
     }
 }
