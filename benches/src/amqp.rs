@@ -79,6 +79,8 @@ pub struct Stats {
     pub p50_ms: Option<f64>,
     /// 99th percentile latency (calls only), ms.
     pub p99_ms: Option<f64>,
+    /// Messages done: calls answered, casts or notifications handled by the receiver.
+    pub done: u64,
 }
 
 fn unique(what: &str) -> String {
@@ -183,6 +185,7 @@ where
         per_s: n as f64 / took.as_secs_f64(),
         p50_ms: p50,
         p99_ms: p99,
+        done: n as u64,
     }
 }
 
@@ -221,6 +224,7 @@ where
         per_s: done as f64 / t0.elapsed().as_secs_f64(),
         p50_ms: None,
         p99_ms: None,
+        done,
     }
 }
 

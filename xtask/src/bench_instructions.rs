@@ -1,4 +1,4 @@
-//! `cargo xtask bench-instructions [--messages N] [--rows R,..] [--dev] [--observed] [--check]`: CPU instructions per
+//! `cargo xtask bench-instructions [--messages N] [--rows R,..] [--dev] [--prebuilt] [--observed] [--check]`: CPU instructions per
 //! RabbitMQ message, counted by callgrind, osier beside the raw lapin loop with the same
 //! delivery guarantee. Instruction counts repeat on a shared machine where seconds do not.
 //!
@@ -13,7 +13,7 @@
 //!
 //! `--dev` counts the dev build (what `cargo test` already built, so `cargo xtask ci` pays no
 //! release build for it) instead of the release build the figures in docs/benchmarks.md come
-//! from. `--check` compares the osier rows with `benches/instruction-budget.json` (one budget
+//! from; `--prebuilt` counts the binary the last build left instead of building it. `--check` compares the osier rows with `benches/instruction-budget.json` (one budget
 //! per profile) and fails when a row costs more than its budget plus 10%. `--observed` adds
 //! osier with tracing at INFO and metrics on (`benches/src/observe.rs`) beside it.
 
@@ -116,7 +116,9 @@ pub(crate) fn bench_instructions(rest: &[String]) -> Result<(), String> {
     if Command::new("valgrind").arg("--version").output().is_err() {
         return Err("valgrind is not installed (apt-get install valgrind)".into());
     }
-    let exe = if profile == "dev" {
+    let exe = if rest.iter().any(|a| a == "--prebuilt") {
+        prebuilt("amqp_table", profile)?
+    } else if profile == "dev" {
         dev_bin("amqp_table")?
     } else {
         bench_bin("amqp_table")?
@@ -144,6 +146,22 @@ pub(crate) fn bench_instructions(rest: &[String]) -> Result<(), String> {
         check_budget(profile, &per)
     } else {
         Ok(())
+    }
+}
+
+/// The binary as the last build left it (`--prebuilt`: `cargo xtask ci` counts the one `cargo
+/// test --workspace` has just built for the benches' own test, with the workspace's features;
+/// a build of the benches crate alone would compile its dependencies again with fewer).
+fn prebuilt(bin: &str, profile: &str) -> Result<PathBuf, String> {
+    let dir = if profile == "dev" { "debug" } else { "release" };
+    let exe = target_dir().join(dir).join(bin);
+    if exe.is_file() {
+        Ok(exe)
+    } else {
+        Err(format!(
+            "--prebuilt: no {} (build it first, e.g. `cargo test -p osier-benches`)",
+            exe.display()
+        ))
     }
 }
 

@@ -184,19 +184,16 @@ pub(crate) fn ci() -> Result<(), String> {
         "bridge example run",
         cargo().args(["run", "-p", "osier-bridge", "--example", "mixed"]),
     )?;
-    // The instruction budget of a RabbitMQ call (`cargo xtask bench-instructions`, dev build:
-    // the dependencies the tests built, not minutes of a release tree; its own feature set
-    // rebuilds a few). Built here, in the foreground; callgrind's counts do not depend on what
-    // else runs (docs/benchmarks.md), so it counts while the demo and interop steps run.
-    run(
-        "build the RabbitMQ bench table (dev) for the instruction budget",
-        cargo().args(["build", "-q", "-p", "osier-benches", "--bin", "amqp_table"]),
-    )?;
+    // The instruction budget of a RabbitMQ call (`cargo xtask bench-instructions`), on the dev
+    // build of the bench table that `cargo test --workspace` made for the benches' own test (no
+    // build of its own); callgrind's counts do not depend on what else runs
+    // (docs/benchmarks.md), so it counts while the demo and interop steps run.
     let budget = InBackground::start(
         "instruction budget: an RPC call on RabbitMQ, client + server (callgrind, dev build)",
         &[
             "bench-instructions",
             "--dev",
+            "--prebuilt",
             "--check",
             "--rows",
             "call_1",

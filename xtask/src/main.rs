@@ -2,13 +2,13 @@
 //!
 //! | task | what it does |
 //! |---|---|
-//! | `ci` | fmt check, clippy (`-D warnings`), the whole test suite with doctests, the loom models, the cluster fault scenarios (those reliable so far), the benches compiled, a smoke run of the demo, and the instruction budget of a RabbitMQ call (`bench-instructions --dev --check`). `.ci/run` calls exactly this. |
+//! | `ci` | fmt check, clippy (`-D warnings`), the whole test suite with doctests, the loom models, the cluster fault scenarios (those reliable so far), the benches compiled, a smoke run of the demo, and the instruction budget of a RabbitMQ call (`bench-instructions --dev --prebuilt --check`, on the table `cargo test` built). `.ci/run` calls exactly this. |
 //! | `bench` | the criterion benches (`cargo bench -p osier-benches`) |
 //! | `bench-eventlet [--quick]` | the green microbenchmarks side by side in one run: osier-green, raw may, tokio and Python eventlet (in a venv under `target/xtask/`), as one table of ratios |
 //! | `bench-bridge [--quick]` | the bridge benchmarks beside their baselines (tokio task round trip, OS thread -> tokio -> OS thread hand-off, may ping-pong), as one table |
 //! | `bench-messaging [--quick]` | in-memory RPC calls and casts per executor beside a tokio mpsc request/reply baseline |
 //! | `bench-amqp [--quick] [--rounds N]` | RabbitMQ calls, casts and notifications: osier, the raw lapin loop with the same guarantee, and Python oslo.messaging, interleaved in one run |
-//! | `bench-instructions [--messages N] [--rows R,..] [--dev] [--observed] [--check]` | CPU instructions per RabbitMQ message (call, cast, notification), osier beside the raw lapin loop, split by stage, counted by callgrind; `--dev` counts the dev build, `--observed` adds osier with tracing and metrics on, `--check` holds osier's rows to `benches/instruction-budget.json` (+10%) |
+//! | `bench-instructions [--messages N] [--rows R,..] [--dev] [--prebuilt] [--observed] [--check]` | CPU instructions per RabbitMQ message (call, cast, notification), osier beside the raw lapin loop, split by stage, counted by callgrind; `--dev` counts the dev build, `--prebuilt` counts the binary the last build left, `--observed` adds osier with tracing and metrics on, `--check` holds osier's rows to `benches/instruction-budget.json` (+10%) |
 //! | `bench-service [--rounds N] [--workers N]` | the ProcessLauncher's start-up, respawn and stop beside Python oslo.service |
 //! | `bench-flood [--quick] [--count N]` | a flood of casts at a slow RPC server on RabbitMQ: the server's RSS over time, bounded (the default) and unbounded, in one run |
 //! | `chaos [--python] [--keep]` | the cluster fault scenarios (a node killed, frozen, its connections closed, the whole cluster stopped; classic and quorum queues) on a three-node RabbitMQ cluster of our own on 127.0.0.1:5673-5675, then a table of their figures; `--python` runs them with Python oslo.messaging too |
@@ -53,7 +53,7 @@ const TASKS: &[&str] = &[
     "bench-bridge [--quick]",
     "bench-messaging [--quick]",
     "bench-amqp [--quick] [--rounds N]",
-    "bench-instructions [--messages N] [--rows R,..] [--dev] [--observed] [--check]",
+    "bench-instructions [--messages N] [--rows R,..] [--dev] [--prebuilt] [--observed] [--check]",
     "bench-service [--rounds N] [--workers N]",
     "bench-flood [--quick] [--count N]",
     "chaos [--python] [--keep]",

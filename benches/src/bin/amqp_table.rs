@@ -34,6 +34,10 @@ fn report(row: &str, imp: &str, s: Stats) {
         emit(&format!("{row}_p50_ms"), imp, p50, "ms");
         emit(&format!("{row}_p99_ms"), imp, p99, "ms");
     }
+    // Counted runs say how many messages were done, so a count that went wrong shows.
+    if a::message_budget().is_some() {
+        emit(&format!("{row}_messages"), imp, s.done as f64, "messages");
+    }
 }
 
 fn main() {
