@@ -140,8 +140,7 @@ impl Shared {
         if msg.target.fanout {
             check_names(&msg.target, &[&format!("{topic}_fanout")])?;
         }
-        let inner = wire::encode_request(&msg.message, &msg.ctxt, call, &wire::new_id());
-        let body = wire::encode_body(&inner);
+        let body = wire::encode_request_body(&msg.message, &msg.ctxt, call, &wire::new_id());
         let mut p = if msg.target.fanout {
             let ex = layout.fanout_exchange(topic);
             let mut p = Publish::new(ex.name.clone(), String::new(), body);
@@ -455,8 +454,8 @@ impl Driver for AmqpDriver {
         let layout = sh.layout();
         let ex = layout.topic_exchange(layout.exchange_of(&msg.target));
         check_names(&msg.target, &[&ex.name, &key])?;
-        let inner = wire::encode_notification(&msg.message, &msg.ctxt, &wire::new_id());
-        let mut p = Publish::new(ex.name.clone(), key.clone(), wire::encode_body(&inner));
+        let body = wire::encode_notification_body(&msg.message, &msg.ctxt, &wire::new_id());
+        let mut p = Publish::new(ex.name.clone(), key.clone(), body);
         p.exchange = Some(ex);
         // Declare and bind the queue named after the routing key first, so notifications sent
         // before any listener exists are kept (MSG-NOT-12).

@@ -79,8 +79,7 @@ pub fn read_request(body: &[u8], max_bytes: usize) -> Inbound<RequestWire> {
             reply_to: None,
         };
     }
-    let decoded = wire::decode_body(body).and_then(wire::decode_request);
-    match decoded {
+    match wire::decode_request_body(body) {
         Ok(r) => Inbound::Message(r),
         Err(e) => Inbound::Malformed {
             why: e.to_string(),
@@ -97,8 +96,8 @@ pub fn read_notification(body: &[u8], max_bytes: usize) -> Inbound<NotificationW
             reply_to: None,
         };
     }
-    match wire::decode_body(body) {
-        Ok(inner) => Inbound::Message(wire::decode_notification(inner)),
+    match wire::decode_notification_body(body) {
+        Ok(n) => Inbound::Message(n),
         Err(e) => Inbound::Malformed {
             why: e.to_string(),
             reply_to: None,

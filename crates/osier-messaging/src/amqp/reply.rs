@@ -119,9 +119,7 @@ fn route_reply(waiters: &Waiters, d: &Delivery, max_bytes: usize) {
             data.len()
         ))
     } else {
-        wire::decode_body(data)
-            .and_then(|inner| wire::decode_reply(&inner))
-            .map_err(|e| e.to_string())
+        wire::decode_reply_body(data).map_err(|e| e.to_string())
     };
     let r = match decoded {
         Ok(r) => r,
@@ -267,9 +265,9 @@ impl Replier for AmqpReplier {
         if probe.is_gone(&self.reply_q) || !probe.exists(&self.reply_q).await.unwrap_or(true) {
             return Err(self.unroutable());
         }
-        let inner = wire::encode_reply(None, None, false, &self.msg_id, &wire::new_id());
+        let body = wire::encode_reply_body(None, None, false, &self.msg_id, &wire::new_id());
         let deadline = Instant::now() + Duration::from_secs(10);
-        self.send(wire::encode_body(&inner), deadline).await
+        self.send(body, deadline).await
     }
 
     async fn reply(&self, outcome: Outcome) -> Result<(), MessagingError> {
@@ -303,14 +301,11 @@ impl Replier for AmqpReplier {
                 }
             }
         }
-        let inner = match &outcome {
-            Ok(v) => wire::encode_reply(Some(v), None, true, &self.msg_id, &wire::new_id()),
-            Err(f) => wire::encode_reply(None, Some(f), true, &self.msg_id, &wire::new_id()),
+        let (result, failure) = match &outcome {
+            Ok(v) => (Some(v), None),
+            Err(f) => (None, Some(f)),
         };
-        self.send(
-            wire::encode_body(&inner),
-            deadline.max(Instant::now() + step),
-        )
-        .await
+        let body = wire::encode_reply_body(result, failure, true, &self.msg_id, &wire::new_id());
+        self.send(body, deadline.max(Instant::now() + step)).await
     }
 }

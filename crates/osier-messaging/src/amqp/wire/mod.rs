@@ -32,6 +32,12 @@ use crate::driver::Dict;
 use crate::error::{Cause, Failure, MessagingError};
 use crate::secrets::{Masked, MaskedMap};
 
+mod body;
+mod json_string;
+mod read;
+
+pub use body::{encode_notification_body, encode_reply_body, encode_request_body};
+
 /// The only envelope version Python accepts (major 2, minor 0).
 pub const OSLO_VERSION: &str = "2.0";
 /// The `content_type` every oslo message carries; Python rejects messages without it.
@@ -83,21 +89,12 @@ pub fn expiration_ms(timeout: Duration) -> String {
 
 /// The 2.0 envelope: `{"oslo.version": "2.0", "oslo.message": "<the message as a JSON string>"}`.
 ///
-/// The message is serialised once, straight from the map (no copy of it), and the envelope
-/// written around its text: the same bytes as serialising the envelope as a map (its members in
-/// sorted order, as serde_json writes a map).
+/// The message is serialised straight into the envelope's string, escaped as it is written
+/// (no copy of the map, no intermediate text): the same bytes as serialising the envelope as a
+/// map (its members in sorted order, as serde_json writes a map).
 #[inline(never)] // a stage of its own in profiles (`cargo xtask bench-instructions`)
 pub fn encode_body(inner: &Dict) -> Vec<u8> {
-    // A map of JSON values always serialises, and a string always does: `Value`'s own
-    // `to_string` makes the same assumption.
-    let text = serde_json::to_string(inner).unwrap_or_default();
-    let mut out = Vec::with_capacity(text.len() + text.len() / 8 + 48);
-    out.extend_from_slice(b"{\"oslo.message\":");
-    let _ = serde_json::to_writer(&mut out, &text);
-    out.extend_from_slice(b",\"oslo.version\":\"");
-    out.extend_from_slice(OSLO_VERSION.as_bytes());
-    out.extend_from_slice(b"\"}");
-    out
+    body::enveloped(inner)
 }
 
 /// The legacy 1.0 body (notifications with the `messaging` driver): the message itself.
@@ -109,27 +106,7 @@ pub fn encode_body_v1(inner: &Dict) -> Vec<u8> {
 /// Decodes a body: the 2.0 envelope, or a bare message object (both are accepted by Python).
 #[inline(never)] // a stage of its own in profiles (`cargo xtask bench-instructions`)
 pub fn decode_body(body: &[u8]) -> Result<Dict, WireError> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| WireError::NotJson(Cause::new(e)))?;
-    let Value::Object(obj) = v else {
-        return Err(WireError::NotObject);
-    };
-    match obj.get("oslo.version") {
-        None => Ok(obj),
-        Some(Value::String(ver)) if ver == OSLO_VERSION => {
-            let Some(Value::String(inner)) = obj.get("oslo.message") else {
-                return Err(WireError::BadMember("oslo.message"));
-            };
-            match serde_json::from_str::<Value>(inner) {
-                Ok(Value::Object(m)) => Ok(m),
-                Ok(_) => Err(WireError::NotObject),
-                Err(e) => Err(WireError::NotJson(Cause::new(e))),
-            }
-        }
-        Some(other) => Err(WireError::UnsupportedEnvelope(match other {
-            Value::String(s) => s.clone(),
-            v => v.to_string(),
-        })),
-    }
+    read::body::<Dict>(body)
 }
 
 /// Where the reply of a request goes, read from a body that could not be decoded as a whole
@@ -255,60 +232,133 @@ pub struct RequestWire {
     pub unique_id: Option<String>,
 }
 
-fn opt_str(m: &Dict, k: &str) -> Option<String> {
-    m.get(k).and_then(Value::as_str).map(str::to_string)
+fn string(v: Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s),
+        _ => None,
+    }
+}
+
+/// A request's members as they are read: the message's, the context's (prefix stripped), and
+/// the call's. Others are not kept.
+#[derive(Default)]
+struct RequestMembers {
+    message: Dict,
+    ctxt: Dict,
+    msg_id: Option<String>,
+    reply_q: Option<String>,
+    unique_id: Option<String>,
+    timeout: Option<Value>,
+}
+
+impl read::Members for RequestMembers {
+    fn wants(&self, key: &str) -> bool {
+        key.starts_with(CONTEXT_PREFIX)
+            || matches!(
+                key,
+                "method"
+                    | "args"
+                    | "namespace"
+                    | "version"
+                    | "_msg_id"
+                    | "_reply_q"
+                    | "_unique_id"
+                    | "_timeout"
+            )
+    }
+
+    fn put(&mut self, key: read::Key<'_>, v: Value) {
+        let k = key.as_str();
+        if let Some(c) = k.strip_prefix(CONTEXT_PREFIX) {
+            self.ctxt.insert(c.to_string(), v);
+            return;
+        }
+        match k {
+            "_msg_id" => self.msg_id = string(v),
+            "_reply_q" => self.reply_q = string(v),
+            "_unique_id" => self.unique_id = string(v),
+            "_timeout" => self.timeout = Some(v),
+            _ => {
+                self.message.insert(key.into_owned(), v);
+            }
+        }
+    }
+}
+
+impl RequestMembers {
+    fn into_request(self) -> Result<RequestWire, WireError> {
+        let RequestMembers {
+            mut message,
+            mut ctxt,
+            msg_id,
+            reply_q,
+            unique_id,
+            timeout,
+        } = self;
+        if !matches!(message.get("method"), Some(Value::String(_))) {
+            return Err(WireError::BadMember("method"));
+        }
+        // Any number is accepted; one no duration can hold (1e20, negative, NaN) means no call
+        // monitor, as a timeout of zero does.
+        let call_monitor_timeout = timeout
+            .as_ref()
+            .and_then(Value::as_f64)
+            .filter(|t| *t > 0.0)
+            .and_then(|t| Duration::try_from_secs_f64(t).ok());
+        if reply_q.as_ref().is_some_and(|q| q.len() > MAX_NAME_BYTES) {
+            // No reply could be published to it (an AMQP routing key holds 255 bytes).
+            return Err(WireError::BadMember("_reply_q"));
+        }
+        // A Python endpoint's ctxt holds the caller's `_timeout` as `client_timeout` (null when
+        // none was sent), over any context member of that name (MSG-AMQP-01).
+        ctxt.insert("client_timeout".into(), timeout.unwrap_or(Value::Null));
+        match message.get("args") {
+            None | Some(Value::Null) => {
+                message.insert("args".into(), Value::Object(Dict::new()));
+            }
+            Some(Value::Object(_)) => {}
+            Some(_) => return Err(WireError::BadMember("args")),
+        }
+        Ok(RequestWire {
+            message,
+            ctxt,
+            msg_id,
+            reply_q,
+            call_monitor_timeout,
+            unique_id,
+        })
+    }
 }
 
 /// Splits a received request into its parts; unknown extra members are ignored, as Python ignores them.
 #[inline(never)] // a stage of its own in profiles (`cargo xtask bench-instructions`)
-pub fn decode_request(mut inner: Dict) -> Result<RequestWire, WireError> {
-    if !matches!(inner.get("method"), Some(Value::String(_))) {
-        return Err(WireError::BadMember("method"));
-    }
-    let msg_id = opt_str(&inner, "_msg_id");
-    let reply_q = opt_str(&inner, "_reply_q");
-    let unique_id = opt_str(&inner, "_unique_id");
-    // Any number is accepted; one no duration can hold (1e20, negative, NaN) means no call
-    // monitor, as a timeout of zero does.
-    let call_monitor_timeout = inner
-        .get("_timeout")
-        .and_then(Value::as_f64)
-        .filter(|t| *t > 0.0)
-        .and_then(|t| Duration::try_from_secs_f64(t).ok());
-    if reply_q.as_ref().is_some_and(|q| q.len() > MAX_NAME_BYTES) {
-        // No reply could be published to it (an AMQP routing key holds 255 bytes).
-        return Err(WireError::BadMember("_reply_q"));
-    }
-    let mut ctxt = Dict::new();
-    let mut message = Dict::new();
-    let mut client_timeout = Value::Null;
-    for (k, v) in std::mem::take(&mut inner) {
-        if let Some(key) = k.strip_prefix(CONTEXT_PREFIX) {
-            ctxt.insert(key.to_string(), v);
-        } else if matches!(k.as_str(), "method" | "args" | "namespace" | "version") {
-            message.insert(k, v);
-        } else if k == "_timeout" {
-            client_timeout = v;
+pub fn decode_request(inner: Dict) -> Result<RequestWire, WireError> {
+    use read::Members;
+    let mut m = RequestMembers::default();
+    for (k, v) in inner {
+        if m.wants(&k) {
+            m.put(read::Key::Owned(k), v);
         }
     }
-    // A Python endpoint's ctxt holds the caller's `_timeout` as `client_timeout` (null when
-    // none was sent), over any context member of that name (MSG-AMQP-01).
-    ctxt.insert("client_timeout".into(), client_timeout);
-    match message.get("args") {
-        None | Some(Value::Null) => {
-            message.insert("args".into(), Value::Object(Dict::new()));
-        }
-        Some(Value::Object(_)) => {}
-        Some(_) => return Err(WireError::BadMember("args")),
-    }
-    Ok(RequestWire {
-        message,
-        ctxt,
-        msg_id,
-        reply_q,
-        call_monitor_timeout,
-        unique_id,
-    })
+    m.into_request()
+}
+
+/// Reads a request's body in one pass: what [`decode_request`] makes of [`decode_body`]'s
+/// message, without building the message's map first, nor any member the request does not
+/// keep (such a member is skipped unbuilt, so the decoder's nesting limit does not apply to
+/// it).
+///
+/// ```
+/// use osier_messaging::amqp::wire;
+///
+/// let body = br#"{"method": "echo", "args": {"v": 1}, "_context_user": "u", "_msg_id": "m1", "_reply_q": "r"}"#;
+/// let r = wire::decode_request_body(body).unwrap();
+/// assert_eq!(r, wire::decode_request(wire::decode_body(body).unwrap()).unwrap());
+/// assert_eq!(r.ctxt["user"], "u");
+/// ```
+#[inline(never)] // a stage of its own in profiles (`cargo xtask bench-instructions`)
+pub fn decode_request_body(body: &[u8]) -> Result<RequestWire, WireError> {
+    read::body::<RequestMembers>(body)?.into_request()
 }
 
 /// A reply's inner message: `result`, `failure` (the failure as a JSON *string*, or
@@ -350,27 +400,71 @@ pub struct ReplyWire {
     pub msg_id: String,
 }
 
+/// A reply's members as they are read; others are not kept.
+#[derive(Default)]
+struct ReplyMembers {
+    result: Option<Value>,
+    failure: Option<Value>,
+    ending: Option<Value>,
+    msg_id: Option<Value>,
+}
+
+impl read::Members for ReplyMembers {
+    fn wants(&self, key: &str) -> bool {
+        matches!(key, "result" | "failure" | "ending" | "_msg_id")
+    }
+
+    fn put(&mut self, key: read::Key<'_>, v: Value) {
+        match key.as_str() {
+            "result" => self.result = Some(v),
+            "failure" => self.failure = Some(v),
+            "ending" => self.ending = Some(v),
+            _ => self.msg_id = Some(v),
+        }
+    }
+}
+
+impl ReplyMembers {
+    fn into_reply(self) -> Result<ReplyWire, WireError> {
+        let msg_id = self
+            .msg_id
+            .and_then(string)
+            .ok_or(WireError::BadMember("_msg_id"))?;
+        let failure = match self.failure {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(
+                serde_json::from_str::<Failure>(&s).map_err(|_| WireError::BadMember("failure"))?,
+            ),
+            Some(_) => return Err(WireError::BadMember("failure")),
+        };
+        Ok(ReplyWire {
+            result: self.result.unwrap_or(Value::Null),
+            failure,
+            ending: self.ending.and_then(|e| e.as_bool()).unwrap_or(false),
+            msg_id,
+        })
+    }
+}
+
 /// Decodes a reply. `ending` missing counts as false (Python keeps waiting too); a failure that
 /// carries only class, module and message is accepted.
 #[inline(never)] // a stage of its own in profiles (`cargo xtask bench-instructions`)
 pub fn decode_reply(inner: &Dict) -> Result<ReplyWire, WireError> {
-    let msg_id = opt_str(inner, "_msg_id").ok_or(WireError::BadMember("_msg_id"))?;
-    let failure = match inner.get("failure") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => {
-            Some(serde_json::from_str::<Failure>(s).map_err(|_| WireError::BadMember("failure"))?)
-        }
-        Some(_) => return Err(WireError::BadMember("failure")),
-    };
-    Ok(ReplyWire {
-        result: inner.get("result").cloned().unwrap_or(Value::Null),
-        failure,
-        ending: inner
-            .get("ending")
-            .and_then(Value::as_bool)
-            .unwrap_or(false),
-        msg_id,
-    })
+    let member = |k: &str| inner.get(k).cloned();
+    ReplyMembers {
+        result: member("result"),
+        failure: member("failure"),
+        ending: member("ending"),
+        msg_id: member("_msg_id"),
+    }
+    .into_reply()
+}
+
+/// Reads a reply's body in one pass: what [`decode_reply`] makes of [`decode_body`]'s message,
+/// without building the message's map (nor copying the result out of it).
+#[inline(never)] // a stage of its own in profiles (`cargo xtask bench-instructions`)
+pub fn decode_reply_body(body: &[u8]) -> Result<ReplyWire, WireError> {
+    read::body::<ReplyMembers>(body)?.into_reply()
 }
 
 /// A notification's inner message: `message` holds `message_id`, `publisher_id`,
@@ -433,24 +527,58 @@ impl std::fmt::Debug for NotificationWire {
     }
 }
 
+/// A notification's members as they are read: the context's (prefix stripped), `_unique_id`,
+/// and every other one as the message's.
+#[derive(Default)]
+struct NotificationMembers {
+    message: Dict,
+    ctxt: Dict,
+    unique_id: Option<String>,
+}
+
+impl read::Members for NotificationMembers {
+    fn wants(&self, _key: &str) -> bool {
+        true
+    }
+
+    fn put(&mut self, key: read::Key<'_>, v: Value) {
+        let k = key.as_str();
+        if let Some(c) = k.strip_prefix(CONTEXT_PREFIX) {
+            self.ctxt.insert(c.to_string(), v);
+        } else if k == "_unique_id" {
+            self.unique_id = string(v);
+        } else {
+            self.message.insert(key.into_owned(), v);
+        }
+    }
+}
+
+impl NotificationMembers {
+    fn into_notification(self) -> NotificationWire {
+        NotificationWire {
+            message: self.message,
+            ctxt: self.ctxt,
+            unique_id: self.unique_id,
+        }
+    }
+}
+
 /// Splits a received notification into message, context and unique id.
 #[inline(never)] // a stage of its own in profiles (`cargo xtask bench-instructions`)
 pub fn decode_notification(inner: Dict) -> NotificationWire {
-    let unique_id = opt_str(&inner, "_unique_id");
-    let mut ctxt = Dict::new();
-    let mut message = Dict::new();
+    use read::Members;
+    let mut m = NotificationMembers::default();
     for (k, v) in inner {
-        if let Some(key) = k.strip_prefix(CONTEXT_PREFIX) {
-            ctxt.insert(key.to_string(), v);
-        } else if k != "_unique_id" {
-            message.insert(k, v);
-        }
+        m.put(read::Key::Owned(k), v);
     }
-    NotificationWire {
-        message,
-        ctxt,
-        unique_id,
-    }
+    m.into_notification()
+}
+
+/// Reads a notification's body in one pass: what [`decode_notification`] makes of
+/// [`decode_body`]'s message, without building the message's map first.
+#[inline(never)] // a stage of its own in profiles (`cargo xtask bench-instructions`)
+pub fn decode_notification_body(body: &[u8]) -> Result<NotificationWire, WireError> {
+    Ok(read::body::<NotificationMembers>(body)?.into_notification())
 }
 
 /// Drops messages whose `_unique_id` is among the last [`DUPLICATE_WINDOW`] seen, as oslo's

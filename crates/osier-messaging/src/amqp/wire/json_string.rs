@@ -1,0 +1,173 @@
+//! JSON string escaping, as serde_json writes it: the 2.0 envelope carries the message as a JSON
+//! string, so the message's own JSON text is escaped once more. [`Escaped`] does that while the
+//! message is serialised, straight into the body: one pass, no intermediate text.
+//!
+//! The escapes are serde_json's, byte for byte: `"` and `\` escaped with a backslash, the
+//! control characters with `\b \t \n \f \r` or `\u00xx` (lower-case hex), everything else (all
+//! of UTF-8 above them) as it is. So a body written through [`Escaped`] is the one serde_json
+//! writes for the same message serialised to a string and that string serialised again.
+
+use std::io::Write;
+
+const BB: u8 = b'b';
+const TT: u8 = b't';
+const NN: u8 = b'n';
+const FF: u8 = b'f';
+const RR: u8 = b'r';
+const QU: u8 = b'"';
+const BS: u8 = b'\\';
+const UU: u8 = b'u';
+const __: u8 = 0;
+
+/// For each byte, how it is escaped (`b'x'`: as `\x`; `b'u'`: as `\u00xx`), or 0 when it is
+/// written as it is.
+static ESCAPE: [u8; 256] = {
+    let mut t = [__; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        t[b] = UU;
+        b += 1;
+    }
+    t[0x08] = BB;
+    t[0x09] = TT;
+    t[0x0A] = NN;
+    t[0x0C] = FF;
+    t[0x0D] = RR;
+    t[b'"' as usize] = QU;
+    t[b'\\' as usize] = BS;
+    t
+};
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// Whether any of the 8 bytes of `w` needs an escape: a control character (below 0x20), `"`
+/// or `\`. (The classic word-at-a-time tests: a byte below `n` and a byte equal to `c`.)
+#[inline]
+fn word_needs_escape(w: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let below_0x20 = w.wrapping_sub(ONES * 0x20) & !w;
+    let quote = (w ^ (ONES * b'"' as u64)).wrapping_sub(ONES) & !(w ^ (ONES * b'"' as u64));
+    let backslash = (w ^ (ONES * b'\\' as u64)).wrapping_sub(ONES) & !(w ^ (ONES * b'\\' as u64));
+    (below_0x20 | quote | backslash) & HIGHS != 0
+}
+
+/// Appends `bytes` to `out` as the inside of a JSON string (no quotes around it).
+pub(crate) fn escape_into(out: &mut Vec<u8>, bytes: &[u8]) {
+    let mut start = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        // Eight bytes at a time past the runs that need no escape (most of a message).
+        if let Some(chunk) = bytes.get(i..i + 8) {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            if !word_needs_escape(u64::from_le_bytes(word)) {
+                i += 8;
+                continue;
+            }
+        }
+        let b = bytes[i];
+        let e = ESCAPE[b as usize];
+        if e != __ {
+            out.extend_from_slice(&bytes[start..i]);
+            if e == UU {
+                out.extend_from_slice(&[
+                    b'\\',
+                    b'u',
+                    b'0',
+                    b'0',
+                    HEX[(b >> 4) as usize],
+                    HEX[(b & 0xF) as usize],
+                ]);
+            } else {
+                out.extend_from_slice(&[b'\\', e]);
+            }
+            start = i + 1;
+        }
+        i += 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+}
+
+/// A writer that appends what it is given to a `Vec<u8>` as the inside of a JSON string.
+pub(crate) struct Escaped<'a>(pub(crate) &'a mut Vec<u8>);
+
+impl Write for Escaped<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        escape_into(self.0, buf);
+        Ok(buf.len())
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        escape_into(self.0, buf);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_word_test_finds_each_byte_that_needs_an_escape_at_each_place() {
+        for b in 0u8..=255 {
+            for at in 0..8 {
+                let mut w = [b'a'; 8];
+                w[at] = b;
+                assert_eq!(
+                    word_needs_escape(u64::from_le_bytes(w)),
+                    ESCAPE[b as usize] != __,
+                    "byte {b:#x} at {at}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_word_test_is_exact_with_two_bytes_near_the_edges_anywhere() {
+        let near = [
+            0x00, 0x01, 0x1f, 0x20, 0x21, 0x22, 0x23, 0x5b, 0x5c, 0x5d, 0x7f, 0x80, 0xc3, 0xff,
+        ];
+        for &x in &near {
+            for &y in &near {
+                for i in 0..8 {
+                    for j in 0..8 {
+                        let mut w = [b'a'; 8];
+                        w[i] = x;
+                        w[j] = y;
+                        let expected = w.iter().any(|&b| ESCAPE[b as usize] != __);
+                        assert_eq!(word_needs_escape(u64::from_le_bytes(w)), expected, "{w:?}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn escapes_every_byte_as_serde_json_does() {
+        let all: String = (0u32..0x80)
+            .chain([0xe9, 0x2028, 0x1F600])
+            .filter_map(char::from_u32)
+            .collect();
+        let mut ours = Vec::new();
+        escape_into(&mut ours, all.as_bytes());
+        let theirs = serde_json::to_string(&all).unwrap();
+        assert_eq!(
+            String::from_utf8(ours).unwrap(),
+            theirs[1..theirs.len() - 1]
+        );
+    }
+
+    #[test]
+    fn a_message_written_through_it_is_the_message_serialised_twice() {
+        let v = serde_json::json!({"a": "q\"uo\\te\n", "b": [1, 2.5, null], "c": {"d": "é\u{1}"}});
+        let mut ours = Vec::new();
+        serde_json::to_writer(Escaped(&mut ours), &v).unwrap();
+        let twice = serde_json::to_string(&serde_json::to_string(&v).unwrap()).unwrap();
+        assert_eq!(String::from_utf8(ours).unwrap(), twice[1..twice.len() - 1]);
+    }
+}
