@@ -48,7 +48,7 @@ fuzz_target!(|data: &[u8]| {
                 if let Some(q) = &r.reply_q {
                     assert!(q.len() <= wire::MAX_NAME_BYTES);
                 }
-                match dispatcher().decide(&r.message) {
+                match dispatcher().decide(r.message.clone()) {
                     Decision::Run { method, .. } | Decision::Fail { method, .. } => shown(&method),
                     Decision::Refuse(why) => shown(&why),
                     _ => {}

@@ -122,15 +122,18 @@ impl Publish {
     /// Every name the broker gets for `p` fits AMQP's short string; a crafted reply queue
     /// name (or a bug) is a typed error, never a panic of the owner.
     fn check_names(&self) -> Result<(), MessagingError> {
-        let mut names = vec![self.exchange_name.as_str(), self.routing_key.as_str()];
-        if let Some(ex) = &self.exchange {
-            names.push(&ex.name);
-        }
-        if let Some((q, key)) = &self.queue {
-            names.push(&q.name);
-            names.push(key);
-        }
-        match names.into_iter().find(|n| n.len() > wire::MAX_NAME_BYTES) {
+        let names = [
+            Some(self.exchange_name.as_str()),
+            Some(self.routing_key.as_str()),
+            self.exchange.as_ref().map(|ex| ex.name.as_str()),
+            self.queue.as_ref().map(|(q, _)| q.name.as_str()),
+            self.queue.as_ref().map(|(_, key)| key.as_str()),
+        ];
+        match names
+            .into_iter()
+            .flatten()
+            .find(|n| n.len() > wire::MAX_NAME_BYTES)
+        {
             Some(n) => Err(BrokerError::NameTooLong {
                 name: format!("{:?}", crate::Untrusted(n)),
                 len: n.len(),
@@ -567,9 +570,10 @@ async fn owner(
     let mut unconfirmed = crate::metrics::Unconfirmed::default();
     loop {
         unconfirmed.show(pending.len() + inflight.len());
-        // Drop what nobody waits for any more; fail what is out of time or of tries.
-        let mut keep = VecDeque::with_capacity(pending.len());
-        for p in pending.drain(..) {
+        // Drop what nobody waits for any more; fail what is out of time or of tries. (In
+        // place: each message taken from the front and kept at the back, in its order.)
+        for _ in 0..pending.len() {
+            let Some(p) = pending.pop_front() else { break };
             if p.abandoned() {
                 // The caller gave up (its call timed out): nothing to deliver any more.
                 drop(p);
@@ -587,10 +591,9 @@ async fn owner(
                 ));
                 settle(p, Err(why.into()), tracker);
             } else {
-                keep.push_back(p);
+                pending.push_back(p);
             }
         }
-        pending = keep;
         if closed && pending.is_empty() && inflight.is_empty() {
             return;
         }

@@ -14,12 +14,12 @@
 //!     false,
 //! );
 //! let run = json!({"method": "add", "args": {"x": 1}});
-//! match d.decide(run.as_object().unwrap()) {
+//! match d.decide(run.as_object().unwrap().clone()) {
 //!     Decision::Run { target, .. } => assert_eq!(target.endpoint(), 0),
 //!     _ => unreachable!(),
 //! }
 //! let bad = json!({"method": "add", "args": [1]});
-//! assert!(matches!(d.decide(bad.as_object().unwrap()), Decision::Refuse(_)));
+//! assert!(matches!(d.decide(bad.as_object().unwrap().clone()), Decision::Refuse(_)));
 //! ```
 
 use serde_json::Value;
@@ -148,17 +148,19 @@ impl Dispatcher {
     }
 
     /// The decision for a request's message (`{method, args[, namespace, version]}`,
-    /// MSG-DISP-01). Never panics, whatever the message holds.
-    pub fn decide(&self, message: &Dict) -> Decision {
+    /// MSG-DISP-01), which it takes: a method that runs gets its arguments without a copy.
+    /// Never panics, whatever the message holds.
+    pub fn decide(&self, mut message: Dict) -> Decision {
+        let args = message.remove("args");
         let Some(method) = message.get("method").and_then(Value::as_str) else {
             return Decision::Refuse(match message.get("method") {
                 None | Some(Value::Null) => "no method".into(),
                 Some(_) => "the method is not a string".into(),
             });
         };
-        let args = match message.get("args") {
+        let args = match args {
             None | Some(Value::Null) => Dict::new(),
-            Some(Value::Object(m)) => m.clone(),
+            Some(Value::Object(m)) => m,
             Some(_) => return Decision::Refuse("args is not an object".into()),
         };
         let text = |k: &str| match message.get(k) {

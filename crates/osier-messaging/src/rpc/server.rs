@@ -537,10 +537,10 @@ async fn send_reply(
     }
 }
 
-async fn handle(inner: &Arc<Inner>, msg: Incoming) {
+async fn handle(inner: &Arc<Inner>, mut msg: Incoming) {
     let decision = match &msg.malformed {
         Some(why) => Decision::Refuse(why.clone()),
-        None => inner.dispatcher.decide(&msg.message),
+        None => inner.dispatcher.decide(std::mem::take(&mut msg.message)),
     };
     if let Decision::Refuse(why) = &decision {
         return refuse(inner, msg, why).await;

@@ -1,5 +1,5 @@
-//! Bodies written straight from their parts: the message serialised once, into the envelope's
-//! string, escaped as it is written ([`Escaped`]), without building the inner map first.
+//! Bodies written straight from their parts: the message serialised once, then escaped into
+//! the envelope's string in one pass ([`escape_into`]), without building the inner map first.
 //!
 //! A map of JSON values serialises its members in key order (serde_json's map is sorted), so
 //! the writers here emit their members in that same order: the bytes are those of building the
@@ -11,18 +11,22 @@ use std::cmp::Ordering;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::Value;
 
-use super::json_string::Escaped;
+use super::json_string::escape_into;
 use super::{seconds, CallInfo, CONTEXT_PREFIX, OSLO_VERSION};
 use crate::driver::Dict;
 use crate::error::Failure;
 
 /// `{"oslo.message":"<message, escaped>","oslo.version":"2.0"}`.
 pub(super) fn enveloped<T: Serialize + ?Sized>(message: &T) -> Vec<u8> {
-    let mut out = Vec::with_capacity(512);
-    out.extend_from_slice(b"{\"oslo.message\":\"");
+    // The message's text first, then escaped in one go: serde_json writes a member in many
+    // small pieces, each of which would be a call of its own to an escaping writer.
+    let mut text = Vec::with_capacity(1024);
     // Writing to a `Vec` cannot fail, and neither can serialising JSON values or the
     // writers below (their keys are strings); `Value`'s own `to_string` assumes as much.
-    let _ = serde_json::to_writer(Escaped(&mut out), message);
+    let _ = serde_json::to_writer(&mut text, message);
+    let mut out = Vec::with_capacity(text.len() + text.len() / 4 + 48);
+    out.extend_from_slice(b"{\"oslo.message\":\"");
+    escape_into(&mut out, &text);
     out.extend_from_slice(b"\",\"oslo.version\":\"");
     out.extend_from_slice(OSLO_VERSION.as_bytes());
     out.extend_from_slice(b"\"}");

@@ -1,13 +1,12 @@
 //! JSON string escaping, as serde_json writes it: the 2.0 envelope carries the message as a JSON
-//! string, so the message's own JSON text is escaped once more. [`Escaped`] does that while the
-//! message is serialised, straight into the body: one pass, no intermediate text.
+//! string, so the message's own JSON text is escaped once more, eight bytes at a time past the
+//! runs that need nothing (a message's text has a quote every few bytes, so the first byte to
+//! escape is found in the word, not looked for again byte by byte).
 //!
 //! The escapes are serde_json's, byte for byte: `"` and `\` escaped with a backslash, the
 //! control characters with `\b \t \n \f \r` or `\u00xx` (lower-case hex), everything else (all
-//! of UTF-8 above them) as it is. So a body written through [`Escaped`] is the one serde_json
-//! writes for the same message serialised to a string and that string serialised again.
-
-use std::io::Write;
+//! of UTF-8 above them) as it is. So a message's text escaped here is the one serde_json writes
+//! for that text serialised as a string.
 
 const BB: u8 = b'b';
 const TT: u8 = b't';
@@ -40,72 +39,67 @@ static ESCAPE: [u8; 256] = {
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
-/// Whether any of the 8 bytes of `w` needs an escape: a control character (below 0x20), `"`
-/// or `\`. (The classic word-at-a-time tests: a byte below `n` and a byte equal to `c`.)
+/// The bytes of `w` that need an escape, flagged by their high bit: a control character
+/// (below 0x20), `"` or `\\` (the word-at-a-time tests for a byte below `n` and a byte equal
+/// to `c`). A flag above the lowest one may be wrong (a borrow runs upwards); the lowest is
+/// always right, and there is none when no byte needs an escape.
 #[inline]
-fn word_needs_escape(w: u64) -> bool {
+fn escape_flags(w: u64) -> u64 {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = 0x8080_8080_8080_8080;
     let below_0x20 = w.wrapping_sub(ONES * 0x20) & !w;
-    let quote = (w ^ (ONES * b'"' as u64)).wrapping_sub(ONES) & !(w ^ (ONES * b'"' as u64));
-    let backslash = (w ^ (ONES * b'\\' as u64)).wrapping_sub(ONES) & !(w ^ (ONES * b'\\' as u64));
-    (below_0x20 | quote | backslash) & HIGHS != 0
+    let q = w ^ (ONES * b'"' as u64);
+    let quote = q.wrapping_sub(ONES) & !q;
+    let b = w ^ (ONES * b'\\' as u64);
+    let backslash = b.wrapping_sub(ONES) & !b;
+    (below_0x20 | quote | backslash) & HIGHS
+}
+
+/// Appends byte `b`'s escape to `out`.
+fn escape_byte(out: &mut Vec<u8>, b: u8, e: u8) {
+    if e == UU {
+        out.extend_from_slice(&[
+            b'\\',
+            b'u',
+            b'0',
+            b'0',
+            HEX[(b >> 4) as usize],
+            HEX[(b & 0xF) as usize],
+        ]);
+    } else {
+        out.extend_from_slice(&[b'\\', e]);
+    }
 }
 
 /// Appends `bytes` to `out` as the inside of a JSON string (no quotes around it).
 pub(crate) fn escape_into(out: &mut Vec<u8>, bytes: &[u8]) {
     let mut start = 0;
     let mut i = 0;
-    while i < bytes.len() {
-        // Eight bytes at a time past the runs that need no escape (most of a message).
-        if let Some(chunk) = bytes.get(i..i + 8) {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(chunk);
-            if !word_needs_escape(u64::from_le_bytes(word)) {
-                i += 8;
-                continue;
-            }
+    // Eight bytes at a time, straight to the first byte that needs an escape.
+    while let Some(chunk) = bytes.get(i..i + 8) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let flags = escape_flags(u64::from_le_bytes(word));
+        if flags == 0 {
+            i += 8;
+            continue;
         }
-        let b = bytes[i];
+        let at = i + (flags.trailing_zeros() / 8) as usize;
+        let b = bytes[at];
+        out.extend_from_slice(&bytes[start..at]);
+        escape_byte(out, b, ESCAPE[b as usize]);
+        start = at + 1;
+        i = at + 1;
+    }
+    for (at, &b) in bytes.iter().enumerate().skip(i) {
         let e = ESCAPE[b as usize];
         if e != __ {
-            out.extend_from_slice(&bytes[start..i]);
-            if e == UU {
-                out.extend_from_slice(&[
-                    b'\\',
-                    b'u',
-                    b'0',
-                    b'0',
-                    HEX[(b >> 4) as usize],
-                    HEX[(b & 0xF) as usize],
-                ]);
-            } else {
-                out.extend_from_slice(&[b'\\', e]);
-            }
-            start = i + 1;
+            out.extend_from_slice(&bytes[start..at]);
+            escape_byte(out, b, e);
+            start = at + 1;
         }
-        i += 1;
     }
     out.extend_from_slice(&bytes[start..]);
-}
-
-/// A writer that appends what it is given to a `Vec<u8>` as the inside of a JSON string.
-pub(crate) struct Escaped<'a>(pub(crate) &'a mut Vec<u8>);
-
-impl Write for Escaped<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        escape_into(self.0, buf);
-        Ok(buf.len())
-    }
-
-    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
-        escape_into(self.0, buf);
-        Ok(())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 #[cfg(test)]
@@ -119,7 +113,7 @@ mod tests {
                 let mut w = [b'a'; 8];
                 w[at] = b;
                 assert_eq!(
-                    word_needs_escape(u64::from_le_bytes(w)),
+                    escape_flags(u64::from_le_bytes(w)) != 0,
                     ESCAPE[b as usize] != __,
                     "byte {b:#x} at {at}"
                 );
@@ -128,7 +122,7 @@ mod tests {
     }
 
     #[test]
-    fn the_word_test_is_exact_with_two_bytes_near_the_edges_anywhere() {
+    fn the_word_test_finds_the_first_byte_to_escape_with_two_near_the_edges_anywhere() {
         let near = [
             0x00, 0x01, 0x1f, 0x20, 0x21, 0x22, 0x23, 0x5b, 0x5c, 0x5d, 0x7f, 0x80, 0xc3, 0xff,
         ];
@@ -139,8 +133,10 @@ mod tests {
                         let mut w = [b'a'; 8];
                         w[i] = x;
                         w[j] = y;
-                        let expected = w.iter().any(|&b| ESCAPE[b as usize] != __);
-                        assert_eq!(word_needs_escape(u64::from_le_bytes(w)), expected, "{w:?}");
+                        let first = w.iter().position(|&b| ESCAPE[b as usize] != __);
+                        let flags = escape_flags(u64::from_le_bytes(w));
+                        let lowest = (flags != 0).then(|| (flags.trailing_zeros() / 8) as usize);
+                        assert_eq!(lowest, first, "{w:?}");
                     }
                 }
             }
@@ -163,11 +159,12 @@ mod tests {
     }
 
     #[test]
-    fn a_message_written_through_it_is_the_message_serialised_twice() {
+    fn a_message_escaped_is_its_text_serialised_as_a_string() {
         let v = serde_json::json!({"a": "q\"uo\\te\n", "b": [1, 2.5, null], "c": {"d": "é\u{1}"}});
+        let text = serde_json::to_string(&v).unwrap();
         let mut ours = Vec::new();
-        serde_json::to_writer(Escaped(&mut ours), &v).unwrap();
-        let twice = serde_json::to_string(&serde_json::to_string(&v).unwrap()).unwrap();
+        escape_into(&mut ours, text.as_bytes());
+        let twice = serde_json::to_string(&text).unwrap();
         assert_eq!(String::from_utf8(ours).unwrap(), twice[1..twice.len() - 1]);
     }
 }
