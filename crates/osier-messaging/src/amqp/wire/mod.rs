@@ -5,6 +5,13 @@
 //! them; keeping the format here, apart from the connection handling, lets every captured test
 //! vector be checked without a broker.
 //!
+//! Two forms of each: functions over maps ([`encode_request`] then [`encode_body`];
+//! [`decode_body`] then [`decode_request`]), which say what the format is, and the ones the
+//! driver runs, which write a body straight from its parts ([`encode_request_body`],
+//! [`encode_reply_body`], [`encode_notification_body`]) and read one in a single pass
+//! ([`decode_request_body`], [`decode_reply_body`], [`decode_notification_body`]) without
+//! building the maps: the same bytes and the same outcomes, held to it by the wire vector tests.
+//!
 //! ```
 //! use osier_messaging::amqp::wire;
 //! use serde_json::json;
