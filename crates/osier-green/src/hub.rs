@@ -161,8 +161,12 @@ impl HubShared {
                 return Err(item);
             }
             q.items.push(item);
+            // Counted under the lock: the hub takes the items and subtracts their number under
+            // it too, so the count never runs below the queue. (Counted after the lock, a hub
+            // draining in between wrapped it below zero and spun until this thread ran again:
+            // a whole core, on a loaded machine, spent waiting for this very thread.)
+            self.inject_len.fetch_add(1, Ordering::SeqCst);
         }
-        self.inject_len.fetch_add(1, Ordering::SeqCst);
         if self.sleeping.load(Ordering::SeqCst) != AWAKE {
             self.wake();
         }
@@ -404,11 +408,14 @@ impl HubLocal {
         let items = {
             let mut q = lock(&self.shared.inject);
             q.closed |= close;
-            std::mem::take(&mut q.items)
+            let items = std::mem::take(&mut q.items);
+            let before = self
+                .shared
+                .inject_len
+                .fetch_sub(items.len(), Ordering::SeqCst);
+            debug_assert!(before >= items.len(), "the count covers the queue");
+            items
         };
-        self.shared
-            .inject_len
-            .fetch_sub(items.len(), Ordering::SeqCst);
         for item in items {
             match item {
                 Injected::Spawn(task, at) => {
