@@ -167,20 +167,20 @@ impl Settler {
     }
 }
 
-/// Reads a message into a `Notification`; `None` (after settling and counting it) when it
-/// cannot be dispatched.
-fn parse(ser: &dyn Serializer, settler: &Settler, msg: &Incoming) -> Option<Notification> {
+/// Reads a message into a `Notification`, taking its context (nothing after reads it); `None`
+/// (after settling and counting it) when it cannot be dispatched.
+fn parse(ser: &dyn Serializer, settler: &Settler, msg: &mut Incoming) -> Option<Notification> {
     if let Some(why) = &msg.malformed {
         settler.drop_message(msg, why);
         return None;
     }
-    let m = &msg.message;
-    let Some(priority) = m
+    let Some(priority) = msg
+        .message
         .get("priority")
         .and_then(Value::as_str)
         .and_then(|p| p.parse::<Priority>().ok())
     else {
-        let shown = match m.get("priority") {
+        let shown = match msg.message.get("priority") {
             Some(Value::String(p)) => format!("unknown priority {:?}", Untrusted(p)),
             Some(_) => "a priority that is not a string".to_string(),
             None => "no priority".to_string(),
@@ -189,7 +189,8 @@ fn parse(ser: &dyn Serializer, settler: &Settler, msg: &Incoming) -> Option<Noti
         return None;
     };
     crate::metrics::notification_received(priority.as_str());
-    let ctxt = ser.deserialize_context(msg.ctxt.clone());
+    let ctxt = ser.deserialize_context(std::mem::take(&mut msg.ctxt));
+    let m = &msg.message;
     let payload =
         match ser.deserialize_entity(&ctxt, m.get("payload").cloned().unwrap_or(Value::Null)) {
             Ok(p) => p,
@@ -263,8 +264,8 @@ impl Dispatcher {
     /// One message: the endpoints with a callback for its priority whose filter it passes, in
     /// registration order, one after the other; `Requeue` stops the rest. Then the message is
     /// acked, requeued or rejected ([`Settler`]).
-    pub(crate) async fn one(&self, msg: Incoming) {
-        let Some(n) = parse(self.serializer.as_ref(), &self.settler, &msg) else {
+    pub(crate) async fn one(&self, mut msg: Incoming) {
+        let Some(n) = parse(self.serializer.as_ref(), &self.settler, &mut msg) else {
             return;
         };
         let n = Arc::new(n);
@@ -296,8 +297,8 @@ impl Dispatcher {
     /// group.
     pub(crate) async fn batch(&self, msgs: Vec<Incoming>) {
         let mut groups: BTreeMap<Priority, Vec<(Notification, Incoming)>> = BTreeMap::new();
-        for m in msgs {
-            if let Some(n) = parse(self.serializer.as_ref(), &self.settler, &m) {
+        for mut m in msgs {
+            if let Some(n) = parse(self.serializer.as_ref(), &self.settler, &mut m) {
                 groups.entry(n.priority).or_default().push((n, m));
             }
         }

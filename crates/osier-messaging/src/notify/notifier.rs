@@ -206,6 +206,14 @@ impl std::fmt::Debug for Notifier {
     }
 }
 
+/// Appends the `width` last decimal digits of `v` (not negative), zero-padded.
+fn push_digits(out: &mut String, v: i64, width: u32) {
+    for i in (0..width).rev() {
+        let d = (v / 10i64.pow(i)) % 10;
+        out.push(char::from(b'0' + d as u8));
+    }
+}
+
 /// `str(datetime.utcnow())`: `YYYY-MM-DD HH:MM:SS.ffffff`, without the fraction when the
 /// microseconds are zero (MSG-NOT-02).
 pub fn oslo_timestamp(t: SystemTime) -> String {
@@ -225,12 +233,34 @@ pub fn oslo_timestamp(t: SystemTime) -> String {
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = if month <= 2 { y + 1 } else { y };
     let (h, m, s) = (rem / 3600, rem % 3600 / 60, rem % 60);
-    let base = format!("{year:04}-{month:02}-{day:02} {h:02}:{m:02}:{s:02}");
-    if micros == 0 {
-        base
-    } else {
-        format!("{base}.{micros:06}")
+    // Written digit by digit (`format!` with widths costs a few thousand instructions, on
+    // every notification sent). A year outside 0..=9999 is written in full, as Python cannot
+    // hold one anyway.
+    if !(0..=9999).contains(&year) {
+        let base = format!("{year:04}-{month:02}-{day:02} {h:02}:{m:02}:{s:02}");
+        return if micros == 0 {
+            base
+        } else {
+            format!("{base}.{micros:06}")
+        };
     }
+    let mut out = String::with_capacity(26);
+    push_digits(&mut out, year, 4);
+    out.push('-');
+    push_digits(&mut out, month, 2);
+    out.push('-');
+    push_digits(&mut out, day, 2);
+    out.push(' ');
+    push_digits(&mut out, h, 2);
+    out.push(':');
+    push_digits(&mut out, m, 2);
+    out.push(':');
+    push_digits(&mut out, s, 2);
+    if micros != 0 {
+        out.push('.');
+        push_digits(&mut out, i64::from(micros), 6);
+    }
+    out
 }
 
 /// oslo sends a context object as its redacted copy, and a plain dict or none as `{}`
@@ -509,5 +539,11 @@ mod tests {
         assert_eq!(oslo_timestamp(t), "2023-11-14 22:13:20.123456");
         let whole = UNIX_EPOCH + std::time::Duration::from_secs(951_782_400); // 2000-02-29
         assert_eq!(oslo_timestamp(whole), "2000-02-29 00:00:00");
+        let first = UNIX_EPOCH + std::time::Duration::from_micros(7);
+        assert_eq!(oslo_timestamp(first), "1970-01-01 00:00:00.000007");
+        let late = UNIX_EPOCH + std::time::Duration::from_micros(253_402_300_799_999_999);
+        assert_eq!(oslo_timestamp(late), "9999-12-31 23:59:59.999999");
+        let beyond = UNIX_EPOCH + std::time::Duration::from_secs(253_402_300_800);
+        assert_eq!(oslo_timestamp(beyond), "10000-01-01 00:00:00");
     }
 }
