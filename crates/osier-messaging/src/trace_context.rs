@@ -55,11 +55,16 @@ impl TraceParent {
     /// The `traceparent` for a request sent from inside `parent`'s trace (a new trace when
     /// there is none), with a new span id.
     pub fn child_of(parent: Option<&TraceParent>) -> TraceParent {
+        // Encoded into a buffer, not through `Display`: one per request sent.
+        let mut buf = [0u8; 32];
         let trace_id = match parent {
             Some(p) => p.trace_id.clone(),
-            None => uuid::Uuid::new_v4().simple().to_string(),
+            None => uuid::Uuid::new_v4()
+                .simple()
+                .encode_lower(&mut buf)
+                .to_string(),
         };
-        let span_id = uuid::Uuid::new_v4().simple().to_string()[..16].to_string();
+        let span_id = uuid::Uuid::new_v4().simple().encode_lower(&mut buf)[..16].to_string();
         TraceParent { trace_id, span_id }
     }
 
@@ -76,7 +81,14 @@ impl TraceParent {
 
     /// The header value: `00-<trace id>-<span id>-01` (sampled).
     pub fn header(&self) -> String {
-        format!("00-{}-{}-01", self.trace_id, self.span_id)
+        // Pieces pushed, not `format!`ed: one per request sent, on the hot path.
+        let mut h = String::with_capacity(7 + self.trace_id.len() + self.span_id.len());
+        h.push_str("00-");
+        h.push_str(&self.trace_id);
+        h.push('-');
+        h.push_str(&self.span_id);
+        h.push_str("-01");
+        h
     }
 }
 

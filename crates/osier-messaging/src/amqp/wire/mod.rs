@@ -86,7 +86,12 @@ impl From<WireError> for MessagingError {
 
 /// A new `_unique_id` / `_msg_id`: uuid4 as 32 lower-case hex digits.
 pub fn new_id() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
+    // Encoded into a buffer, not through `Display` (three ids per call).
+    let mut buf = [0u8; 32];
+    uuid::Uuid::new_v4()
+        .simple()
+        .encode_lower(&mut buf)
+        .to_string()
 }
 
 /// The `expiration` property of a call request: the call timeout in milliseconds, as a string.
