@@ -1,6 +1,7 @@
-//! `cargo xtask bench-instructions [--messages N] [--rows R,..] [--dev] [--prebuilt] [--observed] [--check]`: CPU instructions per
-//! RabbitMQ message, counted by callgrind, osier beside the raw lapin loop with the same
-//! delivery guarantee. Instruction counts repeat on a shared machine where seconds do not.
+//! `cargo xtask bench-instructions [--messages N] [--rows R,..] [--dev] [--prebuilt]
+//! [--observed] [--check]`: CPU instructions per RabbitMQ message, counted by callgrind, osier
+//! beside the raw lapin loop with the same delivery guarantee. Instruction counts repeat on a
+//! shared machine where seconds do not.
 //!
 //! Each row runs `amqp_table` under callgrind twice, sending N/6 and N messages
 //! (`OSIER_BENCH_MESSAGES`): the difference is N*5/6 messages' worth of work, with start-up,
@@ -11,9 +12,10 @@
 //! `basic_publish`, lapin's I/O loop (frames written and parsed, deliveries handed out), and
 //! the rest (tokio's scheduling, osier's owner tasks and channels, dispatch, the allocator).
 //!
-//! `--dev` counts the dev build (what `cargo test` already built, so `cargo xtask ci` pays no
-//! release build for it) instead of the release build the figures in docs/benchmarks.md come
-//! from; `--prebuilt` counts the binary the last build left instead of building it. `--check` compares the osier rows with `benches/instruction-budget.json` (one budget
+//! `--dev` counts the dev build instead of the release build the figures in docs/benchmarks.md
+//! come from; `--prebuilt` counts the binary the last build left instead of building it
+//! (`cargo xtask ci`: the dev table `cargo test --workspace` built, so the budget costs it no
+//! build). `--check` compares the osier rows with `benches/instruction-budget.json` (one budget
 //! per profile) and fails when a row costs more than its budget plus 10%. `--observed` adds
 //! osier with tracing at INFO and metrics on (`benches/src/observe.rs`) beside it.
 

@@ -161,10 +161,9 @@ impl HubShared {
                 return Err(item);
             }
             q.items.push(item);
-            // Counted under the lock: the hub takes the items and subtracts their number under
-            // it too, so the count never runs below the queue. (Counted after the lock, a hub
-            // draining in between wrapped it below zero and spun until this thread ran again:
-            // a whole core, on a loaded machine, spent waiting for this very thread.)
+            // Counted under the lock, as the hub subtracts what it takes under it: the count
+            // never runs below the queue (below zero it would wrap, and the hub, seeing work
+            // that is not there, would spin until this thread ran again).
             self.inject_len.fetch_add(1, Ordering::SeqCst);
         }
         if self.sleeping.load(Ordering::SeqCst) != AWAKE {

@@ -234,18 +234,14 @@ pub fn oslo_timestamp(t: SystemTime) -> String {
     let year = if month <= 2 { y + 1 } else { y };
     let (h, m, s) = (rem / 3600, rem % 3600 / 60, rem % 60);
     // Written digit by digit (`format!` with widths costs a few thousand instructions, on
-    // every notification sent). A year outside 0..=9999 is written in full, as Python cannot
-    // hold one anyway.
-    if !(0..=9999).contains(&year) {
-        let base = format!("{year:04}-{month:02}-{day:02} {h:02}:{m:02}:{s:02}");
-        return if micros == 0 {
-            base
-        } else {
-            format!("{base}.{micros:06}")
-        };
-    }
+    // every notification sent). The year is never negative (the time is after the epoch); one
+    // past 9999 is written in full, as Python cannot hold one anyway.
     let mut out = String::with_capacity(26);
-    push_digits(&mut out, year, 4);
+    if year > 9999 {
+        out.push_str(&year.to_string());
+    } else {
+        push_digits(&mut out, year, 4);
+    }
     out.push('-');
     push_digits(&mut out, month, 2);
     out.push('-');

@@ -42,15 +42,6 @@ impl Serialize for Prefixed<'_> {
     }
 }
 
-/// An empty JSON object.
-struct Empty;
-
-impl Serialize for Empty {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_map(Some(0))?.end()
-    }
-}
-
 /// A request's members, in key order: `_context_*` (the context's keys are sorted, and `c`
 /// sorts before `m`), `_msg_id`, `_reply_q`, `_timeout`, `_unique_id`, `args`, `method`,
 /// `namespace`, `version`.
@@ -78,7 +69,8 @@ impl Serialize for Request<'_> {
         m.serialize_entry("_unique_id", self.unique_id)?;
         match self.message.get("args") {
             Some(args) => m.serialize_entry("args", args)?,
-            None => m.serialize_entry("args", &Empty)?,
+            // An empty map allocates nothing.
+            None => m.serialize_entry("args", &Dict::new())?,
         }
         for k in ["method", "namespace", "version"] {
             if let Some(v) = self.message.get(k) {

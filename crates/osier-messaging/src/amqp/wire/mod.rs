@@ -30,6 +30,7 @@
 //! assert_eq!(back.msg_id.as_deref(), Some("m1"));
 //! ```
 
+use std::borrow::Cow;
 use std::collections::{HashSet, VecDeque};
 use std::time::Duration;
 
@@ -101,9 +102,9 @@ pub fn expiration_ms(timeout: Duration) -> String {
 
 /// The 2.0 envelope: `{"oslo.version": "2.0", "oslo.message": "<the message as a JSON string>"}`.
 ///
-/// The message is serialised straight into the envelope's string, escaped as it is written
-/// (no copy of the map, no intermediate text): the same bytes as serialising the envelope as a
-/// map (its members in sorted order, as serde_json writes a map).
+/// The message is serialised once, straight from the map (no copy of it), and its text escaped
+/// into the envelope's string in one pass: the same bytes as serialising the envelope as a map
+/// (its members in sorted order, as serde_json writes a map).
 #[inline(never)] // a stage of its own in profiles (`cargo xtask bench-instructions`)
 pub fn encode_body(inner: &Dict) -> Vec<u8> {
     body::enveloped(inner)
@@ -279,8 +280,8 @@ impl read::Members for RequestMembers {
             )
     }
 
-    fn put(&mut self, key: read::Key<'_>, v: Value) {
-        let k = key.as_str();
+    fn put(&mut self, key: Cow<'_, str>, v: Value) {
+        let k = &*key;
         if let Some(c) = k.strip_prefix(CONTEXT_PREFIX) {
             self.ctxt.insert(c.to_string(), v);
             return;
@@ -349,7 +350,7 @@ pub fn decode_request(inner: Dict) -> Result<RequestWire, WireError> {
     let mut m = RequestMembers::default();
     for (k, v) in inner {
         if m.wants(&k) {
-            m.put(read::Key::Owned(k), v);
+            m.put(Cow::Owned(k), v);
         }
     }
     m.into_request()
@@ -426,8 +427,8 @@ impl read::Members for ReplyMembers {
         matches!(key, "result" | "failure" | "ending" | "_msg_id")
     }
 
-    fn put(&mut self, key: read::Key<'_>, v: Value) {
-        match key.as_str() {
+    fn put(&mut self, key: Cow<'_, str>, v: Value) {
+        match &*key {
             "result" => self.result = Some(v),
             "failure" => self.failure = Some(v),
             "ending" => self.ending = Some(v),
@@ -553,8 +554,8 @@ impl read::Members for NotificationMembers {
         true
     }
 
-    fn put(&mut self, key: read::Key<'_>, v: Value) {
-        let k = key.as_str();
+    fn put(&mut self, key: Cow<'_, str>, v: Value) {
+        let k = &*key;
         if let Some(c) = k.strip_prefix(CONTEXT_PREFIX) {
             self.ctxt.insert(c.to_string(), v);
         } else if k == "_unique_id" {
@@ -581,7 +582,7 @@ pub fn decode_notification(inner: Dict) -> NotificationWire {
     use read::Members;
     let mut m = NotificationMembers::default();
     for (k, v) in inner {
-        m.put(read::Key::Owned(k), v);
+        m.put(Cow::Owned(k), v);
     }
     m.into_notification()
 }

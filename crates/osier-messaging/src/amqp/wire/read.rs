@@ -8,6 +8,7 @@
 //! reads is skipped, not built, so it is not held to the decoder's nesting limit (Python's
 //! decoder reads it too).
 
+use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
 
@@ -18,47 +19,35 @@ use super::{WireError, OSLO_VERSION};
 use crate::driver::Dict;
 use crate::error::Cause;
 
-/// A member's name, borrowed from the body when it has no escapes.
-pub(super) enum Key<'de> {
-    Borrowed(&'de str),
-    Owned(String),
-}
+/// A member's name, borrowed from the body when it has no escapes (serde's own `Cow<str>`
+/// always copies).
+struct KeySeed;
 
-impl Key<'_> {
-    pub(super) fn as_str(&self) -> &str {
-        match self {
-            Key::Borrowed(s) => s,
-            Key::Owned(s) => s,
-        }
-    }
+impl<'de> DeserializeSeed<'de> for KeySeed {
+    type Value = Cow<'de, str>;
 
-    pub(super) fn into_owned(self) -> String {
-        match self {
-            Key::Borrowed(s) => s.to_string(),
-            Key::Owned(s) => s,
-        }
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Cow<'de, str>, D::Error> {
+        d.deserialize_str(self)
     }
 }
 
-impl<'de> de::Deserialize<'de> for Key<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct KeyVisitor;
-        impl<'de> Visitor<'de> for KeyVisitor {
-            type Value = Key<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a member name")
-            }
-            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
-                Ok(Key::Borrowed(v))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'de>, E> {
-                Ok(Key::Owned(v.to_string()))
-            }
-            fn visit_string<E: de::Error>(self, v: String) -> Result<Key<'de>, E> {
-                Ok(Key::Owned(v))
-            }
-        }
-        d.deserialize_str(KeyVisitor)
+impl<'de> Visitor<'de> for KeySeed {
+    type Value = Cow<'de, str>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a member name")
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Cow<'de, str>, E> {
+        Ok(Cow::Borrowed(v))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Cow<'de, str>, E> {
+        Ok(Cow::Owned(v.to_string()))
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Cow<'de, str>, E> {
+        Ok(Cow::Owned(v))
     }
 }
 
@@ -70,7 +59,7 @@ pub(super) trait Members: Default {
     /// [`put`]: Members::put
     fn wants(&self, key: &str) -> bool;
     /// A kept member.
-    fn put(&mut self, key: Key<'_>, value: Value);
+    fn put(&mut self, key: Cow<'_, str>, value: Value);
 }
 
 /// Every member, as a map (what `decode_body` returns).
@@ -79,7 +68,7 @@ impl Members for Dict {
         true
     }
 
-    fn put(&mut self, key: Key<'_>, value: Value) {
+    fn put(&mut self, key: Cow<'_, str>, value: Value) {
         self.insert(key.into_owned(), value);
     }
 }
@@ -113,8 +102,8 @@ impl<'de, M: Members> Visitor<'de> for Top<M> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Parsed<M>, A::Error> {
         let mut members = M::default();
         let (mut version, mut message) = (None, None);
-        while let Some(key) = map.next_key::<Key<'de>>()? {
-            match key.as_str() {
+        while let Some(key) = map.next_key_seed(KeySeed)? {
+            match &*key {
                 "oslo.version" if self.envelope => version = Some(map.next_value::<Value>()?),
                 "oslo.message" if self.envelope => message = Some(map.next_value::<Value>()?),
                 k if members.wants(k) => {
@@ -132,7 +121,7 @@ impl<'de, M: Members> Visitor<'de> for Top<M> {
                 // A bare message may carry a member of that name too.
                 if let Some(m) = message {
                     if members.wants("oslo.message") {
-                        members.put(Key::Borrowed("oslo.message"), m);
+                        members.put(Cow::Borrowed("oslo.message"), m);
                     }
                 }
                 Parsed::Bare(members)
