@@ -11,6 +11,10 @@
 //! | baseline `tokio_task_rt` | a tokio task sends to a tokio echo task and awaits the reply |
 //! | baseline `os_tokio_os` | a plain OS thread sends to a tokio echo task and blocks for the reply: the cost of waking an idle thread twice, the floor of any hop at low load |
 //! | baseline `may_pingpong` | a may coroutine round trip through two channels (1 worker) |
+//!
+//! Each bridge workload also runs on a second bridge built with `tokio_on_hubs` (the `*_on_hub`
+//! functions): the tokio tasks (echo tasks, waiters, the task that spawns green threads) run on
+//! the hub's own current-thread runtime, so a hop never leaves the hub's thread.
 
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -33,16 +37,32 @@ pub fn bridge() -> &'static Bridge {
     })
 }
 
+/// The same configuration with a tokio runtime on the hub's own thread (`tokio_on_hubs`).
+pub fn bridge_on_hub() -> &'static Bridge {
+    static B: OnceLock<Bridge> = OnceLock::new();
+    B.get_or_init(|| {
+        let mut b = Bridge::builder().tokio_on_hubs();
+        if let Some(n) = std::env::var("OSIER_BENCH_TOKIO_WORKERS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+        {
+            b = b.tokio_workers(n);
+        }
+        b.build().expect("bridge")
+    })
+}
+
 type Echo = (
     tokio::sync::mpsc::UnboundedSender<u64>,
     tokio::sync::mpsc::UnboundedReceiver<u64>,
 );
 
-/// A tokio task that answers every request with request + 1.
-fn echo_task(h: &tokio::runtime::Handle) -> Echo {
+/// A tokio task that answers every request with request + 1, where `spawn_on_hub` puts it (the
+/// multi-thread runtime, or a hub's runtime with `tokio_on_hubs`).
+fn echo_task(b: &Bridge) -> Echo {
     let (req_tx, mut req_rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
     let (resp_tx, resp_rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
-    h.spawn(async move {
+    b.spawn_on_hub(async move {
         while let Some(v) = req_rx.recv().await {
             if resp_tx.send(v + 1).is_err() {
                 return;
@@ -53,7 +73,15 @@ fn echo_task(h: &tokio::runtime::Handle) -> Echo {
 }
 
 pub fn yield_ready(iters: u64) -> Duration {
-    let b = bridge().clone();
+    yield_ready_with(bridge(), iters)
+}
+
+pub fn yield_ready_on_hub(iters: u64) -> Duration {
+    yield_ready_with(bridge_on_hub(), iters)
+}
+
+fn yield_ready_with(b: &Bridge, iters: u64) -> Duration {
+    let b = b.clone();
     b.green()
         .clone()
         .block_on(move || {
@@ -67,8 +95,17 @@ pub fn yield_ready(iters: u64) -> Duration {
 }
 
 pub fn green_tokio_green(iters: u64) -> Duration {
-    let b = bridge().clone();
-    let (tx, mut rx) = echo_task(b.tokio());
+    green_tokio_green_with(bridge(), iters)
+}
+
+/// green -> a task of the same hub -> green.
+pub fn green_tokio_green_on_hub(iters: u64) -> Duration {
+    green_tokio_green_with(bridge_on_hub(), iters)
+}
+
+fn green_tokio_green_with(b: &Bridge, iters: u64) -> Duration {
+    let b = b.clone();
+    let (tx, mut rx) = echo_task(&b);
     b.green()
         .clone()
         .block_on(move || {
@@ -83,11 +120,19 @@ pub fn green_tokio_green(iters: u64) -> Duration {
 }
 
 pub fn wrap_trivial(iters: u64) -> Duration {
-    let b = bridge().clone();
+    wrap_trivial_with(bridge(), iters)
+}
+
+/// `spawn_green(trivial).await` from a task of the hub's runtime.
+pub fn wrap_trivial_on_hub(iters: u64) -> Duration {
+    wrap_trivial_with(bridge_on_hub(), iters)
+}
+
+fn wrap_trivial_with(b: &Bridge, iters: u64) -> Duration {
+    let b = b.clone();
     let b2 = b.clone();
     b.tokio().block_on(async move {
-        b2.tokio()
-            .spawn({
+        b2.spawn_on_hub({
                 let b3 = b2.clone();
                 async move {
                     let t0 = Instant::now();
@@ -104,21 +149,31 @@ pub fn wrap_trivial(iters: u64) -> Duration {
 
 /// ns per hop with `n` green threads x `hops` hops and `n` async waiters.
 pub fn stress_hop_ns(n: usize, hops: u64) -> f64 {
-    stress(n, hops, false)
+    stress(bridge(), n, hops, false)
+}
+
+/// [`stress_hop_ns`] with the echo tasks and the waiters on the hub's runtime.
+pub fn stress_hop_on_hub_ns(n: usize, hops: u64) -> f64 {
+    stress(bridge_on_hub(), n, hops, false)
 }
 
 /// The same load, but each "hop" is a `yield_future` that completes on the hub itself
 /// (`tokio::task::yield_now()` polled in place): the green side's share of a loaded hop.
 pub fn stress_local_ns(n: usize, hops: u64) -> f64 {
-    stress(n, hops, true)
+    stress(bridge(), n, hops, true)
 }
 
-fn stress(n: usize, hops: u64, local: bool) -> f64 {
-    let b = bridge().clone();
+/// [`stress_local_ns`] with the waiters on the hub's runtime.
+pub fn stress_local_on_hub_ns(n: usize, hops: u64) -> f64 {
+    stress(bridge_on_hub(), n, hops, true)
+}
+
+fn stress(b: &Bridge, n: usize, hops: u64, local: bool) -> f64 {
+    let b = b.clone();
     let t0 = Instant::now();
     let mut waiters = Vec::with_capacity(n);
     for _ in 0..n {
-        let (tx, mut rx) = echo_task(b.tokio());
+        let (tx, mut rx) = echo_task(&b);
         let b2 = b.clone();
         let gt = b.green().spawn(move || {
             let mut v = 0;
@@ -133,7 +188,7 @@ fn stress(n: usize, hops: u64, local: bool) -> f64 {
             }
             v
         });
-        waiters.push(b.tokio().spawn(osier_bridge::wrap_greenthread(gt)));
+        waiters.push(b.spawn_on_hub(osier_bridge::wrap_greenthread(gt)));
     }
     b.tokio().block_on(async move {
         for w in waiters {
@@ -144,11 +199,19 @@ fn stress(n: usize, hops: u64, local: bool) -> f64 {
 }
 
 pub fn tokio_task_rt(iters: u64) -> Duration {
-    let b = bridge().clone();
-    let h = b.tokio().clone();
-    let (tx, mut rx) = echo_task(&h);
-    h.block_on(async move {
-        tokio::spawn(async move {
+    tokio_task_rt_with(bridge(), iters)
+}
+
+/// A task -> task round trip on the hub's current-thread runtime.
+pub fn tokio_task_rt_on_hub(iters: u64) -> Duration {
+    tokio_task_rt_with(bridge_on_hub(), iters)
+}
+
+fn tokio_task_rt_with(b: &Bridge, iters: u64) -> Duration {
+    let (tx, mut rx) = echo_task(b);
+    let b2 = b.clone();
+    b.tokio().block_on(async move {
+        b2.spawn_on_hub(async move {
             let t0 = Instant::now();
             for i in 0..iters {
                 let _ = tx.send(i);
@@ -163,7 +226,7 @@ pub fn tokio_task_rt(iters: u64) -> Duration {
 
 pub fn os_tokio_os(iters: u64) -> Duration {
     let b = bridge().clone();
-    let (tx, mut rx) = echo_task(b.tokio());
+    let (tx, mut rx) = echo_task(&b);
     let t0 = Instant::now();
     for i in 0..iters {
         let _ = tx.send(i);

@@ -29,7 +29,16 @@ fn emit(bench: &str, value: f64) {
 }
 
 fn emit_unit(bench: &str, value: f64, unit: &str) {
-    println!(r#"{{"bench":"{bench}","impl":"osier","value":{value:.2},"unit":"{unit}"}}"#);
+    emit_as(bench, "osier", value, unit);
+}
+
+/// A figure of the bridge with tokio on the hub's own thread (`tokio_on_hubs`).
+fn emit_on_hub(bench: &str, value: f64) {
+    emit_as(bench, "osier_on_hub", value, "ns/op");
+}
+
+fn emit_as(bench: &str, imp: &str, value: f64, unit: &str) {
+    println!(r#"{{"bench":"{bench}","impl":"{imp}","value":{value:.2},"unit":"{unit}"}}"#);
 }
 
 /// The low-load hop against its floor, interleaved: each round runs both back to back and the
@@ -59,8 +68,18 @@ fn main() {
         ("baseline_os_tokio_os", Box::new(b::os_tokio_os)),
         ("baseline_may_pingpong", Box::new(b::may_pingpong)),
     ];
+    let on_hub: Vec<(&str, Workload)> = vec![
+        ("yield_future_ready", Box::new(b::yield_ready_on_hub)),
+        ("green_tokio_green", Box::new(b::green_tokio_green_on_hub)),
+        ("wrap_greenthread_trivial", Box::new(b::wrap_trivial_on_hub)),
+        ("baseline_tokio_task_rt", Box::new(b::tokio_task_rt_on_hub)),
+    ];
+    // Each workload in both modes back to back, so drift between them stays small.
     for (name, f) in &cases {
         emit(name, ns_per_op(max, runs, f.as_ref()));
+        if let Some((_, g)) = on_hub.iter().find(|(n, _)| n == name) {
+            emit_on_hub(name, ns_per_op(max, runs, g.as_ref()));
+        }
     }
     emit_unit(
         "hop_over_floor_paired",
@@ -69,19 +88,36 @@ fn main() {
     );
     let (n, hops) = if quick { (1_000, 10) } else { (10_000, 100) };
     let _ = b::stress_hop_ns(n / 10, hops); // warm-up
+    let _ = b::stress_hop_on_hub_ns(n / 10, hops); // warm-up
     emit(
         "stress_hop_10k_x100",
         median((0..3).map(|_| b::stress_hop_ns(n, hops)).collect()),
     );
+    emit_on_hub(
+        "stress_hop_10k_x100",
+        median((0..3).map(|_| b::stress_hop_on_hub_ns(n, hops)).collect()),
+    );
     emit(
         "stress_local_10k_x100",
         median((0..3).map(|_| b::stress_local_ns(n, hops)).collect()),
+    );
+    emit_on_hub(
+        "stress_local_10k_x100",
+        median((0..3).map(|_| b::stress_local_on_hub_ns(n, hops)).collect()),
     );
     emit(
         "stress_hop_1k_x1000",
         median(
             (0..3)
                 .map(|_| b::stress_hop_ns(n / 10, hops * 10))
+                .collect(),
+        ),
+    );
+    emit_on_hub(
+        "stress_hop_1k_x1000",
+        median(
+            (0..3)
+                .map(|_| b::stress_hop_on_hub_ns(n / 10, hops * 10))
                 .collect(),
         ),
     );

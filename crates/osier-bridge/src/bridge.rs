@@ -18,13 +18,15 @@
 //! bridge.shutdown_timeout(Duration::from_secs(1)).unwrap();
 //! ```
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use osier_green::Unparker;
 
 use crate::error::BridgeError;
+use crate::on_hub;
 
 /// How the tokio side is driven. Both are driven by threads of their own, never by a hub: a
 /// tokio runtime nobody drives hangs every future waiting on its timers or I/O.
@@ -41,11 +43,15 @@ pub(crate) struct Inner {
     pub(crate) green: osier_green::Runtime,
     owns_green: bool,
     pub(crate) handle: tokio::runtime::Handle,
+    /// With [`Builder::tokio_on_hubs`]: the current-thread runtime of each hub, by hub index.
+    pub(crate) on_hubs: Vec<tokio::runtime::Handle>,
     tokio: Mutex<Option<tokio::runtime::Runtime>>,
     /// Stops the driver thread of a current-thread runtime.
     driver_stop: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
     driver: Mutex<Option<std::thread::JoinHandle<()>>>,
     pub(crate) shutdown: AtomicBool,
+    /// The next hub a task spawned from off the hubs goes to.
+    next_hub: AtomicUsize,
     /// Green threads parked in `yield_future`, woken when the bridge shuts down.
     pub(crate) waiters: Mutex<Waiters>,
 }
@@ -85,6 +91,7 @@ pub struct Builder {
     green_stack: Option<usize>,
     watchdog: Option<Duration>,
     flavor: TokioFlavor,
+    on_hubs: bool,
 }
 
 impl Default for Builder {
@@ -95,6 +102,7 @@ impl Default for Builder {
             green_stack: None,
             watchdog: None,
             flavor: TokioFlavor::MultiThread(0),
+            on_hubs: false,
         }
     }
 }
@@ -138,6 +146,19 @@ impl Builder {
         self
     }
 
+    /// Each green hub also runs a current-thread tokio runtime on its own thread, driving the
+    /// hub as one of its tasks (see [`Bridge::hub_tokio`]). Green threads and the tasks of their
+    /// hub then hand work to each other without a thread wake-up: [`yield_future`](Bridge::yield_future)
+    /// polls in the hub's runtime, [`yield_spawned`](Bridge::yield_spawned) and
+    /// [`spawn_on_hub`](Bridge::spawn_on_hub) run tasks there, and `tokio::spawn` from a green
+    /// thread or a hub task does too. The multi-thread runtime ([`Bridge::tokio`]) stays, for
+    /// async work that should run in parallel. Needs the bridge to start its green runtime
+    /// (not [`green_runtime`](Builder::green_runtime)). Measured in docs/benchmarks.md.
+    pub fn tokio_on_hubs(mut self) -> Self {
+        self.on_hubs = true;
+        self
+    }
+
     fn green_builder(&self) -> osier_green::Builder {
         let mut b = osier_green::Runtime::builder().hubs(self.green_hubs);
         if let Some(s) = self.green_stack {
@@ -151,11 +172,44 @@ impl Builder {
 
     /// Starts both runtimes.
     pub fn build(self) -> Result<Bridge, BridgeError> {
-        let (green, owns_green) = match self.green.clone() {
-            Some(rt) => (rt, false),
-            None => (self.green_builder().build()?, true),
+        self.refuse_foreign_green_on_hubs()?;
+        let (green, owns_green, on_hubs) = match self.green.clone() {
+            Some(rt) => (rt, false, Vec::new()),
+            None => {
+                let (b, started) = self.hub_drivers();
+                let green = b.build()?;
+                let on_hubs = wait_for_hubs(&green, started)?;
+                (green, true, on_hubs)
+            }
         };
-        self.finish(green, owns_green)
+        self.finish(green, owns_green, on_hubs)
+    }
+
+    fn refuse_foreign_green_on_hubs(&self) -> Result<(), BridgeError> {
+        if self.on_hubs && self.green.is_some() {
+            return Err(BridgeError::Runtime(osier_green::RuntimeError::InvalidConfig(
+                "tokio_on_hubs needs the bridge to start its own green runtime; \
+                 green_runtime(...) was given"
+                    .into(),
+            )));
+        }
+        Ok(())
+    }
+
+    /// The green builder, with each hub driven by a runtime of its own when asked for; the
+    /// receiver hears from each hub thread once its runtime is up.
+    fn hub_drivers(&self) -> (osier_green::Builder, Option<mpsc::Receiver<on_hub::Started>>) {
+        let b = self.green_builder();
+        if !self.on_hubs {
+            return (b, None);
+        }
+        let (tx, rx) = mpsc::channel();
+        let tx = Mutex::new(tx);
+        let b = b.drive_with(move |hub| {
+            let started = lock(&tx).clone();
+            on_hub::drive(hub, started)
+        });
+        (b, Some(rx))
     }
 
     /// Starts both runtimes and makes them the process-wide ones: the bridge used by the free
@@ -165,24 +219,32 @@ impl Builder {
         if GLOBAL.get().is_some() {
             return Err(BridgeError::AlreadyInstalled);
         }
-        let (green, owns) = match self.green.clone() {
-            Some(rt) => (rt, false),
-            None => (
-                self.green_builder().install().map_err(|e| match e {
+        self.refuse_foreign_green_on_hubs()?;
+        let (green, owns, on_hubs) = match self.green.clone() {
+            Some(rt) => (rt, false, Vec::new()),
+            None => {
+                let (b, started) = self.hub_drivers();
+                let green = b.install().map_err(|e| match e {
                     osier_green::RuntimeError::AlreadyInstalled => BridgeError::AlreadyInstalled,
                     other => BridgeError::Runtime(other),
-                })?,
-                true,
-            ),
+                })?;
+                let on_hubs = wait_for_hubs(&green, started)?;
+                (green, true, on_hubs)
+            }
         };
-        let bridge = self.finish(green, owns)?;
+        let bridge = self.finish(green, owns, on_hubs)?;
         GLOBAL
             .set(bridge.clone())
             .map_err(|_| BridgeError::AlreadyInstalled)?;
         Ok(bridge)
     }
 
-    fn finish(self, green: osier_green::Runtime, owns_green: bool) -> Result<Bridge, BridgeError> {
+    fn finish(
+        self,
+        green: osier_green::Runtime,
+        owns_green: bool,
+        on_hubs: Vec<tokio::runtime::Handle>,
+    ) -> Result<Bridge, BridgeError> {
         let (rt, handle, driver, stop) = match self.flavor {
             TokioFlavor::MultiThread(n) => {
                 let n = if n == 0 {
@@ -220,14 +282,42 @@ impl Builder {
                 green,
                 owns_green,
                 handle,
+                on_hubs,
                 tokio: Mutex::new(rt),
                 driver_stop: Mutex::new(stop),
                 driver: Mutex::new(driver),
                 shutdown: AtomicBool::new(false),
+                next_hub: AtomicUsize::new(0),
                 waiters: Mutex::new(Waiters::default()),
             }),
         })
     }
+}
+
+/// The handles of the hubs' runtimes, by hub index, once every hub thread said its runtime is up
+/// (none without [`Builder::tokio_on_hubs`]). A hub that could not start one fails the build,
+/// and the green runtime just started is stopped.
+fn wait_for_hubs(
+    green: &osier_green::Runtime,
+    started: Option<mpsc::Receiver<on_hub::Started>>,
+) -> Result<Vec<tokio::runtime::Handle>, BridgeError> {
+    let Some(rx) = started else {
+        return Ok(Vec::new());
+    };
+    let mut handles: Vec<Option<tokio::runtime::Handle>> = vec![None; green.hubs()];
+    for _ in 0..green.hubs() {
+        let failed = match rx.recv() {
+            Ok((i, Ok(h))) => {
+                handles[i] = Some(h);
+                continue;
+            }
+            Ok((_, Err(e))) => e,
+            Err(_) => std::io::Error::other("a green hub thread ended before its tokio runtime started"),
+        };
+        let _ = green.shutdown_timeout(Duration::from_secs(5));
+        return Err(BridgeError::Io(failed));
+    }
+    Ok(handles.into_iter().flatten().collect())
 }
 
 static GLOBAL: OnceLock<Bridge> = OnceLock::new();
@@ -276,6 +366,55 @@ impl Bridge {
     /// A handle to the tokio runtime.
     pub fn tokio(&self) -> &tokio::runtime::Handle {
         &self.inner.handle
+    }
+
+    /// With [`Builder::tokio_on_hubs`]: a handle to the current-thread runtime on hub `hub`'s
+    /// thread. `None` without it, or for a hub the runtime does not have.
+    pub fn hub_tokio(&self, hub: usize) -> Option<&tokio::runtime::Handle> {
+        self.inner.on_hubs.get(hub)
+    }
+
+    /// True when each hub runs a tokio runtime on its thread ([`Builder::tokio_on_hubs`]).
+    pub fn tokio_on_hubs(&self) -> bool {
+        !self.inner.on_hubs.is_empty()
+    }
+
+    /// Spawns `fut` as a task of a hub's runtime: the caller's own hub when called on a hub
+    /// thread (from a green thread or a hub task: no thread is woken), else the hubs in turn.
+    /// Without [`Builder::tokio_on_hubs`] the task goes to the multi-thread runtime.
+    pub fn spawn_on_hub<F>(&self, fut: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.task_handle().spawn(fut)
+    }
+
+    /// Where a task started by the caller goes: its own hub's runtime when the bridge runs
+    /// tokio on the hubs and the caller is on one of them, another hub's otherwise, and the
+    /// multi-thread runtime without hub runtimes.
+    pub(crate) fn task_handle(&self) -> &tokio::runtime::Handle {
+        let hubs = &self.inner.on_hubs;
+        if hubs.is_empty() {
+            return &self.inner.handle;
+        }
+        if let Some(h) = self.own_hub_tokio() {
+            return h;
+        }
+        let i = self.inner.next_hub.fetch_add(1, Ordering::Relaxed) % hubs.len();
+        &hubs[i]
+    }
+
+    /// The runtime of the hub whose thread calls, if this bridge runs one there.
+    pub(crate) fn own_hub_tokio(&self) -> Option<&tokio::runtime::Handle> {
+        let i = osier_green::current_hub()?;
+        // The caller's hub must be one of this bridge's (another runtime's hub has the same
+        // indexes): its runtime is the one current on this thread.
+        let current = tokio::runtime::Handle::try_current().ok()?;
+        self.inner
+            .on_hubs
+            .get(i)
+            .filter(|h| h.id() == current.id())
     }
 
     /// True once [`shutdown_timeout`](Bridge::shutdown_timeout) was called.

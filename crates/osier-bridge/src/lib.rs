@@ -58,6 +58,7 @@
 
 mod bridge;
 mod error;
+mod on_hub;
 mod wrap;
 mod yield_future;
 

@@ -36,16 +36,17 @@ thread_local! {
 }
 
 /// Holds the future being waited for and drops it inside the tokio context, also when the green
-/// thread unwinds (kill, Timeout).
+/// thread unwinds (kill, Timeout). `handle` is the runtime to enter for that; `None` when the
+/// green thread's hub runs one on its thread, whose context is current already.
 struct Slot<'h, F> {
-    handle: &'h tokio::runtime::Handle,
+    handle: Option<&'h tokio::runtime::Handle>,
     fut: Option<F>,
 }
 
 impl<F> Drop for Slot<'_, F> {
     fn drop(&mut self) {
         if self.fut.is_some() {
-            let _ctx = self.handle.enter();
+            let _ctx = self.handle.map(tokio::runtime::Handle::enter);
             // Drops the future in place (it is pinned; it is never moved out).
             self.fut = None;
         }
@@ -115,9 +116,8 @@ impl Bridge {
             }
             return self.block_on_os_thread(fut);
         }
-        let handle = &self.inner.handle;
         let slot = pin!(Slot {
-            handle,
+            handle: self.runtime_to_enter(),
             fut: Some(fut),
         });
         // The green thread is its own waker; borrowing it costs nothing.
@@ -132,7 +132,7 @@ impl Bridge {
         mut slot: Pin<&mut Slot<'_, F>>,
         waker: &std::task::Waker,
     ) -> Result<F::Output, BridgeError> {
-        let handle = &self.inner.handle;
+        let handle = slot.handle;
         let mut cx = Context::from_waker(waker);
         let mut registered = Registered {
             bridge: self,
@@ -140,7 +140,7 @@ impl Bridge {
         };
         loop {
             let polled = {
-                let _ctx = handle.enter();
+                let _ctx = handle.map(tokio::runtime::Handle::enter);
                 let _flag = PollFlag::set();
                 catch_unwind(AssertUnwindSafe(|| slot.as_mut().poll_fut(&mut cx)))
             };
@@ -176,7 +176,7 @@ impl Bridge {
         make: impl FnOnce() -> F,
     ) -> Result<F::Output, BridgeError> {
         let fut = {
-            let _ctx = self.inner.handle.enter();
+            let _ctx = self.runtime_to_enter().map(tokio::runtime::Handle::enter);
             make()
         };
         self.yield_future(fut)
@@ -192,8 +192,7 @@ impl Bridge {
         F::Output: Send + 'static,
     {
         let handle = self
-            .inner
-            .handle
+            .task_handle()
             .spawn(fut.instrument(tracing::Span::current()));
         let abort = AbortOnDrop(Some(handle.abort_handle()));
         let r = self.yield_future(handle);
@@ -210,6 +209,16 @@ impl Bridge {
                 Err(e) => e.to_string(),
             })),
         }
+    }
+
+    /// The runtime a green thread enters to poll a future: the multi-thread one, unless the
+    /// green thread's hub runs this bridge's runtime on its thread, which is current already
+    /// (entering it again would only cost).
+    fn runtime_to_enter(&self) -> Option<&tokio::runtime::Handle> {
+        if self.tokio_on_hubs() && self.own_hub_tokio().is_some() {
+            return None;
+        }
+        Some(&self.inner.handle)
     }
 
     fn block_on_os_thread<F: Future>(&self, fut: F) -> Result<F::Output, BridgeError> {

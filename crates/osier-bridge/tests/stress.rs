@@ -34,14 +34,15 @@ fn size() -> Size {
 
 /// One run: `n` green threads, each doing `hops` round trips through its own tokio echo task
 /// (green -> tokio -> green), while `n` tokio tasks await the green threads with
-/// wrap_greenthread. Returns ns per hop.
+/// wrap_greenthread. The tasks go where `spawn_on_hub` puts them: the multi-thread runtime, or
+/// with `tokio_on_hubs` the hubs' runtimes in turn. Returns ns per hop.
 fn run(b: &Bridge, n: usize, hops: u64) -> f64 {
     let t0 = Instant::now();
     let mut waiters = Vec::with_capacity(n);
     for i in 0..n {
         let (req_tx, mut req_rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
         let (resp_tx, mut resp_rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
-        b.tokio().spawn(async move {
+        b.spawn_on_hub(async move {
             while let Some(v) = req_rx.recv().await {
                 if resp_tx.send(v + 1).is_err() {
                     return;
@@ -60,7 +61,7 @@ fn run(b: &Bridge, n: usize, hops: u64) -> f64 {
             }
             v
         });
-        waiters.push(b.tokio().spawn(wrap_greenthread(gt)));
+        waiters.push(b.spawn_on_hub(wrap_greenthread(gt)));
     }
     let b2 = b.clone();
     let results = b.tokio().block_on(async move {
@@ -120,5 +121,42 @@ fn green_hops_and_async_waiters_tightest_config_repeated() {
             eprintln!("tightest config, run {rep}: {ns:.0} ns per hop");
             b.shutdown_timeout(Duration::from_secs(5)).unwrap();
         }
+    });
+}
+
+/// The same hops with tokio on the hub's own thread (one hub): every hop is local to it.
+#[test]
+fn green_hops_and_async_waiters_with_tokio_on_the_hub() {
+    let s = size();
+    bounded("tokio on the hub", move || {
+        for rep in 0..s.repeats {
+            let b = Bridge::builder()
+                .green_hubs(1)
+                .tokio_workers(1)
+                .tokio_on_hubs()
+                .build()
+                .unwrap();
+            let ns = run(&b, s.green, s.hops);
+            eprintln!("tokio on the hub, run {rep}: {ns:.0} ns per hop");
+            b.shutdown_timeout(Duration::from_secs(5)).unwrap();
+        }
+    });
+}
+
+/// Tokio on two hubs: green threads and tasks are spread over both, so hops also cross from one
+/// hub's thread to the other's (remote wake-ups through each runtime's inject queue).
+#[test]
+fn green_hops_and_async_waiters_across_two_hubs_with_tokio_on_each() {
+    let s = size();
+    bounded("tokio on two hubs", move || {
+        let b = Bridge::builder()
+            .green_hubs(2)
+            .tokio_workers(1)
+            .tokio_on_hubs()
+            .build()
+            .unwrap();
+        let ns = run(&b, s.green, s.hops);
+        eprintln!("tokio on two hubs: {ns:.0} ns per hop");
+        b.shutdown_timeout(Duration::from_secs(5)).unwrap();
     });
 }

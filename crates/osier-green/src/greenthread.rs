@@ -608,6 +608,13 @@ pub fn in_green_thread() -> bool {
     hub::in_green_thread()
 }
 
+/// The index of the hub whose OS thread this is, green thread or not: also `Some` in a task of
+/// an event loop that drives the hub ([`Builder::drive_with`](crate::Builder::drive_with)).
+/// Green threads spawned from there go to this hub, without waking another thread.
+pub fn current_hub() -> Option<usize> {
+    hub::with_hub(|h| h.shared.index)
+}
+
 /// The id of the pool that spawned the calling green thread (0 = none).
 pub(crate) fn current_pool_id() -> u64 {
     hub::with_hub(|h| h.current().map(|t| t.pool_id))

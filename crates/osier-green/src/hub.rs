@@ -37,6 +37,9 @@ pub(crate) const IO_EVERY: u32 = 61;
 const AWAKE: u8 = 0;
 const IN_POLL: u8 = 1;
 const IN_PARK: u8 = 2;
+/// Idle under an event loop of its own (a [`HubDriver`](crate::HubDriver)): woken through the
+/// waker that loop registered.
+const IN_DRIVER: u8 = 3;
 const WAKER_TOKEN: Token = Token(usize::MAX);
 /// Generators of the default stack size kept for reuse per hub.
 const STACK_CACHE: usize = 1024;
@@ -110,6 +113,8 @@ pub(crate) struct HubShared {
     sleeping: AtomicU8,
     thread: std::sync::OnceLock<std::thread::Thread>,
     waker: Waker,
+    /// The waker of the event loop driving this hub, if one does (see [`HubLoop::turn`]).
+    driver_waker: Mutex<Option<std::task::Waker>>,
     pub(crate) registry: mio::Registry,
     pub(crate) io: Mutex<Slab<Arc<IoSlot>>>,
     pub(crate) shutdown: AtomicBool,
@@ -142,6 +147,7 @@ impl HubShared {
             sleeping: AtomicU8::new(AWAKE),
             thread: std::sync::OnceLock::new(),
             waker: Waker::new(poll.registry(), WAKER_TOKEN)?,
+            driver_waker: Mutex::new(None),
             registry: poll.registry().try_clone()?,
             io: Mutex::new(Slab::new()),
             shutdown: AtomicBool::new(false),
@@ -173,14 +179,27 @@ impl HubShared {
     }
 
     pub(crate) fn wake(&self) {
-        if self.sleeping.load(Ordering::SeqCst) == IN_PARK {
-            if let Some(t) = self.thread.get() {
-                t.unpark();
+        match self.sleeping.load(Ordering::SeqCst) {
+            IN_PARK => {
+                if let Some(t) = self.thread.get() {
+                    t.unpark();
+                }
+                return;
             }
-            return;
+            IN_DRIVER => return self.wake_driver(),
+            _ => {}
         }
         if let Err(e) = self.waker.wake() {
             tracing::error!(hub = self.index, error = %e, "could not wake green hub");
+        }
+    }
+}
+
+impl HubShared {
+    /// Wakes the event loop that drives this hub (a no-op for a hub that runs its own loop).
+    fn wake_driver(&self) {
+        if let Some(w) = lock(&self.driver_waker).as_ref() {
+            w.wake_by_ref();
         }
     }
 }
@@ -213,6 +232,12 @@ pub(crate) struct HubLocal {
     reason: Cell<Reason>,
     stacks: RefCell<Vec<Gen>>,
     tasks: RefCell<Slab<Arc<Task>>>,
+    /// Driven by an event loop of its own ([`HubLoop::turn`]) rather than [`HubLoop::run`].
+    driven: Cell<bool>,
+    /// True inside [`HubLoop::turn`]: work queued then is seen before the turn ends.
+    in_turn: Cell<bool>,
+    /// The driver was told of work since the last turn began: telling it again would only cost.
+    told: Cell<bool>,
 }
 
 thread_local! {
@@ -249,7 +274,7 @@ pub(crate) fn in_green_thread() -> bool {
 pub(crate) fn schedule(task: Arc<Task>) {
     let local = with_hub(|h| {
         if Arc::ptr_eq(&h.shared, &task.hub) {
-            h.runq.borrow_mut().push_back(task.clone());
+            h.ready(task.clone());
             true
         } else {
             false
@@ -318,12 +343,33 @@ impl HubLocal {
         self.shared.seq.store(v, Ordering::Release);
     }
 
+    /// Queues a runnable task. Outside a turn of a driven hub (a task of the event loop driving
+    /// it woke a green thread), the loop is told, so it runs the hub again.
+    fn ready(&self, task: Arc<Task>) {
+        self.runq.borrow_mut().push_back(task);
+        self.notify_driver();
+    }
+
+    /// Tells the event loop driving this hub that it has work, when that loop is not running
+    /// the hub right now (it would see the work before its turn ends).
+    #[inline]
+    fn notify_driver(&self) {
+        if self.driven.get() && !self.in_turn.get() && !self.told.replace(true) {
+            self.shared.wake_driver();
+        }
+    }
+
     pub(crate) fn add_timer(&self, at: Instant, action: TimerAction) -> u64 {
-        let mut t = self.timers.borrow_mut();
-        t.next_key += 1;
-        let key = t.next_key;
-        t.heap.push(Reverse((at, key)));
-        t.actions.insert(key, action);
+        let key = {
+            let mut t = self.timers.borrow_mut();
+            t.next_key += 1;
+            let key = t.next_key;
+            t.heap.push(Reverse((at, key)));
+            t.actions.insert(key, action);
+            key
+        };
+        // A timer armed outside a turn may be earlier than the one the loop sleeps until.
+        self.notify_driver();
         key
     }
 
@@ -342,7 +388,7 @@ impl HubLocal {
         match at {
             None => {
                 task.claim_launch();
-                self.runq.borrow_mut().push_back(task);
+                self.ready(task);
             }
             Some(at) => {
                 self.add_timer(at, TimerAction::Launch(task));
@@ -353,7 +399,7 @@ impl HubLocal {
     /// Puts a not-yet-started task on the run queue now (a kill of a `spawn_after` thread).
     pub(crate) fn launch_now(&self, task: Arc<Task>) {
         if task.claim_launch() {
-            self.runq.borrow_mut().push_back(task);
+            self.ready(task);
         }
     }
 
@@ -538,15 +584,17 @@ impl HubLocal {
         }
     }
 
-    fn poll_io(&self, poll: &mut Poll, events: &mut Events, timeout: Option<Duration>) {
+    /// Polls the hub's sockets and wakes their waiters; returns how many events came (a full
+    /// `events` means more may be waiting).
+    fn poll_io(&self, poll: &mut Poll, events: &mut Events, timeout: Option<Duration>) -> usize {
         if let Err(e) = poll.poll(events, timeout) {
             if e.kind() != io::ErrorKind::Interrupted {
                 tracing::error!(hub = self.shared.index, error = %e, "green hub poll failed");
             }
-            return;
+            return 0;
         }
         if events.is_empty() {
-            return;
+            return 0;
         }
         let io = lock(&self.shared.io);
         for ev in events.iter() {
@@ -558,6 +606,7 @@ impl HubLocal {
                 slot.on_event(ev.is_readable() || closed, ev.is_writable() || closed);
             }
         }
+        events.iter().count()
     }
 
     fn kill_all(&self) {
@@ -573,75 +622,210 @@ impl HubLocal {
     }
 }
 
-/// The hub thread's main loop. Returns when the runtime shuts down and no green thread is left.
-pub(crate) fn run(shared: Arc<HubShared>, rt: Arc<RuntimeShared>, mut poll: Poll) {
-    let local = HubLocal {
-        shared: shared.clone(),
-        rt,
-        runq: RefCell::new(VecDeque::with_capacity(1024)),
-        timers: RefCell::new(Timers::default()),
-        current: Cell::new(std::ptr::null()),
-        seq: Cell::new(0),
-        reason: Cell::new(Reason::None),
-        stacks: RefCell::new(Vec::new()),
-        tasks: RefCell::new(Slab::new()),
-    };
-    HUB.with(|h| h.set(&local));
-    let _ = shared.thread.set(std::thread::current());
-    shared.thread_state.store(1, Ordering::Release);
-    let mut events = Events::with_capacity(256);
-    let mut turns: u32 = 0;
-    let mut killed = false;
-    loop {
-        local.fire_timers();
-        local.drain_inject();
-        let next = local.runq.borrow_mut().pop_front();
-        if let Some(task) = next {
-            local.run_task(task);
-            turns += 1;
-            if turns >= IO_EVERY {
-                turns = 0;
-                local.poll_io(&mut poll, &mut events, Some(Duration::ZERO));
-            }
-            continue;
+/// What a [`HubLoop::turn`] ended with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// Green threads are still runnable: the budget ran out first.
+    More,
+    /// Nothing to run until a timer at `deadline`, a socket event or a wake-up. The hub counts
+    /// as asleep: wake-ups from other threads go to the driver's waker (or the hub's own
+    /// parking, for a hub that runs its own loop). `io` says whether it has sockets.
+    Idle { deadline: Option<Instant>, io: bool },
+    /// The runtime shut down and no green thread is left: the hub is finished.
+    Exited,
+}
+
+/// Events taken from the poller at once.
+const EVENTS: usize = 256;
+
+/// A hub's loop state on its thread: the hub-local part, its poller, and where the loop is.
+/// [`HubLoop::run`] is the hub's own loop; an event loop of another kind (tokio's, through a
+/// [`HubDriver`](crate::HubDriver)) calls [`HubLoop::turn`] instead and parks on its own.
+pub(crate) struct HubLoop {
+    /// Boxed: the `HUB` thread-local points at it for the loop's whole life.
+    local: Box<HubLocal>,
+    poll: Poll,
+    events: Events,
+    turns: u32,
+    killed: bool,
+    exited: bool,
+}
+
+impl HubLoop {
+    /// Makes the calling thread `shared`'s hub thread.
+    pub(crate) fn new(
+        shared: Arc<HubShared>,
+        rt: Arc<RuntimeShared>,
+        poll: Poll,
+        driven: bool,
+    ) -> HubLoop {
+        let local = Box::new(HubLocal {
+            shared: shared.clone(),
+            rt,
+            runq: RefCell::new(VecDeque::with_capacity(1024)),
+            timers: RefCell::new(Timers::default()),
+            current: Cell::new(std::ptr::null()),
+            seq: Cell::new(0),
+            reason: Cell::new(Reason::None),
+            stacks: RefCell::new(Vec::new()),
+            tasks: RefCell::new(Slab::new()),
+            driven: Cell::new(driven),
+            in_turn: Cell::new(false),
+            told: Cell::new(false),
+        });
+        HUB.with(|h| h.set(&*local));
+        let _ = shared.thread.set(std::thread::current());
+        shared.thread_state.store(1, Ordering::Release);
+        HubLoop {
+            local,
+            poll,
+            events: Events::with_capacity(EVENTS),
+            turns: 0,
+            killed: false,
+            exited: false,
         }
-        if shared.shutdown.load(Ordering::Acquire) {
-            if local.tasks.borrow().is_empty() {
-                break;
-            }
-            if !killed {
-                killed = true;
-                local.kill_all();
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<HubShared> {
+        &self.local.shared
+    }
+
+    pub(crate) fn poll_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        self.poll.as_raw_fd()
+    }
+
+    /// Registers the waker of the event loop driving this hub: it is woken when work arrives
+    /// from another thread while the hub is idle, and when this thread queues work outside a
+    /// turn.
+    pub(crate) fn set_driver_waker(&self, waker: &std::task::Waker) {
+        let mut w = lock(&self.local.shared.driver_waker);
+        match &*w {
+            Some(old) if old.will_wake(waker) => {}
+            _ => *w = Some(waker.clone()),
+        }
+    }
+
+    /// Runs green threads (firing due timers and taking what other threads handed over) until
+    /// none is runnable or `budget` of them ran. `io_ready`: the poller has events to take.
+    pub(crate) fn turn(&mut self, budget: u32, io_ready: bool) -> Step {
+        if self.exited {
+            return Step::Exited;
+        }
+        let local = &*self.local;
+        let shared = &local.shared;
+        shared.sleeping.store(AWAKE, Ordering::SeqCst);
+        local.in_turn.set(true);
+        local.told.set(false);
+        if io_ready {
+            // Everything the poller holds: an event loop watching its descriptor is told of new
+            // events only (edge-triggered), not of those left behind.
+            while local.poll_io(&mut self.poll, &mut self.events, Some(Duration::ZERO)) >= EVENTS {}
+        }
+        let mut ran = 0;
+        let step = loop {
+            local.fire_timers();
+            local.drain_inject();
+            let next = local.runq.borrow_mut().pop_front();
+            if let Some(task) = next {
+                local.run_task(task);
+                self.turns += 1;
+                if self.turns >= IO_EVERY {
+                    self.turns = 0;
+                    local.poll_io(&mut self.poll, &mut self.events, Some(Duration::ZERO));
+                }
+                ran += 1;
+                if ran >= budget {
+                    break Step::More;
+                }
                 continue;
             }
-        }
-        let timeout = local
-            .next_deadline()
-            .map(|d| d.saturating_duration_since(Instant::now()));
-        // Sockets can only be registered by this hub's own green threads, which cannot run while
-        // it sleeps: with none registered, a futex park is enough and is cheaper to wake.
-        let has_io = !lock(&shared.io).is_empty();
-        let mode = if has_io { IN_POLL } else { IN_PARK };
-        shared.sleeping.store(mode, Ordering::SeqCst);
-        if shared.inject_len.load(Ordering::SeqCst) > 0
-            || shared.shutdown.load(Ordering::Acquire) && !killed
-        {
-            shared.sleeping.store(AWAKE, Ordering::SeqCst);
-            continue;
-        }
-        if has_io {
-            local.poll_io(&mut poll, &mut events, timeout);
-        } else {
-            match timeout {
-                Some(t) => std::thread::park_timeout(t),
-                None => std::thread::park(),
+            if shared.shutdown.load(Ordering::Acquire) {
+                if local.tasks.borrow().is_empty() {
+                    self.exited = true;
+                    break Step::Exited;
+                }
+                if !self.killed {
+                    self.killed = true;
+                    local.kill_all();
+                    continue;
+                }
+            }
+            let deadline = local.next_deadline();
+            // Sockets can only be registered by this hub's own green threads, which cannot run
+            // while it sleeps: with none registered, a futex park is enough and is cheaper to wake.
+            let io = !lock(&shared.io).is_empty();
+            let mode = if local.driven.get() {
+                IN_DRIVER
+            } else if io {
+                IN_POLL
+            } else {
+                IN_PARK
+            };
+            shared.sleeping.store(mode, Ordering::SeqCst);
+            // Whatever was handed over before the store above is seen here; whatever comes
+            // after it wakes the hub (`HubShared::inject` reads `sleeping` after its push).
+            if shared.inject_len.load(Ordering::SeqCst) > 0
+                || shared.shutdown.load(Ordering::Acquire) && !self.killed
+            {
+                shared.sleeping.store(AWAKE, Ordering::SeqCst);
+                continue;
+            }
+            break Step::Idle { deadline, io };
+        };
+        local.in_turn.set(false);
+        step
+    }
+
+    /// The hub's own loop: turns, and sleeps in its poller (or a futex park when it has no
+    /// sockets) until the next timer or a wake-up. Returns once the hub is finished.
+    pub(crate) fn run(&mut self) {
+        loop {
+            match self.turn(u32::MAX, false) {
+                Step::Exited => return,
+                Step::More => {}
+                Step::Idle { deadline, io } => {
+                    let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+                    if io {
+                        self.local
+                            .poll_io(&mut self.poll, &mut self.events, timeout);
+                    } else {
+                        match timeout {
+                            Some(t) => std::thread::park_timeout(t),
+                            None => std::thread::park(),
+                        }
+                    }
+                    self.local.shared.sleeping.store(AWAKE, Ordering::SeqCst);
+                    self.turns = 0;
+                }
             }
         }
-        shared.sleeping.store(AWAKE, Ordering::SeqCst);
-        turns = 0;
     }
-    // Fail whatever arrived after the last turn and refuse anything later, then detach.
-    local.drain_inject_closing(true);
-    HUB.with(|h| h.set(std::ptr::null()));
-    shared.thread_state.store(2, Ordering::Release);
+}
+
+impl Drop for HubLoop {
+    /// A driven hub whose event loop stopped before the hub finished carries on with its own
+    /// loop, so its green threads are neither lost nor left waiting; then the hub fails
+    /// whatever arrived after its last turn, refuses anything later, and detaches.
+    fn drop(&mut self) {
+        if !self.exited && !std::thread::panicking() {
+            if self.local.driven.get() {
+                tracing::warn!(
+                    hub = self.local.shared.index,
+                    "the event loop driving this green hub stopped first; the hub runs on by itself"
+                );
+            }
+            self.local.driven.set(false);
+            *lock(&self.local.shared.driver_waker) = None;
+            self.run();
+        }
+        self.local.drain_inject_closing(true);
+        HUB.with(|h| h.set(std::ptr::null()));
+        self.local.shared.thread_state.store(2, Ordering::Release);
+    }
+}
+
+/// The hub thread's main loop. Returns when the runtime shuts down and no green thread is left.
+pub(crate) fn run(shared: Arc<HubShared>, rt: Arc<RuntimeShared>, poll: Poll) {
+    HubLoop::new(shared, rt, poll, false).run();
 }

@@ -67,6 +67,7 @@
 //!   [`TimeoutFired`]); a `catch_unwind` in green code must re-raise payloads it does not own.
 #![warn(missing_docs)]
 
+mod driver;
 mod error;
 mod event;
 mod greenthread;
@@ -83,11 +84,12 @@ pub mod tpool;
 mod waiter;
 mod watchdog;
 
+pub use driver::{HubDriver, Turn};
 pub use error::{panic_message, GreenError, GreenletExit, RuntimeError, TimeoutFired};
 pub use event::{Event, EventError};
 pub use greenthread::{
-    current, in_green_thread, sleep, spawn, spawn_after, spawn_n, yield_now, Current, GreenBuilder,
-    GreenThread, LinkId,
+    current, current_hub, in_green_thread, sleep, spawn, spawn_after, spawn_n, yield_now, Current,
+    GreenBuilder, GreenThread, LinkId,
 };
 pub use pool::{GreenPile, GreenPool, Imap, PoolError};
 pub use queue::{

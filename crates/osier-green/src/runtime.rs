@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::driver::{DriveFn, HubDriver};
 use crate::error::{GreenError, RuntimeError};
 use crate::greenthread::{self, GreenThread};
 use crate::hub::{self, lock, HubShared};
@@ -107,6 +108,7 @@ pub struct Builder {
     stack_size: usize,
     name: String,
     watchdog: Option<WatchdogConfig>,
+    driver: Option<DriveFn>,
 }
 
 impl Default for Builder {
@@ -116,6 +118,7 @@ impl Default for Builder {
             stack_size: DEFAULT_STACK_SIZE,
             name: "osier-hub".into(),
             watchdog: None,
+            driver: None,
         }
     }
 }
@@ -168,6 +171,14 @@ impl Builder {
         self
     }
 
+    /// Each hub thread calls `f` with its [`HubDriver`] instead of running its own loop: an
+    /// event loop of yours (osier-bridge's tokio runtime on the hub) gives the hub its turns and
+    /// sleeps for it. See the [`driver`](crate::HubDriver) docs for the contract.
+    pub fn drive_with(mut self, f: impl Fn(HubDriver) + Send + Sync + 'static) -> Self {
+        self.driver = Some(DriveFn(Arc::new(f)));
+        self
+    }
+
     /// Starts the runtime's hub threads.
     pub fn build(self) -> Result<Runtime, RuntimeError> {
         if self.hubs == 0 || self.hubs > 1024 {
@@ -203,9 +214,13 @@ impl Builder {
         for (i, poll) in polls.into_iter().enumerate() {
             let hub = shared.hubs[i].clone();
             let rt = shared.clone();
+            let drive = self.driver.clone();
             let th = std::thread::Builder::new()
                 .name(format!("{}-{}", self.name, i))
-                .spawn(move || hub::run(hub, rt, poll))?;
+                .spawn(move || match drive {
+                    Some(DriveFn(f)) => f(HubDriver::new(hub::HubLoop::new(hub, rt, poll, true))),
+                    None => hub::run(hub, rt, poll),
+                })?;
             lock(&shared.threads).push(th);
         }
         if let Some(cfg) = self.watchdog {
