@@ -13,7 +13,8 @@ use osier_messaging::{
 };
 use serde_json::json;
 
-use crate::bridge::bridge;
+use crate::bridge::{bridge, bridge_on_hub};
+use osier_bridge::Bridge;
 
 struct Setup {
     client: RpcClient,
@@ -31,7 +32,28 @@ fn topic_for(e: Executor) -> &'static str {
 
 fn setup(e: Executor) -> &'static Setup {
     static SETUPS: OnceLock<[Setup; 3]> = OnceLock::new();
-    let all = SETUPS.get_or_init(|| {
+    pick(SETUPS.get_or_init(|| setups(bridge(), "")), e)
+}
+
+/// The same servers on the bridge with tokio on the hub (`tokio_on_hubs`): each server, and
+/// the handlers of its tokio executor, run on the hub's runtime.
+fn setup_on_hub(e: Executor) -> &'static Setup {
+    static SETUPS: OnceLock<[Setup; 3]> = OnceLock::new();
+    pick(SETUPS.get_or_init(|| setups(bridge_on_hub(), "-on-hub")), e)
+}
+
+fn pick(all: &[Setup; 3], e: Executor) -> &Setup {
+    match e {
+        Executor::Tokio => &all[0],
+        Executor::Green => &all[1],
+        Executor::Threads => &all[2],
+    }
+}
+
+/// A server per executor, on topics of their own (`suffix`): in-memory transports share one
+/// broker per process.
+fn setups(bridge: &Bridge, suffix: &str) -> [Setup; 3] {
+    {
         let t = Transport::new("memory://").expect("transport");
         [Executor::Tokio, Executor::Green, Executor::Threads].map(|ex| {
             let casts = Arc::new(AtomicU64::new(0));
@@ -55,39 +77,45 @@ fn setup(e: Executor) -> &'static Setup {
                         Ok::<_, EndpointError>(())
                     }),
             };
-            let server = RpcServer::builder(&t, Target::topic(topic_for(ex)).with_server("s"))
-                .bridge(bridge().clone())
+            let topic = format!("{}{suffix}", topic_for(ex));
+            let server = RpcServer::builder(&t, Target::topic(&topic).with_server("s"))
+                .bridge(bridge.clone())
                 .executor(ex)
                 .endpoint(ep)
                 .build()
                 .expect("server");
-            bridge().tokio().block_on(server.start()).expect("start");
+            bridge.tokio().block_on(server.start()).expect("start");
             Setup {
-                client: RpcClient::new(&t, Target::topic(topic_for(ex)))
+                client: RpcClient::new(&t, Target::topic(&topic))
                     .timeout(Duration::from_secs(30)),
                 casts,
                 _server: server,
             }
         })
-    });
-    match e {
-        Executor::Tokio => &all[0],
-        Executor::Green => &all[1],
-        Executor::Threads => &all[2],
     }
 }
 
 /// `iters` calls from `concurrency` async callers; returns the wall time.
 pub fn calls(e: Executor, iters: u64, concurrency: u64) -> Duration {
-    let s = setup(e);
+    calls_with(bridge(), setup(e), iters, concurrency)
+}
+
+/// [`calls`] with tokio on the hub: the callers, the server and its handlers share the hub's
+/// thread (the green executor's handlers too).
+pub fn calls_on_hub(e: Executor, iters: u64, concurrency: u64) -> Duration {
+    calls_with(bridge_on_hub(), setup_on_hub(e), iters, concurrency)
+}
+
+fn calls_with(bridge: &Bridge, s: &Setup, iters: u64, concurrency: u64) -> Duration {
     let client = s.client.clone();
-    bridge().tokio().block_on(async move {
+    let b = bridge.clone();
+    bridge.tokio().block_on(async move {
         let t0 = Instant::now();
         let per = iters.div_ceil(concurrency);
         let mut hs = Vec::new();
         for _ in 0..concurrency {
             let c = client.clone();
-            hs.push(tokio::spawn(async move {
+            hs.push(b.spawn_on_hub(async move {
                 let ctx = RequestContext::new();
                 for i in 0..per {
                     let _: Result<serde_json::Value, _> =

@@ -47,6 +47,20 @@ fn main() {
     ] {
         emit("call_1", name, per_sec(runs, n / 5, &|k| m::calls(e, k, 1)));
         emit("call_16", name, per_sec(runs, n, &|k| m::calls(e, k, 16)));
+        if e != Executor::Threads {
+            // The same calls with tokio on the hub's own thread, right after.
+            let on_hub = format!("{name}_on_hub");
+            emit(
+                "call_1",
+                &on_hub,
+                per_sec(runs, n / 5, &|k| m::calls_on_hub(e, k, 1)),
+            );
+            emit(
+                "call_16",
+                &on_hub,
+                per_sec(runs, n, &|k| m::calls_on_hub(e, k, 16)),
+            );
+        }
         emit("cast", name, per_sec(runs, n, &|k| m::casts(e, k)));
         emit(
             "notify",

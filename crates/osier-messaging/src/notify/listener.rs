@@ -211,10 +211,10 @@ impl NotificationListener {
             bridge: self.bridge.clone(),
             executor: self.executor,
         });
+        // On a hub's own runtime when the bridge runs tokio on its hubs, as the RPC server.
         let task = self
             .bridge
-            .tokio()
-            .spawn(run_loop(listener, dispatcher, rx, credit, self.batch));
+            .spawn_on_hub(run_loop(listener, dispatcher, rx, credit, self.batch));
         *lock(&self.stop) = Some((tx, task));
         self.running.send_replace(true);
         Ok(())

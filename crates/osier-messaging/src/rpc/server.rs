@@ -329,7 +329,9 @@ impl RpcServer {
         }
         let inner = self.inner.clone();
         let slots = Arc::new(Semaphore::new(credit));
-        let task = self.inner.bridge.tokio().spawn(async move {
+        // On a hub's own runtime when the bridge runs tokio on its hubs (a green handler is
+        // then a hop on one thread), else on the multi-thread runtime.
+        let task = self.inner.bridge.spawn_on_hub(async move {
             let mut stopping = false;
             loop {
                 // A free slot first; only then a message: the rest wait in the broker.
