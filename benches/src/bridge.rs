@@ -133,17 +133,17 @@ fn wrap_trivial_with(b: &Bridge, iters: u64) -> Duration {
     let b2 = b.clone();
     b.tokio().block_on(async move {
         b2.spawn_on_hub({
-                let b3 = b2.clone();
-                async move {
-                    let t0 = Instant::now();
-                    for i in 0..iters {
-                        std::hint::black_box(b3.spawn_green(move || i).await.ok());
-                    }
-                    t0.elapsed()
+            let b3 = b2.clone();
+            async move {
+                let t0 = Instant::now();
+                for i in 0..iters {
+                    std::hint::black_box(b3.spawn_green(move || i).await.ok());
                 }
-            })
-            .await
-            .expect("task")
+                t0.elapsed()
+            }
+        })
+        .await
+        .expect("task")
     })
 }
 

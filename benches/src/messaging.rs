@@ -86,8 +86,7 @@ fn setups(bridge: &Bridge, suffix: &str) -> [Setup; 3] {
                 .expect("server");
             bridge.tokio().block_on(server.start()).expect("start");
             Setup {
-                client: RpcClient::new(&t, Target::topic(&topic))
-                    .timeout(Duration::from_secs(30)),
+                client: RpcClient::new(&t, Target::topic(&topic)).timeout(Duration::from_secs(30)),
                 casts,
                 _server: server,
             }

@@ -74,7 +74,7 @@ pub(crate) fn loom() -> Result<(), String> {
     // A target directory of its own: `--cfg loom` rebuilds everything.
     let loom_dir = crate::target_dir().join("loom").display().to_string();
     run(
-        "loom models (park/unpark hand-off)",
+        "loom models (park/unpark and the hub's sleep/wake hand-offs)",
         cargo()
             .env("RUSTFLAGS", "--cfg loom")
             .env("LOOM_MAX_PREEMPTIONS", "3")

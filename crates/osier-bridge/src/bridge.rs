@@ -187,27 +187,35 @@ impl Builder {
 
     fn refuse_foreign_green_on_hubs(&self) -> Result<(), BridgeError> {
         if self.on_hubs && self.green.is_some() {
-            return Err(BridgeError::Runtime(osier_green::RuntimeError::InvalidConfig(
-                "tokio_on_hubs needs the bridge to start its own green runtime; \
+            return Err(BridgeError::Runtime(
+                osier_green::RuntimeError::InvalidConfig(
+                    "tokio_on_hubs needs the bridge to start its own green runtime; \
                  green_runtime(...) was given"
-                    .into(),
-            )));
+                        .into(),
+                ),
+            ));
         }
         Ok(())
     }
 
     /// The green builder, with each hub driven by a runtime of its own when asked for; the
     /// receiver hears from each hub thread once its runtime is up.
-    fn hub_drivers(&self) -> (osier_green::Builder, Option<mpsc::Receiver<on_hub::Started>>) {
+    fn hub_drivers(
+        &self,
+    ) -> (
+        osier_green::Builder,
+        Option<mpsc::Receiver<on_hub::Started>>,
+    ) {
         let b = self.green_builder();
         if !self.on_hubs {
             return (b, None);
         }
         let (tx, rx) = mpsc::channel();
         let tx = Mutex::new(tx);
+        let watchdog = self.watchdog;
         let b = b.drive_with(move |hub| {
             let started = lock(&tx).clone();
-            on_hub::drive(hub, started)
+            on_hub::drive(hub, started, watchdog)
         });
         (b, Some(rx))
     }
@@ -312,7 +320,9 @@ fn wait_for_hubs(
                 continue;
             }
             Ok((_, Err(e))) => e,
-            Err(_) => std::io::Error::other("a green hub thread ended before its tokio runtime started"),
+            Err(_) => {
+                std::io::Error::other("a green hub thread ended before its tokio runtime started")
+            }
         };
         let _ = green.shutdown_timeout(Duration::from_secs(5));
         return Err(BridgeError::Io(failed));
@@ -390,6 +400,25 @@ impl Bridge {
         self.task_handle().spawn(fut)
     }
 
+    /// [`spawn_on_hub`](Bridge::spawn_on_hub) for a task the blocking detector names: with
+    /// [`Builder::watchdog`] on, a poll of it that blocks the hub's thread is reported as
+    /// `name`'s ([`osier_green::Culprit::Task`]).
+    pub fn spawn_on_hub_named<F>(
+        &self,
+        name: impl Into<Arc<str>>,
+        fut: F,
+    ) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let fut = on_hub::Named {
+            name: name.into(),
+            fut: Box::pin(fut),
+        };
+        self.task_handle().spawn(fut)
+    }
+
     /// Where a task started by the caller goes: its own hub's runtime when the bridge runs
     /// tokio on the hubs and the caller is on one of them, another hub's otherwise, and the
     /// multi-thread runtime without hub runtimes.
@@ -411,10 +440,7 @@ impl Bridge {
         // The caller's hub must be one of this bridge's (another runtime's hub has the same
         // indexes): its runtime is the one current on this thread.
         let current = tokio::runtime::Handle::try_current().ok()?;
-        self.inner
-            .on_hubs
-            .get(i)
-            .filter(|h| h.id() == current.id())
+        self.inner.on_hubs.get(i).filter(|h| h.id() == current.id())
     }
 
     /// True once [`shutdown_timeout`](Bridge::shutdown_timeout) was called.

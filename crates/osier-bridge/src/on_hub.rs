@@ -26,8 +26,9 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::mpsc;
+use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use osier_green::{HubDriver, Turn};
 use tokio::io::unix::AsyncFd;
@@ -42,10 +43,14 @@ pub(crate) type Started = (usize, std::io::Result<tokio::runtime::Handle>);
 /// The body of a hub thread: builds the hub's runtime, reports its handle, and runs the hub as a
 /// task of it until the hub is finished. Without a runtime (it could not be built) the hub runs
 /// its own loop, and the error is reported so the bridge's builder fails.
-pub(crate) fn drive(hub: HubDriver, started: mpsc::Sender<Started>) {
+pub(crate) fn drive(hub: HubDriver, started: mpsc::Sender<Started>, watchdog: Option<Duration>) {
     let index = hub.index();
+    // The blocking detector counts the runtime's own work (its tasks) as it counts green
+    // threads', and its sleep as the hub's.
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        .on_thread_park(|| osier_green::driver_busy(false))
+        .on_thread_unpark(|| osier_green::driver_busy(true))
         .build()
     {
         Ok(rt) => rt,
@@ -69,6 +74,17 @@ pub(crate) fn drive(hub: HubDriver, started: mpsc::Sender<Started>) {
     let _ = started.send((index, Ok(rt.handle().clone())));
     drop(started);
     let hub = rt.spawn(tokio::task::unconstrained(OnThisThread(task)));
+    if let Some(threshold) = watchdog {
+        // Proof that the runtime keeps turning while it is busy: a task that blocks the thread
+        // stops this too, and the detector reports the hub blocked by a task.
+        rt.spawn(async move {
+            let mut tick = tokio::time::interval((threshold / 4).max(Duration::from_millis(1)));
+            loop {
+                tick.tick().await;
+                osier_green::driver_busy(true);
+            }
+        });
+    }
     if let Err(e) = rt.block_on(hub) {
         // A panic in a green thread stops at its own stack; one here is in the hub's loop.
         tracing::error!(hub = index, error = %e, "the tokio task running green hub ended abnormally");
@@ -168,5 +184,23 @@ impl<F: Future + Unpin> Future for OnThisThread<F> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         Pin::new(&mut self.0).poll(cx)
+    }
+}
+
+/// A task that names itself to the blocking detector while it is polled
+/// ([`Bridge::spawn_on_hub_named`](crate::Bridge::spawn_on_hub_named)).
+pub(crate) struct Named<F> {
+    pub(crate) name: Arc<str>,
+    pub(crate) fut: Pin<Box<F>>,
+}
+
+impl<F: Future> Future for Named<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        osier_green::driver_task(Some(self.name.clone()));
+        let r = self.fut.as_mut().poll(cx);
+        osier_green::driver_task(None);
+        r
     }
 }

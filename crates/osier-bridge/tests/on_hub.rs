@@ -61,25 +61,18 @@ fn a_green_thread_spawned_from_a_hub_task_runs_on_that_hub_and_is_awaited_there(
     let b = on_hubs(2);
     for hub in 0..2 {
         let b2 = b.clone();
-        let (task, green) = b
-            .hub_tokio(hub)
-            .unwrap()
-            .clone()
-            .block_on(async move {
-                b2.tokio()
-                    .spawn(async {})
-                    .await
-                    .unwrap();
-                let b3 = b2.clone();
-                b2.hub_tokio(hub)
-                    .unwrap()
-                    .spawn(async move {
-                        let green = b3.spawn_green(me).await.unwrap();
-                        (me(), green)
-                    })
-                    .await
-                    .unwrap()
-            });
+        let (task, green) = b.hub_tokio(hub).unwrap().clone().block_on(async move {
+            b2.tokio().spawn(async {}).await.unwrap();
+            let b3 = b2.clone();
+            b2.hub_tokio(hub)
+                .unwrap()
+                .spawn(async move {
+                    let green = b3.spawn_green(me).await.unwrap();
+                    (me(), green)
+                })
+                .await
+                .unwrap()
+        });
         assert_eq!(task, green, "hub {hub}");
     }
     b.shutdown_timeout(Duration::from_secs(5)).unwrap();
@@ -162,7 +155,10 @@ fn green_timers_and_tokio_timers_fire_on_a_hub_runtime() {
             (green, tokio_sleep, timed_out)
         })
         .unwrap();
-    assert!(green >= Duration::from_millis(40) && green < Duration::from_secs(2), "{green:?}");
+    assert!(
+        green >= Duration::from_millis(40) && green < Duration::from_secs(2),
+        "{green:?}"
+    );
     assert!(
         tokio_sleep >= Duration::from_millis(39) && tokio_sleep < Duration::from_secs(2),
         "{tokio_sleep:?}"
@@ -185,7 +181,10 @@ fn a_green_thread_spawned_after_a_delay_from_a_hub_task_starts_on_time() {
         });
     });
     let waited = rx.recv_timeout(Duration::from_secs(5)).unwrap();
-    assert!(waited >= Duration::from_millis(30) && waited < Duration::from_secs(2), "{waited:?}");
+    assert!(
+        waited >= Duration::from_millis(30) && waited < Duration::from_secs(2),
+        "{waited:?}"
+    );
     b.shutdown_timeout(Duration::from_secs(5)).unwrap();
 }
 
@@ -295,7 +294,9 @@ fn yield_future_from_a_hub_task_is_refused_as_on_any_tokio_thread() {
     let b2 = b.clone();
     let r = b
         .tokio()
-        .block_on(b.spawn_on_hub(async move { b2.yield_future(async { 1 }).map_err(|e| e.to_string()) }))
+        .block_on(
+            b.spawn_on_hub(async move { b2.yield_future(async { 1 }).map_err(|e| e.to_string()) }),
+        )
         .unwrap();
     assert_eq!(r, Err(BridgeError::OnTokioThread.to_string()));
     b.shutdown_timeout(Duration::from_secs(5)).unwrap();
@@ -316,7 +317,10 @@ fn shutdown_frees_a_green_thread_waiting_on_a_hub_task_that_never_ends() {
     // Freed by the bridge (its waiters are woken first), or killed by the green runtime's stop.
     let r = gt.join();
     assert!(
-        matches!(r, Ok(Err(BridgeError::RuntimeShutdown)) | Err(osier_green::GreenError::Killed)),
+        matches!(
+            r,
+            Ok(Err(BridgeError::RuntimeShutdown)) | Err(osier_green::GreenError::Killed)
+        ),
         "{r:?}"
     );
 }

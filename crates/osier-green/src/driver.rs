@@ -60,7 +60,7 @@ use std::sync::Arc;
 use std::task::Waker;
 use std::time::Instant;
 
-use crate::hub::{HubLoop, Step};
+use crate::hub::{self, HubLoop, Step};
 
 /// What a hub's [`turn`](HubDriver::turn) ended with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,6 +130,24 @@ impl AsRawFd for HubDriver {
     fn as_raw_fd(&self) -> RawFd {
         self.hub.poll_fd()
     }
+}
+
+/// Tells the blocking detector what the event loop driving this thread's hub does between the
+/// hub's turns: `true` when it runs work of its own (its tasks), `false` just before it sleeps.
+/// A hub's loop counts as busy from the end of each turn, so a loop need only call this when it
+/// sleeps and when it wakes (tokio's `on_thread_park` / `on_thread_unpark`), and now and then
+/// while it works (a timer every quarter of the watchdog's threshold): each call while busy is
+/// progress, and a loop busy for longer than the threshold without one is reported as blocked
+/// by a task. Does nothing on a thread that is not a driven hub's, or inside a turn.
+pub fn driver_busy(busy: bool) {
+    hub::with_hub(|h| h.set_driver_busy(busy, None));
+}
+
+/// Names the task of the driving loop that runs now (`None` when it ends), so a stall it causes
+/// is reported by name. Call it on the hub's thread around each poll of the task.
+pub fn driver_task(name: Option<Arc<str>>) {
+    let busy = name.is_some();
+    hub::with_hub(|h| h.set_driver_busy(true, name.filter(|_| busy)));
 }
 
 /// The function [`Builder::drive_with`](crate::Builder::drive_with) runs on each hub thread.

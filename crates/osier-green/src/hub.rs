@@ -26,20 +26,16 @@ use std::time::{Duration, Instant};
 use mio::{Events, Poll, Token, Waker};
 use slab::Slab;
 
+use crate::doorbell::{Doorbell, Sleep};
 use crate::error::GreenError;
 use crate::runtime::RuntimeShared;
 use crate::task::{Gen, Task};
 use crate::waiter::Waiter;
+use crate::watchdog::Culprit;
 
 /// While the run queue is busy, the hub still polls sockets (without blocking) every this many
 /// green-thread turns, so I/O is never starved by threads that only yield (tokio uses 61 too).
 pub(crate) const IO_EVERY: u32 = 61;
-const AWAKE: u8 = 0;
-const IN_POLL: u8 = 1;
-const IN_PARK: u8 = 2;
-/// Idle under an event loop of its own (a [`HubDriver`](crate::HubDriver)): woken through the
-/// waker that loop registered.
-const IN_DRIVER: u8 = 3;
 const WAKER_TOKEN: Token = Token(usize::MAX);
 /// Generators of the default stack size kept for reuse per hub.
 const STACK_CACHE: usize = 1024;
@@ -103,14 +99,16 @@ struct InjectQueue {
     closed: bool,
 }
 
+/// What runs on a hub now, for the watchdog: a green thread (its id and name) or a task of the
+/// loop driving the hub (id 0, its name if known).
+pub(crate) type Running = (Culprit, u64, Option<Arc<str>>);
+
 /// The part of a hub that other threads see.
 pub(crate) struct HubShared {
     pub(crate) index: usize,
     inject: Mutex<InjectQueue>,
-    inject_len: AtomicUsize,
-    /// How the hub thread sleeps right now: AWAKE, in `epoll_wait` (it has sockets), or parked
-    /// on a futex (it has none: cheaper to wake, the same as waking any parked thread).
-    sleeping: AtomicU8,
+    /// How the hub sleeps, and how many items wait in `inject`.
+    bell: Doorbell,
     thread: std::sync::OnceLock<std::thread::Thread>,
     waker: Waker,
     /// The waker of the event loop driving this hub, if one does (see [`HubLoop::turn`]).
@@ -122,8 +120,9 @@ pub(crate) struct HubShared {
     pub(crate) live: AtomicUsize,
     /// Watchdog: odd while a green thread runs, even while the hub itself runs.
     pub(crate) seq: AtomicU64,
-    /// Watchdog: id and name of the green thread running now (kept only when watched).
-    pub(crate) running: Mutex<Option<(u64, Option<Arc<str>>)>>,
+    /// Watchdog: what runs now, a green thread (its id and name) or a task of the loop driving
+    /// the hub (its name); kept only when watched.
+    pub(crate) running: Mutex<Option<Running>>,
     pub(crate) watched: bool,
     /// 0 = not started, 1 = running, 2 = exited.
     pub(crate) thread_state: AtomicU8,
@@ -143,8 +142,7 @@ impl HubShared {
         Ok(Arc::new(HubShared {
             index,
             inject: Mutex::new(InjectQueue::default()),
-            inject_len: AtomicUsize::new(0),
-            sleeping: AtomicU8::new(AWAKE),
+            bell: Doorbell::new(),
             thread: std::sync::OnceLock::new(),
             waker: Waker::new(poll.registry(), WAKER_TOKEN)?,
             driver_waker: Mutex::new(None),
@@ -161,33 +159,36 @@ impl HubShared {
 
     /// Hands `item` to the hub thread; gives it back if the hub has exited.
     pub(crate) fn inject(&self, item: Injected) -> Result<(), Injected> {
-        {
+        let ring = {
             let mut q = lock(&self.inject);
             if q.closed {
                 return Err(item);
             }
             q.items.push(item);
-            // Counted under the lock, as the hub subtracts what it takes under it: the count
-            // never runs below the queue (below zero it would wrap, and the hub, seeing work
-            // that is not there, would spin until this thread ran again).
-            self.inject_len.fetch_add(1, Ordering::SeqCst);
-        }
-        if self.sleeping.load(Ordering::SeqCst) != AWAKE {
-            self.wake();
+            // Counted under the lock, as the hub uncounts what it takes under it: the count
+            // never runs below the queue.
+            self.bell.add()
+        };
+        if let Some(how) = ring {
+            self.wake_as(how);
         }
         Ok(())
     }
 
     pub(crate) fn wake(&self) {
-        match self.sleeping.load(Ordering::SeqCst) {
-            IN_PARK => {
+        self.wake_as(self.bell.state());
+    }
+
+    fn wake_as(&self, how: Sleep) {
+        match how {
+            Sleep::InPark => {
                 if let Some(t) = self.thread.get() {
                     t.unpark();
                 }
                 return;
             }
-            IN_DRIVER => return self.wake_driver(),
-            _ => {}
+            Sleep::InDriver => return self.wake_driver(),
+            Sleep::InPoll | Sleep::Awake => {}
         }
         if let Err(e) = self.waker.wake() {
             tracing::error!(hub = self.index, error = %e, "could not wake green hub");
@@ -343,6 +344,27 @@ impl HubLocal {
         self.shared.seq.store(v, Ordering::Release);
     }
 
+    /// Marks whether the loop driving this hub runs work of its own now (its tasks, between the
+    /// hub's turns): the watchdog's counter is odd while anything but the hub's own code runs,
+    /// so a task that blocks the thread is seen as a green thread that does not yield is.
+    /// `task` names the task, when it is known.
+    pub(crate) fn set_driver_busy(&self, busy: bool, task: Option<Arc<str>>) {
+        if !self.driven.get() || self.in_turn.get() {
+            return;
+        }
+        let odd = self.seq.get() % 2 == 1;
+        if busy && odd {
+            // Still the loop's work, but it moved on (another task, a tick): progress.
+            self.bump_seq();
+            self.bump_seq();
+        } else if busy != odd {
+            self.bump_seq();
+        }
+        if self.shared.watched {
+            *lock(&self.shared.running) = busy.then_some((Culprit::Task, 0, task));
+        }
+    }
+
     /// Queues a runnable task. Outside a turn of a driven hub (a task of the event loop driving
     /// it woke a green thread), the loop is told, so it runs the hub again.
     fn ready(&self, task: Arc<Task>) {
@@ -443,7 +465,7 @@ impl HubLocal {
     }
 
     fn drain_inject(&self) {
-        if self.shared.inject_len.load(Ordering::SeqCst) == 0 {
+        if !self.shared.bell.pending() {
             return;
         }
         self.drain_inject_closing(false);
@@ -454,11 +476,7 @@ impl HubLocal {
             let mut q = lock(&self.shared.inject);
             q.closed |= close;
             let items = std::mem::take(&mut q.items);
-            let before = self
-                .shared
-                .inject_len
-                .fetch_sub(items.len(), Ordering::SeqCst);
-            debug_assert!(before >= items.len(), "the count covers the queue");
+            self.shared.bell.take(items.len());
             items
         };
         for item in items {
@@ -508,7 +526,7 @@ impl HubLocal {
         }
         let shared = &self.shared;
         if shared.watched {
-            *lock(&shared.running) = Some((task.id, task.name.clone()));
+            *lock(&shared.running) = Some((Culprit::GreenThread, task.id, task.name.clone()));
         }
         self.bump_seq();
         self.current.set(&task);
@@ -714,7 +732,11 @@ impl HubLoop {
         }
         let local = &*self.local;
         let shared = &local.shared;
-        shared.sleeping.store(AWAKE, Ordering::SeqCst);
+        shared.bell.wake_up();
+        if local.seq.get() % 2 == 1 {
+            // The loop's tasks ran since the last turn: the hub's own code runs now.
+            local.bump_seq();
+        }
         local.in_turn.set(true);
         local.told.set(false);
         if io_ready {
@@ -755,25 +777,29 @@ impl HubLoop {
             // Sockets can only be registered by this hub's own green threads, which cannot run
             // while it sleeps: with none registered, a futex park is enough and is cheaper to wake.
             let io = !lock(&shared.io).is_empty();
-            let mode = if local.driven.get() {
-                IN_DRIVER
+            let how = if local.driven.get() {
+                Sleep::InDriver
             } else if io {
-                IN_POLL
+                Sleep::InPoll
             } else {
-                IN_PARK
+                Sleep::InPark
             };
-            shared.sleeping.store(mode, Ordering::SeqCst);
-            // Whatever was handed over before the store above is seen here; whatever comes
-            // after it wakes the hub (`HubShared::inject` reads `sleeping` after its push).
-            if shared.inject_len.load(Ordering::SeqCst) > 0
-                || shared.shutdown.load(Ordering::Acquire) && !self.killed
-            {
-                shared.sleeping.store(AWAKE, Ordering::SeqCst);
+            // Whatever was handed over before this is seen here; whatever comes after it wakes
+            // the hub (see `Doorbell`).
+            if !shared.bell.try_sleep(how) {
+                continue;
+            }
+            if shared.shutdown.load(Ordering::Acquire) && !self.killed {
+                shared.bell.wake_up();
                 continue;
             }
             break Step::Idle { deadline, io };
         };
         local.in_turn.set(false);
+        if local.driven.get() {
+            // Until the loop sleeps (`driver_busy(false)`), what runs on this thread is its work.
+            local.set_driver_busy(true, None);
+        }
         step
     }
 
@@ -795,7 +821,7 @@ impl HubLoop {
                             None => std::thread::park(),
                         }
                     }
-                    self.local.shared.sleeping.store(AWAKE, Ordering::SeqCst);
+                    self.local.shared.bell.wake_up();
                     self.turns = 0;
                 }
             }

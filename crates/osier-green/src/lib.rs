@@ -67,6 +67,7 @@
 //!   [`TimeoutFired`]); a `catch_unwind` in green code must re-raise payloads it does not own.
 #![warn(missing_docs)]
 
+mod doorbell;
 mod driver;
 mod error;
 mod event;
@@ -84,7 +85,7 @@ pub mod tpool;
 mod waiter;
 mod watchdog;
 
-pub use driver::{HubDriver, Turn};
+pub use driver::{driver_busy, driver_task, HubDriver, Turn};
 pub use error::{panic_message, GreenError, GreenletExit, RuntimeError, TimeoutFired};
 pub use event::{Event, EventError};
 pub use greenthread::{
@@ -100,4 +101,4 @@ pub use runtime::{Builder, Runtime, DEFAULT_STACK_SIZE};
 pub use semaphore::{BoundedSemaphore, Semaphore, SemaphoreError, SemaphoreGuard};
 pub use timeout::{with_timeout, with_timeout_value, Timeout, TimeoutError};
 pub use waiter::{park, park_timeout, with_current_waker, Unparker};
-pub use watchdog::BlockedReport;
+pub use watchdog::{BlockedReport, Culprit};

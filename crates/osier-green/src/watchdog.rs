@@ -5,7 +5,10 @@
 //! not moved for longer than the threshold while a green thread is running is being blocked by
 //! that green thread (a `std::thread::sleep`, a std `Mutex`, a blocking syscall, a CPU loop).
 //! It is reported once per stall through `tracing` (target `osier_green::watchdog`, WARN) with
-//! the green thread's id and name, and to an optional callback. Nothing is raised in the green
+//! the green thread's id and name, and to an optional callback. A hub driven by an event loop
+//! of its own ([`Builder::drive_with`](crate::Builder::drive_with)) counts that loop's own work
+//! too (its tasks, between the hub's turns; not its sleep), so a task that blocks the hub's
+//! thread is reported as well ([`Culprit::Task`]), by name when it has one. Nothing is raised in the green
 //! thread: it cannot be interrupted safely, and the point is to find it.
 //!
 //! ```
@@ -34,14 +37,28 @@ use std::time::{Duration, Instant};
 
 use crate::hub::{lock, HubShared};
 
+/// What held a hub when the watchdog saw it stalled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Culprit {
+    /// A green thread that does not yield.
+    GreenThread,
+    /// A task of the event loop that drives the hub (osier-bridge's tokio runtime on the hub):
+    /// on the hub's thread, a task that blocks stalls the hub's green threads too.
+    Task,
+}
+
 /// One stall seen by the watchdog.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct BlockedReport {
     /// Index of the blocked hub.
     pub hub: usize,
-    /// Id of the green thread that is not yielding.
+    /// A green thread, or a task of the loop driving the hub.
+    pub culprit: Culprit,
+    /// Id of the green thread that is not yielding (0 for a task).
     pub green_thread: u64,
-    /// Its name, if it has one.
+    /// Its name, if it has one (a task's: given to `osier_bridge::Bridge::spawn_on_hub_named`).
     pub name: Option<String>,
     /// How long the hub had been blocked when this was reported.
     pub blocked_for: Duration,
@@ -113,23 +130,33 @@ pub(crate) fn start(hubs: Vec<Arc<HubShared>>, cfg: WatchdogConfig) -> std::io::
                     let blocked_for = now - s.since;
                     if running && !s.reported && blocked_for >= cfg.threshold {
                         s.reported = true;
-                        let Some((id, name)) = lock(&h.running).clone() else {
+                        let Some((culprit, id, name)) = lock(&h.running).clone() else {
                             continue;
                         };
                         let report = BlockedReport {
                             hub: h.index,
+                            culprit,
                             green_thread: id,
                             name: name.as_deref().map(str::to_string),
                             blocked_for,
                         };
-                        tracing::warn!(
-                            target: "osier_green::watchdog",
-                            hub = report.hub,
-                            green_thread = report.green_thread,
-                            name = report.name.as_deref().unwrap_or(""),
-                            blocked_ms = blocked_for.as_millis() as u64,
-                            "green thread is blocking its hub without yielding"
-                        );
+                        match culprit {
+                            Culprit::Task => tracing::warn!(
+                                target: "osier_green::watchdog",
+                                hub = report.hub,
+                                task = report.name.as_deref().unwrap_or(""),
+                                blocked_ms = blocked_for.as_millis() as u64,
+                                "a task on the hub's thread is blocking the hub and its green threads"
+                            ),
+                            _ => tracing::warn!(
+                                target: "osier_green::watchdog",
+                                hub = report.hub,
+                                green_thread = report.green_thread,
+                                name = report.name.as_deref().unwrap_or(""),
+                                blocked_ms = blocked_for.as_millis() as u64,
+                                "green thread is blocking its hub without yielding"
+                            ),
+                        }
                         if let Some(cb) = &cfg.callback {
                             cb(&report);
                         }
