@@ -22,11 +22,16 @@ use std::time::{Duration, Instant};
 use osier_bridge::Bridge;
 
 /// One bridge for all bridge workloads, with the defaults (one green hub; one tokio worker per core).
+/// `OSIER_BENCH_TOKIO_ON_HUBS=1` builds it with tokio on the hub instead, to compare the modes
+/// in benches that use only this one (RabbitMQ's).
 pub fn bridge() -> &'static Bridge {
     static B: OnceLock<Bridge> = OnceLock::new();
     B.get_or_init(|| {
         // OSIER_BENCH_TOKIO_WORKERS overrides the worker count, to compare configurations.
         let mut b = Bridge::builder();
+        if std::env::var("OSIER_BENCH_TOKIO_ON_HUBS").is_ok_and(|v| v == "1") {
+            b = b.tokio_on_hubs();
+        }
         if let Some(n) = std::env::var("OSIER_BENCH_TOKIO_WORKERS")
             .ok()
             .and_then(|v| v.parse().ok())

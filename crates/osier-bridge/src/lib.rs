@@ -41,12 +41,36 @@
 //!
 //! ## Design (see `docs/architecture.md`)
 //!
-//! The tokio runtime is always driven by its own threads; the green hubs never drive it and it
-//! never runs green threads. [`yield_future`] polls the future *in place* on the green thread's
-//! stack, inside the tokio context for the duration of each poll only, and parks the green thread
-//! between polls; the future's waker is an `osier_green::Unparker`. A hop from a green thread to
-//! tokio and back therefore costs the two cross-thread wake-ups a hand-off between any two
-//! threads costs, and nothing is held across a switch.
+//! [`yield_future`] polls the future *in place* on the green thread's stack and parks the green
+//! thread between polls; the future's waker is an `osier_green::Unparker`. Where tokio runs is
+//! the bridge's choice:
+//!
+//! - **on threads of its own** (the default): a multi-thread runtime (or a current-thread one on a
+//!   dedicated thread); the hubs never drive it and it never runs green threads. Each poll enters
+//!   tokio's context for that poll only, and a hop from a green thread to tokio and back costs the
+//!   two cross-thread wake-ups a hand-off between any two threads costs;
+//! - **on the hub's own thread** ([`Builder::tokio_on_hubs`]): each hub also runs a
+//!   current-thread runtime, with the hub as one of its tasks, so a green thread and the tasks of
+//!   its hub hand work to each other on one thread, with no wake-up of another thread (a hop costs
+//!   a few hundred nanoseconds instead of tens of microseconds). [`Bridge::spawn_on_hub`] starts
+//!   such tasks; the multi-thread runtime stays for parallel async work.
+//!
+//! ```
+//! use osier_bridge::Bridge;
+//!
+//! let bridge = Bridge::builder().tokio_on_hubs().build().unwrap();
+//! let b = bridge.clone();
+//! let same_thread = bridge.green().block_on(move || {
+//!     // a task of this green thread's hub, awaited from the green thread: one OS thread
+//!     let task = b.spawn_on_hub(async { std::thread::current().id() });
+//!     b.yield_future(task).unwrap().unwrap() == std::thread::current().id()
+//! });
+//! assert!(same_thread.unwrap());
+//! bridge.shutdown_timeout(std::time::Duration::from_secs(1)).unwrap();
+//! ```
+//!
+//! Either way nothing thread-local is held across a switch: tokio's context is entered for one
+//! poll (or, on a hub, is the hub thread's own for its whole life).
 //!
 //! ## Tracing
 //!

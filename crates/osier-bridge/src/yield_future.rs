@@ -182,8 +182,9 @@ impl Bridge {
         self.yield_future(fut)
     }
 
-    /// Runs `fut` as a tokio task (on tokio's threads, in the caller's current span) and waits
-    /// for it from the green thread. A task that is aborted gives [`BridgeError::Cancelled`]; one
+    /// Runs `fut` as a tokio task (on tokio's threads, or on the green thread's own hub when the
+    /// bridge runs tokio on its hubs; in the caller's current span) and waits for it from the
+    /// green thread. A task that is aborted gives [`BridgeError::Cancelled`]; one
     /// that panics, [`BridgeError::Panicked`]. If the waiting green thread is killed the task is
     /// aborted.
     pub fn yield_spawned<F>(&self, fut: F) -> Result<F::Output, BridgeError>
