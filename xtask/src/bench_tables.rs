@@ -145,7 +145,10 @@ pub(crate) fn bench_bridge(rest: &[String]) -> Result<(), String> {
     let get = |r: &BTreeMap<(String, String), f64>, b: &str| {
         r.get(&(b.to_string(), "osier".to_string())).copied()
     };
-    let on_hub = |b: &str| all.get(&(b.to_string(), "osier_on_hub".to_string())).copied();
+    let on_hub = |b: &str| {
+        all.get(&(b.to_string(), "osier_on_hub".to_string()))
+            .copied()
+    };
     use self::count as f;
     println!();
     println!("| benchmark | ns/op, 1 core | ns/op, all cores | all cores, tokio on the hub | target (tokio on the hub) |");

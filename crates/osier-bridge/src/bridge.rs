@@ -1,5 +1,6 @@
-//! [`Bridge`]: one process, both models. It owns (or shares) a green runtime and owns a tokio
-//! runtime driven by its own threads, and shuts both down together.
+//! [`Bridge`]: one process, both models. It owns (or shares) a green runtime, owns a tokio
+//! runtime driven by its own threads and, when it starts the green runtime (by default), a
+//! current-thread tokio runtime on each hub's thread; it shuts them all down together.
 //!
 //! ```
 //! use osier_bridge::Bridge;
@@ -28,8 +29,9 @@ use osier_green::Unparker;
 use crate::error::BridgeError;
 use crate::on_hub;
 
-/// How the tokio side is driven. Both are driven by threads of their own, never by a hub: a
-/// tokio runtime nobody drives hangs every future waiting on its timers or I/O.
+/// The tokio runtime on threads of its own ([`Bridge::tokio`]), beside the ones on the hubs:
+/// either is driven by its own threads (a tokio runtime nobody drives hangs every future
+/// waiting on its timers or I/O).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokioFlavor {
     /// A multi-thread runtime with this many worker threads (default, `0`: one per core, tokio's
@@ -91,7 +93,9 @@ pub struct Builder {
     green_stack: Option<usize>,
     watchdog: Option<Duration>,
     flavor: TokioFlavor,
-    on_hubs: bool,
+    /// `Some(true)`: asked for (`tokio_on_hubs`); `Some(false)`: refused (`tokio_on_own_threads`);
+    /// `None`: the default, on the hubs when the bridge starts its green runtime.
+    on_hubs: Option<bool>,
 }
 
 impl Default for Builder {
@@ -102,7 +106,7 @@ impl Default for Builder {
             green_stack: None,
             watchdog: None,
             flavor: TokioFlavor::MultiThread(0),
-            on_hubs: false,
+            on_hubs: None,
         }
     }
 }
@@ -147,16 +151,33 @@ impl Builder {
     }
 
     /// Each green hub also runs a current-thread tokio runtime on its own thread, driving the
-    /// hub as one of its tasks (see [`Bridge::hub_tokio`]). Green threads and the tasks of their
+    /// hub as one of its tasks (see [`Bridge::hub_tokio`]). **The default** when the bridge
+    /// starts its green runtime; this says so explicitly. Green threads and the tasks of their
     /// hub then hand work to each other without a thread wake-up: [`yield_future`](Bridge::yield_future)
     /// polls in the hub's runtime, [`yield_spawned`](Bridge::yield_spawned) and
     /// [`spawn_on_hub`](Bridge::spawn_on_hub) run tasks there, and `tokio::spawn` from a green
     /// thread or a hub task does too. The multi-thread runtime ([`Bridge::tokio`]) stays, for
     /// async work that should run in parallel. Needs the bridge to start its green runtime
-    /// (not [`green_runtime`](Builder::green_runtime)). Measured in docs/benchmarks.md.
+    /// (not [`green_runtime`](Builder::green_runtime)). Measured, and why it is the default, in
+    /// docs/benchmarks.md ("Tokio on the hub's thread") and docs/architecture.md.
     pub fn tokio_on_hubs(mut self) -> Self {
-        self.on_hubs = true;
+        self.on_hubs = Some(true);
         self
+    }
+
+    /// Tokio only on threads of its own (the multi-thread or current-thread runtime chosen
+    /// above), never on the hubs: every hop between green and async code is a hand-off between
+    /// two OS threads. For a service that is mostly async work that scales over cores, with few
+    /// hops; a bridge over a green runtime it did not start is always built this way.
+    pub fn tokio_on_own_threads(mut self) -> Self {
+        self.on_hubs = Some(false);
+        self
+    }
+
+    /// Whether the hubs run tokio: asked for, refused, or by default when the bridge starts its
+    /// green runtime.
+    fn wants_hubs(&self) -> bool {
+        self.on_hubs.unwrap_or(self.green.is_none())
     }
 
     fn green_builder(&self) -> osier_green::Builder {
@@ -186,7 +207,7 @@ impl Builder {
     }
 
     fn refuse_foreign_green_on_hubs(&self) -> Result<(), BridgeError> {
-        if self.on_hubs && self.green.is_some() {
+        if self.on_hubs == Some(true) && self.green.is_some() {
             return Err(BridgeError::Runtime(
                 osier_green::RuntimeError::InvalidConfig(
                     "tokio_on_hubs needs the bridge to start its own green runtime; \
@@ -207,7 +228,7 @@ impl Builder {
         Option<mpsc::Receiver<on_hub::Started>>,
     ) {
         let b = self.green_builder();
-        if !self.on_hubs {
+        if !self.wants_hubs() {
             return (b, None);
         }
         let (tx, rx) = mpsc::channel();
@@ -333,8 +354,8 @@ fn wait_for_hubs(
 static GLOBAL: OnceLock<Bridge> = OnceLock::new();
 
 impl Bridge {
-    /// A builder with the defaults: one green hub, a multi-thread tokio runtime with one worker
-    /// per core.
+    /// A builder with the defaults: one green hub with a current-thread tokio runtime on its
+    /// thread, and a multi-thread tokio runtime with one worker per core.
     pub fn builder() -> Builder {
         Builder::default()
     }

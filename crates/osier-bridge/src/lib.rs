@@ -45,20 +45,21 @@
 //! thread between polls; the future's waker is an `osier_green::Unparker`. Where tokio runs is
 //! the bridge's choice:
 //!
-//! - **on threads of its own** (the default): a multi-thread runtime (or a current-thread one on a
-//!   dedicated thread); the hubs never drive it and it never runs green threads. Each poll enters
-//!   tokio's context for that poll only, and a hop from a green thread to tokio and back costs the
-//!   two cross-thread wake-ups a hand-off between any two threads costs;
-//! - **on the hub's own thread** ([`Builder::tokio_on_hubs`]): each hub also runs a
+//! - **on the hub's own thread** (the default, [`Builder::tokio_on_hubs`]): each hub also runs a
 //!   current-thread runtime, with the hub as one of its tasks, so a green thread and the tasks of
 //!   its hub hand work to each other on one thread, with no wake-up of another thread (a hop costs
 //!   a few hundred nanoseconds instead of tens of microseconds). [`Bridge::spawn_on_hub`] starts
-//!   such tasks; the multi-thread runtime stays for parallel async work.
+//!   such tasks; the multi-thread runtime ([`Bridge::tokio`]) stays for parallel async work;
+//! - **on threads of its own only** ([`Builder::tokio_on_own_threads`], and always for a bridge
+//!   over a green runtime it did not start): the hubs never drive tokio and it never runs green
+//!   threads. Each poll enters tokio's context for that poll only, and a hop from a green thread
+//!   to tokio and back costs the two cross-thread wake-ups a hand-off between any two threads
+//!   costs.
 //!
 //! ```
 //! use osier_bridge::Bridge;
 //!
-//! let bridge = Bridge::builder().tokio_on_hubs().build().unwrap();
+//! let bridge = Bridge::builder().build().unwrap(); // tokio on the hub: the default
 //! let b = bridge.clone();
 //! let same_thread = bridge.green().block_on(move || {
 //!     // a task of this green thread's hub, awaited from the green thread: one OS thread

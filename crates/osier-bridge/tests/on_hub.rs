@@ -337,8 +337,32 @@ fn tokio_on_hubs_over_a_green_runtime_it_did_not_start_is_refused() {
 }
 
 #[test]
-fn without_tokio_on_hubs_tasks_go_to_the_multi_thread_runtime() {
-    let b = Bridge::builder().tokio_workers(1).build().unwrap();
+fn by_default_a_bridge_runs_tokio_on_its_hubs() {
+    let b = Bridge::builder().green_hubs(2).build().unwrap();
+    assert!(b.tokio_on_hubs());
+    assert!(b.hub_tokio(0).is_some() && b.hub_tokio(1).is_some());
+    b.shutdown_timeout(Duration::from_secs(5)).unwrap();
+}
+
+#[test]
+fn a_bridge_over_a_green_runtime_it_did_not_start_keeps_tokio_on_its_own_threads() {
+    let green = osier_green::Runtime::builder().build().unwrap();
+    let b = Bridge::builder()
+        .green_runtime(green.clone())
+        .build()
+        .unwrap();
+    assert!(!b.tokio_on_hubs());
+    b.shutdown_timeout(Duration::from_secs(5)).unwrap();
+    green.shutdown_timeout(Duration::from_secs(5)).unwrap();
+}
+
+#[test]
+fn with_tokio_on_its_own_threads_tasks_go_to_the_multi_thread_runtime() {
+    let b = Bridge::builder()
+        .tokio_workers(1)
+        .tokio_on_own_threads()
+        .build()
+        .unwrap();
     assert!(!b.tokio_on_hubs());
     assert!(b.hub_tokio(0).is_none());
     let b2 = b.clone();

@@ -91,7 +91,7 @@ fn bounded<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static
         .unwrap_or_else(|_| panic!("{what}: no result in 600 s (deadlock or lost wake-up)"))
 }
 
-/// The default configuration: one green hub, two tokio workers.
+/// The default configuration: one green hub with tokio on its thread, two tokio workers beside.
 #[test]
 fn green_hops_and_async_waiters_default_config() {
     let s = size();
@@ -106,7 +106,8 @@ fn green_hops_and_async_waiters_default_config() {
     });
 }
 
-/// The tightest configuration (one green hub, one tokio worker), repeated.
+/// The tightest configuration with tokio on its own threads (one green hub, one tokio worker,
+/// every hop a hand-off between the two threads), repeated.
 #[test]
 fn green_hops_and_async_waiters_tightest_config_repeated() {
     let s = size();
@@ -115,6 +116,7 @@ fn green_hops_and_async_waiters_tightest_config_repeated() {
             let b = Bridge::builder()
                 .green_hubs(1)
                 .tokio_workers(1)
+                .tokio_on_own_threads()
                 .build()
                 .unwrap();
             let ns = run(&b, s.green, s.hops);
@@ -124,12 +126,13 @@ fn green_hops_and_async_waiters_tightest_config_repeated() {
     });
 }
 
-/// The same hops with tokio on the hub's own thread (one hub): every hop is local to it.
+/// The same hops with tokio on the hub's own thread (one hub): every hop is local to it; fewer
+/// repeats (each is quicker, and the default configuration above runs this mode too).
 #[test]
 fn green_hops_and_async_waiters_with_tokio_on_the_hub() {
     let s = size();
     bounded("tokio on the hub", move || {
-        for rep in 0..s.repeats {
+        for rep in 0..s.repeats.min(5) {
             let b = Bridge::builder()
                 .green_hubs(1)
                 .tokio_workers(1)
