@@ -19,6 +19,7 @@
 //! | `eventlet.listen` / `connect` / `serve` | [`net::listen`], [`net::connect`], [`net::serve`] |
 //! | `tpool.execute(f)` | [`tpool::execute`] |
 //! | `debug.hub_blocking_detection(True, 0.1)` | [`Builder::watchdog`] |
+//! | another hub (`eventlet.hubs.use_hub`), an event loop inside it (aioeventlet) | [`Builder::drive_with`]: an event loop of yours gives each hub its turns ([`HubDriver`]) |
 //!
 //! ```
 //! use osier_green::{spawn, sleep, Queue};
