@@ -80,7 +80,7 @@ pub enum Turn {
 }
 
 /// One hub, handed to the function given to [`Builder::drive_with`](crate::Builder::drive_with)
-/// on the hub's own thread (see the [module docs](self)). It stays on that thread (`!Send`).
+/// on the hub's own thread (see the [module docs](crate::driver)). It stays on that thread (`!Send`).
 pub struct HubDriver {
     hub: HubLoop,
 }

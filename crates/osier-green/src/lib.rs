@@ -69,7 +69,7 @@
 #![warn(missing_docs)]
 
 mod doorbell;
-mod driver;
+pub mod driver;
 mod error;
 mod event;
 mod greenthread;
