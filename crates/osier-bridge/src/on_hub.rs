@@ -89,8 +89,14 @@ pub(crate) fn drive(hub: HubDriver, started: mpsc::Sender<Started>, watchdog: Op
         // A panic in a green thread stops at its own stack; one here is in the hub's loop.
         tracing::error!(hub = index, error = %e, "the tokio task running green hub ended abnormally");
     }
-    // The runtime (and the tasks still on it) is dropped here, on the hub's thread.
+    // The runtime and the tasks still on it end here, on the hub's thread. A blocking call still
+    // running on its blocking pool (a handler of the threads executor) is not waited for beyond
+    // a grace: the bridge's shutdown joins this thread.
+    rt.shutdown_timeout(BLOCKING_GRACE);
 }
+
+/// How long a hub's runtime waits, once the hub is finished, for calls on its blocking pool.
+const BLOCKING_GRACE: Duration = Duration::from_secs(1);
 
 /// The hub as a task of its runtime (see the module docs).
 struct HubTask {

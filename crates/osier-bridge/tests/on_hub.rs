@@ -376,3 +376,24 @@ fn with_tokio_on_its_own_threads_tasks_go_to_the_multi_thread_runtime() {
     assert_ne!(green, task);
     b.shutdown_timeout(Duration::from_secs(5)).unwrap();
 }
+
+#[test]
+fn shutdown_does_not_wait_for_a_blocking_call_left_on_a_hub_runtime() {
+    let b = on_hubs(1);
+    let started = Arc::new(AtomicBool::new(false));
+    let s2 = started.clone();
+    let _ = b.spawn_on_hub(async move {
+        let _ = tokio::task::spawn_blocking(move || {
+            s2.store(true, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_secs(30));
+        })
+        .await;
+    });
+    let t0 = Instant::now();
+    while !started.load(Ordering::SeqCst) && t0.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let t0 = Instant::now();
+    b.shutdown_timeout(Duration::from_secs(5)).unwrap();
+    assert!(t0.elapsed() < Duration::from_secs(4), "{:?}", t0.elapsed());
+}
