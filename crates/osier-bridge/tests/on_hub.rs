@@ -382,13 +382,14 @@ fn shutdown_does_not_wait_for_a_blocking_call_left_on_a_hub_runtime() {
     let b = on_hubs(1);
     let started = Arc::new(AtomicBool::new(false));
     let s2 = started.clone();
-    let _ = b.spawn_on_hub(async move {
+    // Detached: nobody waits for it but the runtime's shutdown.
+    drop(b.spawn_on_hub(async move {
         let _ = tokio::task::spawn_blocking(move || {
             s2.store(true, Ordering::SeqCst);
             std::thread::sleep(Duration::from_secs(30));
         })
         .await;
-    });
+    }));
     let t0 = Instant::now();
     while !started.load(Ordering::SeqCst) && t0.elapsed() < Duration::from_secs(5) {
         std::thread::sleep(Duration::from_millis(5));
