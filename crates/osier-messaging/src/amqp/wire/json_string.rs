@@ -1,4 +1,7 @@
-//! JSON string escaping, as serde_json writes it: the 2.0 envelope carries the message as a JSON
+//! JSON strings escaped as serde_json writes them, and read back where only the short escapes
+//! occur.
+//!
+//! Escaping:  the 2.0 envelope carries the message as a JSON
 //! string, so the message's own JSON text is escaped once more, eight bytes at a time past the
 //! runs that need nothing (a message's text has a quote every few bytes, so the first byte to
 //! escape is found in the word, not looked for again byte by byte).
@@ -44,7 +47,7 @@ const HEX: &[u8; 16] = b"0123456789abcdef";
 /// to `c`). A flag above the lowest one may be wrong (a borrow runs upwards); the lowest is
 /// always right, and there is none when no byte needs an escape.
 #[inline]
-fn escape_flags(w: u64) -> u64 {
+pub(super) fn escape_flags(w: u64) -> u64 {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = 0x8080_8080_8080_8080;
     let below_0x20 = w.wrapping_sub(ONES * 0x20) & !w;
@@ -100,6 +103,78 @@ pub(crate) fn escape_into(out: &mut Vec<u8>, bytes: &[u8]) {
         }
     }
     out.extend_from_slice(&bytes[start..]);
+}
+
+/// What [`unescape_simple`] gives: the string's text and the index just past its closing quote.
+pub(super) struct Unescaped {
+    pub text: Vec<u8>,
+    pub end: usize,
+}
+
+/// Reads the JSON string whose text starts at `from` (just past its opening quote) when it has
+/// only the two-character escapes (`\" \\ \/ \b \f \n \r \t`) and is valid UTF-8: what
+/// the envelope's message is, however a peer wrote it (Python escapes every character above
+/// ASCII of the message's text as `\u` inside that text, so the envelope's string itself has
+/// none). `None` for anything else (`\u` escapes, a control character, invalid UTF-8, no
+/// closing quote): the caller reads such a body with serde_json, which decides what it is.
+/// Eight bytes at a time to the next quote, backslash or control character.
+pub(super) fn unescape_simple(bytes: &[u8], from: usize) -> Option<Unescaped> {
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let mut text = Vec::with_capacity(bytes.len().saturating_sub(from));
+    let mut high = 0u64;
+    let mut start = from;
+    let mut i = from;
+    loop {
+        // The next byte that ends a run: found eight bytes at a time, then one at a time.
+        let at = loop {
+            if let Some(chunk) = bytes.get(i..i + 8) {
+                let mut word = [0u8; 8];
+                word.copy_from_slice(chunk);
+                let w = u64::from_le_bytes(word);
+                let flags = escape_flags(w);
+                if flags == 0 {
+                    high |= w;
+                    i += 8;
+                    continue;
+                }
+                // Bytes past the one found may be counted as high too: that only costs a
+                // check of the text below.
+                high |= w;
+                break i + (flags.trailing_zeros() / 8) as usize;
+            }
+            let rest = bytes.get(i..)?;
+            let off = rest.iter().position(|&b| ESCAPE[b as usize] != __)?;
+            high |= rest[..off].iter().fold(0u64, |a, &b| a | u64::from(b));
+            break i + off;
+        };
+        text.extend_from_slice(&bytes[start..at]);
+        match bytes[at] {
+            b'"' => {
+                if high & HIGHS != 0 && std::str::from_utf8(&text).is_err() {
+                    return None;
+                }
+                return Some(Unescaped { text, end: at + 1 });
+            }
+            b'\\' => {
+                let c = match *bytes.get(at + 1)? {
+                    b'"' => b'"',
+                    b'\\' => b'\\',
+                    b'/' => b'/',
+                    b'b' => 0x08,
+                    b'f' => 0x0C,
+                    b'n' => b'\n',
+                    b'r' => b'\r',
+                    b't' => b'\t',
+                    _ => return None,
+                };
+                text.push(c);
+                start = at + 2;
+                i = at + 2;
+            }
+            // A control character: not allowed in a JSON string.
+            _ => return None,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -166,5 +241,52 @@ mod tests {
         escape_into(&mut ours, text.as_bytes());
         let twice = serde_json::to_string(&text).unwrap();
         assert_eq!(String::from_utf8(ours).unwrap(), twice[1..twice.len() - 1]);
+    }
+
+    fn unescaped(json: &str) -> Option<(String, usize)> {
+        unescape_simple(json.as_bytes(), 1).map(|u| (String::from_utf8(u.text).unwrap(), u.end))
+    }
+
+    #[test]
+    fn a_string_with_short_escapes_reads_as_serde_json_reads_it() {
+        let texts = [
+            "",
+            "plain",
+            "a \"quoted\" word and a \\ backslash / slash",
+            "\u{8}\u{c}\n\r\t controls",
+            "héllo wörld, ünïcode ✓ 😀",
+            "{\"a\":\"q\\\"uo\\\\te\\n\",\"b\":[1,2.5,null]}",
+        ];
+        for t in texts {
+            for pad in ["", "x", "xxxxxxx", "xxxxxxxx", "xxxxxxxxxxxxxxxxx"] {
+                let text = format!("{pad}{t}{pad}");
+                let json = serde_json::to_string(&text).unwrap();
+                assert_eq!(unescaped(&json), Some((text.clone(), json.len())), "{json}");
+                let slashed = json.replace('/', "\\/");
+                assert_eq!(unescaped(&slashed).map(|u| u.0), Some(text), "{slashed}");
+            }
+        }
+    }
+
+    #[test]
+    fn what_needs_serde_json_is_left_to_it() {
+        for json in [
+            "\"\\u00e9\"",   // a \u escape
+            "\"a\\x\"",      // an unknown escape
+            "\"tab\there\"", // a raw control character
+            "\"no end",
+            "\"ends in a backslash\\",
+        ] {
+            assert!(unescaped(json).is_none(), "{json:?}");
+        }
+        let mut bad = b"\"abc".to_vec();
+        bad.extend_from_slice(&[0xC3, 0x28, b'"']);
+        assert!(unescape_simple(&bad, 1).is_none(), "invalid UTF-8");
+    }
+
+    #[test]
+    fn the_end_is_just_past_the_closing_quote() {
+        let json = "\"abcdefghij\\\"k\",\"next\"";
+        assert_eq!(unescaped(json), Some(("abcdefghij\"k".to_string(), 15)));
     }
 }

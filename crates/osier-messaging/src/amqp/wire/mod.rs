@@ -41,6 +41,7 @@ use crate::error::{Cause, Failure, MessagingError};
 use crate::secrets::{Masked, MaskedMap};
 
 mod body;
+mod envelope;
 mod json_string;
 mod read;
 

@@ -1,5 +1,6 @@
-//! Bodies read in one pass: the envelope's members picked out as they are parsed (no map built
-//! for it), then the message's members handed one by one to what wants them ([`Members`]): a
+//! Bodies read in one pass: the envelope's message found by a scan of its own
+//! ([`envelope`](super::envelope)) or, for any other body, the envelope's members picked out as
+//! they are parsed (no map built for it), then the message's members handed one by one to what wants them ([`Members`]): a
 //! request keeps its method, arguments, context and call members and skips the rest unbuilt; a
 //! reply keeps its four members; a generic body keeps everything, as a map.
 //!
@@ -182,6 +183,9 @@ fn parse<M: Members>(json: &[u8], envelope: bool) -> Result<Parsed<M>, WireError
 /// A body's message, its members given to `M`: the 2.0 envelope's message, or the body itself
 /// when it has no `oslo.version` (Python accepts both).
 pub(super) fn body<M: Members>(body: &[u8]) -> Result<M, WireError> {
+    if let Some(text) = super::envelope::message(body) {
+        return message::<M>(&text);
+    }
     match parse::<M>(body, true)? {
         Parsed::NotObject => Err(WireError::NotObject),
         Parsed::Bare(m) => Ok(m),
@@ -190,13 +194,18 @@ pub(super) fn body<M: Members>(body: &[u8]) -> Result<M, WireError> {
                 let Some(Value::String(inner)) = message else {
                     return Err(WireError::BadMember("oslo.message"));
                 };
-                match parse::<M>(inner.as_bytes(), false)? {
-                    Parsed::Bare(m) => Ok(m),
-                    Parsed::NotObject | Parsed::Envelope { .. } => Err(WireError::NotObject),
-                }
+                self::message::<M>(inner.as_bytes())
             }
             Value::String(s) => Err(WireError::UnsupportedEnvelope(s)),
             v => Err(WireError::UnsupportedEnvelope(v.to_string())),
         },
+    }
+}
+
+/// The envelope's message text, its members given to `M`.
+fn message<M: Members>(text: &[u8]) -> Result<M, WireError> {
+    match parse::<M>(text, false)? {
+        Parsed::Bare(m) => Ok(m),
+        Parsed::NotObject | Parsed::Envelope { .. } => Err(WireError::NotObject),
     }
 }
