@@ -54,12 +54,13 @@ impl Default for TransportOptions {
     }
 }
 
-/// A transport: a URL, its driver and shared options. Cloning shares the driver.
+/// A transport: a URL, its driver and shared options. Cloning shares all three (every client,
+/// server and notifier holds a clone).
 #[derive(Clone)]
 pub struct Transport {
-    url: TransportUrl,
+    url: Arc<TransportUrl>,
     pub(crate) driver: Arc<dyn Driver>,
-    pub(crate) opts: TransportOptions,
+    pub(crate) opts: Arc<TransportOptions>,
 }
 
 impl std::fmt::Debug for Transport {
@@ -95,7 +96,11 @@ impl Transport {
                 })
             }
         };
-        Ok(Transport { url, driver, opts })
+        Ok(Transport {
+            url: Arc::new(url),
+            driver,
+            opts: Arc::new(opts),
+        })
     }
 
     /// A `rabbit://` transport with rabbit options set in code; the URL's query parameters
@@ -117,7 +122,11 @@ impl Transport {
             crate::amqp::AmqpDriver::with_options(&url, &opts.control_exchange, rabbit)?
                 .at_least_once(opts.at_least_once),
         );
-        Ok(Transport { url, driver, opts })
+        Ok(Transport {
+            url: Arc::new(url),
+            driver,
+            opts: Arc::new(opts),
+        })
     }
 
     /// The transport URL.

@@ -370,19 +370,16 @@ async fn owner(o: &mut Owner) {
             generation,
         };
         let mut pending_acks: FuturesUnordered<AckFut> = FuturesUnordered::new();
+        // Made once per connection, not once per turn of the loop: each one made and dropped
+        // again after being polled would take the notifier's lock twice per delivery.
+        let (stop, close) = (o.stop.clone(), o.close.clone());
+        let (stopped, closed) = (stop.notified(), close.notified());
+        tokio::pin!(stopped, closed);
         loop {
             tokio::select! {
-                _ = o.stop.notified(), if o.handler.is_some() => {
-                    for t in &s.tags {
-                        let _ = s.channel.basic_cancel(t.as_str().into(), BasicCancelOptions::default()).await;
-                    }
-                    // Deleted before the handler goes, so a listener that saw its last
-                    // message knows the queues are gone too.
-                    delete_queues(&s.channel, &o.topo.delete_on_stop).await;
-                    o.handler = None;
-                    o.live.set(false);
-                }
-                _ = o.close.notified() => {
+                // In this order: a close or stop first, then deliveries before acks.
+                biased;
+                _ = &mut closed => {
                     o.live.set(false);
                     while pending_acks.next().await.is_some() {}
                     // Acks asked for before the close still go out.
@@ -396,6 +393,16 @@ async fn owner(o: &mut Owner) {
                     }
                     let _ = s.conn.close(200, "OK".into()).await;
                     return;
+                }
+                _ = &mut stopped, if o.handler.is_some() => {
+                    for t in &s.tags {
+                        let _ = s.channel.basic_cancel(t.as_str().into(), BasicCancelOptions::default()).await;
+                    }
+                    // Deleted before the handler goes, so a listener that saw its last
+                    // message knows the queues are gone too.
+                    delete_queues(&s.channel, &o.topo.delete_on_stop).await;
+                    o.handler = None;
+                    o.live.set(false);
                 }
                 d = s.consumers.next(), if o.handler.is_some() => match (d.flatten(), o.handler.as_mut()) {
                     (Some(Ok(d)), Some(h)) => {

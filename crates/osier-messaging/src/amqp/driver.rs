@@ -415,12 +415,13 @@ impl Driver for AmqpDriver {
         } else {
             p.wait = Wait::Written;
         }
-        let undeliverable = Shared::undeliverable(&p);
+        // Only a mandatory request can come back returned.
+        let undeliverable = p.mandatory.then(|| Shared::undeliverable(&p));
         let confirm = self.shared.publisher.submit(p).await;
         Ok(Box::new(AmqpWaiter {
             rx,
             confirm: Some(confirm),
-            undeliverable: Some(undeliverable),
+            undeliverable,
             msg_id,
             reply_q: rq.name.clone(),
             waiters: rq.waiters.clone(),

@@ -549,6 +549,14 @@ fn next_deadline(pending: &VecDeque<Publish>) -> Option<Instant> {
     pending.iter().filter_map(|p| p.deadline).min()
 }
 
+/// Sleeps until `due`; for ever without it.
+async fn sleep_until_due(due: Option<Instant>) {
+    match due {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// The owner task: see the module docs.
 async fn owner(
     broker: &Broker,
@@ -710,11 +718,9 @@ async fn owner(
         // Messages waiting for their destination queue are looked at again when due.
         let due = pending.iter().filter_map(|p| p.not_before).min();
         tokio::select! {
-            _ = tokio::time::sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() && link.is_some() => {}
-            m = rx.recv(), if !closed => match m {
-                Some(p) => pending.push_back(p),
-                None => closed = true,
-            },
+            // Confirms first, then new messages, then the timers (a link lost under load shows
+            // in its confirms; the link check is for a link lost while idle).
+            biased;
             Some((p, r, from)) = inflight.next(), if !inflight.is_empty() => {
                 let next = confirmed(p, r, &mut pending, tracker, &mut nacks);
                 // Only a failure on the current connection ends it.
@@ -749,6 +755,19 @@ async fn owner(
                     }
                 }
             }
+            m = rx.recv(), if !closed => match m {
+                Some(p) => {
+                    pending.push_back(p);
+                    // With it, every message already waiting: one turn sends them all.
+                    while let Ok(p) = rx.try_recv() {
+                        pending.push_back(p);
+                    }
+                }
+                None => closed = true,
+            },
+            // A timer made only when one is due (made on every turn, it would cost a look at
+            // the clock and the runtime's timer handle for nothing).
+            _ = sleep_until_due(due), if due.is_some() && link.is_some() => {}
             _ = link_check.tick(), if link.is_some() => {
                 if link.as_ref().is_some_and(|l| !l.conn.status().connected()) {
                     // Messages in flight fail on their own (their confirms err); the pause

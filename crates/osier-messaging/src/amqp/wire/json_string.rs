@@ -75,25 +75,29 @@ fn escape_byte(out: &mut Vec<u8>, b: u8, e: u8) {
 }
 
 /// Appends `bytes` to `out` as the inside of a JSON string (no quotes around it).
+///
+/// Each word is appended whole, then cut back to the byte that needs an escape: a fixed
+/// eight-byte copy, where a copy of the run between two escapes (a few bytes in a message's
+/// text) would be a call of its own.
 pub(crate) fn escape_into(out: &mut Vec<u8>, bytes: &[u8]) {
-    let mut start = 0;
+    out.reserve(bytes.len() + 8);
     let mut i = 0;
-    // Eight bytes at a time, straight to the first byte that needs an escape.
     while let Some(chunk) = bytes.get(i..i + 8) {
         let mut word = [0u8; 8];
         word.copy_from_slice(chunk);
         let flags = escape_flags(u64::from_le_bytes(word));
+        out.extend_from_slice(&word);
         if flags == 0 {
             i += 8;
             continue;
         }
-        let at = i + (flags.trailing_zeros() / 8) as usize;
-        let b = bytes[at];
-        out.extend_from_slice(&bytes[start..at]);
+        let k = (flags.trailing_zeros() / 8) as usize;
+        out.truncate(out.len() - (8 - k));
+        let b = bytes[i + k];
         escape_byte(out, b, ESCAPE[b as usize]);
-        start = at + 1;
-        i = at + 1;
+        i += k + 1;
     }
+    let mut start = i;
     for (at, &b) in bytes.iter().enumerate().skip(i) {
         let e = ESCAPE[b as usize];
         if e != __ {
@@ -120,34 +124,36 @@ pub(super) struct Unescaped {
 /// Eight bytes at a time to the next quote, backslash or control character.
 pub(super) fn unescape_simple(bytes: &[u8], from: usize) -> Option<Unescaped> {
     const HIGHS: u64 = 0x8080_8080_8080_8080;
-    let mut text = Vec::with_capacity(bytes.len().saturating_sub(from));
+    let mut text = Vec::with_capacity(bytes.len().saturating_sub(from) + 8);
     let mut high = 0u64;
-    let mut start = from;
     let mut i = from;
     loop {
-        // The next byte that ends a run: found eight bytes at a time, then one at a time.
+        // The next byte that ends a run, everything before it appended: eight bytes at a time
+        // (each word appended whole, then cut back, as in `escape_into`), then one at a time.
         let at = loop {
             if let Some(chunk) = bytes.get(i..i + 8) {
                 let mut word = [0u8; 8];
                 word.copy_from_slice(chunk);
                 let w = u64::from_le_bytes(word);
                 let flags = escape_flags(w);
-                if flags == 0 {
-                    high |= w;
-                    i += 8;
-                    continue;
-                }
+                text.extend_from_slice(&word);
                 // Bytes past the one found may be counted as high too: that only costs a
                 // check of the text below.
                 high |= w;
-                break i + (flags.trailing_zeros() / 8) as usize;
+                if flags == 0 {
+                    i += 8;
+                    continue;
+                }
+                let k = (flags.trailing_zeros() / 8) as usize;
+                text.truncate(text.len() - (8 - k));
+                break i + k;
             }
             let rest = bytes.get(i..)?;
             let off = rest.iter().position(|&b| ESCAPE[b as usize] != __)?;
             high |= rest[..off].iter().fold(0u64, |a, &b| a | u64::from(b));
+            text.extend_from_slice(&rest[..off]);
             break i + off;
         };
-        text.extend_from_slice(&bytes[start..at]);
         match bytes[at] {
             b'"' => {
                 if high & HIGHS != 0 && std::str::from_utf8(&text).is_err() {
@@ -168,7 +174,6 @@ pub(super) fn unescape_simple(bytes: &[u8], from: usize) -> Option<Unescaped> {
                     _ => return None,
                 };
                 text.push(c);
-                start = at + 2;
                 i = at + 2;
             }
             // A control character: not allowed in a JSON string.
