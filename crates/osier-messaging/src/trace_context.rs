@@ -1,9 +1,12 @@
-//! W3C trace context in the request context: each call or cast carries a `traceparent`
-//! (`00-<trace id>-<span id>-01`) among its context keys, where Python peers ignore it (oslo.context
-//! keeps only the keys it knows). A request made with a context that already holds one (the
-//! context a handler received, passed on as OpenStack services pass theirs) continues its trace;
-//! a fresh context starts one. The client span records `trace_id` and `span_id`, the server
-//! span `trace_id` and `parent_span_id`, so two osier services show one trace in their logs.
+//! W3C trace context in the request context: each call or cast whose span is enabled carries a
+//! `traceparent` (`00-<trace id>-<span id>-01`) among its context keys, where Python peers ignore
+//! it (oslo.context keeps only the keys it knows). A request made with a context that already
+//! holds one (the context a handler received, passed on as OpenStack services pass theirs)
+//! continues its trace; a fresh context starts one. The client span records `trace_id` and
+//! `span_id`, the server span `trace_id` and `parent_span_id`, so two osier services show one
+//! trace in their logs. A request whose span is disabled (a service that traces nothing) makes
+//! no trace of its own: the context's `traceparent`, if any, goes on unchanged, as a W3C
+//! intermediary that does not take part passes it.
 //!
 //! With the `otel` feature and an OpenTelemetry layer in the subscriber, the ids are the spans'
 //! own OpenTelemetry ids, so a tracing backend shows the same trace.

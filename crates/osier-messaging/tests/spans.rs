@@ -254,3 +254,46 @@ fn a_call_made_from_a_handler_continues_its_trace() {
         }
     });
 }
+
+/// A request whose `rpc.call` span is off (no subscriber takes it) makes no trace of its own:
+/// it carries the `traceparent` of the context it was made with, unchanged, or none; with the
+/// span on, it carries a child of that trace.
+#[test]
+fn a_request_whose_span_is_off_passes_the_trace_it_was_given_unchanged() {
+    let t = Transport::new("memory://").unwrap();
+    block(async {
+        let s = RpcServer::builder(&t, Target::topic("trace-off").with_server("s"))
+            .bridge(bridge().clone())
+            .endpoint(Endpoint::new("e").method_async(
+                "traceparent",
+                |c: RequestContext, _a: Value| async move {
+                    Ok::<_, EndpointError>(c.get("traceparent").cloned())
+                },
+            ))
+            .build()
+            .unwrap();
+        s.start().await.unwrap();
+        let c = RpcClient::new(&t, Target::topic("trace-off")).timeout(Duration::from_secs(10));
+        let upstream = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+        let mut given = RequestContext::new();
+        given.set("traceparent", upstream);
+
+        let off = tracing::subscriber::set_default(tracing::subscriber::NoSubscriber::default());
+        let sent: Option<Value> = c
+            .call(&RequestContext::new(), "traceparent", json!({}))
+            .await
+            .unwrap();
+        assert_eq!(sent, None, "a fresh context, span off: no traceparent");
+        let sent: Option<Value> = c.call(&given, "traceparent", json!({})).await.unwrap();
+        assert_eq!(sent, Some(json!(upstream)), "span off: passed on unchanged");
+        drop(off);
+
+        let _on = tracing::subscriber::set_default(tracing_subscriber::registry());
+        let sent: Option<Value> = c.call(&given, "traceparent", json!({})).await.unwrap();
+        let sent = sent.and_then(|v| v.as_str().map(str::to_string)).unwrap();
+        let parts: Vec<&str> = sent.split('-').collect();
+        assert_eq!(parts.len(), 4, "{sent}");
+        assert_eq!(parts[1], "0af7651916cd43dd8448eb211c80319c", "the same trace");
+        assert_ne!(parts[2], "b7ad6b7169203331", "a span of its own");
+    });
+}

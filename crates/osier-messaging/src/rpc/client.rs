@@ -16,6 +16,7 @@
 //! # });
 //! ```
 
+use std::cell::OnceCell;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -294,14 +295,13 @@ impl RpcClient {
         Ok(())
     }
 
-    /// The request. `tp` is its `traceparent` when already known (and recorded on the span);
-    /// otherwise it is made here from the span in force and recorded.
+    /// The request, carrying the `traceparent` `trace` says.
     fn make(
         &self,
         ctx: &RequestContext,
         method: &str,
         args: impl Serialize,
-        tp: Option<TraceParent>,
+        trace: Trace,
     ) -> Result<Outgoing, MessagingError> {
         self.target.require_topic()?;
         self.check_cap()?;
@@ -342,16 +342,23 @@ impl RpcClient {
             });
         }
         let mut ctxt = self.serializer.serialize_context(ctx);
-        let tp = tp.unwrap_or_else(|| {
-            // From the span in force (OpenTelemetry's ids), recorded on it now.
-            let parent = ctxt.get(trace_context::KEY).and_then(TraceParent::parse);
-            let tp = TraceParent::for_request(parent.as_ref());
-            let span = tracing::Span::current();
-            span.record("trace_id", tracing::field::display(&tp.trace_id));
-            span.record("span_id", tracing::field::display(&tp.span_id));
-            tp
-        });
-        ctxt.insert(trace_context::KEY.into(), tp.header().into());
+        let tp = match trace {
+            Trace::Known(tp) => Some(tp),
+            Trace::FromSpan => {
+                // From the span in force (OpenTelemetry's ids), recorded on it now.
+                let parent = ctxt.get(trace_context::KEY).and_then(TraceParent::parse);
+                let tp = TraceParent::for_request(parent.as_ref());
+                let span = tracing::Span::current();
+                span.record("trace_id", tracing::field::display(&tp.trace_id));
+                span.record("span_id", tracing::field::display(&tp.span_id));
+                Some(tp)
+            }
+            // The context's own `traceparent`, if it has one, goes on as it is.
+            Trace::Off => None,
+        };
+        if let Some(tp) = tp {
+            ctxt.insert(trace_context::KEY.into(), tp.header().into());
+        }
         Ok(Outgoing {
             target: self.target.clone(),
             ctxt,
@@ -370,22 +377,24 @@ impl RpcClient {
         method: &str,
         args: impl Serialize,
     ) -> Result<(), MessagingError> {
-        let tp = early_trace(ctx);
+        let early = OnceCell::new();
         let f = SpanFields::of(ctx, method);
+        // The field values, and so the trace, are only made when the span is enabled.
         let span = tracing::info_span!(
             "rpc.cast",
             target = &*self.target_label,
             method = &*f.method,
             request_id = &*f.request_id,
             global_request_id = &*f.global_request_id,
-            trace_id = tp.as_ref().map(|t| t.trace_id.as_str()),
-            span_id = tp.as_ref().map(|t| t.span_id.as_str()),
+            trace_id = early_trace(&early, ctx).map(|t| t.trace_id.as_str()),
+            span_id = early_trace(&early, ctx).map(|t| t.span_id.as_str()),
         );
         #[cfg(feature = "otel")]
         continue_context(&span, ctx);
+        let trace = Trace::of(early);
         let invocation = self.meters.start(&self.target, method, "cast");
         let r = async {
-            let msg = self.make(ctx, method, args, tp)?;
+            let msg = self.make(ctx, method, args, trace)?;
             self.transport.driver.cast(msg).await
         }
         .instrument(span)
@@ -405,8 +414,9 @@ impl RpcClient {
         if self.target.fanout {
             return Err(self.target.invalid("A call cannot be fanout"));
         }
-        let tp = early_trace(ctx);
+        let early = OnceCell::new();
         let f = SpanFields::of(ctx, method);
+        // The field values, and so the trace, are only made when the span is enabled.
         let span = tracing::info_span!(
             "rpc.call",
             target = &*self.target_label,
@@ -415,14 +425,15 @@ impl RpcClient {
             request_id = &*f.request_id,
             global_request_id = &*f.global_request_id,
             msg_id = tracing::field::Empty,
-            trace_id = tp.as_ref().map(|t| t.trace_id.as_str()),
-            span_id = tp.as_ref().map(|t| t.span_id.as_str()),
+            trace_id = early_trace(&early, ctx).map(|t| t.trace_id.as_str()),
+            span_id = early_trace(&early, ctx).map(|t| t.span_id.as_str()),
         );
         #[cfg(feature = "otel")]
         continue_context(&span, ctx);
+        let trace = Trace::of(early);
         let invocation = self.meters.start(&self.target, method, "call");
         let r = self
-            .call_in_span(ctx, method, args, tp)
+            .call_in_span(ctx, method, args, trace)
             .instrument(span)
             .await;
         invocation.finish(&r);
@@ -434,9 +445,9 @@ impl RpcClient {
         ctx: &RequestContext,
         method: &str,
         args: impl Serialize,
-        tp: Option<TraceParent>,
+        trace: Trace,
     ) -> Result<R, MessagingError> {
-        let msg = self.make(ctx, method, args, tp)?;
+        let msg = self.make(ctx, method, args, trace)?;
         let topic = msg.target.topic.clone().unwrap_or_default();
         let timeout = self.effective_timeout();
         let deadline = tokio::time::Instant::now() + timeout;
@@ -548,16 +559,47 @@ fn continue_context(span: &tracing::Span, ctx: &RequestContext) {
     }
 }
 
-/// A request's `traceparent`, made before its span so the span is created with it (no
-/// `record` afterwards): it continues the trace of the context the request is made with (a
-/// handler's, passed on), or starts one. With the `otel` feature the ids are the span's own,
-/// known only once it exists: `None`, and [`RpcClient::make`] takes them from the span.
-fn early_trace(ctx: &RequestContext) -> Option<TraceParent> {
-    if cfg!(feature = "otel") {
-        return None;
+/// A request's `traceparent`, made (once, in `cell`) while its span is created, so the span is
+/// created with it (no `record` afterwards), and only if the span is enabled: it continues the
+/// trace of the context the request is made with (a handler's, passed on), or starts one. With
+/// the `otel` feature the ids are the span's own, known only once it exists: `None`, and
+/// [`RpcClient::make`] takes them from the span.
+fn early_trace<'a>(
+    cell: &'a OnceCell<Option<TraceParent>>,
+    ctx: &RequestContext,
+) -> Option<&'a TraceParent> {
+    cell.get_or_init(|| {
+        if cfg!(feature = "otel") {
+            return None;
+        }
+        let parent = ctx.get(trace_context::KEY).and_then(TraceParent::parse);
+        Some(TraceParent::child_of(parent.as_ref()))
+    })
+    .as_ref()
+}
+
+/// What `traceparent` a request carries.
+enum Trace {
+    /// This one, made with the span (see [`early_trace`]).
+    Known(TraceParent),
+    /// The ids OpenTelemetry gave the span in force (the `otel` feature).
+    FromSpan,
+    /// The request's span is disabled (no subscriber takes it): none of its own, and the
+    /// context's, if it has one, passed on unchanged, as a W3C intermediary that does not
+    /// take part in the trace passes it. Making one would cost every request of a service
+    /// that traces nothing a random id, its formatting and its parsing at the server.
+    Off,
+}
+
+impl Trace {
+    /// The choice the span's creation made: [`early_trace`] ran only if it was enabled.
+    fn of(early: OnceCell<Option<TraceParent>>) -> Trace {
+        match early.into_inner() {
+            None => Trace::Off,
+            Some(Some(tp)) => Trace::Known(tp),
+            Some(None) => Trace::FromSpan,
+        }
     }
-    let parent = ctx.get(trace_context::KEY).and_then(TraceParent::parse);
-    Some(TraceParent::child_of(parent.as_ref()))
 }
 
 /// The kind of a JSON value, for an error that must not print the value itself.

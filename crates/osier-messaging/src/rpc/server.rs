@@ -568,24 +568,7 @@ async fn handle(inner: &Arc<Inner>, mut msg: Incoming) {
             let mut ctx = inner.serializer.deserialize_context(msg.ctxt);
             let executor = target.executor().unwrap_or(inner.executor);
             // Every log line of the method carries its request's fields, whatever its executor.
-            let caller = ctx.get(trace_context::KEY).and_then(TraceParent::parse);
-            let f = SpanFields::of(&ctx, &method);
-            let span = tracing::info_span!(
-                "rpc.server",
-                target = &*inner.target_label,
-                method = &*f.method,
-                executor = executor.name(),
-                request_id = &*f.request_id,
-                global_request_id = &*f.global_request_id,
-                trace_id = caller.as_ref().map(|t| t.trace_id.as_str()),
-                parent_span_id = caller.as_ref().map(|t| t.span_id.as_str()),
-                outcome = tracing::field::Empty,
-            );
-            drop(f);
-            #[cfg(feature = "otel")]
-            if let Some(tp) = &caller {
-                crate::otel::continue_remote(&span, tp);
-            }
+            let span = server_span(&inner.target_label, &ctx, &method, executor);
             // The handler's calls, made with the context it received, are children of this
             // server span.
             #[cfg(feature = "otel")]
@@ -692,6 +675,39 @@ async fn run_method(
         .serializer
         .serialize_entity(ctx, v)
         .map_err(|e| Failure::new("SerializationError", "osier", e.to_string()))
+}
+
+/// The `rpc.server` span of a request. The caller's trace is read only if the span is enabled
+/// (its field values are made only then).
+fn server_span(
+    target_label: &str,
+    ctx: &RequestContext,
+    method: &str,
+    executor: Executor,
+) -> tracing::Span {
+    let caller = std::cell::OnceCell::new();
+    let caller_trace = || {
+        caller
+            .get_or_init(|| ctx.get(trace_context::KEY).and_then(TraceParent::parse))
+            .as_ref()
+    };
+    let f = SpanFields::of(ctx, method);
+    let span = tracing::info_span!(
+        "rpc.server",
+        target = target_label,
+        method = &*f.method,
+        executor = executor.name(),
+        request_id = &*f.request_id,
+        global_request_id = &*f.global_request_id,
+        trace_id = caller_trace().map(|t| t.trace_id.as_str()),
+        parent_span_id = caller_trace().map(|t| t.span_id.as_str()),
+        outcome = tracing::field::Empty,
+    );
+    #[cfg(feature = "otel")]
+    if let Some(Some(tp)) = caller.get() {
+        crate::otel::continue_remote(&span, tp);
+    }
+    span
 }
 
 /// The call-monitor watchdog (MSG-DISP-08): a heartbeat every `int(timeout)/2` seconds while the

@@ -32,6 +32,7 @@
 
 use std::borrow::Cow;
 use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -599,8 +600,9 @@ pub fn decode_notification_body(body: &[u8]) -> Result<NotificationWire, WireErr
 /// reply and notification consumers do.
 #[derive(Debug, Default)]
 pub struct DuplicateFilter {
-    order: VecDeque<Box<str>>,
-    seen: HashSet<Box<str>>,
+    /// The ids remembered, oldest first; each shared with `seen` (one allocation per id).
+    order: VecDeque<Arc<str>>,
+    seen: HashSet<Arc<str>>,
     /// Taken and not yet settled (notifications: handed to the listener, not yet acked).
     in_flight: HashSet<Box<str>>,
 }
@@ -615,10 +617,11 @@ impl DuplicateFilter {
     /// (RPC: a request is taken when it is received). A message without an id is never a
     /// duplicate.
     pub fn is_duplicate(&mut self, id: Option<&str>) -> bool {
-        if self.contains(id) {
+        let Some(id) = id else { return false };
+        if self.seen.contains(id) {
             return true;
         }
-        self.remember(id);
+        self.insert(id);
         false
     }
 
@@ -652,15 +655,19 @@ impl DuplicateFilter {
     /// Remembers `id` (notifications: only once acknowledged, so a requeued one comes back).
     pub fn remember(&mut self, id: Option<&str>) {
         let Some(id) = id else { return };
-        if self.seen.contains(id) {
-            return;
+        if !self.seen.contains(id) {
+            self.insert(id);
         }
+    }
+
+    /// Remembers `id`, not remembered yet, forgetting the oldest beyond the window.
+    fn insert(&mut self, id: &str) {
         if self.order.len() == DUPLICATE_WINDOW {
             if let Some(old) = self.order.pop_front() {
                 self.seen.remove(&old);
             }
         }
-        let id: Box<str> = id.into();
+        let id: Arc<str> = id.into();
         self.seen.insert(id.clone());
         self.order.push_back(id);
     }
