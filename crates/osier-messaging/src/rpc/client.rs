@@ -305,7 +305,7 @@ impl RpcClient {
     ) -> Result<Outgoing, MessagingError> {
         self.target.require_topic()?;
         self.check_cap()?;
-        let args = match serde_json::to_value(args)
+        let mut args = match serde_json::to_value(args)
             .map_err(|e| MessagingError::serialization(format!("the arguments of {method}"), e))?
         {
             Value::Object(m) => m,
@@ -321,13 +321,13 @@ impl RpcClient {
                 })
             }
         };
-        let mut ser_args = Dict::new();
-        for (k, v) in args {
-            ser_args.insert(k, self.serializer.serialize_entity(ctx, v)?);
+        // In place: the serializer sees each argument, in key order, as oslo's does.
+        for v in args.values_mut() {
+            *v = self.serializer.serialize_entity(ctx, std::mem::take(v))?;
         }
         let mut message = Dict::new();
         message.insert("method".into(), method.into());
-        message.insert("args".into(), Value::Object(ser_args));
+        message.insert("args".into(), Value::Object(args));
         if let Some(ns) = &self.target.namespace {
             message.insert("namespace".into(), ns.clone().into());
         }

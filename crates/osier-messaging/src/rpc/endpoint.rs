@@ -194,7 +194,18 @@ pub(crate) enum Handler {
 /// argument the type has no field for, and a required one missing (MSG-DISP-06). A type that
 /// takes no arguments (`()`, a unit struct) is called with an empty `args`; a map type (`Dict`,
 /// `serde_json::Value`) takes whatever comes.
-fn decode_args<A: DeserializeOwned>(method: &str, args: Dict) -> Result<A, EndpointError> {
+fn decode_args<A: DeserializeOwned + 'static>(method: &str, args: Dict) -> Result<A, EndpointError> {
+    // A method that takes the arguments as they are gets them as they are: decoding a map into
+    // a map of the same values is a copy of every key for nothing.
+    let args = match same_type::<Dict, A>(args) {
+        Ok(a) => return Ok(a),
+        Err(args) => args,
+    };
+    let args = match same_type::<Value, A>(Value::Object(args)) {
+        Ok(a) => return Ok(a),
+        Err(Value::Object(args)) => args,
+        Err(_) => Dict::new(), // what went in comes out: an object
+    };
     let first_key = args.keys().next().cloned();
     let mut unknown: Option<String> = None;
     let decoded = serde_ignored::deserialize(Value::Object(args), |path| {
@@ -238,7 +249,27 @@ fn missing_field(e: &serde_json::Error) -> Option<String> {
     Some(rest[..rest.find('`')?].to_string())
 }
 
-fn encode<R: Serialize>(r: R) -> Result<Value, EndpointError> {
+/// `t` as a `U`, when `T` is `U` (a method's argument or result type that is `Dict` or `Value`
+/// itself); `t` back otherwise.
+fn same_type<T: 'static, U: 'static>(t: T) -> Result<U, T> {
+    let mut slot = Some(t);
+    let taken = (&mut slot as &mut dyn std::any::Any)
+        .downcast_mut::<Option<U>>()
+        .and_then(Option::take);
+    match (taken, slot) {
+        (Some(u), _) => Ok(u),
+        (None, Some(t)) => Err(t),
+        // The downcast succeeded only if the types are one, and then it took the value.
+        (None, None) => unreachable!("a value taken without a downcast"),
+    }
+}
+
+fn encode<R: Serialize + 'static>(r: R) -> Result<Value, EndpointError> {
+    // A `Value` result is sent as it is, not copied through serde.
+    let r = match same_type::<R, Value>(r) {
+        Ok(v) => return Ok(v),
+        Err(r) => r,
+    };
     serde_json::to_value(r)
         .map_err(|e| EndpointError::new("TypeError", format!("result is not serializable: {e}")))
 }
@@ -405,5 +436,21 @@ mod tests {
         let e = decode_args::<Outer>("m", dict(serde_json::json!({"_inner": {"_a": 1}, "c": 1})))
             .unwrap_err();
         assert_eq!(e.message, "m() got an unexpected keyword argument 'c'");
+    }
+
+    /// A method taking `Value` or `Dict` gets the arguments as they came, whatever they are,
+    /// as decoding them through serde would give them; a `Value` result is sent as it is.
+    #[test]
+    fn map_arguments_and_value_results_pass_as_they_are() {
+        let args = dict(serde_json::json!({"a": [1, 2.5, null], "b": {"c": "d"}, "_x": true}));
+        let through_serde: Value = serde_json::from_value(Value::Object(args.clone())).unwrap();
+        assert_eq!(decode_args::<Value>("m", args.clone()).unwrap(), through_serde);
+        assert_eq!(decode_args::<Dict>("m", args.clone()).unwrap(), args);
+        assert_eq!(decode_args::<Value>("m", Dict::new()).unwrap(), serde_json::json!({}));
+        let v = serde_json::json!({"x": [1, {"y": null}]});
+        assert_eq!(encode(v.clone()).unwrap(), v);
+        assert_eq!(encode(Some(3)).unwrap(), serde_json::json!(3));
+        assert_eq!(same_type::<i64, String>(7), Err(7));
+        assert_eq!(same_type::<i64, i64>(7), Ok(7));
     }
 }
