@@ -293,7 +293,10 @@ fn a_request_whose_span_is_off_passes_the_trace_it_was_given_unchanged() {
         let sent = sent.and_then(|v| v.as_str().map(str::to_string)).unwrap();
         let parts: Vec<&str> = sent.split('-').collect();
         assert_eq!(parts.len(), 4, "{sent}");
-        assert_eq!(parts[1], "0af7651916cd43dd8448eb211c80319c", "the same trace");
+        assert_eq!(
+            parts[1], "0af7651916cd43dd8448eb211c80319c",
+            "the same trace"
+        );
         assert_ne!(parts[2], "b7ad6b7169203331", "a span of its own");
     });
 }

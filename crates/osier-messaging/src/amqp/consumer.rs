@@ -9,6 +9,7 @@
 //! that message, and the listener's duplicate filter recognises it.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -43,22 +44,46 @@ pub(crate) enum Decision {
 #[derive(Debug)]
 struct AckCmd(AckKind, u64, u64);
 
+/// What the owner's queue brings it.
+#[derive(Debug)]
+enum ToOwner {
+    Ack(AckCmd),
+    /// A stop or a close was asked ([`Asked`]).
+    Look,
+}
+
+/// A stop or close asked of the owner. While consuming, the owner reads these flags on each turn
+/// of its loop and is woken by [`ToOwner::Look`] on the queue it reads anyway (a `Notify`
+/// waited on in that loop would take the notifier's lock on every delivery); while it connects
+/// or pauses, the `Notify`s of [`Consumer`] wake it.
+#[derive(Debug, Default)]
+struct Asked {
+    stop: AtomicBool,
+    close: AtomicBool,
+}
+
 /// Sends acks and requeues to the owner of the channel a delivery came from.
 #[derive(Debug, Clone)]
 pub(crate) struct AckSender {
-    tx: mpsc::UnboundedSender<AckCmd>,
+    tx: mpsc::UnboundedSender<ToOwner>,
     generation: u64,
 }
 
 impl AckSender {
     pub(crate) fn ack(&self, tag: u64) {
-        let _ = self.tx.send(AckCmd(AckKind::Ack, self.generation, tag));
+        let _ = self
+            .tx
+            .send(ToOwner::Ack(AckCmd(AckKind::Ack, self.generation, tag)));
     }
     pub(crate) fn requeue(&self, tag: u64) {
-        let _ = self.tx.send(AckCmd(AckKind::Requeue, self.generation, tag));
+        let _ = self
+            .tx
+            .send(ToOwner::Ack(AckCmd(AckKind::Requeue, self.generation, tag)));
     }
     pub(crate) fn reject(&self, tag: u64) {
-        let _ = self.tx.send(AckCmd(AckKind::Reject, self.generation, tag));
+        let _ = self
+            .tx
+            .send(ToOwner::Ack(AckCmd(AckKind::Reject, self.generation, tag)));
     }
 }
 
@@ -70,6 +95,8 @@ pub(crate) type Handler = Box<dyn FnMut(Delivery, &AckSender) -> Decision + Send
 pub(crate) struct Consumer {
     stop: Arc<Notify>,
     close: Arc<Notify>,
+    asked: Arc<Asked>,
+    to_owner: mpsc::UnboundedSender<ToOwner>,
     live: Liveness,
 }
 
@@ -88,7 +115,9 @@ impl Consumer {
         let stop = Arc::new(Notify::new());
         let close = Arc::new(Notify::new());
         let (ready_tx, ready_rx) = oneshot::channel();
-        let (ack_tx, ack_rx) = mpsc::unbounded_channel::<AckCmd>();
+        let asked = Arc::new(Asked::default());
+        let (ack_tx, ack_rx) = mpsc::unbounded_channel::<ToOwner>();
+        let to_owner = ack_tx.clone();
         let live = Liveness::new(false);
         let mut state = Owner {
             live: live.clone(),
@@ -99,6 +128,7 @@ impl Consumer {
             handler: Some(handler),
             stop: stop.clone(),
             close: close.clone(),
+            asked: asked.clone(),
             ready: Some(ready_tx),
             ack_tx,
             ack_rx,
@@ -109,7 +139,13 @@ impl Consumer {
             supervise("listener", &mut state, run_owner, Duration::from_secs(1)).await;
         });
         match ready_rx.await {
-            Ok(Ok(())) => Ok(Consumer { stop, close, live }),
+            Ok(Ok(())) => Ok(Consumer {
+                stop,
+                close,
+                asked,
+                to_owner,
+                live,
+            }),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(MessagingError::Closed),
         }
@@ -118,6 +154,8 @@ impl Consumer {
     /// Cancels the consumers: no new deliveries; the handler is dropped (so a listener's queue
     /// of received messages ends), acks still go out.
     pub(crate) fn stop(&self) {
+        self.asked.stop.store(true, Ordering::Release);
+        let _ = self.to_owner.send(ToOwner::Look);
         self.stop.notify_one();
     }
 
@@ -131,6 +169,9 @@ impl Consumer {
 impl Drop for Consumer {
     /// Deletes the `delete_on_stop` queues and closes the connection.
     fn drop(&mut self) {
+        self.asked.stop.store(true, Ordering::Release);
+        self.asked.close.store(true, Ordering::Release);
+        let _ = self.to_owner.send(ToOwner::Look);
         self.stop.notify_one();
         self.close.notify_one();
     }
@@ -289,9 +330,10 @@ struct Owner {
     handler: Option<Handler>,
     stop: Arc<Notify>,
     close: Arc<Notify>,
+    asked: Arc<Asked>,
     ready: Option<oneshot::Sender<Result<(), MessagingError>>>,
-    ack_tx: mpsc::UnboundedSender<AckCmd>,
-    ack_rx: mpsc::UnboundedReceiver<AckCmd>,
+    ack_tx: mpsc::UnboundedSender<ToOwner>,
+    ack_rx: mpsc::UnboundedReceiver<ToOwner>,
     /// Which connection deliveries came from; acks of an older one are not sent.
     generation: u64,
     /// Where to read the topology's stream queue from after a reconnect (`None`: its last
@@ -370,40 +412,40 @@ async fn owner(o: &mut Owner) {
             generation,
         };
         let mut pending_acks: FuturesUnordered<AckFut> = FuturesUnordered::new();
-        // Made once per connection, not once per turn of the loop: each one made and dropped
-        // again after being polled would take the notifier's lock twice per delivery.
-        let (stop, close) = (o.stop.clone(), o.close.clone());
-        let (stopped, closed) = (stop.notified(), close.notified());
-        tokio::pin!(stopped, closed);
         loop {
-            tokio::select! {
-                // In this order: a close or stop first, then deliveries before acks.
-                biased;
-                _ = &mut closed => {
-                    o.live.set(false);
-                    while pending_acks.next().await.is_some() {}
-                    // Acks asked for before the close still go out.
-                    while let Ok(cmd) = o.ack_rx.try_recv() {
+            if o.asked.close.load(Ordering::Acquire) {
+                o.live.set(false);
+                while pending_acks.next().await.is_some() {}
+                // Acks asked for before the close still go out.
+                while let Ok(cmd) = o.ack_rx.try_recv() {
+                    if let ToOwner::Ack(cmd) = cmd {
                         if let Some(f) = ack_cmd(&s.channel, generation, cmd) {
                             f.await;
                         }
                     }
-                    if o.handler.is_some() {
-                        delete_queues(&s.channel, &o.topo.delete_on_stop).await;
-                    }
-                    let _ = s.conn.close(200, "OK".into()).await;
-                    return;
                 }
-                _ = &mut stopped, if o.handler.is_some() => {
-                    for t in &s.tags {
-                        let _ = s.channel.basic_cancel(t.as_str().into(), BasicCancelOptions::default()).await;
-                    }
-                    // Deleted before the handler goes, so a listener that saw its last
-                    // message knows the queues are gone too.
+                if o.handler.is_some() {
                     delete_queues(&s.channel, &o.topo.delete_on_stop).await;
-                    o.handler = None;
-                    o.live.set(false);
                 }
+                let _ = s.conn.close(200, "OK".into()).await;
+                return;
+            }
+            if o.handler.is_some() && o.asked.stop.load(Ordering::Acquire) {
+                for t in &s.tags {
+                    let _ = s
+                        .channel
+                        .basic_cancel(t.as_str().into(), BasicCancelOptions::default())
+                        .await;
+                }
+                // Deleted before the handler goes, so a listener that saw its last
+                // message knows the queues are gone too.
+                delete_queues(&s.channel, &o.topo.delete_on_stop).await;
+                o.handler = None;
+                o.live.set(false);
+            }
+            tokio::select! {
+                // Deliveries before acks.
+                biased;
                 d = s.consumers.next(), if o.handler.is_some() => match (d.flatten(), o.handler.as_mut()) {
                     (Some(Ok(d)), Some(h)) => {
                         let tag = d.delivery_tag;
@@ -446,8 +488,11 @@ async fn owner(o: &mut Owner) {
                     }
                 },
                 Some(cmd) = o.ack_rx.recv() => {
-                    if let Some(f) = ack_cmd(&s.channel, generation, cmd) {
-                        pending_acks.push(f);
+                    // `Look`: the flags are read at the top of the loop.
+                    if let ToOwner::Ack(cmd) = cmd {
+                        if let Some(f) = ack_cmd(&s.channel, generation, cmd) {
+                            pending_acks.push(f);
+                        }
                     }
                 }
                 Some(()) = pending_acks.next(), if !pending_acks.is_empty() => {}

@@ -194,7 +194,10 @@ pub(crate) enum Handler {
 /// argument the type has no field for, and a required one missing (MSG-DISP-06). A type that
 /// takes no arguments (`()`, a unit struct) is called with an empty `args`; a map type (`Dict`,
 /// `serde_json::Value`) takes whatever comes.
-fn decode_args<A: DeserializeOwned + 'static>(method: &str, args: Dict) -> Result<A, EndpointError> {
+fn decode_args<A: DeserializeOwned + 'static>(
+    method: &str,
+    args: Dict,
+) -> Result<A, EndpointError> {
     // A method that takes the arguments as they are gets them as they are: decoding a map into
     // a map of the same values is a copy of every key for nothing.
     let args = match same_type::<Dict, A>(args) {
@@ -444,9 +447,15 @@ mod tests {
     fn map_arguments_and_value_results_pass_as_they_are() {
         let args = dict(serde_json::json!({"a": [1, 2.5, null], "b": {"c": "d"}, "_x": true}));
         let through_serde: Value = serde_json::from_value(Value::Object(args.clone())).unwrap();
-        assert_eq!(decode_args::<Value>("m", args.clone()).unwrap(), through_serde);
+        assert_eq!(
+            decode_args::<Value>("m", args.clone()).unwrap(),
+            through_serde
+        );
         assert_eq!(decode_args::<Dict>("m", args.clone()).unwrap(), args);
-        assert_eq!(decode_args::<Value>("m", Dict::new()).unwrap(), serde_json::json!({}));
+        assert_eq!(
+            decode_args::<Value>("m", Dict::new()).unwrap(),
+            serde_json::json!({})
+        );
         let v = serde_json::json!({"x": [1, {"y": null}]});
         assert_eq!(encode(v.clone()).unwrap(), v);
         assert_eq!(encode(Some(3)).unwrap(), serde_json::json!(3));
