@@ -16,7 +16,7 @@
 //! or re-sends used up) after its caller stopped waiting is logged at error level and counted;
 //! [`Publisher::flush`] waits for every outstanding confirm and reports those failures.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -352,9 +352,10 @@ struct Link {
     /// nothing about this one.
     generation: u64,
     channel: Channel,
-    /// Declared on this connection: exchanges, and `queue:exchange:key` bindings.
+    /// Declared on this connection: exchanges, and queues with their bindings (queue name to
+    /// `(exchange, key)` pairs: looked up by the queue's name, nothing formatted per message).
     exchanges: HashSet<String>,
-    declared: HashSet<String>,
+    declared: HashMap<String, Vec<(String, String)>>,
 }
 
 type InFlight = std::pin::Pin<
@@ -384,7 +385,7 @@ async fn open(broker: &Broker, generation: u64) -> Result<Link, MessagingError> 
         generation,
         channel,
         exchanges: HashSet::new(),
-        declared: HashSet::new(),
+        declared: HashMap::new(),
     })
 }
 
@@ -397,8 +398,11 @@ async fn prepare(link: &mut Link, p: &Publish) -> Result<(), lapin::Error> {
         }
     }
     if let Some((q, key)) = &p.queue {
-        let marker = format!("q:{}:{}:{key}", q.name, p.exchange_name);
-        if !link.declared.contains(&marker) {
+        let bound = link
+            .declared
+            .get(&q.name)
+            .is_some_and(|b| b.iter().any(|(ex, k)| *ex == p.exchange_name && k == key));
+        if !bound {
             q.declare(&link.channel).await?;
             link.channel
                 .queue_bind(
@@ -409,7 +413,10 @@ async fn prepare(link: &mut Link, p: &Publish) -> Result<(), lapin::Error> {
                     FieldTable::default(),
                 )
                 .await?;
-            link.declared.insert(marker);
+            link.declared
+                .entry(q.name.clone())
+                .or_default()
+                .push((p.exchange_name.clone(), key.clone()));
         }
     }
     Ok(())

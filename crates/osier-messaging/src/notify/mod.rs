@@ -55,6 +55,19 @@ impl Priority {
             Priority::Sample => "sample",
         }
     }
+
+    /// The upper-case name a notification's `priority` member carries (`INFO`, ...).
+    pub fn as_upper_str(self) -> &'static str {
+        match self {
+            Priority::Audit => "AUDIT",
+            Priority::Debug => "DEBUG",
+            Priority::Info => "INFO",
+            Priority::Warn => "WARN",
+            Priority::Error => "ERROR",
+            Priority::Critical => "CRITICAL",
+            Priority::Sample => "SAMPLE",
+        }
+    }
 }
 
 impl fmt::Display for Priority {
@@ -77,6 +90,18 @@ impl FromStr for Priority {
             "critical" => Ok(Priority::Critical),
             "sample" => Ok(Priority::Sample),
             other => Err(MessagingError::UnknownPriority(other.to_string())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Priority;
+
+    #[test]
+    fn the_upper_case_name_is_the_name_upper_cased() {
+        for p in Priority::ALL {
+            assert_eq!(p.as_upper_str(), p.as_str().to_uppercase());
         }
     }
 }

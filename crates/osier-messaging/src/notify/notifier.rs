@@ -351,10 +351,12 @@ impl Notifier {
             }
         };
         let mut message = Map::new();
-        message.insert("message_id".into(), uuid::Uuid::new_v4().to_string().into());
+        let mut id = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        let id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut id);
+        message.insert("message_id".into(), (*id).into());
         message.insert("publisher_id".into(), self.publisher_id.clone().into());
         message.insert("event_type".into(), event_type.into());
-        message.insert("priority".into(), priority.as_str().to_uppercase().into());
+        message.insert("priority".into(), priority.as_upper_str().into());
         message.insert("payload".into(), payload);
         message.insert("timestamp".into(), oslo_timestamp(SystemTime::now()).into());
         let ctxt = sanitize(ctx);
