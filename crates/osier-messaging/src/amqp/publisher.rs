@@ -313,12 +313,20 @@ impl Publisher {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        let Ok(settled) = within(until, self.submit(p)).await else {
-            return Waited::NoRoom;
-        };
-        match within(until, settled).await {
+        // One timer for both waits (a timer that fires is all either needs; one made for each
+        // would be two timers per message).
+        let mut taken = false;
+        let taken_now = &mut taken;
+        let waited = within(until, async move {
+            let settled = self.submit(p).await;
+            *taken_now = true;
+            settled.await
+        })
+        .await;
+        match waited {
             Ok(r) => Waited::Settled(r.unwrap_or(Err(MessagingError::Closed))),
-            Err(_) => Waited::Kept,
+            Err(_) if taken => Waited::Kept,
+            Err(_) => Waited::NoRoom,
         }
     }
 }

@@ -268,6 +268,10 @@ async fn run_loop(
             drop::<Vec<OwnedSemaphorePermit>>(permits);
         });
     };
+    // Made once: a `changed()` made on every turn would make and drop a waiter on the watch
+    // for each message.
+    let stopped = stop.changed();
+    tokio::pin!(stopped);
     loop {
         let deadline = match (batch, first_at) {
             (Some((_, Some(t))), Some(f)) => Some(f + t),
@@ -281,7 +285,7 @@ async fn run_loop(
         };
         tokio::select! {
             biased;
-            _ = stop.changed() => break,
+            _ = &mut stopped => break,
             Some(ended) = tasks.join_next(), if !tasks.is_empty() => {
                 if let Err(e) = ended {
                     // The dispatcher catches endpoint panics; this is a bug of ours.

@@ -333,11 +333,15 @@ impl RpcServer {
         // then a hop on one thread), else on the multi-thread runtime.
         let task = self.inner.bridge.spawn_on_hub(async move {
             let mut stopping = false;
+            // Made once (a `changed()` made on every turn would make and drop a waiter on the
+            // watch for each request); polled no more once it has fired.
+            let stopped = stop_rx.changed();
+            tokio::pin!(stopped);
             loop {
                 // A free slot first; only then a message: the rest wait in the broker.
                 let slot = tokio::select! {
                     biased;
-                    _ = stop_rx.changed(), if !stopping => {
+                    _ = &mut stopped, if !stopping => {
                         // The listener cancels its subscriptions (an AMQP listener also deletes
                         // its fanout queue) and then ends its stream.
                         listener.stop();
@@ -359,7 +363,7 @@ impl RpcServer {
                 let Ok(slot) = slot else { break }; // the semaphore is never closed
                 let msg = tokio::select! {
                     m = listener.poll() => m,
-                    _ = stop_rx.changed(), if !stopping => {
+                    _ = &mut stopped, if !stopping => {
                         listener.stop();
                         stopping = true;
                         continue;

@@ -604,7 +604,7 @@ pub struct DuplicateFilter {
     order: VecDeque<Arc<str>>,
     seen: HashSet<Arc<str>>,
     /// Taken and not yet settled (notifications: handed to the listener, not yet acked).
-    in_flight: HashSet<Box<str>>,
+    in_flight: HashSet<Arc<str>>,
 }
 
 impl DuplicateFilter {
@@ -646,9 +646,13 @@ impl DuplicateFilter {
     /// rejected is not, so its next delivery is taken again.
     pub fn finish(&mut self, id: Option<&str>, handled: bool) {
         let Some(id) = id else { return };
-        self.in_flight.remove(id);
-        if handled {
-            self.remember(Some(id));
+        let taken = self.in_flight.take(id);
+        if handled && !self.seen.contains(id) {
+            match taken {
+                // The id's one allocation goes on to the remembered ones.
+                Some(id) => self.insert_shared(id),
+                None => self.insert(id),
+            }
         }
     }
 
@@ -662,12 +666,15 @@ impl DuplicateFilter {
 
     /// Remembers `id`, not remembered yet, forgetting the oldest beyond the window.
     fn insert(&mut self, id: &str) {
+        self.insert_shared(id.into());
+    }
+
+    fn insert_shared(&mut self, id: Arc<str>) {
         if self.order.len() == DUPLICATE_WINDOW {
             if let Some(old) = self.order.pop_front() {
                 self.seen.remove(&old);
             }
         }
-        let id: Arc<str> = id.into();
         self.seen.insert(id.clone());
         self.order.push_back(id);
     }
