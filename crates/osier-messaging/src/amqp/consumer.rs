@@ -154,9 +154,21 @@ impl Consumer {
     /// Cancels the consumers: no new deliveries; the handler is dropped (so a listener's queue
     /// of received messages ends), acks still go out.
     pub(crate) fn stop(&self) {
+        self.ask(false);
+    }
+
+    /// Asks the owner to stop (and, with `close`, to close), wherever it is: on its loop's
+    /// next turn ([`Asked`]), or while it connects or pauses (the `Notify`s).
+    fn ask(&self, close: bool) {
         self.asked.stop.store(true, Ordering::Release);
+        if close {
+            self.asked.close.store(true, Ordering::Release);
+        }
         let _ = self.to_owner.send(ToOwner::Look);
         self.stop.notify_one();
+        if close {
+            self.close.notify_one();
+        }
     }
 
     /// Up while connected with its consumers registered; down while reconnecting and once
@@ -169,11 +181,7 @@ impl Consumer {
 impl Drop for Consumer {
     /// Deletes the `delete_on_stop` queues and closes the connection.
     fn drop(&mut self) {
-        self.asked.stop.store(true, Ordering::Release);
-        self.asked.close.store(true, Ordering::Release);
-        let _ = self.to_owner.send(ToOwner::Look);
-        self.stop.notify_one();
-        self.close.notify_one();
+        self.ask(true);
     }
 }
 

@@ -316,10 +316,9 @@ impl Publisher {
         // One timer for both waits (a timer that fires is all either needs; one made for each
         // would be two timers per message).
         let mut taken = false;
-        let taken_now = &mut taken;
-        let waited = within(until, async move {
+        let waited = within(until, async {
             let settled = self.submit(p).await;
-            *taken_now = true;
+            taken = true;
             settled.await
         })
         .await;

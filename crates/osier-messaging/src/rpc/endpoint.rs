@@ -206,12 +206,11 @@ fn decode_args<A: DeserializeOwned + 'static>(
     };
     let args = match same_type::<Value, A>(Value::Object(args)) {
         Ok(a) => return Ok(a),
-        Err(Value::Object(args)) => args,
-        Err(_) => Dict::new(), // what went in comes out: an object
+        Err(args) => args,
     };
-    let first_key = args.keys().next().cloned();
+    let first_key = args.as_object().and_then(|m| m.keys().next().cloned());
     let mut unknown: Option<String> = None;
-    let decoded = serde_ignored::deserialize(Value::Object(args), |path| {
+    let decoded = serde_ignored::deserialize(args, |path| {
         // Only a top-level name is a keyword argument; a dict argument may hold anything.
         if let serde_ignored::Path::Map {
             parent: serde_ignored::Path::Root,

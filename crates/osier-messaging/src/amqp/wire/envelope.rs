@@ -33,6 +33,11 @@ fn expect_str(b: &[u8], i: usize, s: &str) -> Option<usize> {
     (b.get(i..end) == Some(s.as_bytes()) && b.get(end) == Some(&b'"')).then_some(end + 1)
 }
 
+/// `i`, past the member name `"name"` and its colon.
+fn member(b: &[u8], i: usize, name: &str) -> Option<usize> {
+    expect(b, expect_str(b, i, name)?, b':')
+}
+
 /// The envelope's message text, when `body` is a plain 2.0 envelope (see the module docs).
 pub(super) fn message(body: &[u8]) -> Option<Vec<u8>> {
     let mut i = expect(body, 0, b'{')?;
@@ -41,16 +46,12 @@ pub(super) fn message(body: &[u8]) -> Option<Vec<u8>> {
         if n == 1 {
             i = expect(body, i, b',')?;
         }
-        let at = expect(body, i, b'"')?;
-        if body[at..].starts_with(b"oslo.message\"") && text.is_none() {
-            i = expect(body, at + "oslo.message\"".len(), b':')?;
-            i = expect(body, i, b'"')?;
-            let s = unescape_simple(body, i)?;
+        if let Some(at) = member(body, i, "oslo.message").filter(|_| text.is_none()) {
+            let s = unescape_simple(body, expect(body, at, b'"')?)?;
             i = s.end;
             text = Some(s.text);
-        } else if body[at..].starts_with(b"oslo.version\"") && !version {
-            i = expect(body, at + "oslo.version\"".len(), b':')?;
-            i = expect_str(body, i, OSLO_VERSION)?;
+        } else if let Some(at) = member(body, i, "oslo.version").filter(|_| !version) {
+            i = expect_str(body, at, OSLO_VERSION)?;
             version = true;
         } else {
             return None;

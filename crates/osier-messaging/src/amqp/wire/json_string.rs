@@ -1,8 +1,8 @@
 //! JSON strings escaped as serde_json writes them, and read back where only the short escapes
 //! occur.
 //!
-//! Escaping:  the 2.0 envelope carries the message as a JSON
-//! string, so the message's own JSON text is escaped once more, eight bytes at a time past the
+//! Escaping: the 2.0 envelope carries the message as a JSON string, so the message's own JSON
+//! text is escaped once more, eight bytes at a time past the
 //! runs that need nothing (a message's text has a quote every few bytes, so the first byte to
 //! escape is found in the word, not looked for again byte by byte).
 //!
@@ -42,14 +42,16 @@ static ESCAPE: [u8; 256] = {
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
+/// One in each byte of a word; the high bit of each byte.
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
 /// The bytes of `w` that need an escape, flagged by their high bit: a control character
 /// (below 0x20), `"` or `\\` (the word-at-a-time tests for a byte below `n` and a byte equal
 /// to `c`). A flag above the lowest one may be wrong (a borrow runs upwards); the lowest is
 /// always right, and there is none when no byte needs an escape.
 #[inline]
-pub(super) fn escape_flags(w: u64) -> u64 {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
+fn escape_flags(w: u64) -> u64 {
     let below_0x20 = w.wrapping_sub(ONES * 0x20) & !w;
     let q = w ^ (ONES * b'"' as u64);
     let quote = q.wrapping_sub(ONES) & !q;
@@ -82,31 +84,42 @@ fn escape_byte(out: &mut Vec<u8>, b: u8, e: u8) {
 pub(crate) fn escape_into(out: &mut Vec<u8>, bytes: &[u8]) {
     out.reserve(bytes.len() + 8);
     let mut i = 0;
+    while let Some(at) = copy_run(out, bytes, i, &mut 0) {
+        let b = bytes[at];
+        escape_byte(out, b, ESCAPE[b as usize]);
+        i = at + 1;
+    }
+}
+
+/// Appends `bytes[i..]` to `out` up to the next byte that needs an escape (a control
+/// character, `"` or `\`) and returns that byte's index, or `None` once everything is
+/// appended. Eight bytes at a time: each word appended whole, then cut back to that byte (a
+/// fixed eight-byte copy, where a copy of the run between two escapes, a few bytes in a
+/// message's text, would be a call of its own). Every byte looked at is ORed into `seen`,
+/// which tells whether any was above ASCII (bytes past the one found may be counted too).
+// Inlined into both callers: a call per run (a few bytes each) costs more than the copy.
+#[inline(always)]
+fn copy_run(out: &mut Vec<u8>, bytes: &[u8], mut i: usize, seen: &mut u64) -> Option<usize> {
     while let Some(chunk) = bytes.get(i..i + 8) {
         let mut word = [0u8; 8];
         word.copy_from_slice(chunk);
-        let flags = escape_flags(u64::from_le_bytes(word));
+        let w = u64::from_le_bytes(word);
+        let flags = escape_flags(w);
         out.extend_from_slice(&word);
-        if flags == 0 {
-            i += 8;
-            continue;
+        *seen |= w;
+        if flags != 0 {
+            let k = (flags.trailing_zeros() / 8) as usize;
+            out.truncate(out.len() - (8 - k));
+            return Some(i + k);
         }
-        let k = (flags.trailing_zeros() / 8) as usize;
-        out.truncate(out.len() - (8 - k));
-        let b = bytes[i + k];
-        escape_byte(out, b, ESCAPE[b as usize]);
-        i += k + 1;
+        i += 8;
     }
-    let mut start = i;
-    for (at, &b) in bytes.iter().enumerate().skip(i) {
-        let e = ESCAPE[b as usize];
-        if e != __ {
-            out.extend_from_slice(&bytes[start..at]);
-            escape_byte(out, b, e);
-            start = at + 1;
-        }
-    }
-    out.extend_from_slice(&bytes[start..]);
+    let rest = bytes.get(i..).unwrap_or_default();
+    let off = rest.iter().position(|&b| ESCAPE[b as usize] != __);
+    let run = &rest[..off.unwrap_or(rest.len())];
+    *seen |= run.iter().fold(0, |a, &b| a | u64::from(b));
+    out.extend_from_slice(run);
+    off.map(|o| i + o)
 }
 
 /// What [`unescape_simple`] gives: the string's text and the index just past its closing quote.
@@ -123,40 +136,15 @@ pub(super) struct Unescaped {
 /// closing quote): the caller reads such a body with serde_json, which decides what it is.
 /// Eight bytes at a time to the next quote, backslash or control character.
 pub(super) fn unescape_simple(bytes: &[u8], from: usize) -> Option<Unescaped> {
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
     let mut text = Vec::with_capacity(bytes.len().saturating_sub(from) + 8);
-    let mut high = 0u64;
+    let mut seen = 0u64;
     let mut i = from;
     loop {
-        // The next byte that ends a run, everything before it appended: eight bytes at a time
-        // (each word appended whole, then cut back, as in `escape_into`), then one at a time.
-        let at = loop {
-            if let Some(chunk) = bytes.get(i..i + 8) {
-                let mut word = [0u8; 8];
-                word.copy_from_slice(chunk);
-                let w = u64::from_le_bytes(word);
-                let flags = escape_flags(w);
-                text.extend_from_slice(&word);
-                // Bytes past the one found may be counted as high too: that only costs a
-                // check of the text below.
-                high |= w;
-                if flags == 0 {
-                    i += 8;
-                    continue;
-                }
-                let k = (flags.trailing_zeros() / 8) as usize;
-                text.truncate(text.len() - (8 - k));
-                break i + k;
-            }
-            let rest = bytes.get(i..)?;
-            let off = rest.iter().position(|&b| ESCAPE[b as usize] != __)?;
-            high |= rest[..off].iter().fold(0u64, |a, &b| a | u64::from(b));
-            text.extend_from_slice(&rest[..off]);
-            break i + off;
-        };
+        // No byte that ends the run: no closing quote.
+        let at = copy_run(&mut text, bytes, i, &mut seen)?;
         match bytes[at] {
             b'"' => {
-                if high & HIGHS != 0 && std::str::from_utf8(&text).is_err() {
+                if seen & HIGHS != 0 && std::str::from_utf8(&text).is_err() {
                     return None;
                 }
                 return Some(Unescaped { text, end: at + 1 });

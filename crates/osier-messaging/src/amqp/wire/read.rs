@@ -1,8 +1,9 @@
 //! Bodies read in one pass: the envelope's message found by a scan of its own
 //! ([`envelope`](super::envelope)) or, for any other body, the envelope's members picked out as
-//! they are parsed (no map built for it), then the message's members handed one by one to what wants them ([`Members`]): a
-//! request keeps its method, arguments, context and call members and skips the rest unbuilt; a
-//! reply keeps its four members; a generic body keeps everything, as a map.
+//! they are parsed (no map built for it), then the message's members handed one by one to what
+//! wants them ([`Members`]): a request keeps its method, arguments, context and call members
+//! and skips the rest unbuilt; a reply keeps its four members; a generic body keeps everything,
+//! as a map.
 //!
 //! The outcome is that of parsing the body into a map and picking from it (`decode_body` then
 //! `decode_request`, `decode_reply`), error for error, with one difference: a member nobody
