@@ -51,7 +51,7 @@ pub fn install() -> PrometheusHandle {
 /// into a sink through osier-service's `fmt` layer (`OSIER_BENCH_LOG_FORMAT=json`: the `fmt`
 /// layer's JSON format; `=default`: its text format with tracing-subscriber's field formatter).
 fn install_tracing(format: bool) {
-    use tracing_subscriber::{fmt, EnvFilter, Layer, Registry};
+    use tracing_subscriber::{fmt, Layer, Registry};
     let sink = std::io::sink;
     let fmt: Option<Box<dyn Layer<Registry> + Send + Sync>> =
         match std::env::var("OSIER_BENCH_LOG_FORMAT").as_deref() {
@@ -63,14 +63,20 @@ fn install_tracing(format: bool) {
     // Without a layer at all (not a `None` one, which costs every span a little): what an
     // export-only pipeline pays.
     let installed = match fmt {
-        None => tracing::subscriber::set_global_default(
-            tracing_subscriber::registry().with(EnvFilter::new("info")),
-        ),
+        None => {
+            tracing::subscriber::set_global_default(tracing_subscriber::registry().with(levels()))
+        }
         Some(fmt) => tracing::subscriber::set_global_default(
-            tracing_subscriber::registry()
-                .with(fmt)
-                .with(EnvFilter::new("info")),
+            tracing_subscriber::registry().with(fmt).with(levels()),
         ),
     };
     installed.expect("no subscriber installed yet");
+}
+
+/// The level filter `logging::init` installs for `info`.
+fn levels<S>() -> Box<dyn tracing_subscriber::Layer<S> + Send + Sync>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    osier_service::logging::filter("info").expect("valid directives")
 }

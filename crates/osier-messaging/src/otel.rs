@@ -12,8 +12,8 @@ use crate::trace_context::TraceParent;
 /// Makes `tp` (a request's caller) the OpenTelemetry parent of `span`, before it is entered.
 pub(crate) fn continue_remote(span: &tracing::Span, tp: &TraceParent) {
     let (Ok(trace_id), Ok(span_id)) = (
-        TraceId::from_hex(&tp.trace_id),
-        SpanId::from_hex(&tp.span_id),
+        TraceId::from_hex(tp.trace_id()),
+        SpanId::from_hex(tp.span_id()),
     ) else {
         return;
     };
@@ -38,8 +38,8 @@ pub(crate) fn current() -> Option<TraceParent> {
 pub(crate) fn of(span: &tracing::Span) -> Option<TraceParent> {
     let cx = span.context();
     let sc = cx.span().span_context().clone();
-    sc.is_valid().then(|| TraceParent {
-        trace_id: sc.trace_id().to_string(),
-        span_id: sc.span_id().to_string(),
-    })
+    if !sc.is_valid() {
+        return None;
+    }
+    TraceParent::from_bytes(sc.trace_id().to_bytes(), sc.span_id().to_bytes())
 }

@@ -19,56 +19,116 @@ use serde_json::Value;
 /// The context key.
 pub const KEY: &str = "traceparent";
 
-/// A parsed `traceparent`: the trace and the span that sent it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The length of a version-`00` `traceparent`: `00-` 32 hex digits `-` 16 hex digits `-` 2.
+const LEN: usize = 55;
+const TRACE: std::ops::Range<usize> = 3..35;
+const SPAN: std::ops::Range<usize> = 36..52;
+
+/// A parsed `traceparent`: the trace and the span that sent it. Held as its header text, on
+/// the stack: a request parses one and makes one, and neither allocates.
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct TraceParent {
-    /// 32 lower-case hex digits, not all zero.
-    pub trace_id: String,
-    /// 16 lower-case hex digits, not all zero.
-    pub span_id: String,
+    /// `00-<trace id>-<span id>-01`, ASCII.
+    header: [u8; LEN],
 }
 
-fn hex_id(s: &str, len: usize) -> bool {
-    s.len() == len
-        && s.bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        && s.bytes().any(|b| b != b'0')
+impl std::fmt::Debug for TraceParent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TraceParent")
+            .field("trace_id", &self.trace_id())
+            .field("span_id", &self.span_id())
+            .finish()
+    }
+}
+
+/// Which bytes are lower-case hex digits.
+const LOWER_HEX: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        t[b] = matches!(b as u8, b'0'..=b'9' | b'a'..=b'f');
+        b += 1;
+    }
+    t
+};
+
+/// Lower-case hex digits, not all zero (one pass, no early exit: ids are short and valid).
+fn hex_id(s: &[u8]) -> bool {
+    let (hex, nonzero) = s.iter().fold((true, false), |(hex, nonzero), &b| {
+        (hex & LOWER_HEX[usize::from(b)], nonzero | (b != b'0'))
+    });
+    hex && nonzero
+}
+
+fn encode_hex(bytes: &[u8], out: &mut [u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (b, pair) in bytes.iter().zip(out.chunks_exact_mut(2)) {
+        pair[0] = DIGITS[usize::from(b >> 4)];
+        pair[1] = DIGITS[usize::from(b & 0xf)];
+    }
 }
 
 impl TraceParent {
     /// Reads a `traceparent` value (version `00`; anything else is `None`).
     pub fn parse(v: &Value) -> Option<TraceParent> {
-        let s = v.as_str()?;
-        let mut parts = s.split('-');
-        let (version, trace, span, flags) =
-            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-        if parts.next().is_some() || version != "00" || flags.len() != 2 {
+        let s = v.as_str()?.as_bytes();
+        if s.len() != LEN || !s.starts_with(b"00-") || s[35] != b'-' || s[52] != b'-' {
             return None;
         }
-        if !(hex_id(trace, 32) && hex_id(span, 16) && flags.bytes().all(|b| b.is_ascii_hexdigit()))
-        {
+        if !(hex_id(&s[TRACE]) && hex_id(&s[SPAN]) && s[53..].iter().all(u8::is_ascii_hexdigit)) {
             return None;
         }
-        Some(TraceParent {
-            trace_id: trace.to_string(),
-            span_id: span.to_string(),
-        })
+        let mut header = [0; LEN];
+        header.copy_from_slice(s);
+        header[53..].copy_from_slice(b"01");
+        Some(TraceParent { header })
+    }
+
+    /// The `traceparent` of these ids (`None` if either is all zero, which W3C forbids).
+    pub fn from_bytes(trace_id: [u8; 16], span_id: [u8; 8]) -> Option<TraceParent> {
+        if trace_id == [0; 16] || span_id == [0; 8] {
+            return None;
+        }
+        let mut header = *b"00-00000000000000000000000000000000-0000000000000000-01";
+        encode_hex(&trace_id, &mut header[TRACE]);
+        encode_hex(&span_id, &mut header[SPAN]);
+        Some(TraceParent { header })
+    }
+
+    /// The trace id: 32 lower-case hex digits, not all zero.
+    pub fn trace_id(&self) -> &str {
+        self.text(TRACE)
+    }
+
+    /// The id of the span that sent it: 16 lower-case hex digits, not all zero.
+    pub fn span_id(&self) -> &str {
+        self.text(SPAN)
+    }
+
+    fn text(&self, part: std::ops::Range<usize>) -> &str {
+        let bytes = &self.header[part];
+        debug_assert!(bytes.is_ascii());
+        // SAFETY: the header is private and only ever holds ASCII: `parse` copies a value
+        // whose every byte it checked (`00-`, lower-case hex digits, dashes, hex flags
+        // replaced by `01`), `from_bytes` and `child_of` write a template and hex digits.
+        // Any slice of ASCII is UTF-8.
+        unsafe { std::str::from_utf8_unchecked(bytes) }
     }
 
     /// The `traceparent` for a request sent from inside `parent`'s trace (a new trace when
     /// there is none), with a new span id.
     pub fn child_of(parent: Option<&TraceParent>) -> TraceParent {
-        // Encoded into a buffer, not through `Display`: one per request sent.
-        let mut buf = [0u8; 32];
-        let trace_id = match parent {
-            Some(p) => p.trace_id.clone(),
-            None => uuid::Uuid::new_v4()
-                .simple()
-                .encode_lower(&mut buf)
-                .to_string(),
+        // Random ids from version-4 UUIDs, whose version nibble keeps them from being zero.
+        let mut header = match parent {
+            Some(p) => p.header,
+            None => {
+                let mut h = *b"00-00000000000000000000000000000000-0000000000000000-01";
+                encode_hex(uuid::Uuid::new_v4().as_bytes(), &mut h[TRACE]);
+                h
+            }
         };
-        let span_id = uuid::Uuid::new_v4().simple().encode_lower(&mut buf)[..16].to_string();
-        TraceParent { trace_id, span_id }
+        encode_hex(&uuid::Uuid::new_v4().as_bytes()[..8], &mut header[SPAN]);
+        TraceParent { header }
     }
 
     /// The `traceparent` a request sent now carries: the ids OpenTelemetry gave the span in
@@ -83,15 +143,8 @@ impl TraceParent {
     }
 
     /// The header value: `00-<trace id>-<span id>-01` (sampled).
-    pub fn header(&self) -> String {
-        // Pieces pushed, not `format!`ed: one per request sent, on the hot path.
-        let mut h = String::with_capacity(7 + self.trace_id.len() + self.span_id.len());
-        h.push_str("00-");
-        h.push_str(&self.trace_id);
-        h.push('-');
-        h.push_str(&self.span_id);
-        h.push_str("-01");
-        h
+    pub fn header(&self) -> &str {
+        self.text(0..LEN)
     }
 }
 
@@ -105,13 +158,17 @@ mod tests {
     fn a_child_continues_the_trace_with_a_new_span() {
         let v = json!("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
         let p = TraceParent::parse(&v).unwrap();
-        assert_eq!(p.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(p.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(p.span_id(), "00f067aa0ba902b7");
         let c = TraceParent::child_of(Some(&p));
-        assert_eq!(c.trace_id, p.trace_id);
-        assert_ne!(c.span_id, p.span_id);
+        assert_eq!(c.trace_id(), p.trace_id());
+        assert_ne!(c.span_id(), p.span_id());
         assert_eq!(TraceParent::parse(&json!(c.header())), Some(c));
         let fresh = TraceParent::child_of(None);
-        assert!(hex_id(&fresh.trace_id, 32) && hex_id(&fresh.span_id, 16));
+        assert!(hex_id(fresh.trace_id().as_bytes()) && hex_id(fresh.span_id().as_bytes()));
+        assert_eq!(fresh.trace_id().len(), 32);
+        assert_eq!(fresh.span_id().len(), 16);
+        assert!(fresh.header().starts_with("00-") && fresh.header().ends_with("-01"));
     }
 
     /// Anything malformed is refused: other versions, lengths, upper case, zero ids, extra
@@ -126,10 +183,26 @@ mod tests {
             json!("00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01"),
             json!("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x"),
             json!("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-zz"),
+            json!("00-4bf92f3577b34da6a3ce929d0e0e4736x00f067aa0ba902b7-01"),
+            json!("00-4bf92f3577b34da6a3ce929d0e0e47é-00f067aa0ba902b7-01"),
+            json!(""),
             json!(42),
             json!("\n"),
         ] {
             assert_eq!(TraceParent::parse(&bad), None, "{bad}");
         }
+    }
+
+    /// Ids given as bytes are written as lower-case hex; zero ids are refused.
+    #[test]
+    fn ids_from_bytes_are_lower_case_hex() {
+        let tp = TraceParent::from_bytes([0xab; 16], [0x01, 0, 0, 0, 0, 0, 0, 0xfe]);
+        let tp = tp.expect("non-zero ids");
+        assert_eq!(
+            tp.header(),
+            "00-abababababababababababababababab-01000000000000fe-01"
+        );
+        assert_eq!(TraceParent::from_bytes([0; 16], [1; 8]), None);
+        assert_eq!(TraceParent::from_bytes([1; 16], [0; 8]), None);
     }
 }

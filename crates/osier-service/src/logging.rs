@@ -36,12 +36,13 @@ use std::io;
 use tracing::field::{Field, Visit};
 use tracing::Subscriber;
 use tracing_subscriber::field::RecordFields;
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::fmt::format::{Format, Writer};
 use tracing_subscriber::fmt::FormatFields;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::{EnvFilter, Layer};
 
 /// Why [`init`] could not install the subscriber.
 #[derive(Debug, thiserror::Error)]
@@ -80,19 +81,19 @@ where
 /// the first line logged says so.
 pub fn init(default: &str) -> Result<(), LogInitError> {
     let fallback = || {
-        EnvFilter::try_new(default).map_err(|source| LogInitError::Directives {
+        filter(default).map_err(|source| LogInitError::Directives {
             directives: default.to_string(),
             source,
         })
     };
-    let (filter, bad_env) = match std::env::var("RUST_LOG") {
-        Ok(v) if !v.trim().is_empty() => match EnvFilter::try_new(&v) {
+    let (levels, bad_env) = match std::env::var("RUST_LOG") {
+        Ok(v) if !v.trim().is_empty() => match filter(&v) {
             Ok(f) => (f, None),
             Err(e) => (fallback()?, Some(e)),
         },
         _ => (fallback()?, None),
     };
-    let registry = tracing_subscriber::registry().with(layer()).with(filter);
+    let registry = tracing_subscriber::registry().with(layer()).with(levels);
     #[cfg(feature = "rpc")]
     let registry = registry.with(osier_messaging::secrets::lapin_secret_filter());
     registry.try_init().map_err(LogInitError::Installed)?;
@@ -100,6 +101,39 @@ pub fn init(default: &str) -> Result<(), LogInitError> {
         tracing::warn!(error = %e, default, "RUST_LOG is not valid; logging at the default levels");
     }
     Ok(())
+}
+
+/// The level filter [`init`] installs for `directives` (`EnvFilter`'s syntax, as `RUST_LOG`
+/// takes it), for a subscriber of your own. Directives that name only targets and levels
+/// (`"info,lapin=warn"`) are decided once per call site by tracing-subscriber's `Targets`;
+/// directives that filter on spans or fields (`"[rpc.server{method=get}]=debug"`) need an
+/// `EnvFilter`, which follows every span: a lock taken on each span created, entered,
+/// exited, recorded and closed, by every thread, whether or not a directive names it. Both
+/// accept and decide the same directives alike; the error is `EnvFilter`'s.
+pub fn filter<S>(
+    directives: &str,
+) -> Result<Box<dyn Layer<S> + Send + Sync>, tracing_subscriber::filter::ParseError>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    let env = EnvFilter::try_new(directives)?;
+    Ok(match static_levels(directives) {
+        Some(targets) => Box::new(targets),
+        None => Box::new(env),
+    })
+}
+
+/// `directives` as a static filter, when they hold no span or field filter (and nothing
+/// whose reading might differ between the two parsers: spaces, brackets, braces).
+fn static_levels(directives: &str) -> Option<Targets> {
+    if directives.contains(|c: char| "[]{}".contains(c) || c.is_whitespace()) {
+        return None;
+    }
+    let pieces: Vec<&str> = directives.split(',').filter(|p| !p.is_empty()).collect();
+    if pieces.is_empty() {
+        return None;
+    }
+    pieces.join(",").parse().ok()
 }
 
 /// A field formatter for tracing-subscriber's `fmt` layer (`.fmt_fields(Fields)`): `name=value`
@@ -155,10 +189,13 @@ impl Line<'_> {
     }
 
     fn flush(&mut self) -> fmt::Result {
-        // Only whole `str`s are gathered, so the buffer is UTF-8; checked all the same.
-        let r = std::str::from_utf8(&self.buf[..self.len])
-            .map_err(|_| fmt::Error)
-            .and_then(|s| self.out.write_str(s));
+        let gathered = &self.buf[..self.len];
+        debug_assert!(std::str::from_utf8(gathered).is_ok());
+        // SAFETY: `raw` is the only writer of `buf`, and it copies whole `&str`s into it, one
+        // after another from `len`, so `buf[..len]` is a concatenation of valid UTF-8 strings,
+        // which is valid UTF-8. (Checking it again cost every span a tenth of its formatting.)
+        let text = unsafe { std::str::from_utf8_unchecked(gathered) };
+        let r = self.out.write_str(text);
         self.len = 0;
         r
     }
@@ -212,6 +249,40 @@ impl Write for Line<'_> {
     }
 }
 
+/// An integer's decimal digits, written without the formatter (a span's `timeout_ms`, an
+/// event's counts): `u64::MAX` and a sign fit in 21 bytes.
+struct Digits {
+    buf: [u8; 21],
+    start: usize,
+}
+
+impl Digits {
+    fn of(mut n: u64, negative: bool) -> Digits {
+        let mut d = Digits {
+            buf: [0; 21],
+            start: 21,
+        };
+        loop {
+            d.start -= 1;
+            d.buf[d.start] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        if negative {
+            d.start -= 1;
+            d.buf[d.start] = b'-';
+        }
+        d
+    }
+
+    fn as_str(&self) -> &str {
+        // Only ASCII digits and `-` are written.
+        std::str::from_utf8(&self.buf[self.start..]).unwrap_or_default()
+    }
+}
+
 struct FieldWriter<'w> {
     out: Line<'w>,
     first: bool,
@@ -261,6 +332,25 @@ impl Visit for FieldWriter<'_> {
                 .and_then(|_| self.out.raw(value))
                 .and_then(|_| self.out.raw("\""))
         };
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        if self.start(field).is_some() {
+            self.result = self.out.raw(Digits::of(value, false).as_str());
+        }
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        if self.start(field).is_some() {
+            let digits = Digits::of(value.unsigned_abs(), value < 0);
+            self.result = self.out.raw(digits.as_str());
+        }
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        if self.start(field).is_some() {
+            self.result = self.out.raw(if value { "true" } else { "false" });
+        }
     }
 
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
@@ -388,6 +478,28 @@ mod tests {
     }
 
     #[test]
+    fn integers_and_booleans_are_written_as_the_formatter_writes_them() {
+        let out = logged(|| {
+            tracing::info!(
+                zero = 0u64,
+                max = u64::MAX,
+                min = i64::MIN,
+                neg = -42i64,
+                pos = 7i64,
+                yes = true,
+                no = false,
+                "m"
+            );
+        });
+        let want = format!(
+            "m zero=0 max={} min={} neg=-42 pos=7 yes=true no=false",
+            u64::MAX,
+            i64::MIN
+        );
+        assert!(out.contains(&want), "{out}");
+    }
+
+    #[test]
     fn non_ascii_text_is_kept() {
         let out = logged(|| tracing::info!(host = %"höst-ü", "café"));
         assert!(out.contains("café host=höst-ü"), "{out}");
@@ -400,6 +512,87 @@ mod tests {
             tracing::error!(error = &e as &(dyn std::error::Error + 'static), "failed");
         });
         assert!(out.contains("failed error=outer: refused"), "{out}");
+    }
+
+    /// Which of a fixed set of events (targets and levels) a subscriber with `levels` lets
+    /// through.
+    fn passed(levels: Box<dyn Layer<tracing_subscriber::Registry> + Send + Sync>) -> String {
+        let out = Captured::default();
+        let subscriber = tracing_subscriber::registry().with(levels).with(
+            tracing_subscriber::fmt::layer()
+                .without_time()
+                .with_ansi(false)
+                .with_writer(out.clone()),
+        );
+        tracing::subscriber::with_default(subscriber, || {
+            macro_rules! at_every_level {
+                ($($target:literal),*) => {$(
+                    tracing::trace!(target: $target, "t");
+                    tracing::debug!(target: $target, "d");
+                    tracing::info!(target: $target, "i");
+                    tracing::warn!(target: $target, "w");
+                    tracing::error!(target: $target, "e");
+                )*};
+            }
+            at_every_level!(
+                "osier_messaging",
+                "osier_messaging::rpc::server",
+                "osier_messagingx",
+                "lapin",
+                "lapin::channel",
+                "other"
+            );
+        });
+        let bytes = crate::lock::lock(&out.0).clone();
+        String::from_utf8(bytes).unwrap_or_default()
+    }
+
+    #[test]
+    fn the_static_filter_decides_as_env_filter_does() {
+        let info = passed(Box::new(static_levels("info,lapin=warn").expect("static")));
+        assert!(
+            info.contains("INFO osier_messaging::rpc::server: i"),
+            "{info}"
+        );
+        assert!(info.contains("WARN lapin::channel: w"), "{info}");
+        assert!(
+            !info.contains("DEBUG") && !info.contains("lapin: i"),
+            "{info}"
+        );
+        for d in [
+            "info",
+            "INFO",
+            "3",
+            "off",
+            "warn,lapin=off",
+            "info,lapin=warn",
+            "info,lapin=warn,",
+            ",debug",
+            "lapin",
+            "osier_messaging=debug,osier_messaging::rpc=trace,error",
+            "osier_messaging=warn,osier_messaging=debug",
+            "lapin::channel=error,lapin=trace",
+        ] {
+            let fast = static_levels(d).unwrap_or_else(|| panic!("{d:?} is static"));
+            let env = EnvFilter::try_new(d).unwrap_or_else(|e| panic!("{d:?}: {e}"));
+            assert_eq!(passed(Box::new(fast)), passed(Box::new(env)), "{d:?}");
+        }
+    }
+
+    #[test]
+    fn span_and_field_directives_keep_env_filter() {
+        for d in [
+            "[rpc.server]=debug",
+            "info,osier_messaging[rpc.server{method=get}]=trace",
+            "info, lapin=warn",
+            "",
+            ",",
+        ] {
+            assert!(static_levels(d).is_none(), "{d:?}");
+        }
+        assert!(filter::<tracing_subscriber::Registry>("[rpc.server]=debug").is_ok());
+        assert!(filter::<tracing_subscriber::Registry>("info,lapin=loudest").is_err());
+        assert!(filter::<tracing_subscriber::Registry>("=info").is_err());
     }
 
     #[test]

@@ -349,8 +349,8 @@ impl RpcClient {
                 let parent = ctxt.get(trace_context::KEY).and_then(TraceParent::parse);
                 let tp = TraceParent::for_request(parent.as_ref());
                 let span = tracing::Span::current();
-                span.record("trace_id", tracing::field::display(&tp.trace_id));
-                span.record("span_id", tracing::field::display(&tp.span_id));
+                span.record("trace_id", tp.trace_id());
+                span.record("span_id", tp.span_id());
                 Some(tp)
             }
             // The context's own `traceparent`, if it has one, goes on as it is.
@@ -386,8 +386,8 @@ impl RpcClient {
             method = &*f.method,
             request_id = &*f.request_id,
             global_request_id = &*f.global_request_id,
-            trace_id = early_trace(&early, ctx).map(|t| t.trace_id.as_str()),
-            span_id = early_trace(&early, ctx).map(|t| t.span_id.as_str()),
+            trace_id = early_trace(&early, ctx).map(TraceParent::trace_id),
+            span_id = early_trace(&early, ctx).map(TraceParent::span_id),
         );
         #[cfg(feature = "otel")]
         continue_context(&span, ctx);
@@ -425,8 +425,8 @@ impl RpcClient {
             request_id = &*f.request_id,
             global_request_id = &*f.global_request_id,
             msg_id = tracing::field::Empty,
-            trace_id = early_trace(&early, ctx).map(|t| t.trace_id.as_str()),
-            span_id = early_trace(&early, ctx).map(|t| t.span_id.as_str()),
+            trace_id = early_trace(&early, ctx).map(TraceParent::trace_id),
+            span_id = early_trace(&early, ctx).map(TraceParent::span_id),
         );
         #[cfg(feature = "otel")]
         continue_context(&span, ctx);
@@ -465,7 +465,7 @@ impl RpcClient {
                 Err(_) => return Err(no_reply(" (the request was not sent)")),
             };
         if let Some(id) = waiter.msg_id() {
-            tracing::Span::current().record("msg_id", tracing::field::display(id));
+            tracing::Span::current().record("msg_id", id);
         }
         // A result sent before the reply's final message (ReplyEvent::Part).
         let mut early: Option<Outcome> = None;

@@ -703,8 +703,8 @@ fn server_span(
         executor = executor.name(),
         request_id = &*f.request_id,
         global_request_id = &*f.global_request_id,
-        trace_id = caller_trace().map(|t| t.trace_id.as_str()),
-        parent_span_id = caller_trace().map(|t| t.span_id.as_str()),
+        trace_id = caller_trace().map(TraceParent::trace_id),
+        parent_span_id = caller_trace().map(TraceParent::span_id),
         outcome = tracing::field::Empty,
     );
     #[cfg(feature = "otel")]
