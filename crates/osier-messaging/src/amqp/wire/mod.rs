@@ -44,6 +44,7 @@ use crate::secrets::{Masked, MaskedMap};
 mod body;
 mod envelope;
 mod json_string;
+mod json_text;
 mod read;
 
 pub use body::{encode_notification_body, encode_reply_body, encode_request_body};
@@ -109,7 +110,7 @@ pub fn expiration_ms(timeout: Duration) -> String {
 /// (its members in sorted order, as serde_json writes a map).
 #[inline(never)] // a stage of its own in profiles (`cargo xtask bench-instructions`)
 pub fn encode_body(inner: &Dict) -> Vec<u8> {
-    body::enveloped(inner)
+    body::enveloped_map(inner)
 }
 
 /// The legacy 1.0 body (notifications with the `messaging` driver): the message itself.
