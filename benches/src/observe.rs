@@ -14,7 +14,8 @@ use tracing_subscriber::prelude::*;
 /// filters at INFO) but formats nothing, as a pipeline that only exports them would; `off`
 /// installs nothing, so the same binary gives the baseline (for instruction counts under
 /// callgrind). `OSIER_BENCH_LOG_FORMAT=json` formats with the `fmt` layer's JSON format instead,
-/// `=default` with tracing-subscriber's own field formatter instead of osier-service's.
+/// `=default` with tracing-subscriber's own field formatter instead of osier-service's;
+/// `OSIER_BENCH_LEVELS=env` filters with an `EnvFilter` instead of the static filter.
 pub fn install() -> PrometheusHandle {
     let only = std::env::var("OSIER_BENCH_OBSERVE").unwrap_or_default();
     if only == "off" {
@@ -73,10 +74,15 @@ fn install_tracing(format: bool) {
     installed.expect("no subscriber installed yet");
 }
 
-/// The level filter `logging::init` installs for `info`.
+/// The level filter `logging::init` installs for `info` (a static one);
+/// `OSIER_BENCH_LEVELS=env` puts tracing-subscriber's `EnvFilter` in its place, as a subscriber
+/// built with `EnvFilter` has it, to see what following every span costs.
 fn levels<S>() -> Box<dyn tracing_subscriber::Layer<S> + Send + Sync>
 where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
 {
+    if std::env::var("OSIER_BENCH_LEVELS").as_deref() == Ok("env") {
+        return Box::new(tracing_subscriber::EnvFilter::new("info"));
+    }
     osier_service::logging::filter("info").expect("valid directives")
 }
