@@ -187,26 +187,43 @@ impl Exchange {
                 .filter(|((t, _), _)| t == topic)
                 .map(|(_, q)| q.clone())
                 .collect();
-            for q in queues {
-                q.push(env.clone());
-            }
+            deliver(queues, env);
         } else if let Some(server) = &target.server {
             self.server_queue(topic, server).push(env);
         } else {
             // every group on the topic gets a copy: the default one and one per pool
             let queues: Vec<Arc<Queue>> = {
                 let mut qs = lock(&self.topic_queues);
-                qs.entry((topic.to_string(), None)).or_default();
-                qs.iter()
+                let mut has_default = false;
+                let mut queues: Vec<Arc<Queue>> = qs
+                    .iter()
                     .filter(|((t, _), _)| t == topic)
-                    .map(|(_, q)| q.clone())
-                    .collect()
+                    .map(|((_, pool), q)| {
+                        has_default |= pool.is_none();
+                        q.clone()
+                    })
+                    .collect();
+                if !has_default {
+                    let q = Arc::new(Queue::default());
+                    qs.insert((topic.to_string(), None), q.clone());
+                    queues.push(q);
+                }
+                queues
             };
-            for q in queues {
-                q.push(env.clone());
-            }
+            deliver(queues, env);
         }
     }
+}
+
+/// `env` on every one of `queues`: a copy on each but the last, which takes it.
+fn deliver(mut queues: Vec<Arc<Queue>>, env: Envelope) {
+    let Some(last) = queues.pop() else {
+        return;
+    };
+    for q in queues {
+        q.push(env.clone());
+    }
+    last.push(env);
 }
 
 fn exchanges() -> &'static Mutex<HashMap<String, Arc<Exchange>>> {
@@ -236,11 +253,11 @@ impl MemoryDriver {
         msg: Outgoing,
         reply: Option<mpsc::UnboundedSender<ReplyEvent>>,
     ) -> Result<(), MessagingError> {
-        let topic = msg.target.require_topic()?.to_string();
+        let topic = msg.target.require_topic()?;
         let timeout = reply.as_ref().and(msg.call_monitor_timeout);
         self.exchange(&msg.target).route(
             &msg.target,
-            &topic,
+            topic,
             Envelope {
                 ctxt: msg.ctxt,
                 message: msg.message,
@@ -252,11 +269,12 @@ impl MemoryDriver {
     }
 
     fn exchange(&self, target: &Target) -> Arc<Exchange> {
-        let name = target
-            .exchange
-            .clone()
-            .unwrap_or_else(|| self.control_exchange.clone());
-        lock(exchanges()).entry(name).or_default().clone()
+        let name = target.exchange.as_deref().unwrap_or(&self.control_exchange);
+        let mut all = lock(exchanges());
+        if let Some(ex) = all.get(name) {
+            return ex.clone();
+        }
+        all.entry(name.to_string()).or_default().clone()
     }
 }
 
