@@ -338,7 +338,7 @@ pub(crate) struct ServerMeterCache {
     base: Vec<Label>,
     in_flight: Gauge,
     /// By endpoint index, then method (looked up by `&str`: nothing allocated per request).
-    map: Mutex<HashMap<usize, HashMap<String, Arc<ServerMeters>>>>,
+    map: Mutex<Vec<HashMap<String, Arc<ServerMeters>>>>,
 }
 
 impl ServerMeterCache {
@@ -352,7 +352,7 @@ impl ServerMeterCache {
         ServerMeterCache {
             in_flight: ::metrics::gauge!(RPC_SERVER_IN_FLIGHT, base.clone()),
             base,
-            map: Mutex::new(HashMap::new()),
+            map: Mutex::new(Vec::new()),
         }
     }
 
@@ -366,42 +366,46 @@ impl ServerMeterCache {
         ep_target: &Target,
         method: &str,
     ) -> Running {
-        let cached = lock(&self.map)
-            .get(&index)
-            .and_then(|m| m.get(method))
-            .cloned();
-        let meters = match cached {
-            Some(m) => m,
-            None => lock(&self.map)
-                .entry(index)
-                .or_default()
-                .entry(method.to_string())
-                .or_insert_with(|| {
-                    let mut labels = self.base.clone();
-                    labels.push(Label::new("endpoint", endpoint.to_string()));
-                    labels.push(Label::new(
-                        "namespace",
-                        py_str(ep_target.namespace.as_deref()),
-                    ));
-                    labels.push(Label::new(
-                        "version",
-                        py_str(ep_target.version.as_ref().map(|v| v.to_string()).as_deref()),
-                    ));
-                    labels.push(Label::new("method", method.to_string()));
-                    Arc::new(ServerMeters {
-                        start: ::metrics::counter!(
-                            RPC_SERVER_INVOCATION_START_TOTAL,
-                            labels.clone()
-                        ),
-                        end: ::metrics::counter!(RPC_SERVER_INVOCATION_END_TOTAL, labels.clone()),
-                        seconds: ::metrics::histogram!(
-                            RPC_SERVER_PROCESSING_SECONDS,
-                            labels.clone()
-                        ),
-                        labels,
+        let meters = {
+            let mut by_endpoint = lock(&self.map);
+            if by_endpoint.len() <= index {
+                by_endpoint.resize_with(index + 1, HashMap::new);
+            }
+            let methods = &mut by_endpoint[index];
+            match methods.get(method) {
+                Some(m) => m.clone(),
+                None => methods
+                    .entry(method.to_string())
+                    .or_insert_with(|| {
+                        let mut labels = self.base.clone();
+                        labels.push(Label::new("endpoint", endpoint.to_string()));
+                        labels.push(Label::new(
+                            "namespace",
+                            py_str(ep_target.namespace.as_deref()),
+                        ));
+                        labels.push(Label::new(
+                            "version",
+                            py_str(ep_target.version.as_ref().map(|v| v.to_string()).as_deref()),
+                        ));
+                        labels.push(Label::new("method", method.to_string()));
+                        Arc::new(ServerMeters {
+                            start: ::metrics::counter!(
+                                RPC_SERVER_INVOCATION_START_TOTAL,
+                                labels.clone()
+                            ),
+                            end: ::metrics::counter!(
+                                RPC_SERVER_INVOCATION_END_TOTAL,
+                                labels.clone()
+                            ),
+                            seconds: ::metrics::histogram!(
+                                RPC_SERVER_PROCESSING_SECONDS,
+                                labels.clone()
+                            ),
+                            labels,
+                        })
                     })
-                })
-                .clone(),
+                    .clone(),
+            }
         };
         meters.start.increment(1);
         self.in_flight.increment(1.0);
@@ -507,6 +511,32 @@ mod tests {
             let _ = exception_label(&format!("Crafted{i}"));
         }
         assert_eq!(exception_label("YetAnotherCraftedClass"), "other");
+    }
+
+    #[test]
+    fn server_meters_are_kept_per_endpoint_and_method_in_any_order() {
+        let cache = ServerMeterCache::new(&Target::topic("t"), "p");
+        let target = Target::topic("t");
+        let endpoint_of = |r: &Running| {
+            r.meters
+                .labels
+                .iter()
+                .find(|l| l.key() == "endpoint")
+                .map(|l| l.value().to_string())
+        };
+        // The third endpoint's request comes first: the cache grows to hold it.
+        let third = cache.start(2, "c", &target, "echo");
+        let first = cache.start(0, "a", &target, "echo");
+        assert_eq!(endpoint_of(&third).as_deref(), Some("c"));
+        assert_eq!(endpoint_of(&first).as_deref(), Some("a"));
+        assert!(!Arc::ptr_eq(&third.meters, &first.meters));
+        let again = cache.start(2, "c", &target, "echo");
+        assert!(
+            Arc::ptr_eq(&third.meters, &again.meters),
+            "made once, then reused"
+        );
+        let other = cache.start(2, "c", &target, "other");
+        assert!(!Arc::ptr_eq(&third.meters, &other.meters));
     }
 
     #[test]

@@ -29,7 +29,7 @@ use crate::context::{NoOpSerializer, RequestContext, Serializer};
 use crate::driver::{Dict, Outcome, Outgoing, ReplyEvent};
 use crate::error::{Cause, MessagingError};
 use crate::metrics::ClientMeterCache;
-use crate::rpc::span_fields::SpanFields;
+use crate::rpc::span_fields::LazyFields;
 use crate::target::Target;
 use crate::trace_context::{self, TraceParent};
 use crate::transport::Transport;
@@ -378,14 +378,14 @@ impl RpcClient {
         args: impl Serialize,
     ) -> Result<(), MessagingError> {
         let early = OnceCell::new();
-        let f = SpanFields::of(ctx, method);
+        let f = LazyFields::new(ctx, method);
         // The field values, and so the trace, are only made when the span is enabled.
         let span = tracing::info_span!(
             "rpc.cast",
             target = &*self.target_label,
-            method = &*f.method,
-            request_id = &*f.request_id,
-            global_request_id = &*f.global_request_id,
+            method = &*f.get().method,
+            request_id = &*f.get().request_id,
+            global_request_id = &*f.get().global_request_id,
             trace_id = early_trace(&early, ctx).map(TraceParent::trace_id),
             span_id = early_trace(&early, ctx).map(TraceParent::span_id),
         );
@@ -415,15 +415,15 @@ impl RpcClient {
             return Err(self.target.invalid("A call cannot be fanout"));
         }
         let early = OnceCell::new();
-        let f = SpanFields::of(ctx, method);
+        let f = LazyFields::new(ctx, method);
         // The field values, and so the trace, are only made when the span is enabled.
         let span = tracing::info_span!(
             "rpc.call",
             target = &*self.target_label,
-            method = &*f.method,
+            method = &*f.get().method,
             timeout_ms = u64::try_from(self.effective_timeout().as_millis()).unwrap_or(u64::MAX),
-            request_id = &*f.request_id,
-            global_request_id = &*f.global_request_id,
+            request_id = &*f.get().request_id,
+            global_request_id = &*f.get().global_request_id,
             msg_id = tracing::field::Empty,
             trace_id = early_trace(&early, ctx).map(TraceParent::trace_id),
             span_id = early_trace(&early, ctx).map(TraceParent::span_id),

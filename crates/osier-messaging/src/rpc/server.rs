@@ -49,7 +49,7 @@ use crate::rpc::dispatcher::{AccessPolicy, Decision, Dispatcher, PING_METHOD};
 use crate::rpc::endpoint::{Endpoint, Executor, Handler};
 use crate::rpc::executor::run;
 use crate::rpc::lifecycle::{at, Phase, StepOptions, Steps};
-use crate::rpc::span_fields::SpanFields;
+use crate::rpc::span_fields::LazyFields;
 use crate::runner::note_panic_sites;
 use crate::target::Target;
 use crate::trace_context::{self, TraceParent};
@@ -695,14 +695,14 @@ fn server_span(
             .get_or_init(|| ctx.get(trace_context::KEY).and_then(TraceParent::parse))
             .as_ref()
     };
-    let f = SpanFields::of(ctx, method);
+    let f = LazyFields::new(ctx, method);
     let span = tracing::info_span!(
         "rpc.server",
         target = target_label,
-        method = &*f.method,
+        method = &*f.get().method,
         executor = executor.name(),
-        request_id = &*f.request_id,
-        global_request_id = &*f.global_request_id,
+        request_id = &*f.get().request_id,
+        global_request_id = &*f.get().global_request_id,
         trace_id = caller_trace().map(TraceParent::trace_id),
         parent_span_id = caller_trace().map(TraceParent::span_id),
         outcome = tracing::field::Empty,

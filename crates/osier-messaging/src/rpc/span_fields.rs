@@ -4,6 +4,7 @@
 //! wire are escaped and cut first ([`Untrusted::shown`]).
 
 use std::borrow::Cow;
+use std::cell::OnceCell;
 
 use crate::context::RequestContext;
 use crate::untrusted::Untrusted;
@@ -24,5 +25,28 @@ impl<'a> SpanFields<'a> {
             request_id: Untrusted(ctx.request_id().unwrap_or("")).shown(),
             global_request_id: Untrusted(ctx.global_request_id().unwrap_or("")).shown(),
         }
+    }
+}
+
+/// [`SpanFields`] made on first use. A span evaluates its field values only when it is
+/// enabled, so a request whose span is off escapes and cuts nothing.
+pub(crate) struct LazyFields<'a> {
+    ctx: &'a RequestContext,
+    method: &'a str,
+    made: OnceCell<SpanFields<'a>>,
+}
+
+impl<'a> LazyFields<'a> {
+    pub(crate) fn new(ctx: &'a RequestContext, method: &'a str) -> Self {
+        LazyFields {
+            ctx,
+            method,
+            made: OnceCell::new(),
+        }
+    }
+
+    pub(crate) fn get(&self) -> &SpanFields<'a> {
+        self.made
+            .get_or_init(|| SpanFields::of(self.ctx, self.method))
     }
 }
