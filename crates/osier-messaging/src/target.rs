@@ -51,6 +51,17 @@ impl Target {
         v
     }
 
+    /// Whether an endpoint with this target accepts `namespace`: its own or a legacy one
+    /// (the test of [`accepted_namespaces`](Self::accepted_namespaces), made per request
+    /// without building the list).
+    pub fn accepts_namespace(&self, namespace: Option<&str>) -> bool {
+        self.namespace.as_deref() == namespace
+            || self
+                .legacy_namespaces
+                .iter()
+                .any(|n| n.as_deref() == namespace)
+    }
+
     fn copy(&self) -> Self {
         Target {
             legacy_namespaces: Vec::new(),
@@ -223,8 +234,11 @@ mod tests {
             .with_server("s")
             .with_legacy_namespaces(vec![None]);
         assert_eq!(t.accepted_namespaces(), vec![Some("ns".to_string()), None]);
+        assert!(t.accepts_namespace(Some("ns")) && t.accepts_namespace(None));
+        assert!(!t.accepts_namespace(Some("other")));
         let t2 = t.clone().with_fanout(true);
         assert_eq!(t2.accepted_namespaces(), vec![Some("ns".to_string())]);
+        assert!(!t2.accepts_namespace(None));
         assert_eq!(t2.exchange.as_deref(), Some("e"));
         assert!(t2.fanout);
         let cleared = t2.without_server().without_version();

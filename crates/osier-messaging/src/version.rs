@@ -22,15 +22,17 @@ impl FromStr for Version {
     /// `int.int[.int]`; `"5"`, `"5.a"` and `"5.5.a"` are refused (MSG-RPC-02).
     fn from_str(s: &str) -> Result<Self, MessagingError> {
         let bad = || MessagingError::InvalidVersion(s.to_string());
-        let parts: Vec<&str> = s.split('.').collect();
-        if !(2..=3).contains(&parts.len()) {
+        let mut parts = s.split('.');
+        let (Some(major), Some(minor), rev, None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
             return Err(bad());
-        }
+        };
         let num = |p: &str| p.parse::<u32>().map_err(|_| bad());
         Ok(Version {
-            major: num(parts[0])?,
-            minor: num(parts[1])?,
-            rev: parts.get(2).map(|p| num(p)).transpose()?,
+            major: num(major)?,
+            minor: num(minor)?,
+            rev: rev.map(num).transpose()?,
         })
     }
 }
@@ -95,9 +97,12 @@ mod tests {
     /// MSG-RPC-02 / TEST-MSG-05: malformed versions are refused.
     #[test]
     fn malformed_versions_are_refused() {
-        for bad in ["5", "5.a", "5.5.a", "", "1.2.3.4", "-1.0"] {
+        for bad in [
+            "5", "5.a", "5.5.a", "", "1.2.3.4", "-1.0", "1..2", "1.2.", ".1.2",
+        ] {
             assert!(bad.parse::<Version>().is_err(), "{bad}");
         }
         assert_eq!(v("1.2.3").to_string(), "1.2.3");
+        assert_eq!(v("1.2").to_string(), "1.2");
     }
 }

@@ -224,11 +224,7 @@ impl Dispatcher {
         };
         let mut compatible_seen = false;
         for (i, e) in self.endpoints.iter().enumerate() {
-            let ns_ok = e
-                .target
-                .accepted_namespaces()
-                .iter()
-                .any(|n| n.as_deref() == namespace);
+            let ns_ok = e.target.accepts_namespace(namespace);
             let imp = e.target.version.unwrap_or(one_zero);
             if !ns_ok || !version_is_compatible(Some(&imp), Some(&req)) {
                 continue;
