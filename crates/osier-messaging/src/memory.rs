@@ -439,9 +439,9 @@ impl Listener for MemListener {
                 return None;
             }
             // Register interest before looking, so a delivery in between is not missed.
-            let mut wait = Box::pin(self.inbox.notify.notified());
+            let mut wait = std::pin::pin!(self.inbox.notify.notified());
             wait.as_mut().enable();
-            let mut stop = Box::pin(self.stopped.notified());
+            let mut stop = std::pin::pin!(self.stopped.notified());
             stop.as_mut().enable();
             if self.inbox.closed.load(Ordering::Acquire) {
                 return None;
