@@ -37,12 +37,16 @@ use tracing::field::{Field, Visit};
 use tracing::Subscriber;
 use tracing_subscriber::field::RecordFields;
 use tracing_subscriber::filter::Targets;
-use tracing_subscriber::fmt::format::{Format, Writer};
+use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::FormatFields;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
+
+mod deferred;
+
+pub use deferred::FmtLayer;
 
 /// Why [`init`] could not install the subscriber.
 #[derive(Debug, thiserror::Error)]
@@ -62,16 +66,19 @@ pub enum LogInitError {
     Installed(#[source] tracing_subscriber::util::TryInitError),
 }
 
-/// The `fmt` layer [`init`] installs: text lines on stderr, no colours, fields by [`Fields`].
+/// The layer [`init`] installs: text lines on stderr, no colours, fields by [`Fields`], and a
+/// span's fields formatted only once a line inside the span is written ([`FmtLayer`]).
 /// Change the writer with `.with_writer(...)`.
-pub fn layer<S>() -> tracing_subscriber::fmt::Layer<S, Fields, Format, fn() -> io::Stderr>
+pub fn layer<S>() -> FmtLayer<S>
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
-    tracing_subscriber::fmt::layer()
-        .fmt_fields(Fields)
-        .with_ansi(false)
-        .with_writer(io::stderr as fn() -> io::Stderr)
+    FmtLayer::new(
+        tracing_subscriber::fmt::layer()
+            .fmt_fields(Fields)
+            .with_ansi(false)
+            .with_writer(io::stderr as fn() -> io::Stderr),
+    )
 }
 
 /// Installs the process's subscriber: [`layer`], levels from `RUST_LOG` or else `default`
@@ -146,18 +153,23 @@ pub struct Fields;
 
 impl<'w> FormatFields<'w> for Fields {
     fn format_fields<R: RecordFields>(&self, writer: Writer<'w>, fields: R) -> fmt::Result {
-        let mut line = FieldWriter {
-            out: Line {
-                out: writer,
-                buf: [0; LINE_BUFFER],
-                len: 0,
-            },
-            first: true,
-            result: Ok(()),
-        };
-        fields.record(&mut line);
-        line.result.and_then(|_| line.out.flush())
+        write_fields(writer, |v| fields.record(v))
     }
+}
+
+/// Writes the fields `record` visits as [`Fields`] does.
+fn write_fields(writer: Writer<'_>, record: impl FnOnce(&mut dyn Visit)) -> fmt::Result {
+    let mut line = FieldWriter {
+        out: Line {
+            out: writer,
+            buf: [0; LINE_BUFFER],
+            len: 0,
+        },
+        first: true,
+        result: Ok(()),
+    };
+    record(&mut line);
+    line.result.and_then(|_| line.out.flush())
 }
 
 /// How much of a span's or event's fields is assembled on the stack before it is written out:
