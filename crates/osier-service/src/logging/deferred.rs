@@ -383,17 +383,15 @@ where
         self.inner.on_event(event, ctx);
     }
 
-    fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
-        self.inner.on_enter(id, ctx);
-    }
+    // Entering, leaving and closing a span: the `fmt` layer acts on them only to write span
+    // events or time spans, which this layer's inner `fmt` layer is never configured to do
+    // (only `with_writer` and `without_time` reach it), so they are not passed on: a span is
+    // entered and left on every poll of the future it instruments.
+    fn on_enter(&self, _id: &Id, _ctx: Context<'_, S>) {}
 
-    fn on_exit(&self, id: &Id, ctx: Context<'_, S>) {
-        self.inner.on_exit(id, ctx);
-    }
+    fn on_exit(&self, _id: &Id, _ctx: Context<'_, S>) {}
 
-    fn on_close(&self, id: Id, ctx: Context<'_, S>) {
-        self.inner.on_close(id, ctx);
-    }
+    fn on_close(&self, _id: Id, _ctx: Context<'_, S>) {}
 
     fn on_id_change(&self, old: &Id, new: &Id, ctx: Context<'_, S>) {
         self.inner.on_id_change(old, new, ctx);
