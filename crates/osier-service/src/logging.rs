@@ -22,7 +22,9 @@
 //! # Why a field formatter of its own
 //!
 //! A `fmt` layer formats a span's fields when the span is created, whether or not anything is
-//! logged inside it, and an RPC server creates a span per request. tracing-subscriber's default
+//! logged inside it, and an RPC server creates a span per request. [`layer`] keeps the values
+//! instead and formats them when a line inside the span is first written ([`FmtLayer`]); a
+//! span that logs nothing is never formatted. tracing-subscriber's default
 //! formatter writes every field through its styling wrappers (even with colours off) and one
 //! `format_args!` of three parts; [`Fields`] writes the name, `=` and the value straight into
 //! the line, which costs about a third of what the default does for an RPC call's spans
