@@ -392,8 +392,16 @@ mod tests {
     use std::sync::{Arc, Mutex};
     use tracing_subscriber::fmt::MakeWriter;
 
+    /// A writer that keeps what is written, for tests of this module and its children.
     #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
+    pub(super) struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Captured {
+        /// What was written so far.
+        pub(super) fn text(&self) -> String {
+            String::from_utf8(crate::lock::lock(&self.0).clone()).unwrap_or_default()
+        }
+    }
 
     impl io::Write for Captured {
         fn write(&mut self, b: &[u8]) -> io::Result<usize> {
@@ -413,13 +421,12 @@ mod tests {
     }
 
     /// What `f` logs through [`layer`] at TRACE, without time stamps.
-    fn logged(f: impl FnOnce()) -> String {
+    pub(super) fn logged(f: impl FnOnce()) -> String {
         let out = Captured::default();
         let subscriber =
             tracing_subscriber::registry().with(layer().without_time().with_writer(out.clone()));
         tracing::subscriber::with_default(subscriber, f);
-        let bytes = crate::lock::lock(&out.0).clone();
-        String::from_utf8(bytes).unwrap_or_default()
+        out.text()
     }
 
     #[derive(Debug, thiserror::Error)]
@@ -557,8 +564,7 @@ mod tests {
                 "other"
             );
         });
-        let bytes = crate::lock::lock(&out.0).clone();
-        String::from_utf8(bytes).unwrap_or_default()
+        out.text()
     }
 
     #[test]

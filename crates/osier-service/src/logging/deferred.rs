@@ -89,7 +89,7 @@ impl Kept {
 
     /// A field's index and tag.
     fn field(&mut self, field: &Field, tag: u8) {
-        // `Keep` checks the field set's size before keeping anything.
+        // `on_new_span` keeps only spans whose field set is indexed in a byte below `RECORD`.
         self.0.push(field.index() as u8);
         self.0.push(tag);
     }
@@ -168,10 +168,8 @@ impl<'a> Iterator for Reader<'a> {
     type Item = Replayed<'a>;
 
     fn next(&mut self) -> Option<Replayed<'a>> {
-        let [index] = self.bytes::<1>();
-        if self.at > self.b.len() {
-            return None;
-        }
+        let &index = self.b.get(self.at)?;
+        self.at += 1;
         if index == RECORD {
             return Some(Replayed::Record);
         }
@@ -323,10 +321,9 @@ where
                 return;
             };
             let mut ext = span.extensions_mut();
-            // Formatted already by another layer with the same formatter: the eager layer
-            // keeps that text, and so does this one.
-            // A field set too large to index in a byte (no span of osier's comes near)
-            // is formatted at once.
+            // Formatted at once, as the eager layer does: a span already formatted by another
+            // layer with the same formatter (that text is kept), or one whose field set is too
+            // large to index in a byte (no span of osier's comes near).
             let small = attrs.metadata().fields().len() < usize::from(RECORD);
             if small && ext.get_mut::<FormattedFields<Fields>>().is_none() {
                 let mut kept = Kept::new();
@@ -412,34 +409,9 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::logging::tests::{logged, Captured};
     use std::sync::{Arc, Mutex};
     use tracing_subscriber::layer::SubscriberExt;
-
-    #[derive(Clone, Default)]
-    struct Out(Arc<Mutex<Vec<u8>>>);
-
-    impl io::Write for Out {
-        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-            crate::lock::lock(&self.0).extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl<'a> MakeWriter<'a> for Out {
-        type Writer = Out;
-        fn make_writer(&'a self) -> Out {
-            self.clone()
-        }
-    }
-
-    impl Out {
-        fn text(&self) -> String {
-            String::from_utf8(crate::lock::lock(&self.0).clone()).unwrap_or_default()
-        }
-    }
 
     #[derive(Debug, thiserror::Error)]
     #[error("outer\nline")]
@@ -488,7 +460,7 @@ mod tests {
 
     #[test]
     fn lines_read_as_the_eager_fmt_layer_writes_them() {
-        let eager = Out::default();
+        let eager = Captured::default();
         let subscriber = tracing_subscriber::registry().with(
             tracing_subscriber::fmt::layer()
                 .fmt_fields(Fields)
@@ -497,14 +469,7 @@ mod tests {
                 .with_writer(eager.clone()),
         );
         tracing::subscriber::with_default(subscriber, workload);
-        let deferred = Out::default();
-        let subscriber = tracing_subscriber::registry().with(
-            super::super::layer()
-                .without_time()
-                .with_writer(deferred.clone()),
-        );
-        tracing::subscriber::with_default(subscriber, workload);
-        let (eager, deferred) = (eager.text(), deferred.text());
+        let (eager, deferred) = (eager.text(), logged(workload));
         assert_eq!(eager.lines().count(), 6, "{eager}");
         assert!(eager.contains("late{v=1}"), "{eager}");
         assert!(
@@ -537,7 +502,7 @@ mod tests {
             .with(
                 super::super::layer()
                     .without_time()
-                    .with_writer(Out::default()),
+                    .with_writer(Captured::default()),
             )
             .with(Formatted(seen.clone()));
         tracing::subscriber::with_default(subscriber, || {
