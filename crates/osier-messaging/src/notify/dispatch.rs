@@ -190,33 +190,40 @@ fn parse(ser: &dyn Serializer, settler: &Settler, msg: &mut Incoming) -> Option<
     };
     crate::metrics::notification_received(priority.as_str());
     let ctxt = ser.deserialize_context(std::mem::take(&mut msg.ctxt));
-    let m = &msg.message;
-    let payload =
-        match ser.deserialize_entity(&ctxt, m.get("payload").cloned().unwrap_or(Value::Null)) {
-            Ok(p) => p,
-            Err(e) => {
-                settler.drop_message(msg, &format!("payload not deserialized: {e}"));
-                return None;
-            }
-        };
-    let mut metadata = Dict::new();
-    for k in ["message_id", "timestamp"] {
-        if let Some(v) = m.get(k) {
-            metadata.insert(k.into(), v.clone());
+    // What the notification keeps is taken out of the message, not copied, when the message
+    // is known by its `message_id` alone afterwards (the requeue counts' `identity`); one
+    // without a `message_id` is known by a hash of all of it, so it keeps every member.
+    let keyed = msg.message.get("message_id").is_some_and(Value::is_string);
+    let mut member = |k: &str| match keyed {
+        true => msg.message.remove(k),
+        false => msg.message.get(k).cloned(),
+    };
+    let text = |v: Option<Value>| match v {
+        Some(Value::String(s)) => s,
+        _ => String::new(),
+    };
+    let payload = member("payload").unwrap_or(Value::Null);
+    let publisher_id = text(member("publisher_id"));
+    let event_type = text(member("event_type"));
+    let timestamp = member("timestamp");
+    let payload = match ser.deserialize_entity(&ctxt, payload) {
+        Ok(p) => p,
+        Err(e) => {
+            settler.drop_message(msg, &format!("payload not deserialized: {e}"));
+            return None;
         }
+    };
+    let mut metadata = Dict::new();
+    if let Some(id) = msg.message.get("message_id") {
+        metadata.insert("message_id".into(), id.clone());
+    }
+    if let Some(t) = timestamp {
+        metadata.insert("timestamp".into(), t);
     }
     Some(Notification {
         ctxt,
-        publisher_id: m
-            .get("publisher_id")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string(),
-        event_type: m
-            .get("event_type")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string(),
+        publisher_id,
+        event_type,
         payload,
         metadata,
         priority,
@@ -338,6 +345,94 @@ impl Dispatcher {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::NoOpSerializer;
+    use serde_json::json;
+
+    struct NoAck;
+
+    impl crate::driver::Acker for NoAck {
+        fn ack(&self) {}
+        fn requeue(&self) {}
+        fn reject(&self) {}
+    }
+
+    fn incoming(message: Value) -> Incoming {
+        let Value::Object(message) = message else {
+            unreachable!("a test message is an object")
+        };
+        Incoming {
+            ctxt: Dict::new(),
+            message,
+            replier: None,
+            client_timeout: None,
+            acker: Box::new(NoAck),
+            malformed: None,
+        }
+    }
+
+    fn settler() -> Settler {
+        Settler {
+            stats: Arc::default(),
+            allow_requeue: true,
+            max_requeues: None,
+            requeues: Mutex::new(RequeueCounts::default()),
+        }
+    }
+
+    /// The members a notification keeps are taken out of a message known by its `message_id`
+    /// and copied out of one known by a hash of all of it: the same notification either way,
+    /// and the message still known by the same identity afterwards (its requeue count).
+    #[test]
+    fn a_notification_reads_alike_whether_its_members_are_taken_or_copied() {
+        let body = json!({
+            "priority": "INFO",
+            "publisher_id": "compute.host1",
+            "event_type": "compute.instance.create.end",
+            "payload": {"instance": {"id": 7, "tags": ["a", "b"]}},
+            "timestamp": "2026-12-03 10:00:00.000000",
+        });
+        let mut with_id = body.clone();
+        with_id["message_id"] = json!("5b2f6c1e-0d6b-4c8e-9f1a-2f9d0b7c4e11");
+        let mut results = Vec::new();
+        for message in [with_id, body] {
+            let mut msg = incoming(message);
+            let before = identity(&msg.message);
+            let n = parse(&NoOpSerializer, &settler(), &mut msg).expect("a notification");
+            assert_eq!(identity(&msg.message), before);
+            results.push(n);
+        }
+        let (keyed, hashed) = (&results[0], &results[1]);
+        for n in [keyed, hashed] {
+            assert_eq!(n.publisher_id, "compute.host1");
+            assert_eq!(n.event_type, "compute.instance.create.end");
+            assert_eq!(
+                n.payload,
+                json!({"instance": {"id": 7, "tags": ["a", "b"]}})
+            );
+            assert_eq!(n.metadata["timestamp"], json!("2026-12-03 10:00:00.000000"));
+        }
+        assert_eq!(
+            keyed.metadata["message_id"],
+            json!("5b2f6c1e-0d6b-4c8e-9f1a-2f9d0b7c4e11")
+        );
+        assert!(!hashed.metadata.contains_key("message_id"));
+    }
+
+    /// A member of the wrong kind reads as it did before members were taken: a publisher or
+    /// event type that is not a string is empty.
+    #[test]
+    fn a_publisher_or_event_type_that_is_not_text_reads_empty() {
+        let mut msg = incoming(json!({
+            "priority": "INFO",
+            "message_id": "m-1",
+            "publisher_id": 5,
+            "event_type": null,
+            "payload": 1,
+        }));
+        let n = parse(&NoOpSerializer, &settler(), &mut msg).expect("a notification");
+        assert_eq!((n.publisher_id.as_str(), n.event_type.as_str()), ("", ""));
+        assert_eq!(n.payload, json!(1));
+    }
 
     #[test]
     fn requeue_counts_are_per_message_and_bounded() {
