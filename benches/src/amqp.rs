@@ -405,8 +405,10 @@ async fn publish_written(ch: &Channel, key: &str, body: &[u8], mandatory: bool) 
 }
 
 /// Raw request/reply with the guarantee osier's call gives: 4 connections (client publish, client
-/// replies, server consume, server publish), requests without confirms, replies mandatory with
-/// their confirm awaited by the server, acks without waiting.
+/// replies, server consume, server publish), requests on a confirm channel with the caller
+/// waiting only for the write (osier's publisher keeps a request until its confirm, to send it
+/// again after a lost connection), replies mandatory with their confirm awaited by the server,
+/// acks without waiting.
 pub async fn raw_calls(callers: usize, warmup: Duration, dur: Duration) -> Stats {
     let (rq, replyq) = (unique("raw-req"), unique("raw-reply"));
     let shared = std::env::var("RAW_SHARED").is_ok();
@@ -416,8 +418,8 @@ pub async fn raw_calls(callers: usize, warmup: Duration, dur: Duration) -> Stats
     } else {
         (Some(conn().await), Some(conn().await))
     };
-    // Requests without confirms, as osier sends them (the reply proves delivery).
-    let ch_cpub = c_pub.create_channel().await.expect("channel");
+    // Requests confirmed, the caller not waiting for it, as osier sends them.
+    let ch_cpub = confirm_channel(&c_pub).await;
     let ch_crep = c_rep
         .as_ref()
         .unwrap_or(&c_pub)
