@@ -8,16 +8,15 @@
 //!
 //! What each message kind waits for (the delivery guarantee, see docs/architecture.md):
 //!
-//! Casts, notifications and replies go on a channel in confirm mode, and the publisher keeps
-//! each of them until the broker confirms it, re-sending it after a lost connection: delivery
-//! to the broker is at-least-once, as in oslo. Call requests go on a channel without confirms:
-//! the reply is the confirm. What each sender waits for:
+//! Every message goes on the publisher's one channel, in confirm mode, and the publisher keeps
+//! each until the broker confirms it, re-sending it after a lost connection or a negative
+//! confirm: delivery to the broker is at-least-once, as in oslo. What each sender waits for:
 //!
 //! | message | the sender returns | why |
 //! |---|---|---|
-//! | call request | once written to a live channel; not confirmed, not re-sent | the reply proves delivery, so a confirm buys the caller nothing, and it costs the broker work on every call (~15% of calls/s at one caller, measured). A request lost with a connection ends as a `Timeout` within the call's timeout, like a lost reply |
+//! | call request | once written to a live channel; kept until confirmed and re-sent within the call's deadline (then dropped quietly: the caller has its answer) | the reply proves delivery, so the caller does not wait for the confirm; the confirm tells a request the broker never took (the call fails with the broker's error, not a `Timeout`) and a re-sent request first waits for its queue to exist |
 //! | cast, fanout cast, notification | once written to a live channel (`wait_for_confirms=true`: once confirmed, as oslo, MSG-AMQP-13) | confirms are pipelined instead of one at a time (measured: ~10x); [`Transport::flush`](crate::Transport::flush) waits for all of them and reports any message the broker did not take |
-//! | reply | once confirmed and routed | `mandatory`: a `Basic.Return` is retried every 0.25 s for `kombu_missing_consumer_retry_timeout` (MSG-AMQP-08) |
+//! | reply | once confirmed, after a passive declare of the caller's reply queue (cached 5 s) | a missing queue is retried every 0.25 s for `kombu_missing_consumer_retry_timeout` (MSG-AMQP-08); with `at_least_once`, requests are `mandatory` and a returned one fails the call |
 //!
 //! What `wait_for_confirms=false` gives up: a cast or notification that `cast()` / `notify()`
 //! returned from and that was not yet confirmed is lost if the *sending process* dies in the
