@@ -14,9 +14,9 @@
 //!
 //! | message | the sender returns | why |
 //! |---|---|---|
-//! | call request | once written to a live channel; kept until confirmed and re-sent within the call's deadline (then dropped quietly: the caller has its answer) | the reply proves delivery, so the caller does not wait for the confirm; the confirm tells a request the broker never took (the call fails with the broker's error, not a `Timeout`) and a re-sent request first waits for its queue to exist |
+//! | call request | once written to a live channel; kept until confirmed and re-sent within the call's deadline (then dropped quietly: the caller has its answer) | the reply proves delivery, so the caller does not wait for the confirm; the confirm tells a request the broker never took (the call fails with the broker's error, not a `Timeout`) and a re-sent request first waits for its queue to exist; with `at_least_once` (MSG-RPC-09), a request is `mandatory`, the caller waits for its confirm, and a returned one fails the call |
 //! | cast, fanout cast, notification | once written to a live channel (`wait_for_confirms=true`: once confirmed, as oslo, MSG-AMQP-13) | confirms are pipelined instead of one at a time (measured: ~10x); [`Transport::flush`](crate::Transport::flush) waits for all of them and reports any message the broker did not take |
-//! | reply | once confirmed, after a passive declare of the caller's reply queue (cached 5 s) | a missing queue is retried every 0.25 s for `kombu_missing_consumer_retry_timeout` (MSG-AMQP-08); with `at_least_once`, requests are `mandatory` and a returned one fails the call |
+//! | reply | once confirmed, after a passive declare of the caller's reply queue (cached 5 s) | a missing queue is retried every 0.25 s for `kombu_missing_consumer_retry_timeout` (MSG-AMQP-08) |
 //!
 //! What `wait_for_confirms=false` gives up: a cast or notification that `cast()` / `notify()`
 //! returned from and that was not yet confirmed is lost if the *sending process* dies in the

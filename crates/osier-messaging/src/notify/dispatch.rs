@@ -73,10 +73,15 @@ impl RequeueCounts {
     }
 }
 
-/// A notification's identity for counting its requeues: its `message_id`, or a hash of the
+/// The `message_id` a message is known by, when it has one that is text.
+fn message_id(m: &Dict) -> Option<&str> {
+    m.get("message_id").and_then(Value::as_str)
+}
+
+/// A notification's identity for counting its requeues: its [`message_id`], or a hash of the
 /// whole message when it has none.
 fn identity(m: &Dict) -> String {
-    match m.get("message_id").and_then(Value::as_str) {
+    match message_id(m) {
         Some(id) => id.to_string(),
         None => {
             use std::hash::{Hash, Hasher};
@@ -193,7 +198,7 @@ fn parse(ser: &dyn Serializer, settler: &Settler, msg: &mut Incoming) -> Option<
     // What the notification keeps is taken out of the message, not copied, when the message
     // is known by its `message_id` alone afterwards (the requeue counts' `identity`); one
     // without a `message_id` is known by a hash of all of it, so it keeps every member.
-    let keyed = msg.message.get("message_id").is_some_and(Value::is_string);
+    let keyed = message_id(&msg.message).is_some();
     let mut member = |k: &str| match keyed {
         true => msg.message.remove(k),
         false => msg.message.get(k).cloned(),
