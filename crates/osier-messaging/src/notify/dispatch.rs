@@ -273,28 +273,46 @@ impl Dispatcher {
         }
     }
 
+    /// The first endpoint from `from` on with a callback for `n`'s priority whose filter `n`
+    /// passes.
+    fn next_endpoint(&self, from: usize, n: &Notification) -> Option<usize> {
+        (from..self.endpoints.len()).find(|&i| {
+            let e = &self.endpoints[i];
+            e.callbacks.contains_key(&n.priority) && e.filter.matches(n)
+        })
+    }
+
     /// One message: the endpoints with a callback for its priority whose filter it passes, in
     /// registration order, one after the other; `Requeue` stops the rest. Then the message is
     /// acked, requeued or rejected ([`Settler`]).
+    ///
+    /// Each `async` callback owns the notification it gets: a copy, except for the last
+    /// endpoint to run, which takes the notification itself once no blocking callback still
+    /// holds it.
     pub(crate) async fn one(&self, mut msg: Incoming) {
         let Some(n) = parse(self.serializer.as_ref(), &self.settler, &mut msg) else {
             return;
         };
+        let mut next = self.next_endpoint(0, &n);
         let n = Arc::new(n);
         let mut result = NotificationResult::Handled;
-        for e in self.endpoints.iter() {
-            let Some(cb) = e.callbacks.get(&n.priority) else {
-                continue;
-            };
-            if !e.filter.matches(&n) {
-                continue;
-            }
-            let job = match cb {
-                Callback::Blocking(f) => {
+        while let Some(i) = next {
+            let e = &self.endpoints[i];
+            next = self.next_endpoint(i + 1, &n);
+            let job = match e.callbacks.get(&n.priority) {
+                Some(Callback::Blocking(f)) => {
                     let (f, n) = (f.clone(), n.clone());
                     Job::Blocking(Box::new(move || f(&n)))
                 }
-                Callback::Async(f) => Job::Async(f(Notification::clone(&n))),
+                Some(Callback::Async(f)) if next.is_none() => {
+                    let event_type = n.event_type.clone();
+                    let n = Arc::try_unwrap(n).unwrap_or_else(|n| Notification::clone(&n));
+                    let result = self.run(e, Job::Async(f(n)), &event_type).await;
+                    self.settler.settle(result, &msg, &event_type);
+                    return;
+                }
+                Some(Callback::Async(f)) => Job::Async(f(Notification::clone(&n))),
+                None => continue,
             };
             if self.run(e, job, &n.event_type).await == NotificationResult::Requeue {
                 result = NotificationResult::Requeue;
@@ -437,6 +455,75 @@ mod tests {
         let n = parse(&NoOpSerializer, &settler(), &mut msg).expect("a notification");
         assert_eq!((n.publisher_id.as_str(), n.event_type.as_str()), ("", ""));
         assert_eq!(n.payload, json!(1));
+    }
+
+    /// Every endpoint a notification reaches gets all of it, in registration order: a blocking
+    /// callback shares it, an `async` one between others gets a copy, and the last to run
+    /// (here followed by an endpoint its filter turns away) the notification itself.
+    #[tokio::test]
+    async fn every_endpoint_a_notification_reaches_gets_all_of_it() {
+        use crate::notify::endpoint::NotificationFilter;
+        type Seen = Arc<Mutex<Vec<(&'static str, String, String, Value)>>>;
+        let seen: Seen = Arc::default();
+        let record = |seen: &Seen, name: &'static str, n: &Notification| {
+            lock(seen).push((
+                name,
+                n.publisher_id.clone(),
+                n.event_type.clone(),
+                n.payload.clone(),
+            ));
+            NotificationResult::Handled
+        };
+        let on_async = |name: &'static str| {
+            let seen = seen.clone();
+            NotificationEndpoint::new(name).on_async(Priority::Info, move |n| {
+                let seen = seen.clone();
+                async move { record(&seen, name, &n) }
+            })
+        };
+        let blocking = {
+            let seen = seen.clone();
+            NotificationEndpoint::new("blocking")
+                .on(Priority::Info, move |n| record(&seen, "blocking", n))
+        };
+        let turned_away = on_async("turned_away").filter(
+            NotificationFilter::new()
+                .event_type("^image\\.")
+                .expect("a valid pattern"),
+        );
+        let d = Dispatcher {
+            endpoints: Arc::new(vec![
+                blocking,
+                on_async("copy"),
+                on_async("last"),
+                turned_away,
+            ]),
+            serializer: Arc::new(NoOpSerializer),
+            settler: settler(),
+            bridge: osier_bridge::Bridge::global().clone(),
+            executor: Executor::Tokio,
+        };
+        d.one(incoming(json!({
+            "priority": "INFO",
+            "message_id": "m-1",
+            "publisher_id": "compute.host1",
+            "event_type": "compute.instance.create.end",
+            "payload": {"instance": {"id": 7}},
+        })))
+        .await;
+        let whole = |name| {
+            (
+                name,
+                "compute.host1".to_string(),
+                "compute.instance.create.end".to_string(),
+                json!({"instance": {"id": 7}}),
+            )
+        };
+        assert_eq!(
+            *lock(&seen),
+            [whole("blocking"), whole("copy"), whole("last")]
+        );
+        assert_eq!(d.settler.stats.handled.load(Ordering::Relaxed), 1);
     }
 
     #[test]
