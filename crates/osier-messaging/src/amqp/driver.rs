@@ -393,7 +393,7 @@ impl Driver for AmqpDriver {
         let rq = self.shared.reply_queue().await?;
         let msg_id = wire::new_id();
         let (tx, rx) = mpsc::unbounded_channel();
-        rq.wait_for(msg_id.clone(), tx);
+        rq.wait_for(msg_id, tx);
         let call = CallInfo {
             msg_id: &msg_id,
             reply_q: &rq.name,
@@ -405,7 +405,7 @@ impl Driver for AmqpDriver {
         // without a leader) is sent again instead of vanishing; after the call's deadline it is
         // dropped quietly (the caller has its answer).
         p.quiet_expiry = true;
-        p.destination_queue = Some(p.routing_key.clone());
+        p.waits_for_queue = true;
         let confirmed = Arc::new(std::sync::atomic::AtomicBool::new(false));
         p.confirmed = Some(confirmed.clone());
         if self.shared.at_least_once {

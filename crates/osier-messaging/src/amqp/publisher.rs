@@ -69,10 +69,11 @@ pub(crate) struct Publish {
     /// Set once the broker confirmed the message (a call request's waiter reads it to tell a
     /// broker that never took the request from a server that never answered).
     pub confirmed: Option<Arc<std::sync::atomic::AtomicBool>>,
-    /// The queue a call request is routed to. Sent again after a lost connection, the request
-    /// waits until that queue exists: the server may not have declared it again yet on the node
-    /// it reconnected to, and the broker would drop the request unrouted.
-    pub destination_queue: Option<String>,
+    /// A call request: its routing key names the queue it goes to. Sent again after a lost
+    /// connection, the request waits until that queue exists: the server may not have declared
+    /// it again yet on the node it reconnected to, and the broker would drop the request
+    /// unrouted.
+    pub waits_for_queue: bool,
     /// Not sent before this (waiting for its destination queue).
     not_before: Option<Instant>,
     pub exchange: Option<ExchangeSpec>,
@@ -101,7 +102,7 @@ impl Publish {
             quiet_expiry: false,
             keep_when_abandoned: false,
             confirmed: None,
-            destination_queue: None,
+            waits_for_queue: false,
             not_before: None,
             exchange: None,
             exchange_name,
@@ -696,8 +697,8 @@ async fn owner(
                     settle(p, Err(e), tracker);
                     continue;
                 }
-                if let (true, Some(q)) = (p.resent > 0, p.destination_queue.as_deref()) {
-                    match queue_exists(l, q).await {
+                if p.resent > 0 && p.waits_for_queue {
+                    match queue_exists(l, &p.routing_key).await {
                         Ok(true) => p.not_before = None,
                         Ok(false) => {
                             p.not_before = Some(Instant::now() + QUEUE_WAIT);

@@ -25,11 +25,12 @@ use crate::lock::lock;
 use crate::untrusted::Untrusted;
 
 /// The calls waiting for a reply, by `_msg_id`.
-pub(crate) type Waiters = Arc<Mutex<HashMap<String, mpsc::UnboundedSender<ReplyEvent>>>>;
+pub(crate) type Waiters = Arc<Mutex<HashMap<wire::Id, mpsc::UnboundedSender<ReplyEvent>>>>;
 
 /// A process's reply queue and its consumer.
 pub(crate) struct ReplyQueue {
-    pub(crate) name: String,
+    /// Shared with each call's waiter (which names it in a timeout's error).
+    pub(crate) name: Arc<str>,
     pub(crate) waiters: Waiters,
     /// Calls in flight above which the next one is logged (MSG-AMQP-09: from 10, doubling).
     warn_above: std::sync::atomic::AtomicUsize,
@@ -42,7 +43,7 @@ const CALLS_IN_FLIGHT_WARNING: usize = 10;
 impl ReplyQueue {
     /// Registers the call `msg_id`; past the warning threshold, logs how many calls wait and
     /// doubles the threshold, as oslo does (a leak of waiters shows in the log).
-    pub(crate) fn wait_for(&self, msg_id: String, tx: mpsc::UnboundedSender<ReplyEvent>) {
+    pub(crate) fn wait_for(&self, msg_id: wire::Id, tx: mpsc::UnboundedSender<ReplyEvent>) {
         use std::sync::atomic::Ordering;
         let waiting = {
             let mut w = lock(&self.waiters);
@@ -95,7 +96,7 @@ impl ReplyQueue {
         )
         .await?;
         Ok(ReplyQueue {
-            name,
+            name: name.into(),
             waiters,
             warn_above: std::sync::atomic::AtomicUsize::new(CALLS_IN_FLIGHT_WARNING),
             _consumer: consumer,
@@ -130,7 +131,7 @@ fn route_reply(waiters: &Waiters, d: &Delivery, max_bytes: usize) {
             return;
         }
     };
-    let tx = lock(waiters).get(&r.msg_id).cloned();
+    let tx = lock(waiters).get(r.msg_id.as_str()).cloned();
     let Some(tx) = tx else {
         if let Some(suppressed) = BAD_REPLY_LOG.allow() {
             tracing::info!(msg_id = %Untrusted(&r.msg_id), suppressed, "reply for a call nobody waits for (timed out?): dropped");
@@ -156,9 +157,9 @@ pub(crate) struct AmqpWaiter {
     pub(crate) confirm: Option<oneshot::Receiver<Result<Routed, MessagingError>>>,
     /// The error for a returned request (mandatory requests only come back returned).
     pub(crate) undeliverable: Option<MessagingError>,
-    pub(crate) msg_id: String,
+    pub(crate) msg_id: wire::Id,
     /// The reply queue's name.
-    pub(crate) reply_q: String,
+    pub(crate) reply_q: Arc<str>,
     pub(crate) waiters: Waiters,
     /// Says why the request could not be sent, when it was not.
     pub(crate) publisher: Arc<Publisher>,
@@ -169,7 +170,7 @@ pub(crate) struct AmqpWaiter {
 #[async_trait]
 impl ReplyWaiter for AmqpWaiter {
     fn msg_id(&self) -> Option<&str> {
-        Some(&self.msg_id)
+        Some(self.msg_id.as_str())
     }
 
     fn reply_queue(&self) -> Option<&str> {

@@ -99,7 +99,7 @@ impl Topology {
 /// (LESSON-05).
 pub(crate) fn queue_suffix(opts: &RabbitOptions) -> Result<String, MessagingError> {
     if !opts.use_queue_manager {
-        return Ok(wire::new_id());
+        return Ok(wire::new_id().into());
     }
     queue_manager::next_name(opts).map_err(|e| MessagingError::InvalidOption {
         option: "use_queue_manager".into(),

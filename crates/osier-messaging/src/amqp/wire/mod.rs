@@ -43,11 +43,13 @@ use crate::secrets::{Masked, MaskedMap};
 
 mod body;
 mod envelope;
+mod id;
 mod json_string;
 mod json_text;
 mod read;
 
 pub use body::{encode_notification_body, encode_reply_body, encode_request_body};
+pub use id::{new_id, Id};
 
 /// The only envelope version Python accepts (major 2, minor 0).
 pub const OSLO_VERSION: &str = "2.0";
@@ -86,16 +88,6 @@ impl From<WireError> for MessagingError {
     fn from(e: WireError) -> Self {
         MessagingError::serialization("a message from the wire", e)
     }
-}
-
-/// A new `_unique_id` / `_msg_id`: uuid4 as 32 lower-case hex digits.
-pub fn new_id() -> String {
-    // Encoded into a buffer, not through `Display` (three ids per call).
-    let mut buf = [0u8; 32];
-    uuid::Uuid::new_v4()
-        .simple()
-        .encode_lower(&mut buf)
-        .to_string()
 }
 
 /// The `expiration` property of a call request: the call timeout in milliseconds, as a string.
