@@ -28,6 +28,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures::future::{self, BoxFuture, FutureExt};
 use lapin::message::Delivery;
 use tokio::sync::{mpsc, OnceCell};
 use tokio::time::Instant;
@@ -122,6 +123,25 @@ impl Shared {
             }
             n => n,
         }
+    }
+
+    /// The notification `msg`, ready for the publisher: its queue declared and bound first
+    /// (MSG-NOT-12), kept once accepted even if `notify()` returns before the broker took it.
+    fn notification(&self, msg: Outgoing) -> Result<Publish, MessagingError> {
+        let key = msg.target.require_topic()?.to_string();
+        let layout = self.layout();
+        let ex = layout.topic_exchange(layout.exchange_of(&msg.target));
+        check_names(&msg.target, &[&ex.name, &key])?;
+        let body = wire::encode_notification_body(&msg.message, &msg.ctxt, &wire::new_id());
+        let mut p = Publish::new(ex.name.clone(), key.clone(), body);
+        p.exchange = Some(ex);
+        // Declare and bind the queue named after the routing key first, so notifications sent
+        // before any listener exists are kept (MSG-NOT-12).
+        p.queue = Some((layout.queue(key.clone()), key));
+        p.retry = msg.retry;
+        p.wait = self.fire_and_track();
+        p.keep_when_abandoned = true;
+        Ok(p)
     }
 
     /// The request of `msg` (call or cast), ready for the publisher.
@@ -372,35 +392,53 @@ impl AmqpDriver {
 
 #[async_trait]
 impl Driver for AmqpDriver {
-    async fn cast(&self, msg: Outgoing) -> Result<(), MessagingError> {
-        let mut p = self.shared.request(&msg, None)?;
+    // Written out rather than `async fn` (here and in `notify`): the message is built before
+    // the future is, so the boxed future holds only the publisher's (an `async fn` would keep
+    // the outgoing message, twice, beside it), and a box of at most about a kilobyte is the
+    // allocator's fast path.
+    fn cast<'a, 'f>(&'a self, msg: Outgoing) -> BoxFuture<'f, Result<(), MessagingError>>
+    where
+        'a: 'f,
+        Self: 'f,
+    {
+        let mut p = match self.shared.request(&msg, None) {
+            Ok(p) => p,
+            Err(e) => return future::ready(Err(e)).boxed(),
+        };
+        drop(msg);
+        let publisher = &self.shared.publisher;
         if self.shared.at_least_once {
             // Only the broker's verdict says whether a queue took it.
             p.wait = Wait::Confirmed;
             let undeliverable = Shared::undeliverable(&p);
-            return match self.shared.publisher.publish(p).await? {
-                Routed::Delivered => Ok(()),
-                Routed::Returned => Err(undeliverable),
-            };
+            return publisher
+                .publish(p)
+                .map(move |r| match r? {
+                    Routed::Delivered => Ok(()),
+                    Routed::Returned => Err(undeliverable),
+                })
+                .boxed();
         }
         p.wait = self.shared.fire_and_track();
-        match self.shared.publisher.publish(p).await? {
-            Routed::Delivered | Routed::Returned => Ok(()),
-        }
+        publisher
+            .publish(p)
+            .map(|r| r.map(|(Routed::Delivered | Routed::Returned)| ()))
+            .boxed()
     }
 
     async fn call(&self, msg: Outgoing) -> Result<Box<dyn ReplyWaiter>, MessagingError> {
+        let deadline = msg.timeout.map(|t| Instant::now() + t);
         let rq = self.shared.reply_queue().await?;
+        // The window's place first: nothing this future holds across an await is the request.
+        let slot = self.shared.publisher.slot().await;
         let msg_id = wire::new_id();
-        let (tx, rx) = mpsc::unbounded_channel();
-        rq.wait_for(msg_id, tx);
         let call = CallInfo {
             msg_id: &msg_id,
             reply_q: &rq.name,
             call_monitor_timeout: msg.call_monitor_timeout,
         };
         let mut p = self.shared.request(&msg, Some(call))?;
-        p.deadline = msg.timeout.map(|t| Instant::now() + t);
+        p.deadline = deadline;
         // On the confirm channel either way: a request the broker refuses (a quorum queue
         // without a leader) is sent again instead of vanishing; after the call's deadline it is
         // dropped quietly (the caller has its answer).
@@ -416,7 +454,11 @@ impl Driver for AmqpDriver {
         }
         // Only a mandatory request can come back returned.
         let undeliverable = p.mandatory.then(|| Shared::undeliverable(&p));
-        let confirm = self.shared.publisher.submit(p).await;
+        // Waited for from before the request goes (no reply can come earlier), once it is
+        // built (a request that could not be built leaves no waiter behind).
+        let (tx, rx) = mpsc::unbounded_channel();
+        rq.wait_for(msg_id, tx);
+        let confirm = self.shared.publisher.hand_over(p, slot);
         Ok(Box::new(AmqpWaiter {
             rx,
             confirm: Some(confirm),
@@ -448,46 +490,39 @@ impl Driver for AmqpDriver {
         Ok(Box::new(AmqpListener { rx, consumer }))
     }
 
-    async fn notify(&self, msg: Outgoing) -> Result<(), MessagingError> {
-        let key = msg.target.require_topic()?.to_string();
-        let sh = &self.shared;
-        let layout = sh.layout();
-        let ex = layout.topic_exchange(layout.exchange_of(&msg.target));
-        check_names(&msg.target, &[&ex.name, &key])?;
-        let body = wire::encode_notification_body(&msg.message, &msg.ctxt, &wire::new_id());
-        let mut p = Publish::new(ex.name.clone(), key.clone(), body);
-        p.exchange = Some(ex);
-        // Declare and bind the queue named after the routing key first, so notifications sent
-        // before any listener exists are kept (MSG-NOT-12).
-        p.queue = Some((layout.queue(key.clone()), key));
-        p.retry = msg.retry;
-        p.wait = sh.fire_and_track();
-        p.keep_when_abandoned = true;
+    fn notify<'a, 'f>(&'a self, msg: Outgoing) -> BoxFuture<'f, Result<(), MessagingError>>
+    where
+        'a: 'f,
+        Self: 'f,
+    {
+        let p = match self.shared.notification(msg) {
+            Ok(p) => p,
+            Err(e) => return future::ready(Err(e)).boxed(),
+        };
+        let publisher = &self.shared.publisher;
         // notify() waits at most `notify_max_wait`: for a place in the window, then for the
         // write (or the confirm). Accepted in time, the notification is kept until the broker
         // confirms it, even if notify() returns first.
-        let max_wait = Duration::try_from_secs_f64(sh.opts().notify_max_wait)
+        let max_wait = Duration::try_from_secs_f64(self.shared.opts().notify_max_wait)
             .unwrap_or(Duration::from_secs(10));
-        match sh
-            .publisher
+        publisher
             .publish_until(p, Some(Instant::now() + max_wait))
-            .await
-        {
-            Waited::Settled(r) => r.map(|_| ()),
-            Waited::NoRoom => Err(sh
-                .publisher
-                .unreachable()
-                .unwrap_or_else(|| {
-                    BrokerError::lost(format!(
-                        "no room among the messages awaiting the broker within {max_wait:?}"
-                    ))
-                })
-                .into()),
-            Waited::Kept => {
-                tracing::debug!("notify() returns before the broker took the notification; it is kept and sent when the broker is back");
-                Ok(())
-            }
-        }
+            .map(move |waited| match waited {
+                Waited::Settled(r) => r.map(|_| ()),
+                Waited::NoRoom => Err(publisher
+                    .unreachable()
+                    .unwrap_or_else(|| {
+                        BrokerError::lost(format!(
+                            "no room among the messages awaiting the broker within {max_wait:?}"
+                        ))
+                    })
+                    .into()),
+                Waited::Kept => {
+                    tracing::debug!("notify() returns before the broker took the notification; it is kept and sent when the broker is back");
+                    Ok(())
+                }
+            })
+            .boxed()
     }
 
     async fn listen_notifications(

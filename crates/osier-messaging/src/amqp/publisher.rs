@@ -22,7 +22,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use futures::stream::FuturesUnordered;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueBindOptions};
 use lapin::types::FieldTable;
 use lapin::Confirmation;
@@ -256,16 +256,24 @@ impl Publisher {
         })
     }
 
-    /// Hands `p` to the owner once the window has room; the receiver resolves as `p.wait` says,
-    /// or with an error once the retries or the deadline are used up.
-    pub(crate) async fn submit(
+    /// A place in the window, waited for when the window is full. Taken before the message is
+    /// built, so that no future holds the message while it waits (a smaller future for every
+    /// send, each boxed once).
+    pub(crate) async fn slot(&self) -> Slot {
+        // The semaphore is never closed, so this only waits.
+        Slot(self.window.clone().acquire_owned().await.ok())
+    }
+
+    /// Hands `p` to the owner in the place `slot`; the receiver resolves as `p.wait` says, or
+    /// with an error once the retries or the deadline are used up.
+    pub(crate) fn hand_over(
         &self,
         mut p: Publish,
+        slot: Slot,
     ) -> oneshot::Receiver<Result<Routed, MessagingError>> {
         let (tx, rx) = oneshot::channel();
         p.done = Some(tx);
-        // The semaphore is never closed, so this only waits.
-        p._slot = self.window.clone().acquire_owned().await.ok();
+        p._slot = slot.0;
         p._ticket = Some(Ticket::new(&self.tracker));
         if let Err(mpsc::error::SendError(mut p)) = self.sender().send(p) {
             p.tell(Err(MessagingError::Closed));
@@ -297,39 +305,58 @@ impl Publisher {
 
     /// Publishes and waits for the broker's confirm (or `p.wait`'s outcome), at most until
     /// the message's deadline.
-    pub(crate) async fn publish(&self, p: Publish) -> Result<Routed, MessagingError> {
-        match self.publish_until(p, None).await {
+    ///
+    /// Not an `async fn`, here and in [`publish_until`](Self::publish_until): an `async fn`
+    /// keeps its arguments twice in its future (as given, and moved into its body), and a
+    /// message is 300 bytes; each sender's future is boxed once, and a box of at most about a
+    /// kilobyte is the allocator's fast path.
+    pub(crate) fn publish(
+        &self,
+        p: Publish,
+    ) -> impl std::future::Future<Output = Result<Routed, MessagingError>> + Send + '_ {
+        // Mapped, not awaited in an `async` block: a future held there and awaited is kept
+        // twice.
+        self.publish_until(p, None).map(|waited| match waited {
             Waited::Settled(r) => r,
             Waited::NoRoom | Waited::Kept => Err(BrokerError::lost(
                 "the message could not be confirmed by the broker in time",
             )
             .into()),
-        }
+        })
     }
 
     /// Publishes and waits for the outcome until `until` or the message's deadline, whichever
     /// comes first: first for a place in the window, then for what `p.wait` asks.
-    pub(crate) async fn publish_until(&self, p: Publish, until: Option<Instant>) -> Waited {
+    pub(crate) fn publish_until(
+        &self,
+        p: Publish,
+        until: Option<Instant>,
+    ) -> impl std::future::Future<Output = Waited> + Send + '_ {
         let until = match (until, p.deadline) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        // One timer for both waits (a timer that fires is all either needs; one made for each
-        // would be two timers per message).
-        let mut taken = false;
-        let waited = within(until, async {
-            let settled = self.submit(p).await;
-            taken = true;
-            settled.await
-        })
-        .await;
-        match waited {
-            Ok(r) => Waited::Settled(r.unwrap_or(Err(MessagingError::Closed))),
-            Err(_) if taken => Waited::Kept,
-            Err(_) => Waited::NoRoom,
+        async move {
+            // A place taken at once when the window has room, as it mostly has: then the
+            // outcome is the only wait, under one timer (a full window makes two).
+            let slot = match self.window.clone().try_acquire_owned() {
+                Ok(permit) => Slot(Some(permit)),
+                Err(_) => match within(until, self.slot()).await {
+                    Ok(slot) => slot,
+                    Err(_) => return Waited::NoRoom,
+                },
+            };
+            match within(until, self.hand_over(p, slot)).await {
+                Ok(r) => Waited::Settled(r.unwrap_or(Err(MessagingError::Closed))),
+                Err(_) => Waited::Kept,
+            }
         }
     }
 }
+
+/// A place in a publisher's window ([`Publisher::slot`]), given back when the message handed
+/// over in it is settled, or when it is dropped unused.
+pub(crate) struct Slot(Option<tokio::sync::OwnedSemaphorePermit>);
 
 /// What [`Publisher::publish_until`] saw before its time ran out.
 pub(crate) enum Waited {

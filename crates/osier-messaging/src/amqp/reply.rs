@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures::future::{BoxFuture, FutureExt};
 use lapin::message::Delivery;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -251,10 +252,16 @@ impl AmqpReplier {
         BrokerError::Unroutable(Untrusted(&self.reply_q).to_string()).into()
     }
 
-    async fn send(&self, body: Vec<u8>, deadline: Instant) -> Result<(), MessagingError> {
-        match self.publisher.publish(self.publish(body, deadline)).await? {
-            Routed::Delivered | Routed::Returned => Ok(()),
-        }
+    /// Not an `async fn`: the future it gives is the publisher's, mapped (an `async` one would
+    /// keep the reply twice; see [`Publisher::publish`]).
+    fn send(
+        &self,
+        body: Vec<u8>,
+        deadline: Instant,
+    ) -> impl std::future::Future<Output = Result<(), MessagingError>> + Send + '_ {
+        self.publisher
+            .publish(self.publish(body, deadline))
+            .map(|r| r.map(|(Routed::Delivered | Routed::Returned)| ()))
     }
 }
 
@@ -271,42 +278,54 @@ impl Replier for AmqpReplier {
         self.send(body, deadline).await
     }
 
-    async fn reply(&self, outcome: Outcome) -> Result<(), MessagingError> {
-        let probe = &self.probe;
-        if probe.is_gone(&self.reply_q) {
-            return Err(self.unroutable());
-        }
-        let deadline = Instant::now() + self.retry_for;
-        let step = Duration::from_millis(250);
-        // MSG-AMQP-08: a missing reply queue is looked for every 0.25 s until the deadline
-        // (the caller may be reconnecting); the reply itself is built and sent once.
-        loop {
-            match probe.exists(&self.reply_q).await {
-                Ok(true) => break,
-                Ok(false) => {
-                    if Instant::now() + step >= deadline {
-                        probe.mark_gone(&self.reply_q);
-                        return Err(self.unroutable());
-                    }
-                    tracing::debug!(queue = %Untrusted(&self.reply_q), "reply queue missing; looking again in 0.25 s");
-                    tokio::time::sleep(step).await;
-                }
-                // The broker cannot be asked now (it restarts, the probe reconnects): ask again,
-                // and at the deadline send anyway, through the publisher's own reconnection.
-                Err(e) => {
-                    if Instant::now() + step >= deadline {
-                        break;
-                    }
-                    tracing::debug!(error = %e, "cannot check the reply queue; looking again in 0.25 s");
-                    tokio::time::sleep(step).await;
-                }
-            }
-        }
+    // Written out rather than `async fn`: the reply is encoded before the future is made, so
+    // the boxed future holds its bytes, not the outcome twice over (a box of at most about a
+    // kilobyte is the allocator's fast path).
+    fn reply<'a, 'f>(&'a self, outcome: Outcome) -> BoxFuture<'f, Result<(), MessagingError>>
+    where
+        'a: 'f,
+        Self: 'f,
+    {
         let (result, failure) = match &outcome {
             Ok(v) => (Some(v), None),
             Err(f) => (None, Some(f)),
         };
         let body = wire::encode_reply_body(result, failure, true, &self.msg_id, &wire::new_id());
-        self.send(body, deadline.max(Instant::now() + step)).await
+        drop(outcome);
+        async move {
+            let probe = &self.probe;
+            if probe.is_gone(&self.reply_q) {
+                return Err(self.unroutable());
+            }
+            let deadline = Instant::now() + self.retry_for;
+            let step = Duration::from_millis(250);
+            // MSG-AMQP-08: a missing reply queue is looked for every 0.25 s until the deadline
+            // (the caller may be reconnecting); the reply itself is built and sent once.
+            loop {
+                match probe.exists(&self.reply_q).await {
+                    Ok(true) => break,
+                    Ok(false) => {
+                        if Instant::now() + step >= deadline {
+                            probe.mark_gone(&self.reply_q);
+                            return Err(self.unroutable());
+                        }
+                        tracing::debug!(queue = %Untrusted(&self.reply_q), "reply queue missing; looking again in 0.25 s");
+                        tokio::time::sleep(step).await;
+                    }
+                    // The broker cannot be asked now (it restarts, the probe reconnects): ask
+                    // again, and at the deadline send anyway, through the publisher's own
+                    // reconnection.
+                    Err(e) => {
+                        if Instant::now() + step >= deadline {
+                            break;
+                        }
+                        tracing::debug!(error = %e, "cannot check the reply queue; looking again in 0.25 s");
+                        tokio::time::sleep(step).await;
+                    }
+                }
+            }
+            self.send(body, deadline.max(Instant::now() + step)).await
+        }
+        .boxed()
     }
 }
