@@ -582,6 +582,41 @@ mod tests {
         );
     }
 
+    /// Each send's future is boxed once (the `Driver` and `Replier` traits return boxes), and
+    /// glibc's allocator serves blocks up to 1,032 bytes from its per-thread cache; a larger
+    /// box takes its slow path on every message. The futures are made, not polled: no broker
+    /// is needed.
+    #[tokio::test]
+    async fn every_send_boxes_a_future_of_at_most_a_kilobyte() {
+        const FAST: usize = 1024;
+        let d = driver("rabbit://h/");
+        let msg = || Outgoing {
+            target: Target::topic("t"),
+            ctxt: Default::default(),
+            message: Default::default(),
+            timeout: Some(Duration::from_secs(5)),
+            call_monitor_timeout: None,
+            retry: None,
+        };
+        let replier = d.shared.replier(ReplyAddress {
+            msg_id: "m".into(),
+            reply_q: "reply_q".into(),
+        });
+        let sizes = [
+            ("cast", std::mem::size_of_val(&*d.cast(msg()))),
+            ("call", std::mem::size_of_val(&*d.call(msg()))),
+            ("notify", std::mem::size_of_val(&*d.notify(msg()))),
+            (
+                "reply",
+                std::mem::size_of_val(&*replier.reply(Ok(serde_json::Value::Null))),
+            ),
+            ("heartbeat", std::mem::size_of_val(&*replier.heartbeat())),
+        ];
+        for (what, size) in sizes {
+            assert!(size <= FAST, "{what}'s future is {size} bytes");
+        }
+    }
+
     /// MSG-RPC-07, MSG-AMQP-05, TEST-MSG-15: a cast with `retry` 4, 1 and 0 makes 5, 2 and 1
     /// connection attempts through the publisher, then fails with `Unreachable`. The "broker"
     /// accepts each TCP connection and closes it, counting them.
