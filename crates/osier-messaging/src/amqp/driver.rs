@@ -456,7 +456,7 @@ impl Driver for AmqpDriver {
         let undeliverable = p.mandatory.then(|| Shared::undeliverable(&p));
         // Waited for from before the request goes (no reply can come earlier), once it is
         // built (a request that could not be built leaves no waiter behind).
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = futures::channel::mpsc::unbounded();
         rq.wait_for(msg_id, tx);
         let confirm = self.shared.publisher.hand_over(p, slot);
         Ok(Box::new(AmqpWaiter {

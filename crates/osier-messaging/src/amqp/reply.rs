@@ -8,9 +8,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures::channel::mpsc;
 use futures::future::{BoxFuture, FutureExt};
+use futures::StreamExt;
 use lapin::message::Delivery;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use crate::amqp::connection::Broker;
@@ -149,7 +151,7 @@ fn route_reply(waiters: &Waiters, d: &Delivery, max_bytes: usize) {
         (false, Ok(serde_json::Value::Null)) => ReplyEvent::Heartbeat,
         (false, o) => ReplyEvent::Part(o),
     };
-    let _ = tx.send(ev);
+    let _ = tx.unbounded_send(ev);
 }
 
 /// The caller's end of one call.
@@ -202,11 +204,11 @@ impl ReplyWaiter for AmqpWaiter {
     async fn next(&mut self) -> Option<ReplyEvent> {
         loop {
             let Some(confirm) = self.confirm.as_mut() else {
-                return self.rx.recv().await;
+                return self.rx.next().await;
             };
             tokio::select! {
                 biased;
-                ev = self.rx.recv() => return ev,
+                ev = self.rx.next() => return ev,
                 c = confirm => {
                     self.confirm = None;
                     match c {
