@@ -360,11 +360,50 @@ impl Notifier {
         message.insert("payload".into(), payload);
         message.insert("timestamp".into(), oslo_timestamp(SystemTime::now()).into());
         let ctxt = sanitize(ctx);
-        for d in self.drivers.iter() {
-            self.send_via(d, &ctxt, &message, priority, event_type)
-                .await;
+        match (&self.drivers[..], &self.topics[..]) {
+            // The usual set-up, one messaging driver and one topic: the notification goes as
+            // it is, not copied.
+            ([NotifyDriver::Messaging | NotifyDriver::MessagingV2], [topic]) => {
+                self.send_to_topic(topic, ctxt, message, priority, event_type)
+                    .await
+            }
+            (drivers, _) => {
+                for d in drivers {
+                    self.send_via(d, &ctxt, &message, priority, event_type)
+                        .await;
+                }
+            }
         }
         crate::metrics::notification_sent(priority.as_str());
+    }
+
+    /// Sends the notification to `<topic>.<priority>` through the transport, counted as sent
+    /// or failed (a failure is logged, never raised: oslo's notifier does not raise either).
+    async fn send_to_topic(
+        &self,
+        topic: &str,
+        ctxt: Dict,
+        message: Dict,
+        priority: Priority,
+        event_type: &str,
+    ) {
+        let out = Outgoing {
+            target: Target::topic(format!("{topic}.{priority}")),
+            ctxt,
+            message,
+            timeout: None,
+            call_monitor_timeout: None,
+            retry: self.retry,
+        };
+        match self.transport.driver.notify(out).await {
+            Ok(()) => {
+                self.stats.sent.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(topic, event_type, error = %e, "could not send notification");
+            }
+        }
     }
 
     async fn send_via(
@@ -386,23 +425,8 @@ impl Notifier {
             NotifyDriver::Log => log_notification(priority, event_type, message),
             NotifyDriver::Messaging | NotifyDriver::MessagingV2 => {
                 for topic in self.topics.iter() {
-                    let out = Outgoing {
-                        target: Target::topic(format!("{topic}.{priority}")),
-                        ctxt: ctxt.clone(),
-                        message: message.clone(),
-                        timeout: None,
-                        call_monitor_timeout: None,
-                        retry: self.retry,
-                    };
-                    match self.transport.driver.notify(out).await {
-                        Ok(()) => {
-                            self.stats.sent.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Err(e) => {
-                            self.stats.failed.fetch_add(1, Ordering::Relaxed);
-                            tracing::error!(topic, event_type, error = %e, "could not send notification");
-                        }
-                    }
+                    self.send_to_topic(topic, ctxt.clone(), message.clone(), priority, event_type)
+                        .await;
                 }
             }
             NotifyDriver::Routing(cfg) => {
