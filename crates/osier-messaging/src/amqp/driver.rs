@@ -405,7 +405,6 @@ impl Driver for AmqpDriver {
             Ok(p) => p,
             Err(e) => return future::ready(Err(e)).boxed(),
         };
-        drop(msg);
         let publisher = &self.shared.publisher;
         if self.shared.at_least_once {
             // Only the broker's verdict says whether a queue took it.

@@ -256,9 +256,9 @@ impl Publisher {
         })
     }
 
-    /// A place in the window, waited for when the window is full. Taken before the message is
-    /// built, so that no future holds the message while it waits (a smaller future for every
-    /// send, each boxed once).
+    /// A place in the window, waited for when the window is full. Apart from
+    /// [`hand_over`](Self::hand_over) so that a call can take it before building its request:
+    /// then no future holds the request while it waits.
     pub(crate) async fn slot(&self) -> Slot {
         // The semaphore is never closed, so this only waits.
         Slot(self.window.clone().acquire_owned().await.ok())

@@ -293,7 +293,6 @@ impl Replier for AmqpReplier {
             Err(f) => (None, Some(f)),
         };
         let body = wire::encode_reply_body(result, failure, true, &self.msg_id, &wire::new_id());
-        drop(outcome);
         async move {
             let probe = &self.probe;
             if probe.is_gone(&self.reply_q) {

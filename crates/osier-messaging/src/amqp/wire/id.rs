@@ -3,7 +3,8 @@
 //! digits, as oslo's `uuid.uuid4().hex`.
 //!
 //! An [`Id`] is held in place (32 bytes, no allocation): most ids are written into a body and
-//! dropped; the few that are kept become a `String` with [`From`].
+//! dropped, a call's `_msg_id` is kept as it is by its waiter, and a reply queue's name is made
+//! from one with [`From`].
 
 /// A new id: uuid4 as 32 lower-case hex digits.
 ///
