@@ -13,7 +13,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::stream::{FuturesUnordered, SelectAll};
 use futures::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{
@@ -25,6 +24,7 @@ use lapin::{Channel, Connection};
 use tokio::sync::{mpsc, oneshot, Notify};
 
 use crate::amqp::connection::{describe, op_error, Broker, HostId};
+use crate::amqp::future_set::{FutureSet, StreamSet};
 use crate::amqp::supervisor::supervise;
 use crate::amqp::topology::Topology;
 use crate::driver::Liveness;
@@ -200,7 +200,7 @@ struct Session {
     conn: Connection,
     host: HostId,
     channel: Channel,
-    consumers: SelectAll<Deliveries>,
+    consumers: StreamSet<Deliveries>,
     tags: Vec<String>,
 }
 
@@ -293,7 +293,7 @@ async fn setup(
         ch = listen_channel(&conn, prefetch).await?;
         declare(&ch, topo).await?;
     }
-    let mut consumers = SelectAll::new();
+    let mut consumers = StreamSet::new();
     let mut tags = Vec::new();
     for q in queues {
         let args = if topo.stream.as_ref() == Some(q) {
@@ -419,11 +419,13 @@ async fn owner(o: &mut Owner) {
             tx: o.ack_tx.clone(),
             generation,
         };
-        let mut pending_acks: FuturesUnordered<AckFut> = FuturesUnordered::new();
+        let mut pending_acks: FutureSet<AckFut> = FutureSet::new();
         loop {
             if o.asked.close.load(Ordering::Acquire) {
                 o.live.set(false);
-                while pending_acks.next().await.is_some() {}
+                while !pending_acks.is_empty() {
+                    pending_acks.next().await;
+                }
                 // Acks asked for before the close still go out.
                 while let Ok(cmd) = o.ack_rx.try_recv() {
                     if let ToOwner::Ack(cmd) = cmd {
@@ -503,7 +505,7 @@ async fn owner(o: &mut Owner) {
                         }
                     }
                 }
-                Some(()) = pending_acks.next(), if !pending_acks.is_empty() => {}
+                () = pending_acks.next(), if !pending_acks.is_empty() => {}
             }
         }
     }

@@ -15,11 +15,14 @@
 //!   found gone.
 //! - `supervisor`: restarts an owner task that panicked, with an ERROR line and a count.
 //! - `consumer`: the owner task of each listening channel (topology, consume, acks, reconnect).
+//! - `future_set`: the sets of futures and streams an owner waits on (messages in flight,
+//!   acks, a listener's queues), without futures' wake-up after every poll.
 //! - [`driver`]: the [`Driver`](crate::driver::Driver) on top of them.
 
 mod connection;
 mod consumer;
 pub mod driver;
+mod future_set;
 pub mod inbound;
 pub mod options;
 mod publisher;
