@@ -170,7 +170,19 @@ impl<'de, M: Members> DeserializeSeed<'de> for Top<M> {
 }
 
 fn parse<M: Members>(json: &[u8], envelope: bool) -> Result<Parsed<M>, WireError> {
-    let mut de = serde_json::Deserializer::from_slice(json);
+    parse_from(serde_json::Deserializer::from_slice(json), envelope)
+}
+
+/// [`parse`] of text known to be UTF-8: serde_json then checks no string of it again (from
+/// bytes, it checks each string it reads).
+fn parse_str<M: Members>(json: &str, envelope: bool) -> Result<Parsed<M>, WireError> {
+    parse_from(serde_json::Deserializer::from_str(json), envelope)
+}
+
+fn parse_from<'de, R: serde_json::de::Read<'de>, M: Members>(
+    mut de: serde_json::Deserializer<R>,
+    envelope: bool,
+) -> Result<Parsed<M>, WireError> {
     let top = Top {
         envelope,
         _m: PhantomData,
@@ -195,7 +207,7 @@ pub(super) fn body<M: Members>(body: &[u8]) -> Result<M, WireError> {
                 let Some(Value::String(inner)) = message else {
                     return Err(WireError::BadMember("oslo.message"));
                 };
-                self::message::<M>(inner.as_bytes())
+                self::message_str::<M>(&inner)
             }
             Value::String(s) => Err(WireError::UnsupportedEnvelope(s)),
             v => Err(WireError::UnsupportedEnvelope(v.to_string())),
@@ -203,9 +215,22 @@ pub(super) fn body<M: Members>(body: &[u8]) -> Result<M, WireError> {
     }
 }
 
-/// The envelope's message text, its members given to `M`.
+/// The envelope's message text, its members given to `M`. Text that is not UTF-8 is read as
+/// bytes, so that serde_json says where it fails.
 fn message<M: Members>(text: &[u8]) -> Result<M, WireError> {
-    match parse::<M>(text, false)? {
+    match std::str::from_utf8(text) {
+        Ok(text) => message_str(text),
+        Err(_) => bare(parse::<M>(text, false)?),
+    }
+}
+
+fn message_str<M: Members>(text: &str) -> Result<M, WireError> {
+    bare(parse_str::<M>(text, false)?)
+}
+
+/// A message's members; an envelope or anything but an object is not one.
+fn bare<M>(parsed: Parsed<M>) -> Result<M, WireError> {
+    match parsed {
         Parsed::Bare(m) => Ok(m),
         Parsed::NotObject | Parsed::Envelope { .. } => Err(WireError::NotObject),
     }
