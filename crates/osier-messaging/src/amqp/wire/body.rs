@@ -1,6 +1,7 @@
-//! Bodies written straight from their parts: the message's JSON text written once
-//! ([`json_text`](super::json_text)), then escaped into the envelope's string in one pass
-//! ([`escape_into`]), without building the inner map first.
+//! Bodies written straight from their parts, in one pass: the message's JSON text written
+//! already escaped as the envelope's string holds it ([`json_text`](super::json_text)), between
+//! the envelope's opening and closing, without building the inner map or the message's plain
+//! text first.
 //!
 //! A map of JSON values serialises its members in key order (serde_json's map is sorted), so
 //! the writers here emit their members in that same order: the bytes are those of building the
@@ -11,20 +12,17 @@ use std::cmp::Ordering;
 
 use serde_json::Value;
 
-use super::json_string::escape_into;
 use super::json_text::{object, string, value, Object};
 use super::{seconds, CallInfo, CONTEXT_PREFIX, OSLO_VERSION};
 use crate::driver::Dict;
 use crate::error::Failure;
 
-/// `{"oslo.message":"<message, escaped>","oslo.version":"2.0"}`: the message's text is
-/// written by `write`, then escaped in one go.
+/// `{"oslo.message":"<message, escaped>","oslo.version":"2.0"}`: `write` writes the message
+/// escaped (with [`json_text`](super::json_text)) in its place.
 fn enveloped(write: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
-    let mut text = Vec::with_capacity(1024);
-    write(&mut text);
-    let mut out = Vec::with_capacity(text.len() + text.len() / 4 + 48);
+    let mut out = Vec::with_capacity(1024);
     out.extend_from_slice(b"{\"oslo.message\":\"");
-    escape_into(&mut out, &text);
+    write(&mut out);
     out.extend_from_slice(b"\",\"oslo.version\":\"");
     out.extend_from_slice(OSLO_VERSION.as_bytes());
     out.extend_from_slice(b"\"}");

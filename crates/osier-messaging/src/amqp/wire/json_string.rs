@@ -1,15 +1,16 @@
 //! JSON strings escaped as serde_json writes them, and read back where only the short escapes
 //! occur.
 //!
-//! Escaping: the 2.0 envelope carries the message as a JSON string, so the message's own JSON
-//! text is escaped once more, eight bytes at a time past the
-//! runs that need nothing (a message's text has a quote every few bytes, so the first byte to
-//! escape is found in the word, not looked for again byte by byte).
+//! Escaping: the 2.0 envelope carries the message as a JSON string, so a string inside the
+//! message is escaped twice ([`escape_twice_into`]): once as the message's JSON has it, and
+//! once more as the envelope's string holds that JSON. Both in one pass, eight bytes at a time
+//! past the runs that need nothing (a message's text has a quote every few bytes, so the first
+//! byte to escape is found in the word, not looked for again byte by byte).
 //!
 //! The escapes are serde_json's, byte for byte: `"` and `\` escaped with a backslash, the
 //! control characters with `\b \t \n \f \r` or `\u00xx` (lower-case hex), everything else (all
-//! of UTF-8 above them) as it is. So a message's text escaped here is the one serde_json writes
-//! for that text serialised as a string.
+//! of UTF-8 above them) as it is. So a string escaped twice here reads, inside the envelope,
+//! as serde_json writes that string inside a message that it then serialises as a string.
 
 const BB: u8 = b'b';
 const TT: u8 = b't';
@@ -60,33 +61,45 @@ fn escape_flags(w: u64) -> u64 {
     (below_0x20 | quote | backslash) & HIGHS
 }
 
-/// Appends byte `b`'s escape to `out`.
-fn escape_byte(out: &mut Vec<u8>, b: u8, e: u8) {
-    if e == UU {
-        out.extend_from_slice(&[
-            b'\\',
-            b'u',
-            b'0',
-            b'0',
-            HEX[(b >> 4) as usize],
-            HEX[(b & 0xF) as usize],
-        ]);
-    } else {
-        out.extend_from_slice(&[b'\\', e]);
+/// Appends byte `b`'s escape `e` to `out`; with `TWICE`, that escape escaped once more (as it
+/// reads inside a JSON string that holds the text).
+#[inline(always)]
+fn escape_byte<const TWICE: bool>(out: &mut Vec<u8>, b: u8, e: u8) {
+    let hex = [HEX[(b >> 4) as usize], HEX[(b & 0xF) as usize]];
+    match (TWICE, e) {
+        (false, UU) => out.extend_from_slice(&[b'\\', b'u', b'0', b'0', hex[0], hex[1]]),
+        (false, _) => out.extend_from_slice(&[b'\\', e]),
+        // `\"` and `\\` escaped: each of their two bytes needs a backslash.
+        (true, QU | BS) => out.extend_from_slice(&[b'\\', b'\\', b'\\', e]),
+        (true, UU) => out.extend_from_slice(&[b'\\', b'\\', b'u', b'0', b'0', hex[0], hex[1]]),
+        // `\n` and the like: only the backslash needs one.
+        (true, _) => out.extend_from_slice(&[b'\\', b'\\', e]),
     }
 }
 
-/// Appends `bytes` to `out` as the inside of a JSON string (no quotes around it).
-///
+/// Appends `bytes` to `out` as the inside of a JSON string (no quotes around it): the text as
+/// serde_json escapes it, for the tests to hold [`escape_twice_into`] to.
+#[cfg(test)]
+pub(crate) fn escape_into(out: &mut Vec<u8>, bytes: &[u8]) {
+    escape_with::<false>(out, bytes);
+}
+
+/// Appends `bytes` escaped as a string's contents, then escaped once more: a string of the
+/// message as the envelope's string holds it (see the module docs).
+pub(crate) fn escape_twice_into(out: &mut Vec<u8>, bytes: &[u8]) {
+    escape_with::<true>(out, bytes);
+}
+
 /// Each word is appended whole, then cut back to the byte that needs an escape: a fixed
 /// eight-byte copy, where a copy of the run between two escapes (a few bytes in a message's
 /// text) would be a call of its own.
-pub(crate) fn escape_into(out: &mut Vec<u8>, bytes: &[u8]) {
+#[inline(always)]
+fn escape_with<const TWICE: bool>(out: &mut Vec<u8>, bytes: &[u8]) {
     out.reserve(bytes.len() + 8);
     let mut i = 0;
     while let Some(at) = copy_run(out, bytes, i, &mut 0) {
         let b = bytes[at];
-        escape_byte(out, b, ESCAPE[b as usize]);
+        escape_byte::<TWICE>(out, b, ESCAPE[b as usize]);
         i = at + 1;
     }
 }
@@ -224,6 +237,25 @@ mod tests {
             String::from_utf8(ours).unwrap(),
             theirs[1..theirs.len() - 1]
         );
+    }
+
+    #[test]
+    fn escapes_every_byte_twice_as_serde_json_does_for_a_string_in_a_string() {
+        let all: String = (0u32..0x80)
+            .chain([0xe9, 0x2028, 0x1F600])
+            .filter_map(char::from_u32)
+            .collect();
+        for s in [all.as_str(), "", "plain", "a\"b\\c\nd\u{1}e"] {
+            let mut ours = Vec::new();
+            escape_twice_into(&mut ours, s.as_bytes());
+            // The string's JSON, itself a JSON string: `"\"<twice>\""`.
+            let twice = serde_json::to_string(&serde_json::to_string(s).unwrap()).unwrap();
+            assert_eq!(
+                String::from_utf8(ours).unwrap(),
+                twice[3..twice.len() - 3],
+                "{s:?}"
+            );
+        }
     }
 
     #[test]

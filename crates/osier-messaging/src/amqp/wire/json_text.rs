@@ -1,30 +1,38 @@
-//! JSON text written as serde_json writes it, byte for byte: compact, a map's members in the
-//! map's order, numbers by serde_json itself, strings with serde_json's escapes found eight
-//! bytes at a time ([`escape_into`]). A message is mostly strings (the context's keys and
-//! values, the method, the arguments' names), and serde_json looks at them a byte at a time
-//! and writes each through its `Serializer`'s layers; this writes a string as one copy
-//! between its quotes but for the bytes that need escaping.
+//! A message's JSON text written as the 2.0 envelope's string holds it: the text serde_json
+//! writes, byte for byte (compact, a map's members in the map's order, numbers by serde_json
+//! itself), already escaped as a string's contents, so the envelope is written around it with
+//! no second pass over the message. Outside strings the text needs one escape only, its quotes
+//! (`\"`); a string's contents are escaped twice in one pass ([`escape_twice_into`]).
+//!
+//! A message is mostly strings (the context's keys and values, the method, the arguments'
+//! names), and serde_json looks at them a byte at a time and writes each through its
+//! `Serializer`'s layers; this writes a string as one copy between its quotes but for the bytes
+//! that need escaping.
 //!
 //! Nothing here can fail: every key is a string and every value a JSON value.
 
 use serde_json::{Map, Value};
 
-use super::json_string::escape_into;
+use super::json_string::escape_twice_into;
+
+/// A quote of the message's text, as the envelope's string holds it.
+const QUOTE: &[u8] = b"\\\"";
 
 /// Appends `s` as a JSON string.
 pub(super) fn string(out: &mut Vec<u8>, s: &str) {
-    out.push(b'"');
-    escape_into(out, s.as_bytes());
-    out.push(b'"');
+    out.extend_from_slice(QUOTE);
+    escape_twice_into(out, s.as_bytes());
+    out.extend_from_slice(QUOTE);
 }
 
-/// Appends `v` as serde_json's `to_writer` does.
+/// Appends `v` as serde_json's `to_writer` writes it.
 pub(super) fn value(out: &mut Vec<u8>, v: &Value) {
     match v {
         Value::Null => out.extend_from_slice(b"null"),
         Value::Bool(true) => out.extend_from_slice(b"true"),
         Value::Bool(false) => out.extend_from_slice(b"false"),
-        // Rare in a message, and written by serde_json so integers and floats are its own.
+        // Rare in a message, and written by serde_json so integers and floats are its own (a
+        // number's text has nothing to escape).
         Value::Number(n) => {
             let _ = serde_json::to_writer(&mut *out, n);
         }
@@ -77,10 +85,11 @@ impl<'a> Object<'a> {
             self.out.push(b',');
         }
         self.first = false;
-        self.out.push(b'"');
+        self.out.extend_from_slice(QUOTE);
         self.out.extend_from_slice(prefix.as_bytes());
-        escape_into(self.out, key.as_bytes());
-        self.out.extend_from_slice(b"\":");
+        escape_twice_into(self.out, key.as_bytes());
+        self.out.extend_from_slice(QUOTE);
+        self.out.push(b':');
         self.out
     }
 
@@ -93,11 +102,19 @@ impl<'a> Object<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::amqp::wire::json_string::escape_into;
     use serde_json::json;
 
     fn text(v: &Value) -> Vec<u8> {
         let mut out = Vec::new();
         value(&mut out, v);
+        out
+    }
+
+    /// serde_json's text of `v`, as a JSON string holds it.
+    fn serde_json_in_a_string(v: &Value) -> Vec<u8> {
+        let mut out = Vec::new();
+        escape_into(&mut out, &serde_json::to_vec(v).unwrap_or_default());
         out
     }
 
@@ -157,11 +174,11 @@ mod tests {
     }
 
     #[test]
-    fn values_are_written_as_serde_json_writes_them() {
+    fn values_are_written_as_serde_json_writes_them_inside_a_string() {
         let mut g = Gen(0x9e37_79b9_7f4a_7c15);
         for case in 0..20_000 {
             let v = g.value(4);
-            let want = serde_json::to_vec(&v).unwrap_or_default();
+            let want = serde_json_in_a_string(&v);
             assert_eq!(
                 String::from_utf8_lossy(&text(&v)),
                 String::from_utf8_lossy(&want),
@@ -171,7 +188,7 @@ mod tests {
     }
 
     #[test]
-    fn edge_values_are_written_as_serde_json_writes_them() {
+    fn edge_values_are_written_as_serde_json_writes_them_inside_a_string() {
         for v in [
             json!({}),
             json!([]),
@@ -184,7 +201,7 @@ mod tests {
             json!(f64::MIN_POSITIVE),
             json!({"": [null, {}, [[]]], "k\u{1}": "v\u{7}"}),
         ] {
-            assert_eq!(text(&v), serde_json::to_vec(&v).unwrap_or_default(), "{v}");
+            assert_eq!(text(&v), serde_json_in_a_string(&v), "{v}");
         }
     }
 
@@ -195,6 +212,6 @@ mod tests {
         value(o.key_with_prefix("_context_", "a\"b"), &json!(1));
         string(o.key("x"), "y");
         o.close();
-        assert_eq!(out, br#"{"_context_a\"b":1,"x":"y"}"#);
+        assert_eq!(out, br#"{\"_context_a\\\"b\":1,\"x\":\"y\"}"#);
     }
 }
