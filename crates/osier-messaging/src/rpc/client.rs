@@ -29,6 +29,7 @@ use crate::context::{NoOpSerializer, RequestContext, Serializer};
 use crate::driver::{Dict, Outcome, Outgoing, ReplyEvent};
 use crate::error::{Cause, MessagingError};
 use crate::metrics::ClientMeterCache;
+use crate::rpc::same_type::same_type;
 use crate::rpc::span_fields::LazyFields;
 use crate::target::Target;
 use crate::trace_context::{self, TraceParent};
@@ -405,7 +406,7 @@ impl RpcClient {
 
     /// Calls `method(**args)` on one server and waits for its result (MSG-RPC-05). A failure on
     /// the server comes back as [`MessagingError::Remote`] with oslo's failure fields.
-    pub async fn call<R: DeserializeOwned>(
+    pub async fn call<R: DeserializeOwned + 'static>(
         &self,
         ctx: &RequestContext,
         method: &str,
@@ -440,7 +441,7 @@ impl RpcClient {
         r
     }
 
-    async fn call_in_span<R: DeserializeOwned>(
+    async fn call_in_span<R: DeserializeOwned + 'static>(
         &self,
         ctx: &RequestContext,
         method: &str,
@@ -503,7 +504,7 @@ impl RpcClient {
     }
 
     /// The caller's result from the reply's outcome.
-    fn finish<R: DeserializeOwned>(
+    fn finish<R: DeserializeOwned + 'static>(
         &self,
         ctx: &RequestContext,
         method: &str,
@@ -512,6 +513,11 @@ impl RpcClient {
         match o {
             Ok(v) => {
                 let v = self.serializer.deserialize_entity(ctx, v)?;
+                // A caller that wants the result as a `Value` gets it as it came.
+                let v = match same_type::<Value, R>(v) {
+                    Ok(r) => return Ok(r),
+                    Err(v) => v,
+                };
                 serde_json::from_value(v).map_err(|e| {
                     MessagingError::serialization(
                         format!("the result of {method} into the expected type"),
@@ -526,7 +532,7 @@ impl RpcClient {
     /// [`call`](RpcClient::call) from a green thread: parks only the green thread (through the
     /// client's bridge, see [`bridge`](RpcClient::bridge)). From a plain thread it blocks that
     /// thread.
-    pub fn call_green<R: DeserializeOwned>(
+    pub fn call_green<R: DeserializeOwned + 'static>(
         &self,
         ctx: &RequestContext,
         method: &str,

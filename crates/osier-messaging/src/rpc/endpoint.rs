@@ -18,6 +18,7 @@ use serde_json::Value;
 use crate::context::RequestContext;
 use crate::driver::Dict;
 use crate::error::{Failure, MessagingError};
+use crate::rpc::same_type::same_type;
 use crate::target::Target;
 
 /// Where an endpoint's methods run. Chosen per server, overridable per endpoint, so one endpoint
@@ -251,21 +252,6 @@ fn missing_field(e: &serde_json::Error) -> Option<String> {
     Some(rest[..rest.find('`')?].to_string())
 }
 
-/// `t` as a `U`, when `T` is `U` (a method's argument or result type that is `Dict` or `Value`
-/// itself); `t` back otherwise.
-fn same_type<T: 'static, U: 'static>(t: T) -> Result<U, T> {
-    let mut slot = Some(t);
-    let taken = (&mut slot as &mut dyn std::any::Any)
-        .downcast_mut::<Option<U>>()
-        .and_then(Option::take);
-    match (taken, slot) {
-        (Some(u), _) => Ok(u),
-        (None, Some(t)) => Err(t),
-        // The downcast succeeded only if the types are one, and then it took the value.
-        (None, None) => unreachable!("a value taken without a downcast"),
-    }
-}
-
 fn encode<R: Serialize + 'static>(r: R) -> Result<Value, EndpointError> {
     // A `Value` result is sent as it is, not copied through serde.
     let r = match same_type::<R, Value>(r) {
@@ -458,7 +444,5 @@ mod tests {
         let v = serde_json::json!({"x": [1, {"y": null}]});
         assert_eq!(encode(v.clone()).unwrap(), v);
         assert_eq!(encode(Some(3)).unwrap(), serde_json::json!(3));
-        assert_eq!(same_type::<i64, String>(7), Err(7));
-        assert_eq!(same_type::<i64, i64>(7), Ok(7));
     }
 }

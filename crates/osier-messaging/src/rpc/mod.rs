@@ -5,5 +5,6 @@ pub mod dispatcher;
 pub mod endpoint;
 mod executor;
 pub mod lifecycle;
+mod same_type;
 pub mod server;
 mod span_fields;
