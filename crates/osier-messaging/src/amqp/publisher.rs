@@ -814,7 +814,9 @@ async fn owner(
             // A timer made only when one is due (made on every turn, it would cost a look at
             // the clock and the runtime's timer handle for nothing).
             _ = sleep_until_due(due), if due.is_some() && link.is_some() => {}
-            _ = link_check.tick(), if link.is_some() => {
+            // Only while nothing is in flight: a link lost under load shows in the confirms,
+            // and a timer polled on every turn costs a look at the runtime's timer each time.
+            _ = link_check.tick(), if link.is_some() && inflight.is_empty() => {
                 if link.as_ref().is_some_and(|l| !l.conn.status().connected()) {
                     // Messages in flight fail on their own (their confirms err); the pause
                     // counts from now, so a link lost while idle is made again at once on the
