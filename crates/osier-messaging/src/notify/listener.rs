@@ -296,8 +296,10 @@ async fn run_loop(
                 spawn_batch(&mut tasks, std::mem::take(&mut pending), std::mem::take(&mut held));
                 first_at = None;
             }
-            s = slots.clone().acquire_owned(), if slot.is_none() => slot = s.ok(),
-            m = listener.poll(), if slot.is_some() => {
+            // Both made only when polled: a disabled branch's future is still made, and
+            // `poll` boxes one.
+            s = async { slots.clone().acquire_owned().await }, if slot.is_none() => slot = s.ok(),
+            m = async { listener.poll().await }, if slot.is_some() => {
                 let (Some(m), Some(permit)) = (m, slot.take()) else { break };
                 match batch {
                     None => {

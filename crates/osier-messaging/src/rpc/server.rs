@@ -348,7 +348,9 @@ impl RpcServer {
                         stopping = true;
                         continue;
                     }
-                    m = listener.poll(), if stopping => match m {
+                    // Made only when polled: a disabled branch's future is still made, and
+                    // `poll` boxes one.
+                    m = async { listener.poll().await }, if stopping => match m {
                         // Delivered before the cancel took effect: back to the queue for
                         // another server (MSG-SRV-05: no new request starts once stop() was
                         // called).

@@ -611,11 +611,8 @@ impl DuplicateFilter {
     /// duplicate.
     pub fn is_duplicate(&mut self, id: Option<&str>) -> bool {
         let Some(id) = id else { return false };
-        if self.seen.contains(id) {
-            return true;
-        }
-        self.insert(id);
-        false
+        // Looked up and remembered in one go (a duplicate is rare: its id's copy is wasted).
+        !self.insert_shared(id.into())
     }
 
     /// True if `id` was remembered recently.
@@ -640,12 +637,9 @@ impl DuplicateFilter {
     pub fn finish(&mut self, id: Option<&str>, handled: bool) {
         let Some(id) = id else { return };
         let taken = self.in_flight.take(id);
-        if handled && !self.seen.contains(id) {
-            match taken {
-                // The id's one allocation goes on to the remembered ones.
-                Some(id) => self.insert_shared(id),
-                None => self.insert(id),
-            }
+        if handled {
+            // The id's one allocation goes on to the remembered ones.
+            self.insert_shared(taken.unwrap_or_else(|| id.into()));
         }
     }
 
@@ -653,22 +647,22 @@ impl DuplicateFilter {
     pub fn remember(&mut self, id: Option<&str>) {
         let Some(id) = id else { return };
         if !self.seen.contains(id) {
-            self.insert(id);
+            self.insert_shared(id.into());
         }
     }
 
-    /// Remembers `id`, not remembered yet, forgetting the oldest beyond the window.
-    fn insert(&mut self, id: &str) {
-        self.insert_shared(id.into());
-    }
-
-    fn insert_shared(&mut self, id: Arc<str>) {
+    /// Remembers `id`, forgetting the oldest beyond the window; false (and nothing changed)
+    /// when it is remembered already.
+    fn insert_shared(&mut self, id: Arc<str>) -> bool {
+        if !self.seen.insert(id.clone()) {
+            return false;
+        }
         if self.order.len() == DUPLICATE_WINDOW {
             if let Some(old) = self.order.pop_front() {
                 self.seen.remove(&old);
             }
         }
-        self.seen.insert(id.clone());
         self.order.push_back(id);
+        true
     }
 }
