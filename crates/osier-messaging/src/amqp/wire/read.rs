@@ -197,7 +197,7 @@ fn parse_from<'de, R: serde_json::de::Read<'de>, M: Members>(
 /// when it has no `oslo.version` (Python accepts both).
 pub(super) fn body<M: Members>(body: &[u8]) -> Result<M, WireError> {
     if let Some(text) = super::envelope::message(body) {
-        return message::<M>(&text);
+        return message_str::<M>(&text);
     }
     match parse::<M>(body, true)? {
         Parsed::NotObject => Err(WireError::NotObject),
@@ -215,15 +215,7 @@ pub(super) fn body<M: Members>(body: &[u8]) -> Result<M, WireError> {
     }
 }
 
-/// The envelope's message text, its members given to `M`. Text that is not UTF-8 is read as
-/// bytes, so that serde_json says where it fails.
-fn message<M: Members>(text: &[u8]) -> Result<M, WireError> {
-    match std::str::from_utf8(text) {
-        Ok(text) => message_str(text),
-        Err(_) => bare(parse::<M>(text, false)?),
-    }
-}
-
+/// The envelope's message text, its members given to `M`.
 fn message_str<M: Members>(text: &str) -> Result<M, WireError> {
     bare(parse_str::<M>(text, false)?)
 }
