@@ -53,7 +53,8 @@ const STAGES: [Stage; 4] = [
             "osier_messaging::amqp::wire::encode_request",
             "osier_messaging::amqp::wire::encode_reply",
             "osier_messaging::amqp::wire::encode_notification",
-            "osier_messaging::amqp::wire::body::encode_request_body",
+            // `encode_request_body` itself only calls this.
+            "osier_messaging::amqp::wire::body::encode_request_body_with_args",
             "osier_messaging::amqp::wire::body::encode_reply_body",
             "osier_messaging::amqp::wire::body::encode_notification_body",
         ],

@@ -128,10 +128,20 @@ pub trait Serializer: Send + Sync + 'static {
     fn deserialize_context(&self, m: Map<String, Value>) -> RequestContext {
         RequestContext::from_dict(m)
     }
+    /// True when [`serialize_entity`](Serializer::serialize_entity) returns every value as it
+    /// is given: the client may then write a call's arguments straight to JSON text, without
+    /// making each a value for the hook first. `false` unless a serializer says so.
+    fn passes_entities_unchanged(&self) -> bool {
+        false
+    }
 }
 
 /// The serializer that changes nothing: the default everywhere.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct NoOpSerializer;
 
-impl Serializer for NoOpSerializer {}
+impl Serializer for NoOpSerializer {
+    fn passes_entities_unchanged(&self) -> bool {
+        true
+    }
+}

@@ -26,6 +26,9 @@ pub struct Outgoing {
     pub ctxt: Dict,
     /// The body: `{method, args[, namespace, version]}` for RPC.
     pub message: Dict,
+    /// RPC, for a driver that [takes them as text](Driver::takes_json_args): the arguments
+    /// already written as a JSON object, in place of `message`'s `args`.
+    pub args_json: Option<String>,
     /// For a call: how long the caller waits in all (the server may use it for heartbeats).
     pub timeout: Option<Duration>,
     /// For a call: the call-monitor timeout (MSG-RPC-08); the server heartbeats every half of it.
@@ -40,6 +43,14 @@ impl std::fmt::Debug for Outgoing {
             .field("target", &self.target)
             .field("ctxt", &MaskedMap(&self.ctxt))
             .field("message", &MaskedMap(&self.message))
+            // Their length only: the text is not read for secrets to mask.
+            .field(
+                "args_json",
+                &self
+                    .args_json
+                    .as_ref()
+                    .map(|a| format!("<{} bytes>", a.len())),
+            )
             .field("timeout", &self.timeout)
             .field("call_monitor_timeout", &self.call_monitor_timeout)
             .field("retry", &self.retry)
@@ -232,6 +243,13 @@ pub trait Driver: Send + Sync + 'static {
     }
     /// Releases the driver's resources.
     async fn cleanup(&self);
+    /// Whether `call` and `cast` take an RPC's arguments as JSON text
+    /// ([`Outgoing::args_json`]) when the client has no serializer hook to run on them: a
+    /// driver that writes them to the wire anyway then gets them written once, not built into
+    /// a map of values first. `false`: they come in `message`'s `args`.
+    fn takes_json_args(&self) -> bool {
+        false
+    }
     /// The RabbitMQ options in force, for a RabbitMQ driver.
     fn rabbit_options(&self) -> Option<&crate::amqp::RabbitOptions> {
         None

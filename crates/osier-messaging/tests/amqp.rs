@@ -684,3 +684,44 @@ fn a_durability_conflict_falls_back_to_non_durable_as_oslo_does() {
         clean_up(&rpc_queues(&top, &["s1"]), &[ex]).await;
     });
 }
+
+/// The AMQP client writes a call's arguments straight to JSON text; what it refuses, it
+/// refuses as the in-memory client does, with the same words and the same size counted: an
+/// argument list that is not an object, and a message over `max_message_size`.
+#[test]
+fn arguments_are_refused_through_rabbitmq_as_in_memory() {
+    let opts = osier_messaging::TransportOptions {
+        max_message_size: 1024,
+        ..osier_messaging::TransportOptions::default()
+    };
+    let amqp = Transport::with_options(&url(), opts.clone()).unwrap();
+    let memory = Transport::with_options("memory://", opts).unwrap();
+    let top = topic("refused");
+    block(async {
+        let refusal = |t: &Transport, args: serde_json::Value| {
+            let c = RpcClient::new(t, Target::topic(&top)).timeout(Duration::from_secs(2));
+            async move {
+                let r: Result<serde_json::Value, _> =
+                    c.call(&RequestContext::new(), "echo", args).await;
+                match r {
+                    Err(MessagingError::Serialization { reason, .. }) => reason,
+                    Err(MessagingError::TooLarge { size, limit }) => format!("{size} > {limit}"),
+                    other => panic!("not refused: {other:?}"),
+                }
+            }
+        };
+        for args in [
+            json!([1, 2]),
+            json!("s"),
+            json!(3),
+            json!(true),
+            json!({"value": 1, "pad": "x".repeat(2000)}),
+        ] {
+            assert_eq!(
+                refusal(&amqp, args.clone()).await,
+                refusal(&memory, args.clone()).await,
+                "{args}"
+            );
+        }
+    });
+}

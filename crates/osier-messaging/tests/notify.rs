@@ -315,6 +315,7 @@ fn unknown_priority_is_dropped() {
                 .unwrap()
                 .clone(),
             timeout: None,
+            args_json: None,
             call_monitor_timeout: None,
             retry: None,
         })

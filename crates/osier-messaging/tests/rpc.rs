@@ -600,6 +600,7 @@ fn malformed_messages_are_dropped_and_oversized_ones_refused() {
                 ctxt: Default::default(),
                 message: json!({"args": {}}).as_object().unwrap().clone(),
                 timeout: None,
+                args_json: None,
                 call_monitor_timeout: None,
                 retry: None,
             })

@@ -374,6 +374,7 @@ fn bodies_written_from_their_parts_are_the_bytes_of_their_maps() {
     ];
     let messages = [
         json!({"method": "echo", "args": {"value": {"x": 1}}}),
+        json!({"method": "m", "args": {"s": "a \"q\" \\ é\n\u{1}", "n": [1, 2.5, null]}}),
         json!({"method": "m\"\\", "namespace": "ns", "version": "2.1"}),
         json!({"method": "m", "args": null, "extra": "not sent"}),
     ];
@@ -405,6 +406,25 @@ fn bodies_written_from_their_parts_are_the_bytes_of_their_maps() {
                         .unwrap(),
                     "{message} {ctxt} {call:?}"
                 );
+                // The arguments given as their JSON text (as a client writes them for the
+                // AMQP driver) make the same bytes.
+                if let Some(args) = m.get("args").filter(|a| a.is_object()) {
+                    let text = serde_json::to_string(args).unwrap();
+                    let mut bare = m.clone();
+                    bare.remove("args");
+                    assert_eq!(
+                        String::from_utf8(wire::encode_request_body_with_args(
+                            &bare,
+                            Some(&text),
+                            &c,
+                            call,
+                            "u1"
+                        ))
+                        .unwrap(),
+                        String::from_utf8(wire::encode_request_body(&m, &c, call, "u1")).unwrap(),
+                        "{message} {ctxt} {call:?}"
+                    );
+                }
             }
         }
     }

@@ -152,14 +152,20 @@ impl Shared {
     ) -> Result<Publish, MessagingError> {
         let topic = msg.target.require_topic()?;
         let layout = self.layout();
-        check_names(&msg.target, &[&layout.exchange_of(&msg.target), topic])?;
+        check_names(&msg.target, &[layout.exchange_name_of(&msg.target), topic])?;
         if let Some(server) = &msg.target.server {
             check_names(&msg.target, &[&format!("{topic}.{server}")])?;
         }
         if msg.target.fanout {
             check_names(&msg.target, &[&format!("{topic}_fanout")])?;
         }
-        let body = wire::encode_request_body(&msg.message, &msg.ctxt, call, &wire::new_id());
+        let body = wire::encode_request_body_with_args(
+            &msg.message,
+            msg.args_json.as_deref(),
+            &msg.ctxt,
+            call,
+            &wire::new_id(),
+        );
         let mut p = if msg.target.fanout {
             let ex = layout.fanout_exchange(topic);
             let mut p = Publish::new(ex.name.clone(), String::new(), body);
@@ -558,6 +564,11 @@ impl Driver for AmqpDriver {
     fn rabbit_options(&self) -> Option<&RabbitOptions> {
         Some(self.options())
     }
+
+    /// The arguments are written to the wire as JSON text anyway: they come so.
+    fn takes_json_args(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]
@@ -594,6 +605,7 @@ mod tests {
             ctxt: Default::default(),
             message: Default::default(),
             timeout: Some(Duration::from_secs(5)),
+            args_json: None,
             call_monitor_timeout: None,
             retry: None,
         };
@@ -642,6 +654,7 @@ mod tests {
                     ctxt: Default::default(),
                     message: Default::default(),
                     timeout: None,
+                    args_json: None,
                     call_monitor_timeout: None,
                     retry: Some(retry),
                 })

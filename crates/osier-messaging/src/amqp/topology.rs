@@ -131,9 +131,12 @@ pub(crate) struct Layout<'a> {
 impl Layout<'_> {
     /// The exchange a target's messages go to: its own, or the control exchange.
     pub(crate) fn exchange_of(&self, t: &Target) -> String {
-        t.exchange
-            .clone()
-            .unwrap_or_else(|| self.control_exchange.to_string())
+        self.exchange_name_of(t).to_string()
+    }
+
+    /// [`exchange_of`](Self::exchange_of), borrowed.
+    pub(crate) fn exchange_name_of<'a>(&'a self, t: &'a Target) -> &'a str {
+        t.exchange.as_deref().unwrap_or(self.control_exchange)
     }
 
     /// The topic exchange (control exchange or the target's).

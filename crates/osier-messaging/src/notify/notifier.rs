@@ -392,6 +392,7 @@ impl Notifier {
             ctxt,
             message,
             timeout: None,
+            args_json: None,
             call_monitor_timeout: None,
             retry: self.retry,
         };

@@ -64,6 +64,26 @@ fn json_size(v: &Dict) -> usize {
     c.0
 }
 
+/// The size of `message` serialised with the member `"args": <args_json>` added: what
+/// [`json_size`] gives for the message with its arguments in it (`args` sorts first, and
+/// `message` always has its method).
+fn size_with_args(message: &Dict, args_json: &str) -> usize {
+    json_size(message) + r#""args":"#.len() + args_json.len() + ",".len()
+}
+
+/// What JSON text starting with `first` is, as [`json_kind`] names it (serde_json writes no
+/// space before a value).
+fn json_kind_of_text(first: Option<u8>) -> &'static str {
+    match first {
+        Some(b'{') => "an object",
+        Some(b'[') => "an array",
+        Some(b'"') => "a string",
+        Some(b't' | b'f') => "a boolean",
+        Some(b'n') => "null",
+        _ => "a number",
+    }
+}
+
 /// An RPC client bound to a transport and a target (oslo's `get_rpc_client`). Cheap to clone.
 #[derive(Clone)]
 pub struct RpcClient {
@@ -306,36 +326,51 @@ impl RpcClient {
     ) -> Result<Outgoing, MessagingError> {
         self.target.require_topic()?;
         self.check_cap()?;
-        let mut args = match serde_json::to_value(args)
-            .map_err(|e| MessagingError::serialization(format!("the arguments of {method}"), e))?
-        {
-            Value::Object(m) => m,
-            Value::Null => Dict::new(),
-            other => {
-                return Err(MessagingError::Serialization {
-                    reason: format!(
-                        "the arguments of {method} must serialize to an object of named \
-                         arguments, got {}",
-                        json_kind(&other)
-                    ),
-                    source: None,
-                })
-            }
+        let not_named = |kind: &str| MessagingError::Serialization {
+            reason: format!(
+                "the arguments of {method} must serialize to an object of named arguments, got \
+                 {kind}"
+            ),
+            source: None,
         };
-        // In place: the serializer sees each argument, in key order, as oslo's does.
-        for v in args.values_mut() {
-            *v = self.serializer.serialize_entity(ctx, std::mem::take(v))?;
-        }
+        let unserializable =
+            |e| MessagingError::serialization(format!("the arguments of {method}"), e);
         let mut message = Dict::new();
         message.insert("method".into(), method.into());
-        message.insert("args".into(), Value::Object(args));
         if let Some(ns) = &self.target.namespace {
             message.insert("namespace".into(), ns.clone().into());
         }
         if let Some(v) = &self.target.version {
             message.insert("version".into(), v.to_string().into());
         }
-        let size = json_size(&message);
+        // Written once, straight to text, when the driver takes them so and no serializer hook
+        // needs each as a value.
+        let args_json = if self.transport.driver.takes_json_args()
+            && self.serializer.passes_entities_unchanged()
+        {
+            let text = serde_json::to_string(&args).map_err(unserializable)?;
+            match text.as_bytes().first() {
+                Some(b'{') => Some(text),
+                Some(b'n') => Some("{}".to_string()),
+                first => return Err(not_named(json_kind_of_text(first.copied()))),
+            }
+        } else {
+            let mut args = match serde_json::to_value(args).map_err(unserializable)? {
+                Value::Object(m) => m,
+                Value::Null => Dict::new(),
+                other => return Err(not_named(json_kind(&other))),
+            };
+            // In place: the serializer sees each argument, in key order, as oslo's does.
+            for v in args.values_mut() {
+                *v = self.serializer.serialize_entity(ctx, std::mem::take(v))?;
+            }
+            message.insert("args".into(), Value::Object(args));
+            None
+        };
+        let size = match &args_json {
+            Some(text) => size_with_args(&message, text),
+            None => json_size(&message),
+        };
         if size > self.transport.opts.max_message_size {
             return Err(MessagingError::TooLarge {
                 size,
@@ -364,6 +399,7 @@ impl RpcClient {
             target: self.target.clone(),
             ctxt,
             message,
+            args_json,
             timeout: Some(self.effective_timeout()),
             call_monitor_timeout: self.call_monitor_timeout,
             retry: self.retry,
@@ -617,5 +653,65 @@ pub(crate) fn json_kind(v: &Value) -> &'static str {
         Value::String(_) => "a string",
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn dict(v: Value) -> Dict {
+        match v {
+            Value::Object(m) => m,
+            _ => Dict::new(),
+        }
+    }
+
+    #[test]
+    fn arguments_as_text_count_as_the_same_message_size_as_arguments_as_values() {
+        let args = [
+            json!({}),
+            json!({"value": {"x": 1}}),
+            json!({"s": "a \"q\" \\ é\n", "n": [1, 2.5, null]}),
+        ];
+        let rests = [
+            json!({"method": "echo"}),
+            json!({"method": "é\"\u{1}", "namespace": "ns", "version": "1.2"}),
+        ];
+        for a in &args {
+            for r in &rests {
+                let mut whole = dict(r.clone());
+                whole.insert("args".into(), a.clone());
+                let text = serde_json::to_string(a).unwrap_or_default();
+                assert_eq!(
+                    size_with_args(&dict(r.clone()), &text),
+                    json_size(&whole),
+                    "{a} {r}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_value_written_as_text_is_named_as_the_value_is() {
+        for v in [
+            json!(null),
+            json!(true),
+            json!(false),
+            json!(-1),
+            json!(2.5),
+            json!("s"),
+            json!([1]),
+            json!({"a": 1}),
+        ] {
+            let text = serde_json::to_string(&v).unwrap_or_default();
+            assert_eq!(
+                json_kind_of_text(text.as_bytes().first().copied()),
+                json_kind(&v),
+                "{text}"
+            );
+        }
     }
 }

@@ -12,6 +12,7 @@ use std::cmp::Ordering;
 
 use serde_json::Value;
 
+use super::json_string::escape_into;
 use super::json_text::{object, string, value, Object};
 use super::{seconds, CallInfo, CONTEXT_PREFIX, OSLO_VERSION};
 use crate::driver::Dict;
@@ -50,9 +51,37 @@ pub(super) fn enveloped_map(message: &Dict) -> Vec<u8> {
 ///     wire::encode_body(&wire::encode_request(msg, ctx, None, "u1")),
 /// );
 /// ```
-#[inline(never)] // a stage of its own in profiles (`cargo xtask bench-instructions`)
 pub fn encode_request_body(
     message: &Dict,
+    ctxt: &Dict,
+    call: Option<CallInfo<'_>>,
+    unique_id: &str,
+) -> Vec<u8> {
+    encode_request_body_with_args(message, None, ctxt, call, unique_id)
+}
+
+/// [`encode_request_body`] with the arguments given as JSON text (`args_json`, an object, as
+/// [`Outgoing::args_json`](crate::driver::Outgoing::args_json) holds them) in place of
+/// `message`'s `args`: the text goes into the body as it is, escaped once for the envelope.
+///
+/// ```
+/// use osier_messaging::amqp::wire;
+/// use serde_json::json;
+///
+/// let msg = json!({"method": "echo", "args": {"value": "a \"b\""}});
+/// let bare = json!({"method": "echo"});
+/// let ctx = json!({"request_id": "req-1"});
+/// let (msg, bare, ctx) = (msg.as_object().unwrap(), bare.as_object().unwrap(), ctx.as_object().unwrap());
+/// let args = serde_json::to_string(&msg["args"]).unwrap();
+/// assert_eq!(
+///     wire::encode_request_body_with_args(bare, Some(&args), ctx, None, "u1"),
+///     wire::encode_request_body(msg, ctx, None, "u1"),
+/// );
+/// ```
+#[inline(never)] // a stage of its own in profiles (`cargo xtask bench-instructions`)
+pub fn encode_request_body_with_args(
+    message: &Dict,
+    args_json: Option<&str>,
     ctxt: &Dict,
     call: Option<CallInfo<'_>>,
     unique_id: &str,
@@ -74,9 +103,10 @@ pub fn encode_request_body(
             }
         }
         string(m.key("_unique_id"), unique_id);
-        match message.get("args") {
-            Some(args) => value(m.key("args"), args),
-            None => m.key("args").extend_from_slice(b"{}"),
+        match (args_json, message.get("args")) {
+            (Some(text), _) => escape_into(m.key("args"), text.as_bytes()),
+            (None, Some(args)) => value(m.key("args"), args),
+            (None, None) => m.key("args").extend_from_slice(b"{}"),
         }
         for k in ["method", "namespace", "version"] {
             if let Some(v) = message.get(k) {

@@ -77,9 +77,8 @@ fn escape_byte<const TWICE: bool>(out: &mut Vec<u8>, b: u8, e: u8) {
     }
 }
 
-/// Appends `bytes` to `out` as the inside of a JSON string (no quotes around it): the text as
-/// serde_json escapes it, for the tests to hold [`escape_twice_into`] to.
-#[cfg(test)]
+/// Appends `bytes` to `out` as the inside of a JSON string (no quotes around it), as serde_json
+/// escapes it: JSON text written elsewhere (a call's arguments) put into the envelope's string.
 pub(crate) fn escape_into(out: &mut Vec<u8>, bytes: &[u8]) {
     escape_with::<false>(out, bytes);
 }

@@ -48,7 +48,9 @@ mod json_string;
 mod json_text;
 mod read;
 
-pub use body::{encode_notification_body, encode_reply_body, encode_request_body};
+pub use body::{
+    encode_notification_body, encode_reply_body, encode_request_body, encode_request_body_with_args,
+};
 pub use id::{new_id, Id};
 
 /// The only envelope version Python accepts (major 2, minor 0).
