@@ -152,11 +152,11 @@ impl Dispatcher {
     /// Never panics, whatever the message holds.
     pub fn decide(&self, mut message: Dict) -> Decision {
         let args = message.remove("args");
-        let Some(method) = message.get("method").and_then(Value::as_str) else {
-            return Decision::Refuse(match message.get("method") {
-                None | Some(Value::Null) => "no method".into(),
-                Some(_) => "the method is not a string".into(),
-            });
+        // Taken out, not copied: a method that runs keeps its name.
+        let method = match message.remove("method") {
+            Some(Value::String(m)) => m,
+            None | Some(Value::Null) => return Decision::Refuse("no method".into()),
+            Some(_) => return Decision::Refuse("the method is not a string".into()),
         };
         let args = match args {
             None | Some(Value::Null) => Dict::new(),
@@ -172,33 +172,30 @@ impl Dispatcher {
             (Ok(n), Ok(v)) => (n, v),
             (Err(why), _) | (_, Err(why)) => return Decision::Refuse(why),
         };
-        match self.select(namespace, version, method) {
+        match self.select(namespace, version, &method) {
             Ok(Selected::Method(endpoint)) => {
                 let e = &self.endpoints[endpoint];
-                match e.methods.get(method) {
+                match e.methods.get(&method) {
                     Some(handler) => Decision::Run {
                         target: ChosenMethod {
                             endpoint,
                             handler: handler.clone(),
                             executor: e.executor,
                         },
-                        method: method.to_string(),
+                        method,
                         args,
                     },
                     // `select` only picks an endpoint that has the method.
                     None => Decision::Fail {
-                        method: method.to_string(),
                         error: MessagingError::NoSuchMethod {
-                            method: method.to_string(),
+                            method: method.clone(),
                         },
+                        method,
                     },
                 }
             }
             Ok(Selected::Ping) => Decision::Ping,
-            Err(error) => Decision::Fail {
-                method: method.to_string(),
-                error,
-            },
+            Err(error) => Decision::Fail { method, error },
         }
     }
 
@@ -211,16 +208,18 @@ impl Dispatcher {
         version: Option<&str>,
         method: &str,
     ) -> Result<Selected, MessagingError> {
-        let ver_str = version.unwrap_or("1.0");
         let unsupported = || MessagingError::UnsupportedVersion {
-            version: ver_str.to_string(),
+            version: version.unwrap_or("1.0").to_string(),
             method: method.to_string(),
         };
-        let req: Version = ver_str.parse().map_err(|_| unsupported())?;
         let one_zero = Version {
             major: 1,
             minor: 0,
             rev: None,
+        };
+        let req: Version = match version {
+            None => one_zero,
+            Some(v) => v.parse().map_err(|_| unsupported())?,
         };
         let mut compatible_seen = false;
         for (i, e) in self.endpoints.iter().enumerate() {

@@ -7,6 +7,9 @@
 //! the writers here emit their members in that same order: the bytes are those of building the
 //! map ([`encode_request`](super::encode_request), [`encode_reply`](super::encode_reply)) and
 //! enveloping it ([`encode_body`](super::encode_body)). The wire vector tests hold them to it.
+//! Arguments given as JSON text ([`encode_request_body_with_args`]) go in as they were written:
+//! the same bytes when they were written from a map of values; a struct's fields in the
+//! struct's order (JSON's members have no order a receiver may rely on; Python reads a dict).
 
 use std::cmp::Ordering;
 
