@@ -78,11 +78,15 @@ impl<F: Future + Unpin> FutureSet<F> {
     /// The output of the next future to complete; pending for ever while the set is empty
     /// (in a `select!`, guard the branch with [`is_empty`](Self::is_empty)).
     pub(crate) fn next(&mut self) -> impl Future<Output = F::Output> + '_ {
-        std::future::poll_fn(move |cx| match self.set.poll_next_unpin(cx) {
+        std::future::poll_fn(move |cx| self.poll_next(cx))
+    }
+
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<F::Output> {
+        match self.set.poll_next_unpin(cx) {
             Poll::Ready(Some(out)) => Poll::Ready(out),
             // The anchor never completes, so the set is never exhausted.
             Poll::Ready(None) | Poll::Pending => Poll::Pending,
-        })
+        }
     }
 }
 
@@ -110,14 +114,14 @@ impl<S: Stream + Unpin> StreamSet<S> {
             if self.set.is_empty() {
                 return Poll::Ready(None);
             }
-            match self.set.set.poll_next_unpin(cx) {
-                Poll::Ready(Some((Some(item), rest))) => {
+            match self.set.poll_next(cx) {
+                Poll::Ready((Some(item), rest)) => {
                     self.set.push(rest.into_future());
                     return Poll::Ready(Some(item));
                 }
                 // That stream ended: read the others.
-                Poll::Ready(Some((None, _))) => continue,
-                Poll::Ready(None) | Poll::Pending => return Poll::Pending,
+                Poll::Ready((None, _)) => continue,
+                Poll::Pending => return Poll::Pending,
             }
         })
     }

@@ -71,19 +71,6 @@ fn size_with_args(message: &Dict, args_json: &str) -> usize {
     json_size(message) + r#""args":"#.len() + args_json.len() + ",".len()
 }
 
-/// What JSON text starting with `first` is, as [`json_kind`] names it (serde_json writes no
-/// space before a value).
-fn json_kind_of_text(first: Option<u8>) -> &'static str {
-    match first {
-        Some(b'{') => "an object",
-        Some(b'[') => "an array",
-        Some(b'"') => "a string",
-        Some(b't' | b'f') => "a boolean",
-        Some(b'n') => "null",
-        _ => "a number",
-    }
-}
-
 /// An RPC client bound to a transport and a target (oslo's `get_rpc_client`). Cheap to clone.
 #[derive(Clone)]
 pub struct RpcClient {
@@ -352,7 +339,11 @@ impl RpcClient {
             match text.as_bytes().first() {
                 Some(b'{') => Some(text),
                 Some(b'n') => Some("{}".to_string()),
-                first => return Err(not_named(json_kind_of_text(first.copied()))),
+                // Read back only to name what it is.
+                _ => {
+                    let kind = serde_json::from_str(&text).map_or("JSON", |v| json_kind(&v));
+                    return Err(not_named(kind));
+                }
             }
         } else {
             let mut args = match serde_json::to_value(args).map_err(unserializable)? {
@@ -691,27 +682,6 @@ mod tests {
                     "{a} {r}"
                 );
             }
-        }
-    }
-
-    #[test]
-    fn a_value_written_as_text_is_named_as_the_value_is() {
-        for v in [
-            json!(null),
-            json!(true),
-            json!(false),
-            json!(-1),
-            json!(2.5),
-            json!("s"),
-            json!([1]),
-            json!({"a": 1}),
-        ] {
-            let text = serde_json::to_string(&v).unwrap_or_default();
-            assert_eq!(
-                json_kind_of_text(text.as_bytes().first().copied()),
-                json_kind(&v),
-                "{text}"
-            );
         }
     }
 }

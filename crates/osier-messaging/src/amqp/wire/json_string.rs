@@ -229,12 +229,17 @@ mod tests {
         }
     }
 
-    #[test]
-    fn escapes_every_byte_as_serde_json_does() {
-        let all: String = (0u32..0x80)
+    /// Every ASCII character, and a few above (two-, three- and four-byte UTF-8).
+    fn every_ascii_character_and_some_above() -> String {
+        (0u32..0x80)
             .chain([0xe9, 0x2028, 0x1F600])
             .filter_map(char::from_u32)
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn escapes_every_byte_as_serde_json_does() {
+        let all = every_ascii_character_and_some_above();
         let mut ours = Vec::new();
         escape_into(&mut ours, all.as_bytes());
         let theirs = serde_json::to_string(&all).unwrap();
@@ -246,10 +251,7 @@ mod tests {
 
     #[test]
     fn escapes_every_byte_twice_as_serde_json_does_for_a_string_in_a_string() {
-        let all: String = (0u32..0x80)
-            .chain([0xe9, 0x2028, 0x1F600])
-            .filter_map(char::from_u32)
-            .collect();
+        let all = every_ascii_character_and_some_above();
         for s in [all.as_str(), "", "plain", "a\"b\\c\nd\u{1}e"] {
             let mut ours = Vec::new();
             escape_twice_into(&mut ours, s.as_bytes());

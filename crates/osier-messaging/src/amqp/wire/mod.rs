@@ -648,9 +648,7 @@ impl DuplicateFilter {
     /// Remembers `id` (notifications: only once acknowledged, so a requeued one comes back).
     pub fn remember(&mut self, id: Option<&str>) {
         let Some(id) = id else { return };
-        if !self.seen.contains(id) {
-            self.insert_shared(id.into());
-        }
+        self.insert_shared(id.into());
     }
 
     /// Remembers `id`, forgetting the oldest beyond the window; false (and nothing changed)

@@ -173,12 +173,6 @@ fn parse<M: Members>(json: &[u8], envelope: bool) -> Result<Parsed<M>, WireError
     parse_from(serde_json::Deserializer::from_slice(json), envelope)
 }
 
-/// [`parse`] of text known to be UTF-8: serde_json then checks no string of it again (from
-/// bytes, it checks each string it reads).
-fn parse_str<M: Members>(json: &str, envelope: bool) -> Result<Parsed<M>, WireError> {
-    parse_from(serde_json::Deserializer::from_str(json), envelope)
-}
-
 fn parse_from<'de, R: serde_json::de::Read<'de>, M: Members>(
     mut de: serde_json::Deserializer<R>,
     envelope: bool,
@@ -215,14 +209,10 @@ pub(super) fn body<M: Members>(body: &[u8]) -> Result<M, WireError> {
     }
 }
 
-/// The envelope's message text, its members given to `M`.
+/// The envelope's message text, its members given to `M`. Parsed as text, known to be UTF-8:
+/// serde_json then checks no string of it again (from bytes, it checks each string it reads).
 fn message_str<M: Members>(text: &str) -> Result<M, WireError> {
-    bare(parse_str::<M>(text, false)?)
-}
-
-/// A message's members; an envelope or anything but an object is not one.
-fn bare<M>(parsed: Parsed<M>) -> Result<M, WireError> {
-    match parsed {
+    match parse_from(serde_json::Deserializer::from_str(text), false)? {
         Parsed::Bare(m) => Ok(m),
         Parsed::NotObject | Parsed::Envelope { .. } => Err(WireError::NotObject),
     }
