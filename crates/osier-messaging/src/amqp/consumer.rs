@@ -324,8 +324,6 @@ async fn setup(
     })
 }
 
-type AckFut = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
-
 /// Everything the owner keeps across a restart by its supervisor.
 struct Owner {
     /// Up while consuming.
@@ -419,7 +417,7 @@ async fn owner(o: &mut Owner) {
             tx: o.ack_tx.clone(),
             generation,
         };
-        let mut pending_acks: FutureSet<AckFut> = FutureSet::new();
+        let mut pending_acks = FutureSet::new();
         loop {
             if o.asked.close.load(Ordering::Acquire) {
                 o.live.set(false);
@@ -429,8 +427,8 @@ async fn owner(o: &mut Owner) {
                 // Acks asked for before the close still go out.
                 while let Ok(cmd) = o.ack_rx.try_recv() {
                     if let ToOwner::Ack(cmd) = cmd {
-                        if let Some(f) = ack_cmd(&s.channel, generation, cmd) {
-                            f.await;
+                        if let Some((kind, tag)) = ack_cmd(generation, cmd) {
+                            ack_fut(&s.channel, tag, kind).await;
                         }
                     }
                 }
@@ -500,8 +498,8 @@ async fn owner(o: &mut Owner) {
                 Some(cmd) = o.ack_rx.recv() => {
                     // `Look`: the flags are read at the top of the loop.
                     if let ToOwner::Ack(cmd) = cmd {
-                        if let Some(f) = ack_cmd(&s.channel, generation, cmd) {
-                            pending_acks.push(f);
+                        if let Some((kind, tag)) = ack_cmd(generation, cmd) {
+                            pending_acks.push(ack_fut(&s.channel, tag, kind));
                         }
                     }
                 }
@@ -559,9 +557,10 @@ enum AckKind {
     Requeue,
 }
 
-fn ack_fut(ch: &Channel, tag: u64, kind: AckKind) -> AckFut {
+/// The ack, reject or requeue of `tag` on `ch`: held in the owner's set as it is, not boxed.
+fn ack_fut(ch: &Channel, tag: u64, kind: AckKind) -> impl std::future::Future<Output = ()> + Send {
     let ch = ch.clone();
-    Box::pin(async move {
+    async move {
         let r = match kind {
             AckKind::Ack => ch.basic_ack(tag, BasicAckOptions::default()).await,
             AckKind::Reject => {
@@ -576,12 +575,12 @@ fn ack_fut(ch: &Channel, tag: u64, kind: AckKind) -> AckFut {
         if let Err(e) = r {
             tracing::debug!(error = %e, "ack not sent (connection lost): the broker redelivers");
         }
-    })
+    }
 }
 
-/// The ack or requeue `cmd` asks for, unless its delivery came from a lost connection (the
-/// broker redelivers those).
-fn ack_cmd(ch: &Channel, generation: u64, cmd: AckCmd) -> Option<AckFut> {
+/// The ack or requeue `cmd` asks for (its kind and delivery tag), unless its delivery came from
+/// a lost connection (the broker redelivers those).
+fn ack_cmd(generation: u64, cmd: AckCmd) -> Option<(AckKind, u64)> {
     let AckCmd(kind, gen, tag) = cmd;
     if gen != generation {
         tracing::debug!(
@@ -590,5 +589,5 @@ fn ack_cmd(ch: &Channel, generation: u64, cmd: AckCmd) -> Option<AckFut> {
         );
         return None;
     }
-    Some(ack_fut(ch, tag, kind))
+    Some((kind, tag))
 }

@@ -461,7 +461,7 @@ impl Driver for AmqpDriver {
         let undeliverable = p.mandatory.then(|| Shared::undeliverable(&p));
         // Waited for from before the request goes (no reply can come earlier), once it is
         // built (a request that could not be built leaves no waiter behind).
-        let (tx, rx) = futures::channel::mpsc::unbounded();
+        let (tx, rx) = crate::amqp::reply_inbox::inbox();
         rq.wait_for(msg_id, tx);
         let confirm = self.shared.publisher.hand_over(p, slot);
         Ok(Box::new(AmqpWaiter {

@@ -27,20 +27,24 @@ use std::task::{Context, Poll};
 use futures::stream::{FuturesUnordered, StreamExt, StreamFuture};
 use futures::Stream;
 
-/// A member of the set, or the anchor that keeps the set one larger than any poll reaches.
-enum Member<F> {
-    Real(F),
-    Anchor,
+pin_project_lite::pin_project! {
+    /// A member of the set, or the anchor that keeps the set one larger than any poll reaches.
+    /// A member is held in place, not boxed: the set's own node is its only allocation.
+    #[project = MemberProj]
+    enum Member<F> {
+        Real { #[pin] f: F },
+        Anchor,
+    }
 }
 
-impl<F: Future + Unpin> Future for Member<F> {
+impl<F: Future> Future for Member<F> {
     type Output = F::Output;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        match self.get_mut() {
-            Member::Real(f) => Pin::new(f).poll(cx),
+        match self.project() {
+            MemberProj::Real { f } => f.poll(cx),
             // Never ready and never woken: polled once, when the set is made.
-            Member::Anchor => Poll::Pending,
+            MemberProj::Anchor => Poll::Pending,
         }
     }
 }
@@ -51,7 +55,7 @@ pub(crate) struct FutureSet<F> {
     set: FuturesUnordered<Member<F>>,
 }
 
-impl<F: Future + Unpin> FutureSet<F> {
+impl<F: Future> FutureSet<F> {
     pub(crate) fn new() -> Self {
         let mut set = FuturesUnordered::new();
         set.push(Member::Anchor);
@@ -63,7 +67,7 @@ impl<F: Future + Unpin> FutureSet<F> {
     }
 
     pub(crate) fn push(&mut self, f: F) {
-        self.set.push(Member::Real(f));
+        self.set.push(Member::Real { f });
     }
 
     /// How many futures are still running.

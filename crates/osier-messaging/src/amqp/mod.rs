@@ -11,6 +11,7 @@
 //! - `queue_manager`: `use_queue_manager`'s stable reply and fanout queue names, numbered per
 //!   service generation in a counter shared by the processes of one host (as oslo's).
 //! - `reply`: the reply queue and its waiters, reply routing, the server's replier.
+//! - `reply_inbox`: one call's inbox of reply events, filled by the reply queue's consumer.
 //! - `reply_probe`: whether a reply queue exists (a passive declare, cached), and the queues
 //!   found gone.
 //! - `supervisor`: restarts an owner task that panicked, with an ERROR line and a count.
@@ -28,6 +29,7 @@ pub mod options;
 mod publisher;
 mod queue_manager;
 mod reply;
+mod reply_inbox;
 mod reply_probe;
 mod supervisor;
 mod topology;

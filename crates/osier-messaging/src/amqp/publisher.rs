@@ -399,10 +399,6 @@ struct Link {
     declared: HashMap<String, Vec<(String, String)>>,
 }
 
-type InFlight = std::pin::Pin<
-    Box<dyn std::future::Future<Output = (Queued, Result<Confirmation, lapin::Error>, u64)> + Send>,
->;
-
 /// How often the link's connection state is looked at: a link that dies while nothing is
 /// being sent (an I/O error, missed heartbeats, a close by the broker) is noticed within this,
 /// not on the next publish, which would then wait `kombu_reconnect_delay` first.
@@ -461,11 +457,15 @@ async fn prepare(link: &mut Link, p: &Publish) -> Result<(), lapin::Error> {
     Ok(())
 }
 
-/// Writes `p` and returns the future of its confirm.
-fn send(link: &Link, mut p: Queued) -> InFlight {
+/// Writes `p` and returns the future of its confirm (held in the owner's set as it is, not
+/// boxed).
+fn send(
+    link: &Link,
+    mut p: Queued,
+) -> impl std::future::Future<Output = (Queued, Result<Confirmation, lapin::Error>, u64)> + Send {
     let generation = link.generation;
     let ch = link.channel.clone();
-    Box::pin(async move {
+    async move {
         let written = ch
             .basic_publish(
                 p.exchange_name.as_str().into(),
@@ -488,7 +488,7 @@ fn send(link: &Link, mut p: Queued) -> InFlight {
             Err(e) => Err(e),
         };
         (p, r, generation)
-    })
+    }
 }
 
 /// The final outcome of `p`: its caller hears it if it still waits; otherwise a failure is
@@ -612,7 +612,7 @@ async fn owner(
 ) {
     let mut link: Option<Link> = None;
     let mut pending: VecDeque<Queued> = VecDeque::new();
-    let mut inflight: FutureSet<InFlight> = FutureSet::new();
+    let mut inflight = FutureSet::new();
     // Failed connect rounds in a row; connections dropped for nacks with no ack between.
     let mut attempt: u32 = 0;
     let mut nacks: u32 = 0;

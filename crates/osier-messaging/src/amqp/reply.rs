@@ -8,9 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures::channel::mpsc;
 use futures::future::{BoxFuture, FutureExt};
-use futures::StreamExt;
 use lapin::message::Delivery;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
@@ -19,6 +17,7 @@ use crate::amqp::connection::Broker;
 use crate::amqp::consumer::{AckSender, Consumer, Decision, Handler};
 use crate::amqp::inbound;
 use crate::amqp::publisher::{Publish, Publisher, Routed};
+use crate::amqp::reply_inbox::{Inbox, InboxSender};
 use crate::amqp::reply_probe::ReplyProbe;
 use crate::amqp::topology::{queue_suffix, Layout, Topology};
 use crate::amqp::wire;
@@ -28,7 +27,7 @@ use crate::lock::lock;
 use crate::untrusted::Untrusted;
 
 /// The calls waiting for a reply, by `_msg_id`.
-pub(crate) type Waiters = Arc<Mutex<HashMap<wire::Id, mpsc::UnboundedSender<ReplyEvent>>>>;
+pub(crate) type Waiters = Arc<Mutex<HashMap<wire::Id, InboxSender>>>;
 
 /// A process's reply queue and its consumer.
 pub(crate) struct ReplyQueue {
@@ -46,7 +45,7 @@ const CALLS_IN_FLIGHT_WARNING: usize = 10;
 impl ReplyQueue {
     /// Registers the call `msg_id`; past the warning threshold, logs how many calls wait and
     /// doubles the threshold, as oslo does (a leak of waiters shows in the log).
-    pub(crate) fn wait_for(&self, msg_id: wire::Id, tx: mpsc::UnboundedSender<ReplyEvent>) {
+    pub(crate) fn wait_for(&self, msg_id: wire::Id, tx: InboxSender) {
         use std::sync::atomic::Ordering;
         let waiting = {
             let mut w = lock(&self.waiters);
@@ -151,12 +150,12 @@ fn route_reply(waiters: &Waiters, d: &Delivery, max_bytes: usize) {
         (false, Ok(serde_json::Value::Null)) => ReplyEvent::Heartbeat,
         (false, o) => ReplyEvent::Part(o),
     };
-    let _ = tx.unbounded_send(ev);
+    tx.put(ev);
 }
 
 /// The caller's end of one call.
 pub(crate) struct AmqpWaiter {
-    pub(crate) rx: mpsc::UnboundedReceiver<ReplyEvent>,
+    pub(crate) rx: Inbox,
     pub(crate) confirm: Option<oneshot::Receiver<Result<Routed, MessagingError>>>,
     /// The error for a returned request (mandatory requests only come back returned).
     pub(crate) undeliverable: Option<MessagingError>,
@@ -204,11 +203,11 @@ impl ReplyWaiter for AmqpWaiter {
     async fn next(&mut self) -> Option<ReplyEvent> {
         loop {
             let Some(confirm) = self.confirm.as_mut() else {
-                return self.rx.next().await;
+                return Some(self.rx.take().await);
             };
             tokio::select! {
                 biased;
-                ev = self.rx.next() => return ev,
+                ev = self.rx.take() => return Some(ev),
                 c = confirm => {
                     self.confirm = None;
                     match c {
