@@ -344,6 +344,80 @@ pub async fn osier_notifications(
 
 const BODY: &[u8] = &[b'x'; 280];
 
+/// What the raw loop asks of the broker besides the delivery guarantee.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RawWire {
+    /// The least work: requests and casts on the default exchange, straight to their queue,
+    /// with `content_type` and `delivery_mode` only.
+    Plain,
+    /// What oslo's protocol makes the broker do, with the raw loop's own work in the process:
+    /// requests and casts routed by a topic exchange (as oslo's control exchange routes them),
+    /// every message with oslo's properties (`content_encoding`, `priority`, an empty
+    /// `headers` table) and a request with its `expiration` (a call's 30 s timeout, as osier's
+    /// bench call sets). Replies go to the default exchange, as oslo's do.
+    OsloRouting,
+}
+
+/// The topic exchange of [`RawWire::OsloRouting`], declared as osier declares the control
+/// exchange under oslo's defaults (not durable, not auto-deleted).
+const RAW_TOPIC_EXCHANGE: &str = "osier_bench_raw_topic";
+
+impl RawWire {
+    /// The exchange requests and casts go to.
+    fn exchange(self) -> &'static str {
+        match self {
+            RawWire::Plain => "",
+            RawWire::OsloRouting => RAW_TOPIC_EXCHANGE,
+        }
+    }
+
+    /// Routes `queue` as the topic exchange would route oslo's messages to it (its name as the
+    /// binding key), when the broker routes at all.
+    async fn route(self, ch: &Channel, queue: &str) {
+        if self == RawWire::Plain {
+            return;
+        }
+        ch.exchange_declare(
+            RAW_TOPIC_EXCHANGE.into(),
+            lapin::ExchangeKind::Topic,
+            lapin::options::ExchangeDeclareOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("exchange.declare");
+        ch.queue_bind(
+            queue.into(),
+            RAW_TOPIC_EXCHANGE.into(),
+            queue.into(),
+            lapin::options::QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("queue.bind");
+    }
+
+    /// The properties of a message; `request`: an RPC request (which carries its expiration).
+    fn props(self, request: bool) -> BasicProperties {
+        let p = BasicProperties::default()
+            .with_content_type("application/json".into())
+            .with_delivery_mode(2);
+        match self {
+            RawWire::Plain => p,
+            RawWire::OsloRouting => {
+                let p = p
+                    .with_content_encoding("utf-8".into())
+                    .with_priority(0)
+                    .with_headers(FieldTable::default());
+                if request {
+                    p.with_expiration("30000".into())
+                } else {
+                    p
+                }
+            }
+        }
+    }
+}
+
 async fn conn() -> Connection {
     Connection::connect(AMQP, ConnectionProperties::default())
         .await
@@ -368,12 +442,6 @@ async fn queue(ch: &Channel, name: &str) {
     .expect("queue.declare");
 }
 
-fn props() -> BasicProperties {
-    BasicProperties::default()
-        .with_content_type("application/json".into())
-        .with_delivery_mode(2)
-}
-
 type AckFut = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
 /// An ack that the consumer loop does not wait for (the fastest way to ack measured).
@@ -384,18 +452,16 @@ fn ack(ch: &Channel, tag: u64) -> AckFut {
     })
 }
 
-/// Publishes and returns once written; the confirm is awaited in the background.
-async fn publish_written(ch: &Channel, key: &str, body: &[u8], mandatory: bool) {
+/// Publishes a request or cast and returns once written; the confirm is awaited in the
+/// background.
+async fn publish_written(wire: RawWire, ch: &Channel, key: &str, body: &[u8], request: bool) {
     let confirm = ch
         .basic_publish(
-            "".into(),
+            wire.exchange().into(),
             key.into(),
-            BasicPublishOptions {
-                mandatory,
-                immediate: false,
-            },
+            BasicPublishOptions::default(),
             body,
-            props(),
+            wire.props(request),
         )
         .await
         .expect("publish");
@@ -409,7 +475,7 @@ async fn publish_written(ch: &Channel, key: &str, body: &[u8], mandatory: bool) 
 /// waiting only for the write (osier's publisher keeps a request until its confirm, to send it
 /// again after a lost connection), replies mandatory with their confirm awaited by the server,
 /// acks without waiting.
-pub async fn raw_calls(callers: usize, warmup: Duration, dur: Duration) -> Stats {
+pub async fn raw_calls(wire: RawWire, callers: usize, warmup: Duration, dur: Duration) -> Stats {
     let (rq, replyq) = (unique("raw-req"), unique("raw-reply"));
     let shared = std::env::var("RAW_SHARED").is_ok();
     let (c_pub, s_con) = (conn().await, conn().await);
@@ -429,6 +495,7 @@ pub async fn raw_calls(callers: usize, warmup: Duration, dur: Duration) -> Stats
     let ch_scon = s_con.create_channel().await.expect("channel");
     let ch_spub = confirm_channel(s_pub.as_ref().unwrap_or(&s_con)).await;
     queue(&ch_scon, &rq).await;
+    wire.route(&ch_scon, &rq).await;
     queue(&ch_crep, &replyq).await;
     // server
     let mut consumer = ch_scon
@@ -463,7 +530,7 @@ pub async fn raw_calls(callers: usize, warmup: Duration, dur: Duration) -> Stats
                             immediate: false,
                         },
                         &reply,
-                        props(),
+                        wire.props(false),
                     )
                     .await
                 {
@@ -519,7 +586,7 @@ pub async fn raw_calls(callers: usize, warmup: Duration, dur: Duration) -> Stats
                 .insert(id, tx);
             let mut body = BODY.to_vec();
             body[..8].copy_from_slice(&id.to_le_bytes());
-            publish_written(&ch, &rq, &body, false).await;
+            publish_written(wire, &ch, &rq, &body, true).await;
             let _ = rx.await;
         }
     })
@@ -539,12 +606,13 @@ pub async fn raw_calls(callers: usize, warmup: Duration, dur: Duration) -> Stats
 /// Raw publish/consume with the guarantee osier's casts and notifications give: publishes
 /// return once written, confirms collected in the background, the consumer acks each message
 /// after handling it. End to end.
-pub async fn raw_casts(senders: usize, warmup: Duration, dur: Duration) -> Stats {
+pub async fn raw_casts(wire: RawWire, senders: usize, warmup: Duration, dur: Duration) -> Stats {
     let q = unique("raw-cast");
     let (p, c) = (conn().await, conn().await);
     let ch_p = confirm_channel(&p).await;
     let ch_c = c.create_channel().await.expect("channel");
     queue(&ch_c, &q).await;
+    wire.route(&ch_c, &q).await;
     let handled = Arc::new(AtomicU64::new(0));
     let mut consumer = ch_c
         .basic_consume(
@@ -571,7 +639,7 @@ pub async fn raw_casts(senders: usize, warmup: Duration, dur: Duration) -> Stats
     let q_del = q.clone();
     let send = Arc::new(move || {
         let (ch, q) = (ch_p.clone(), q.clone());
-        async move { publish_written(&ch, &q, BODY, false).await }
+        async move { publish_written(wire, &ch, &q, BODY, false).await }
     });
     let s2 = send.clone();
     if message_budget().is_none() {

@@ -1,6 +1,7 @@
 //! `cargo xtask bench-amqp [--quick] [--rounds N] [--observability]`: osier's RabbitMQ driver (with oslo's default
 //! options, with kolla-ansible 2025.2's option set, and with tracing and metrics on), the raw lapin loop with the same
-//! delivery guarantee, and Python oslo.messaging (threading executor), on the local broker in
+//! delivery guarantee (plain, and routed as oslo's protocol routes: a topic exchange, oslo's
+//! properties), and Python oslo.messaging (threading executor), on the local broker in
 //! one session. Rounds are interleaved (osier, raw, oslo, osier, ...) so that
 //! the machine's noise falls on all three alike; each figure is the median over the rounds.
 //! `--observability` compares osier with tracing and metrics off and on alone, over more rounds.
@@ -111,6 +112,12 @@ pub fn bench_amqp(rest: &[String]) -> Result<(), String> {
         )?);
         println!("==> round {round}/{rounds}: raw lapin");
         r.extend(run_table_args("amqp_table", quick, &["--impl", "raw"])?);
+        println!("==> round {round}/{rounds}: raw lapin, routed as oslo's protocol routes");
+        r.extend(run_table_args(
+            "amqp_table",
+            quick,
+            &["--impl", "raw-oslo"],
+        )?);
         println!("==> round {round}/{rounds}: Python oslo.messaging");
         let mut c = Command::new(&py);
         c.arg(root().join("xtask/py/oslo_bench.py"))
@@ -133,8 +140,8 @@ pub fn bench_amqp(rest: &[String]) -> Result<(), String> {
     let med = medians(samples);
     let get = |b: &str, i: &str| med.get(&(b.to_string(), i.to_string())).copied();
     println!("\nRabbitMQ 127.0.0.1, median of {rounds} interleaved round(s)\n");
-    println!("| workload | osier | osier, kolla set | raw lapin (same guarantee) | oslo.messaging | osier / oslo (target >= 5x) | osier / raw (target >= 0.9x) | kolla set / defaults |");
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("| workload | osier | osier, kolla set | raw lapin (same guarantee) | raw lapin, oslo's routing | oslo.messaging | osier / oslo (target >= 5x) | osier / raw (target >= 0.9x) | osier / raw with oslo's routing | kolla set / defaults |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     // (osier's row, what it measures, the row of raw lapin and Python it compares with)
     let rows = [
         ("call_1", "RPC call, 1 caller: calls/s", "call_1"),
@@ -175,15 +182,17 @@ pub fn bench_amqp(rest: &[String]) -> Result<(), String> {
     use crate::bench_tables::{count as f, ratio};
     for (k, what, peer) in rows {
         let (o, kolla) = (get(k, "osier"), get(k, "osier-kolla"));
-        let (r, p) = (get(peer, "raw"), get(peer, "oslo"));
+        let (r, ro, p) = (get(peer, "raw"), get(peer, "raw-oslo"), get(peer, "oslo"));
         println!(
-            "| {what} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {what} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             f(o),
             f(kolla),
             f(r),
+            f(ro),
             f(p),
             ratio(o, p),
             ratio(o, r),
+            ratio(o, ro),
             ratio(kolla, o)
         );
     }
@@ -194,10 +203,11 @@ pub fn bench_amqp(rest: &[String]) -> Result<(), String> {
         for q in ["p50", "p99"] {
             let key = format!("{k}_{q}_ms");
             println!(
-                "| {k} latency {q}, ms (target at 1 caller: p50 <= 1.2x raw) | {} | {} | {} | {} | | | |",
+                "| {k} latency {q}, ms (target at 1 caller: p50 <= 1.2x raw) | {} | {} | {} | {} | {} | | | | |",
                 ms(get(&key, "osier")),
                 ms(get(&key, "osier-kolla")),
                 ms(get(&key, "raw")),
+                ms(get(&key, "raw-oslo")),
                 ms(get(&key, "oslo"))
             );
         }
@@ -211,6 +221,7 @@ fn charts(med: &BTreeMap<(String, String), f64>) -> Result<(), String> {
         ("osier", "osier"),
         ("osier, kolla set", "osier-kolla"),
         ("raw lapin", "raw"),
+        ("raw lapin, oslo's routing", "raw-oslo"),
         ("Python oslo.messaging", "oslo"),
     ];
     crate::bench_charts::bars_from(

@@ -1,8 +1,9 @@
 //! RabbitMQ workloads for `cargo xtask bench-amqp`: one JSON line per figure. `--impl osier`,
 //! `--impl osier-kolla` (osier under kolla-ansible 2025.2's option set), `--impl
 //! osier-observed` (osier with tracing and metrics on: calls, casts and notifications at 16)
-//! or `--impl raw` (the lapin floor with the same delivery guarantee); `--quick` for a smoke
-//! run.
+//! `--impl raw` (the lapin floor with the same delivery guarantee) or `--impl raw-oslo` (the
+//! same loop making the broker route and read messages as oslo's protocol does: a topic
+//! exchange, oslo's properties); `--quick` for a smoke run.
 //! Python oslo.messaging's side is `xtask/py/oslo_bench.py`, run by xtask in the same session.
 
 #![allow(clippy::print_stdout)] // its output is the JSON lines xtask reads
@@ -120,27 +121,34 @@ fn main() {
                     }
                 }
             }
-            "raw" => {
+            "raw" | "raw-oslo" => {
+                let wire = if imp == "raw" {
+                    a::RawWire::Plain
+                } else {
+                    a::RawWire::OsloRouting
+                };
                 if wanted("call_1") {
-                    report("call_1", &imp, a::raw_calls(1, warm, dur).await);
+                    report("call_1", &imp, a::raw_calls(wire, 1, warm, dur).await);
                 }
                 if wanted("call_16") {
-                    report("call_16", &imp, a::raw_calls(16, warm, dur).await);
+                    report("call_16", &imp, a::raw_calls(wire, 16, warm, dur).await);
                 }
                 if wanted("cast_1") || wanted("notify_1") {
                     // Casts and notifications are the same loop on the wire.
-                    let c1 = a::raw_casts(1, warm, dur).await;
+                    let c1 = a::raw_casts(wire, 1, warm, dur).await;
                     report("cast_1", &imp, c1);
                     report("notify_1", &imp, c1);
                 }
                 if wanted("cast_16") || wanted("notify_16") {
-                    let c16 = a::raw_casts(16, warm, dur).await;
+                    let c16 = a::raw_casts(wire, 16, warm, dur).await;
                     report("cast_16", &imp, c16);
                     report("notify_16", &imp, c16);
                 }
             }
             other => {
-                eprintln!("unknown --impl {other}: osier, osier-kolla, osier-observed or raw");
+                eprintln!(
+                    "unknown --impl {other}: osier, osier-kolla, osier-observed, raw or raw-oslo"
+                );
                 std::process::exit(2);
             }
         }
