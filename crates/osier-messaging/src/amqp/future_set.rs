@@ -133,29 +133,12 @@ impl<S: Stream + Unpin> StreamSet<S> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
 
     use futures::channel::{mpsc, oneshot};
-    use futures::task::{waker, ArcWake};
 
     use super::*;
-
-    /// A waker that counts its wakes.
-    #[derive(Default)]
-    struct Wakes(AtomicUsize);
-
-    impl ArcWake for Wakes {
-        fn wake_by_ref(me: &Arc<Self>) {
-            me.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-
-    fn poll_once<T>(f: impl Future<Output = T>, wakes: &Arc<Wakes>) -> Poll<T> {
-        let w = waker(wakes.clone());
-        let mut cx = Context::from_waker(&w);
-        std::pin::pin!(f).poll(&mut cx)
-    }
+    use crate::amqp::wake_count::{poll_once, Wakes};
 
     #[test]
     fn futures_unordered_wakes_itself_after_polling_its_one_pending_member() {
@@ -165,7 +148,7 @@ mod tests {
         fu.push(rx);
         let wakes = Arc::new(Wakes::default());
         assert!(poll_once(fu.next(), &wakes).is_pending());
-        assert_eq!(wakes.0.load(Ordering::SeqCst), 1);
+        assert_eq!(wakes.count(), 1);
     }
 
     #[test]
@@ -175,7 +158,7 @@ mod tests {
         set.push(rx);
         let wakes = Arc::new(Wakes::default());
         assert!(poll_once(set.next(), &wakes).is_pending());
-        assert_eq!(wakes.0.load(Ordering::SeqCst), 0);
+        assert_eq!(wakes.count(), 0);
     }
 
     #[test]
@@ -186,7 +169,7 @@ mod tests {
         let wakes = Arc::new(Wakes::default());
         assert!(poll_once(set.next(), &wakes).is_pending());
         assert_eq!(tx.send(7), Ok(()));
-        assert_eq!(wakes.0.load(Ordering::SeqCst), 1);
+        assert_eq!(wakes.count(), 1);
         assert_eq!(poll_once(set.next(), &wakes), Poll::Ready(Ok(7)));
         assert!(set.is_empty());
     }
@@ -213,7 +196,7 @@ mod tests {
         let mut set = FutureSet::<std::future::Ready<()>>::new();
         let wakes = Arc::new(Wakes::default());
         assert!(poll_once(set.next(), &wakes).is_pending());
-        assert_eq!(wakes.0.load(Ordering::SeqCst), 0);
+        assert_eq!(wakes.count(), 0);
     }
 
     #[test]
@@ -223,7 +206,7 @@ mod tests {
         set.push(rx);
         let wakes = Arc::new(Wakes::default());
         assert!(poll_once(set.next(), &wakes).is_pending());
-        assert_eq!(wakes.0.load(Ordering::SeqCst), 0);
+        assert_eq!(wakes.count(), 0);
     }
 
     #[test]

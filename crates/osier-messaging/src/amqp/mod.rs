@@ -18,6 +18,7 @@
 //! - `consumer`: the owner task of each listening channel (topology, consume, acks, reconnect).
 //! - `future_set`: the sets of futures and streams an owner waits on (messages in flight,
 //!   acks, a listener's queues), without futures' wake-up after every poll.
+//! - `wake_count` (tests only): a waker that counts its wakes, for the owners' wake-up tests.
 //! - [`driver`]: the [`Driver`](crate::driver::Driver) on top of them.
 
 mod connection;
@@ -33,6 +34,8 @@ mod reply_inbox;
 mod reply_probe;
 mod supervisor;
 mod topology;
+#[cfg(test)]
+mod wake_count;
 pub mod wire;
 
 pub use supervisor::owner_restarts;

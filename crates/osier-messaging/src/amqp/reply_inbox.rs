@@ -84,26 +84,13 @@ impl Inbox {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::task::{Context, Poll};
-
-    use futures::task::{waker, ArcWake};
+    use std::task::Poll;
 
     use super::*;
-
-    #[derive(Default)]
-    struct Wakes(AtomicUsize);
-
-    impl ArcWake for Wakes {
-        fn wake_by_ref(me: &Arc<Self>) {
-            me.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
+    use crate::amqp::wake_count::{poll_once, Wakes};
 
     fn poll_take(inbox: &mut Inbox, wakes: &Arc<Wakes>) -> Poll<ReplyEvent> {
-        let w = waker(wakes.clone());
-        let mut cx = Context::from_waker(&w);
-        std::pin::pin!(inbox.take()).poll(&mut cx)
+        poll_once(inbox.take(), wakes)
     }
 
     fn done(v: i64) -> ReplyEvent {
@@ -138,7 +125,7 @@ mod tests {
         let wakes = Arc::new(Wakes::default());
         assert!(poll_take(&mut rx, &wakes).is_pending());
         tx.clone().put(ReplyEvent::Heartbeat);
-        assert_eq!(wakes.0.load(Ordering::SeqCst), 1);
+        assert_eq!(wakes.count(), 1);
         assert_eq!(
             value(poll_take(&mut rx, &wakes)),
             Some(serde_json::Value::Null)
