@@ -25,6 +25,7 @@ use lapin::options::{
 };
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use osier_messaging::amqp::wire;
 use osier_messaging::{
     Endpoint, EndpointError, Executor, NotificationListener, Notifier, NotifyDriver,
     RequestContext, RpcClient, RpcServer, Target, Transport,
@@ -230,6 +231,10 @@ where
 
 // ------------------------------------------------------------------------------------- osier
 
+/// How long a bench call waits for its reply (osier's side), and the `expiration` the raw loop
+/// routed as oslo routes gives its requests.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// osier RPC calls: `callers` concurrent callers of `echo(value={"x": 1})`.
 pub async fn osier_calls(callers: usize, set: OptionSet, warmup: Duration, dur: Duration) -> Stats {
     let top = unique("call");
@@ -244,7 +249,7 @@ pub async fn osier_calls(callers: usize, set: OptionSet, warmup: Duration, dur: 
         .build()
         .expect("server");
     server.start().await.expect("start");
-    let client = RpcClient::new(&tc, Target::topic(&top)).timeout(Duration::from_secs(30));
+    let client = RpcClient::new(&tc, Target::topic(&top)).timeout(CALL_TIMEOUT);
     let ctx = RequestContext::new();
     let s = closed_loop(callers, warmup, dur, move || {
         let (client, ctx) = (client.clone(), ctx.clone());
@@ -353,8 +358,8 @@ pub enum RawWire {
     /// What oslo's protocol makes the broker do, with the raw loop's own work in the process:
     /// requests and casts routed by a topic exchange (as oslo's control exchange routes them),
     /// every message with oslo's properties (`content_encoding`, `priority`, an empty
-    /// `headers` table) and a request with its `expiration` (a call's 30 s timeout, as osier's
-    /// bench call sets). Replies go to the default exchange, as oslo's do.
+    /// `headers` table) and a request with its `expiration` (osier's bench call's timeout).
+    /// Replies go to the default exchange, as oslo's do.
     OsloRouting,
 }
 
@@ -399,17 +404,17 @@ impl RawWire {
     /// The properties of a message; `request`: an RPC request (which carries its expiration).
     fn props(self, request: bool) -> BasicProperties {
         let p = BasicProperties::default()
-            .with_content_type("application/json".into())
+            .with_content_type(wire::CONTENT_TYPE.into())
             .with_delivery_mode(2);
         match self {
             RawWire::Plain => p,
             RawWire::OsloRouting => {
                 let p = p
-                    .with_content_encoding("utf-8".into())
+                    .with_content_encoding(wire::CONTENT_ENCODING.into())
                     .with_priority(0)
                     .with_headers(FieldTable::default());
                 if request {
-                    p.with_expiration("30000".into())
+                    p.with_expiration(wire::expiration_ms(CALL_TIMEOUT).into())
                 } else {
                     p
                 }

@@ -3,7 +3,8 @@
 //! delivery guarantee (plain, and routed as oslo's protocol routes: a topic exchange, oslo's
 //! properties), and Python oslo.messaging (threading executor), on the local broker in
 //! one session. Rounds are interleaved (osier, raw, oslo, osier, ...) so that
-//! the machine's noise falls on all three alike; each figure is the median over the rounds.
+//! the machine's noise falls on every implementation alike; each figure is the median over the
+//! rounds.
 //! `--observability` compares osier with tracing and metrics off and on alone, over more rounds.
 
 use std::collections::BTreeMap;

@@ -2,8 +2,8 @@
 //! parts, the final reply) and the caller takes them, in the order they came.
 //!
 //! One allocation per call: the first event waits in a place of its own, and only a call that
-//! has a second event waiting (heartbeats or parts not yet taken) makes a queue. A channel
-//! (futures' unbounded one) cost three allocations per call and its atomics on every send.
+//! has a second event waiting (heartbeats or parts not yet taken) makes a queue. An unbounded
+//! channel would allocate its shared state, a stub node and a node per event.
 //!
 //! ```text
 //! reply consumer ──put──▶ [first | rest…] ──take──▶ the caller (woken by put)
