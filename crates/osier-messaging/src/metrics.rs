@@ -491,19 +491,76 @@ pub(crate) fn dropped(kind: &'static str, reason: &'static str) {
     ::metrics::counter!(MESSAGES_DROPPED_TOTAL, "kind" => kind, "reason" => reason).increment(1);
 }
 
-/// A notification sent at `priority`.
-pub(crate) fn notification_sent(priority: &'static str) {
-    ::metrics::counter!(NOTIFICATIONS_SENT_TOTAL, "priority" => priority).increment(1);
+/// One counter by a label with `N` known values (notifications by priority), each handle
+/// taken on the first count of its value and kept, so a count is an atomic add: a notifier's
+/// ([`NOTIFICATIONS_SENT_TOTAL`]) and a listener's ([`NOTIFICATIONS_RECEIVED_TOTAL`]). As
+/// with a client's handles, a recorder installed after a value's first count is not seen here
+/// for that value.
+pub(crate) struct CountersBy<const N: usize> {
+    name: &'static str,
+    label: &'static str,
+    handles: [std::sync::OnceLock<Counter>; N],
 }
 
-/// A notification received at `priority`.
-pub(crate) fn notification_received(priority: &'static str) {
-    ::metrics::counter!(NOTIFICATIONS_RECEIVED_TOTAL, "priority" => priority).increment(1);
+impl<const N: usize> CountersBy<N> {
+    pub(crate) const fn new(name: &'static str, label: &'static str) -> Self {
+        CountersBy {
+            name,
+            label,
+            handles: [const { std::sync::OnceLock::new() }; N],
+        }
+    }
+
+    /// Counts one of the label's value `value`, the `index`th of the `N`. An index out of
+    /// range (a caller's bug) is counted through a handle taken for this count alone.
+    pub(crate) fn increment(&self, index: usize, value: &'static str) {
+        let take = || ::metrics::counter!(self.name, self.label => value);
+        match self.handles.get(index) {
+            Some(h) => h.get_or_init(take).increment(1),
+            None => take().increment(1),
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counters_by_value_count_each_value_under_its_label() {
+        use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        ::metrics::with_local_recorder(&recorder, || {
+            let c = CountersBy::<2>::new("t_total", "kind");
+            c.increment(0, "a");
+            c.increment(1, "b");
+            c.increment(1, "b");
+            // Out of range: still counted, under the value given.
+            c.increment(7, "c");
+        });
+        let mut seen: Vec<(String, u64)> = snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .map(|(ck, _, _, v)| {
+                let label = ck.key().labels().map(|l| l.value().to_string()).collect();
+                let DebugValue::Counter(n) = v else {
+                    panic!("not a counter: {v:?}")
+                };
+                (label, n)
+            })
+            .collect();
+        seen.sort();
+        assert_eq!(
+            seen,
+            [
+                ("a".to_string(), 1),
+                ("b".to_string(), 2),
+                ("c".to_string(), 1)
+            ]
+        );
+    }
 
     #[test]
     fn exception_labels_stop_growing_at_their_bound() {

@@ -332,6 +332,28 @@ fn duplicate_filter_holds_copies_while_the_first_is_handled() {
     assert!(f.begin(None) && f.begin(None), "no id: never a duplicate");
 }
 
+/// MSG-AMQP-07: notifications taken and handled are remembered within the window and
+/// forgotten beyond it, like requests; one taken while a copy of it is remembered is refused.
+#[test]
+fn duplicate_filter_window_counts_handled_notifications() {
+    let mut f = DuplicateFilter::new();
+    for i in 0..=wire::DUPLICATE_WINDOW {
+        let id = i.to_string();
+        assert!(f.begin(Some(&id)));
+        assert!(!f.contains(Some(&id)), "taken, not yet remembered");
+        f.finish(Some(&id), true);
+        assert!(f.contains(Some(&id)));
+    }
+    assert!(!f.contains(Some("0")), "pushed out of the window");
+    assert!(f.begin(Some("0")), "forgotten: taken again");
+    assert!(f.is_duplicate(Some("1")), "a request with a remembered id");
+    f.finish(Some("1"), false);
+    assert!(
+        f.contains(Some("1")),
+        "a requeue does not forget a remembered id"
+    );
+}
+
 /// The envelope written around the message's text is byte for byte the envelope serialised as
 /// a map (MSG-AMQP-01): quotes, backslashes, control characters, non-ASCII text and
 /// nesting in the message survive, escaped once more inside the envelope's string.

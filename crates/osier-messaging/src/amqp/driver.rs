@@ -334,7 +334,7 @@ fn notification_handler(tx: mpsc::UnboundedSender<Incoming>, max_bytes: usize) -
                     tracing::debug!("duplicate notification dropped");
                     return Decision::Ack;
                 }
-                let remember = Some((dups.clone(), n.unique_id.clone()));
+                let remember = Some((dups.clone(), n.unique_id));
                 Incoming {
                     ctxt: n.ctxt,
                     message: n.message,

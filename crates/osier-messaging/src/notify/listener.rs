@@ -26,7 +26,7 @@ use crate::error::MessagingError;
 use crate::health::{Health, HealthState};
 use crate::lock::lock;
 pub use crate::notify::dispatch::Stats;
-use crate::notify::dispatch::{Dispatcher, RequeueCounts, Settler};
+use crate::notify::dispatch::{Dispatcher, ReceivedMeters, RequeueCounts, Settler};
 pub use crate::notify::endpoint::{
     Notification, NotificationEndpoint, NotificationFilter, NotificationResult,
 };
@@ -207,6 +207,7 @@ impl NotificationListener {
                 allow_requeue: self.allow_requeue,
                 max_requeues: self.max_requeues,
                 requeues: Mutex::new(RequeueCounts::default()),
+                received: ReceivedMeters::received(),
             },
             bridge: self.bridge.clone(),
             executor: self.executor,

@@ -43,6 +43,11 @@ impl Priority {
         Priority::Sample,
     ];
 
+    /// Where the priority is in [`ALL`](Self::ALL).
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+
     /// The lower-case name used in topics and endpoint methods.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -81,22 +86,40 @@ impl FromStr for Priority {
 
     /// Case-insensitive; `warning` is `warn`. Anything else is a typed error.
     fn from_str(s: &str) -> Result<Self, MessagingError> {
-        match s.to_ascii_lowercase().as_str() {
-            "audit" => Ok(Priority::Audit),
-            "debug" => Ok(Priority::Debug),
-            "info" => Ok(Priority::Info),
-            "warn" | "warning" => Ok(Priority::Warn),
-            "error" => Ok(Priority::Error),
-            "critical" => Ok(Priority::Critical),
-            "sample" => Ok(Priority::Sample),
-            other => Err(MessagingError::UnknownPriority(other.to_string())),
+        // Compared in place, not lower-cased into a new string: every notification received
+        // is read through here.
+        if s.eq_ignore_ascii_case("warning") {
+            return Ok(Priority::Warn);
         }
+        Priority::ALL
+            .into_iter()
+            .find(|p| p.as_str().eq_ignore_ascii_case(s))
+            .ok_or_else(|| MessagingError::UnknownPriority(s.to_ascii_lowercase()))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::Priority;
+
+    #[test]
+    fn every_priority_is_read_in_any_case_and_warning_is_warn() {
+        for p in Priority::ALL {
+            assert_eq!(p.as_str().parse::<Priority>().unwrap(), p);
+            assert_eq!(p.as_upper_str().parse::<Priority>().unwrap(), p);
+        }
+        assert_eq!("WaRnInG".parse::<Priority>().unwrap(), Priority::Warn);
+        for unknown in ["", "infos", "inf", "warnin", "INFO "] {
+            assert!(unknown.parse::<Priority>().is_err(), "{unknown:?}");
+        }
+    }
+
+    #[test]
+    fn a_priority_s_index_is_its_place_in_all() {
+        for (i, p) in Priority::ALL.into_iter().enumerate() {
+            assert_eq!(p.index(), i);
+        }
+    }
 
     #[test]
     fn the_upper_case_name_is_the_name_upper_cased() {

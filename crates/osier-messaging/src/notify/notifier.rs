@@ -182,7 +182,12 @@ pub struct Notifier {
     retry: Option<i32>,
     serializer: Arc<dyn Serializer>,
     stats: Arc<NotifierStats>,
+    /// [`NOTIFICATIONS_SENT_TOTAL`](crate::metrics::NOTIFICATIONS_SENT_TOTAL) by priority,
+    /// shared with the sub-notifiers.
+    sent_meters: Arc<SentMeters>,
 }
+
+type SentMeters = crate::metrics::CountersBy<{ Priority::ALL.len() }>;
 
 /// Counters of a notifier, shared with the sub-notifiers [`prepare`](Notifier::prepare) makes.
 /// A notification sent to two topics (or by two messaging drivers) counts twice.
@@ -281,6 +286,10 @@ impl Notifier {
             retry: None,
             serializer: Arc::new(NoOpSerializer),
             stats: Arc::default(),
+            sent_meters: Arc::new(SentMeters::new(
+                crate::metrics::NOTIFICATIONS_SENT_TOTAL,
+                "priority",
+            )),
         }
     }
 
@@ -374,7 +383,8 @@ impl Notifier {
                 }
             }
         }
-        crate::metrics::notification_sent(priority.as_str());
+        self.sent_meters
+            .increment(priority.index(), priority.as_str());
     }
 
     /// Sends the notification to `<topic>.<priority>` through the transport, counted as sent

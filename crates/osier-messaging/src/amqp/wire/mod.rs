@@ -31,7 +31,9 @@
 //! ```
 
 use std::borrow::Cow;
-use std::collections::{HashSet, VecDeque};
+use std::cell::Cell;
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -595,11 +597,12 @@ pub fn decode_notification_body(body: &[u8]) -> Result<NotificationWire, WireErr
 /// reply and notification consumers do.
 #[derive(Debug, Default)]
 pub struct DuplicateFilter {
-    /// The ids remembered, oldest first; each shared with `seen` (one allocation per id).
+    /// Every id known, remembered (`true`) or taken and not yet settled (`false`:
+    /// notifications handed to the listener, not yet acked): one map, so an id is hashed once
+    /// per step.
+    ids: HashMap<Arc<str>, Cell<bool>>,
+    /// The ids remembered, oldest first; each shared with `ids` (one allocation per id).
     order: VecDeque<Arc<str>>,
-    seen: HashSet<Arc<str>>,
-    /// Taken and not yet settled (notifications: handed to the listener, not yet acked).
-    in_flight: HashSet<Arc<str>>,
 }
 
 impl DuplicateFilter {
@@ -614,12 +617,20 @@ impl DuplicateFilter {
     pub fn is_duplicate(&mut self, id: Option<&str>) -> bool {
         let Some(id) = id else { return false };
         // Looked up and remembered in one go (a duplicate is rare: its id's copy is wasted).
-        !self.insert_shared(id.into())
+        match self.ids.entry(id.into()) {
+            Entry::Occupied(_) => true,
+            Entry::Vacant(v) => {
+                let id = v.key().clone();
+                v.insert(Cell::new(true));
+                self.remembered(id);
+                false
+            }
+        }
     }
 
     /// True if `id` was remembered recently.
     pub fn contains(&self, id: Option<&str>) -> bool {
-        id.is_some_and(|id| self.seen.contains(id))
+        id.and_then(|id| self.ids.get(id)).is_some_and(Cell::get)
     }
 
     /// Takes a message for handling: false when `id` was handled already or another copy is
@@ -627,42 +638,55 @@ impl DuplicateFilter {
     /// is acknowledged). End with [`finish`](Self::finish).
     pub fn begin(&mut self, id: Option<&str>) -> bool {
         let Some(id) = id else { return true };
-        if self.seen.contains(id) || self.in_flight.contains(id) {
-            return false;
+        match self.ids.entry(id.into()) {
+            Entry::Occupied(_) => false,
+            Entry::Vacant(v) => {
+                v.insert(Cell::new(false));
+                true
+            }
         }
-        self.in_flight.insert(id.into());
-        true
     }
 
     /// Ends what [`begin`](Self::begin) took: a handled message is remembered; one requeued or
     /// rejected is not, so its next delivery is taken again.
     pub fn finish(&mut self, id: Option<&str>, handled: bool) {
         let Some(id) = id else { return };
-        let taken = self.in_flight.take(id);
-        if handled {
-            // The id's one allocation goes on to the remembered ones.
-            self.insert_shared(taken.unwrap_or_else(|| id.into()));
+        if !handled {
+            if self.ids.get(id).is_some_and(|done| !done.get()) {
+                self.ids.remove(id);
+            }
+            return;
         }
+        self.remember(Some(id));
     }
 
     /// Remembers `id` (notifications: only once acknowledged, so a requeued one comes back).
     pub fn remember(&mut self, id: Option<&str>) {
         let Some(id) = id else { return };
-        self.insert_shared(id.into());
+        match self.ids.get_key_value(id) {
+            // Taken: the id's one allocation goes on to the remembered ones.
+            Some((key, done)) if !done.get() => {
+                done.set(true);
+                let key = key.clone();
+                self.remembered(key);
+            }
+            Some(_) => {}
+            None => {
+                let key: Arc<str> = id.into();
+                self.ids.insert(key.clone(), Cell::new(true));
+                self.remembered(key);
+            }
+        }
     }
 
-    /// Remembers `id`, forgetting the oldest beyond the window; false (and nothing changed)
-    /// when it is remembered already.
-    fn insert_shared(&mut self, id: Arc<str>) -> bool {
-        if !self.seen.insert(id.clone()) {
-            return false;
-        }
+    /// `id` was remembered just now: it goes last in the window, and the oldest beyond the
+    /// window is forgotten.
+    fn remembered(&mut self, id: Arc<str>) {
         if self.order.len() == DUPLICATE_WINDOW {
             if let Some(old) = self.order.pop_front() {
-                self.seen.remove(&old);
+                self.ids.remove(&old);
             }
         }
         self.order.push_back(id);
-        true
     }
 }
