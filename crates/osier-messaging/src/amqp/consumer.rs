@@ -23,6 +23,7 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, Connection};
 use tokio::sync::{mpsc, oneshot, Notify};
 
+use crate::amqp::ack_batch::{AckBatch, AckFrame, AckKind};
 use crate::amqp::connection::{describe, op_error, Broker, HostId};
 use crate::amqp::future_set::{FutureSet, StreamSet};
 use crate::amqp::supervisor::supervise;
@@ -418,6 +419,9 @@ async fn owner(o: &mut Owner) {
             generation,
         };
         let mut pending_acks = FutureSet::new();
+        // This channel's deliveries and the settlements not yet sent (a new channel's tags
+        // start again from 1).
+        let mut batch = AckBatch::new();
         loop {
             if o.asked.close.load(Ordering::Acquire) {
                 o.live.set(false);
@@ -427,10 +431,11 @@ async fn owner(o: &mut Owner) {
                 // Acks asked for before the close still go out.
                 while let Ok(cmd) = o.ack_rx.try_recv() {
                     if let ToOwner::Ack(cmd) = cmd {
-                        if let Some((kind, tag)) = ack_cmd(generation, cmd) {
-                            ack_fut(&s.channel, tag, kind).await;
-                        }
+                        settle(&mut batch, generation, cmd);
                     }
+                }
+                for f in batch.drain() {
+                    ack_fut(&s.channel, f).await;
                 }
                 if o.handler.is_some() {
                     delete_queues(&s.channel, &o.topo.delete_on_stop).await;
@@ -463,12 +468,15 @@ async fn owner(o: &mut Owner) {
                             }
                         }
                         match handle(h, d, &acks) {
-                            Decision::Ack => pending_acks.push(ack_fut(&s.channel, tag, AckKind::Ack)),
-                            Decision::Reject => pending_acks.push(ack_fut(&s.channel, tag, AckKind::Reject)),
-                            Decision::Hold => {}
+                            Decision::Ack => batch.settled_on_arrival(AckKind::Ack, tag),
+                            Decision::Reject => batch.settled_on_arrival(AckKind::Reject, tag),
+                            // Registered before any settlement of it can be read: those come
+                            // through the queue this loop reads next.
+                            Decision::Hold => batch.held(tag),
                         }
                     }
-                    (Some(Ok(_)), None) => {}
+                    // Never settled: a later multiple ack must not cover it.
+                    (Some(Ok(d)), None) => batch.held(d.delivery_tag),
                     (Some(Err(e)), _) => {
                         o.live.set(false);
                         o.broker.lost(s.host);
@@ -498,9 +506,16 @@ async fn owner(o: &mut Owner) {
                 Some(cmd) = o.ack_rx.recv() => {
                     // `Look`: the flags are read at the top of the loop.
                     if let ToOwner::Ack(cmd) = cmd {
-                        if let Some((kind, tag)) = ack_cmd(generation, cmd) {
-                            pending_acks.push(ack_fut(&s.channel, tag, kind));
-                        }
+                        settle(&mut batch, generation, cmd);
+                    }
+                }
+                // Once no delivery and no settlement is waiting: what was settled since the
+                // last time, in as few frames as the tags allow (amqp/ack_batch.rs). Their
+                // futures are first polled, so their frames made, in this order, on the next
+                // turn.
+                () = std::future::ready(()), if batch.has_ready() => {
+                    for f in batch.drain() {
+                        pending_acks.push(ack_fut(&s.channel, f));
                     }
                 }
                 () = pending_acks.next(), if !pending_acks.is_empty() => {}
@@ -550,30 +565,44 @@ async fn delete_queues(ch: &Channel, queues: &[String]) {
     }
 }
 
-#[derive(Debug)]
-enum AckKind {
-    Ack,
-    Reject,
-    Requeue,
-}
-
-/// The ack, reject or requeue of `tag` on `ch`: held in the owner's set as it is, not boxed.
-fn ack_fut(ch: &Channel, tag: u64, kind: AckKind) -> impl std::future::Future<Output = ()> + Send {
+/// The frame `f` on `ch`: held in the owner's set as it is, not boxed.
+fn ack_fut(ch: &Channel, f: AckFrame) -> impl std::future::Future<Output = ()> + Send {
     let ch = ch.clone();
     async move {
-        let r = match kind {
-            AckKind::Ack => ch.basic_ack(tag, BasicAckOptions::default()).await,
+        let r = match f.kind {
+            AckKind::Ack => {
+                ch.basic_ack(
+                    f.tag,
+                    BasicAckOptions {
+                        multiple: f.multiple,
+                    },
+                )
+                .await
+            }
             AckKind::Reject => {
-                ch.basic_reject(tag, BasicRejectOptions { requeue: false })
+                ch.basic_reject(f.tag, BasicRejectOptions { requeue: false })
                     .await
             }
             AckKind::Requeue => {
-                ch.basic_reject(tag, BasicRejectOptions { requeue: true })
+                ch.basic_reject(f.tag, BasicRejectOptions { requeue: true })
                     .await
             }
         };
         if let Err(e) = r {
             tracing::debug!(error = %e, "ack not sent (connection lost): the broker redelivers");
+        }
+    }
+}
+
+/// Puts the settlement `cmd` asks for in `batch`, unless its delivery came from a lost
+/// connection (the broker redelivers those) or was settled already.
+fn settle(batch: &mut AckBatch, generation: u64, cmd: AckCmd) {
+    if let Some((kind, tag)) = ack_cmd(generation, cmd) {
+        if !batch.settle_held(kind, tag) {
+            tracing::debug!(
+                tag,
+                "a delivery settled twice: only the first settlement is sent"
+            );
         }
     }
 }

@@ -16,11 +16,14 @@
 //!   found gone.
 //! - `supervisor`: restarts an owner task that panicked, with an ERROR line and a count.
 //! - `consumer`: the owner task of each listening channel (topology, consume, acks, reconnect).
+//! - `ack_batch`: a consumer's settlements, coalesced into as few frames as its deliveries'
+//!   order allows (a `multiple` ack for a run).
 //! - `future_set`: the sets of futures and streams an owner waits on (messages in flight,
 //!   acks, a listener's queues), without futures' wake-up after every poll.
 //! - `wake_count` (tests only): a waker that counts its wakes, for the owners' wake-up tests.
 //! - [`driver`]: the [`Driver`](crate::driver::Driver) on top of them.
 
+mod ack_batch;
 mod connection;
 mod consumer;
 pub mod driver;
