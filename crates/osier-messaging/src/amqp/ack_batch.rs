@@ -19,7 +19,7 @@
 //! The broker does less for one frame than for several (measured with the raw lapin loop at 16
 //! senders: 17% more casts per second when its reader acked what it had drained in one frame).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 
 /// What is sent for a delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,10 +49,13 @@ pub(crate) struct AckBatch {
     seen_upto: u64,
     /// Seen while a lower one was not yet.
     seen_ahead: BTreeSet<u64>,
-    /// Seen, handed to a handler that has not settled them yet.
-    held: BTreeSet<u64>,
+    /// Seen, handed to a handler that has not settled them yet; in order (tags mostly come
+    /// in order, so a tag is mostly pushed at the back, and a handful are held at a time).
+    held: VecDeque<u64>,
     /// Settled since the last [`drain`](Self::drain).
     ready: Vec<(AckKind, u64)>,
+    /// The frames of the last drain (kept, so a drain allocates nothing).
+    frames: Vec<AckFrame>,
     /// `seen_ahead` outgrew its bound: no `multiple` frame on this channel any more.
     one_by_one: bool,
 }
@@ -67,7 +70,13 @@ impl AckBatch {
     /// [`settle_held`]: Self::settle_held
     pub(crate) fn held(&mut self, tag: u64) {
         self.seen(tag);
-        self.held.insert(tag);
+        match self.held.back() {
+            Some(&last) if last > tag => {
+                let at = self.held.partition_point(|&h| h < tag);
+                self.held.insert(at, tag);
+            }
+            _ => self.held.push_back(tag),
+        }
     }
 
     /// Delivery `tag` came and is settled at once (its handler decided).
@@ -79,11 +88,14 @@ impl AckBatch {
     /// A handler settles `tag`, which it held. False (and nothing is sent) when the tag is not
     /// held: settled already, so a second frame for it would close the channel.
     pub(crate) fn settle_held(&mut self, kind: AckKind, tag: u64) -> bool {
-        if !self.held.remove(&tag) {
-            return false;
+        match self.held.binary_search(&tag) {
+            Ok(at) => {
+                self.held.remove(at);
+                self.ready.push((kind, tag));
+                true
+            }
+            Err(_) => false,
         }
-        self.ready.push((kind, tag));
-        true
     }
 
     /// True when settlements wait for [`drain`](Self::drain).
@@ -92,17 +104,28 @@ impl AckBatch {
     }
 
     /// The frames for what was settled since the last drain, in the order to send them.
-    pub(crate) fn drain(&mut self) -> impl Iterator<Item = AckFrame> + '_ {
+    pub(crate) fn drain(&mut self) -> std::vec::Drain<'_, AckFrame> {
+        let frames = &mut self.frames;
+        frames.clear();
+        // One settlement (a single caller's, mostly): one frame, nothing to order.
+        if let [(kind, tag)] = self.ready[..] {
+            self.ready.clear();
+            frames.push(AckFrame {
+                kind,
+                tag,
+                multiple: false,
+            });
+            return frames.drain(..);
+        }
         self.ready.sort_unstable_by_key(|&(_, tag)| tag);
         // Below `limit`, every delivery is seen and none is held: the ones not settled in
         // this batch were settled by frames already made.
-        let limit = match self.held.first() {
+        let limit = match self.held.front() {
             Some(&h) => h.min(self.seen_upto + 1),
             None => self.seen_upto + 1,
         };
         let coalesce = !self.one_by_one;
         let mut run: Option<(u64, usize)> = None;
-        let mut frames = Vec::with_capacity(self.ready.len());
         for (kind, tag) in self.ready.drain(..) {
             if coalesce && kind == AckKind::Ack && tag < limit {
                 run = Some((tag, run.map_or(1, |(_, n)| n + 1)));
@@ -122,7 +145,7 @@ impl AckBatch {
                 multiple: n > 1,
             });
         }
-        frames.into_iter()
+        frames.drain(..)
     }
 
     fn seen(&mut self, tag: u64) {
@@ -225,6 +248,20 @@ mod tests {
                 (A, 4, true)
             ]
         );
+    }
+
+    #[test]
+    fn deliveries_held_out_of_order_still_stop_the_run_at_the_lowest() {
+        let mut b = AckBatch::new();
+        b.settled_on_arrival(A, 1);
+        // Another consumer's stream gives 3 before this one gives 2.
+        b.held(3);
+        b.held(2);
+        b.settle_held(A, 3);
+        assert_eq!(frames(&mut b), [(A, 3, false), (A, 1, false)]);
+        b.settle_held(A, 2);
+        b.settled_on_arrival(A, 4);
+        assert_eq!(frames(&mut b), [(A, 4, true)]);
     }
 
     #[test]

@@ -509,16 +509,16 @@ async fn owner(o: &mut Owner) {
                         settle(&mut batch, generation, cmd);
                     }
                 }
-                // Once no delivery and no settlement is waiting: what was settled since the
-                // last time, in as few frames as the tags allow (amqp/ack_batch.rs). Their
-                // futures are first polled, so their frames made, in this order, on the next
-                // turn.
-                () = std::future::ready(()), if batch.has_ready() => {
+                // Polled only once no delivery and no settlement is waiting: what was settled
+                // since the last time goes out in as few frames as the tags allow
+                // (amqp/ack_batch.rs), their futures first polled, so their frames made, in
+                // this order, in the same turn.
+                () = std::future::poll_fn(|cx| {
                     for f in batch.drain() {
                         pending_acks.push(ack_fut(&s.channel, f));
                     }
-                }
-                () = pending_acks.next(), if !pending_acks.is_empty() => {}
+                    pending_acks.poll_next(cx)
+                }), if batch.has_ready() || !pending_acks.is_empty() => {}
             }
         }
     }

@@ -85,7 +85,8 @@ impl<F: Future> FutureSet<F> {
         std::future::poll_fn(move |cx| self.poll_next(cx))
     }
 
-    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<F::Output> {
+    /// [`next`](Self::next) as a poll, for an owner that adds members in the same poll.
+    pub(crate) fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<F::Output> {
         match self.set.poll_next_unpin(cx) {
             Poll::Ready(Some(out)) => Poll::Ready(out),
             // The anchor never completes, so the set is never exhausted.
