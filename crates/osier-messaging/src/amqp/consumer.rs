@@ -594,15 +594,23 @@ fn ack_fut(ch: &Channel, f: AckFrame) -> impl std::future::Future<Output = ()> +
     }
 }
 
+/// Log budget of deliveries settled twice (a bug, but not one to flood the log with).
+static SETTLED_TWICE_LOG: crate::LogBudget = crate::LogBudget::new(10);
+
 /// Puts the settlement `cmd` asks for in `batch`, unless its delivery came from a lost
-/// connection (the broker redelivers those) or was settled already.
+/// connection (the broker redelivers those) or was settled already: a second frame for one
+/// delivery would make the broker close the channel.
 fn settle(batch: &mut AckBatch, generation: u64, cmd: AckCmd) {
     if let Some((kind, tag)) = ack_cmd(generation, cmd) {
         if !batch.settle_held(kind, tag) {
-            tracing::debug!(
-                tag,
-                "a delivery settled twice: only the first settlement is sent"
-            );
+            if let Some(suppressed) = SETTLED_TWICE_LOG.allow() {
+                tracing::warn!(
+                    tag,
+                    ?kind,
+                    suppressed,
+                    "a delivery was settled twice (a bug: please report it); only its first settlement was sent"
+                );
+            }
         }
     }
 }
