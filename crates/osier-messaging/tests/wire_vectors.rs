@@ -333,7 +333,7 @@ fn duplicate_filter_holds_copies_while_the_first_is_handled() {
 }
 
 /// MSG-AMQP-07: notifications taken and handled are remembered within the window and
-/// forgotten beyond it, like requests; one taken while a copy of it is remembered is refused.
+/// forgotten beyond it, like requests; a requeue does not forget an id already remembered.
 #[test]
 fn duplicate_filter_window_counts_handled_notifications() {
     let mut f = DuplicateFilter::new();

@@ -601,30 +601,22 @@ static SETTLED_TWICE_LOG: crate::LogBudget = crate::LogBudget::new(10);
 /// connection (the broker redelivers those) or was settled already: a second frame for one
 /// delivery would make the broker close the channel.
 fn settle(batch: &mut AckBatch, generation: u64, cmd: AckCmd) {
-    if let Some((kind, tag)) = ack_cmd(generation, cmd) {
-        if !batch.settle_held(kind, tag) {
-            if let Some(suppressed) = SETTLED_TWICE_LOG.allow() {
-                tracing::warn!(
-                    tag,
-                    ?kind,
-                    suppressed,
-                    "a delivery was settled twice (a bug: please report it); only its first settlement was sent"
-                );
-            }
-        }
-    }
-}
-
-/// The ack or requeue `cmd` asks for (its kind and delivery tag), unless its delivery came from
-/// a lost connection (the broker redelivers those).
-fn ack_cmd(generation: u64, cmd: AckCmd) -> Option<(AckKind, u64)> {
     let AckCmd(kind, gen, tag) = cmd;
     if gen != generation {
         tracing::debug!(
             tag,
             "ack for a delivery of a lost connection dropped: the broker redelivers it"
         );
-        return None;
+        return;
     }
-    Some((kind, tag))
+    if !batch.settle_held(kind, tag) {
+        if let Some(suppressed) = SETTLED_TWICE_LOG.allow() {
+            tracing::warn!(
+                tag,
+                ?kind,
+                suppressed,
+                "a delivery was settled twice (a bug: please report it); only its first settlement was sent"
+            );
+        }
+    }
 }

@@ -15,7 +15,7 @@ use crate::lock::lock;
 use crate::notify::endpoint::{
     BatchCallback, Callback, Notification, NotificationEndpoint, NotificationResult,
 };
-use crate::notify::Priority;
+use crate::notify::{Priority, PriorityCounters};
 use crate::rpc::endpoint::Executor;
 use crate::runner::{run_job, Job};
 use crate::untrusted::Untrusted;
@@ -98,17 +98,8 @@ pub(crate) struct Settler {
     pub(crate) allow_requeue: bool,
     pub(crate) max_requeues: Option<u32>,
     pub(crate) requeues: Mutex<RequeueCounts>,
-    /// [`NOTIFICATIONS_RECEIVED_TOTAL`](crate::metrics::NOTIFICATIONS_RECEIVED_TOTAL) by
-    /// priority.
-    pub(crate) received: ReceivedMeters,
-}
-
-pub(crate) type ReceivedMeters = crate::metrics::CountersBy<{ Priority::ALL.len() }>;
-
-impl ReceivedMeters {
-    pub(crate) const fn received() -> Self {
-        Self::new(crate::metrics::NOTIFICATIONS_RECEIVED_TOTAL, "priority")
-    }
+    /// Notifications received, by priority.
+    pub(crate) received: PriorityCounters,
 }
 
 impl Settler {
@@ -204,9 +195,7 @@ fn parse(ser: &dyn Serializer, settler: &Settler, msg: &mut Incoming) -> Option<
         settler.drop_message(msg, &shown);
         return None;
     };
-    settler
-        .received
-        .increment(priority.index(), priority.as_str());
+    settler.received.count(priority);
     let ctxt = ser.deserialize_context(std::mem::take(&mut msg.ctxt));
     // What the notification keeps is taken out of the message, not copied, when the message
     // is known by its `message_id` alone afterwards (the requeue counts' `identity`); one
@@ -412,7 +401,7 @@ mod tests {
             allow_requeue: true,
             max_requeues: None,
             requeues: Mutex::new(RequeueCounts::default()),
-            received: ReceivedMeters::received(),
+            received: PriorityCounters::received(),
         }
     }
 

@@ -26,11 +26,11 @@ use crate::error::MessagingError;
 use crate::health::{Health, HealthState};
 use crate::lock::lock;
 pub use crate::notify::dispatch::Stats;
-use crate::notify::dispatch::{Dispatcher, ReceivedMeters, RequeueCounts, Settler};
+use crate::notify::dispatch::{Dispatcher, RequeueCounts, Settler};
 pub use crate::notify::endpoint::{
     Notification, NotificationEndpoint, NotificationFilter, NotificationResult,
 };
-use crate::notify::Priority;
+use crate::notify::{Priority, PriorityCounters};
 use crate::rpc::endpoint::Executor;
 use crate::runner;
 use crate::target::Target;
@@ -207,7 +207,7 @@ impl NotificationListener {
                 allow_requeue: self.allow_requeue,
                 max_requeues: self.max_requeues,
                 requeues: Mutex::new(RequeueCounts::default()),
-                received: ReceivedMeters::received(),
+                received: PriorityCounters::received(),
             },
             bridge: self.bridge.clone(),
             executor: self.executor,

@@ -98,6 +98,30 @@ impl FromStr for Priority {
     }
 }
 
+/// A count of notifications by priority, under oslo-style `priority` labels: a notifier's
+/// [`NOTIFICATIONS_SENT_TOTAL`](crate::metrics::NOTIFICATIONS_SENT_TOTAL), a listener's
+/// [`NOTIFICATIONS_RECEIVED_TOTAL`](crate::metrics::NOTIFICATIONS_RECEIVED_TOTAL).
+pub(crate) struct PriorityCounters(crate::metrics::CountersBy<{ Priority::ALL.len() }>);
+
+impl PriorityCounters {
+    pub(crate) const fn sent() -> Self {
+        Self::of(crate::metrics::NOTIFICATIONS_SENT_TOTAL)
+    }
+
+    pub(crate) const fn received() -> Self {
+        Self::of(crate::metrics::NOTIFICATIONS_RECEIVED_TOTAL)
+    }
+
+    const fn of(name: &'static str) -> Self {
+        PriorityCounters(crate::metrics::CountersBy::new(name, "priority"))
+    }
+
+    /// One more notification at `p`.
+    pub(crate) fn count(&self, p: Priority) {
+        self.0.increment(p.index(), p.as_str());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::Priority;

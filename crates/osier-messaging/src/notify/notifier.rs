@@ -23,7 +23,7 @@ use serde_json::{Map, Value};
 use crate::context::{NoOpSerializer, RequestContext, Serializer};
 use crate::driver::{Dict, Outgoing};
 use crate::lock::lock;
-use crate::notify::Priority;
+use crate::notify::{Priority, PriorityCounters};
 use crate::secrets::{is_sensitive_key, mask_map, masked_map, MaskedMap};
 use crate::target::Target;
 use crate::transport::Transport;
@@ -182,12 +182,9 @@ pub struct Notifier {
     retry: Option<i32>,
     serializer: Arc<dyn Serializer>,
     stats: Arc<NotifierStats>,
-    /// [`NOTIFICATIONS_SENT_TOTAL`](crate::metrics::NOTIFICATIONS_SENT_TOTAL) by priority,
-    /// shared with the sub-notifiers.
-    sent_meters: Arc<SentMeters>,
+    /// Notifications sent, by priority; shared with the sub-notifiers.
+    sent_meters: Arc<PriorityCounters>,
 }
-
-type SentMeters = crate::metrics::CountersBy<{ Priority::ALL.len() }>;
 
 /// Counters of a notifier, shared with the sub-notifiers [`prepare`](Notifier::prepare) makes.
 /// A notification sent to two topics (or by two messaging drivers) counts twice.
@@ -286,10 +283,7 @@ impl Notifier {
             retry: None,
             serializer: Arc::new(NoOpSerializer),
             stats: Arc::default(),
-            sent_meters: Arc::new(SentMeters::new(
-                crate::metrics::NOTIFICATIONS_SENT_TOTAL,
-                "priority",
-            )),
+            sent_meters: Arc::new(PriorityCounters::sent()),
         }
     }
 
@@ -383,8 +377,7 @@ impl Notifier {
                 }
             }
         }
-        self.sent_meters
-            .increment(priority.index(), priority.as_str());
+        self.sent_meters.count(priority);
     }
 
     /// Sends the notification to `<topic>.<priority>` through the transport, counted as sent
