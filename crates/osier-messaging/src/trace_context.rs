@@ -60,11 +60,21 @@ fn hex_id(s: &[u8]) -> bool {
     hex && nonzero
 }
 
-fn encode_hex(bytes: &[u8], out: &mut [u8]) {
+/// Each byte's two lower-case hex digits.
+const HEX_PAIRS: [[u8; 2]; 256] = {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for (b, pair) in bytes.iter().zip(out.chunks_exact_mut(2)) {
-        pair[0] = DIGITS[usize::from(b >> 4)];
-        pair[1] = DIGITS[usize::from(b & 0xf)];
+    let mut t = [[0; 2]; 256];
+    let mut b = 0;
+    while b < 256 {
+        t[b] = [DIGITS[b >> 4], DIGITS[b & 0xf]];
+        b += 1;
+    }
+    t
+};
+
+fn encode_hex(bytes: &[u8], out: &mut [u8]) {
+    for (&b, pair) in bytes.iter().zip(out.chunks_exact_mut(2)) {
+        pair.copy_from_slice(&HEX_PAIRS[usize::from(b)]);
     }
 }
 
@@ -118,16 +128,18 @@ impl TraceParent {
     /// The `traceparent` for a request sent from inside `parent`'s trace (a new trace when
     /// there is none), with a new span id.
     pub fn child_of(parent: Option<&TraceParent>) -> TraceParent {
-        // Random ids from version-4 UUIDs, whose version nibble keeps them from being zero.
+        // Random ids, never zero (W3C forbids it), from the thread's fast generator: ids must
+        // not repeat, they need not be unguessable (OpenTelemetry's Rust SDK draws its ids from
+        // a small non-cryptographic generator too).
         let mut header = match parent {
             Some(p) => p.header,
             None => {
                 let mut h = *b"00-00000000000000000000000000000000-0000000000000000-01";
-                encode_hex(uuid::Uuid::new_v4().as_bytes(), &mut h[TRACE]);
+                encode_hex(&fastrand::u128(..).max(1).to_be_bytes(), &mut h[TRACE]);
                 h
             }
         };
-        encode_hex(&uuid::Uuid::new_v4().as_bytes()[..8], &mut header[SPAN]);
+        encode_hex(&fastrand::u64(..).max(1).to_be_bytes(), &mut header[SPAN]);
         TraceParent { header }
     }
 

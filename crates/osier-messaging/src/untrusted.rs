@@ -42,8 +42,16 @@ impl<'a> Untrusted<'a> {
     }
 
     fn is_plain(self) -> bool {
-        self.0.len() <= SHOWN_CHARS && !self.0.chars().any(hidden)
+        self.0.len() <= SHOWN_CHARS && (printable_ascii(self.0) || !self.0.chars().any(hidden))
     }
+}
+
+/// Whether every byte is printable ASCII (space to `~`): what a method name or a request id
+/// is, checked a byte at a time without decoding characters (one pass, no early exit, so the
+/// compiler can take several bytes at once).
+fn printable_ascii(s: &str) -> bool {
+    s.bytes()
+        .fold(true, |plain, b| plain & (b.wrapping_sub(b' ') < 0x5f))
 }
 
 impl fmt::Display for Untrusted<'_> {
@@ -84,6 +92,17 @@ mod tests {
         );
         assert_eq!(Untrusted("a\u{2028}b").to_string(), "a\\u{2028}b");
         assert_eq!(Untrusted("ünïcode ok").to_string(), "ünïcode ok");
+    }
+
+    /// The byte test passes exactly the ASCII characters the character test shows as they are.
+    #[test]
+    fn the_ascii_test_agrees_with_the_character_test_on_every_ascii_byte() {
+        for b in 0u8..=0x7f {
+            let s = (b as char).to_string();
+            assert_eq!(printable_ascii(&s), !hidden(b as char), "byte {b:#04x}");
+        }
+        assert!(!printable_ascii("é"));
+        assert!(Untrusted("é").is_plain());
     }
 
     #[test]

@@ -23,12 +23,12 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
-use tracing::Instrument;
 
 use crate::context::{NoOpSerializer, RequestContext, Serializer};
 use crate::driver::{Dict, Outcome, Outgoing, ReplyEvent};
 use crate::error::{Cause, MessagingError};
 use crate::metrics::ClientMeterCache;
+use crate::rpc::in_span::InSpan;
 use crate::rpc::same_type::same_type;
 use crate::rpc::span_fields::LazyFields;
 use crate::target::Target;
@@ -421,11 +421,13 @@ impl RpcClient {
         continue_context(&span, ctx);
         let trace = Trace::of(early);
         let invocation = self.meters.start(&self.target, method, "cast");
-        let r = async {
-            let msg = self.make(ctx, method, args, trace)?;
-            self.transport.driver.cast(msg).await
-        }
-        .instrument(span)
+        let r = InSpan::new(
+            async {
+                let msg = self.make(ctx, method, args, trace)?;
+                self.transport.driver.cast(msg).await
+            },
+            span,
+        )
         .await;
         invocation.finish(&r);
         r
@@ -460,10 +462,7 @@ impl RpcClient {
         continue_context(&span, ctx);
         let trace = Trace::of(early);
         let invocation = self.meters.start(&self.target, method, "call");
-        let r = self
-            .call_in_span(ctx, method, args, trace)
-            .instrument(span)
-            .await;
+        let r = InSpan::new(self.call_in_span(ctx, method, args, trace), span).await;
         invocation.finish(&r);
         r
     }

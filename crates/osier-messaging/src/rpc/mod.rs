@@ -4,6 +4,7 @@ pub mod client;
 pub mod dispatcher;
 pub mod endpoint;
 mod executor;
+mod in_span;
 pub mod lifecycle;
 mod same_type;
 pub mod server;

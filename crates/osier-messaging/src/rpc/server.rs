@@ -38,7 +38,6 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tokio::sync::{watch, Notify, Semaphore};
-use tracing::Instrument;
 
 use crate::context::{NoOpSerializer, RequestContext, Serializer};
 use crate::driver::{Dict, Incoming, Outcome};
@@ -48,6 +47,7 @@ use crate::metrics::ServerMeterCache;
 use crate::rpc::dispatcher::{AccessPolicy, Decision, Dispatcher, PING_METHOD};
 use crate::rpc::endpoint::{Endpoint, Executor, Handler};
 use crate::rpc::executor::run;
+use crate::rpc::in_span::InSpan;
 use crate::rpc::lifecycle::{at, Phase, StepOptions, Steps};
 use crate::rpc::span_fields::LazyFields;
 use crate::runner::note_panic_sites;
@@ -586,9 +586,11 @@ async fn handle(inner: &Arc<Inner>, mut msg: Incoming) {
             let running = inner
                 .meters
                 .start(target.endpoint(), ep.name(), &ep.target, &method);
-            let outcome = run_method(inner, executor, &method, target.handler, &ctx, args)
-                .instrument(span.clone())
-                .await;
+            let outcome = InSpan::new(
+                run_method(inner, executor, &method, target.handler, &ctx, args),
+                span.clone(),
+            )
+            .await;
             match &outcome {
                 Ok(_) => {
                     span.record("outcome", "ok");

@@ -1,0 +1,139 @@
+//! A future run inside a span: `tracing`'s `Instrumented` less one enter and exit per request.
+//!
+//! `Instrumented` enters its span on every poll, and once more when it is dropped, to drop the
+//! future inside the span. By then a finished future holds nothing (an `async` block that
+//! returned has dropped its locals), yet the drop still enters and leaves the span: a trip
+//! through the subscriber's enter and exit (tracing-subscriber's registry: a thread-local
+//! stack, a span reference taken and given back) per `rpc.call`, `rpc.cast` and `rpc.server`
+//! span. [`InSpan`] drops the future inside the poll that finished it, where the span is
+//! already entered, and enters the span to drop it only when the future is dropped unfinished
+//! (a call given up), so every drop still runs inside the span.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+pin_project_lite::pin_project! {
+    /// `future` polled, and dropped, inside `span` (see the module docs).
+    pub(crate) struct InSpan<F> {
+        span: tracing::Span,
+        // `None` once finished (and dropped).
+        #[pin]
+        future: Option<F>,
+    }
+
+    impl<F> PinnedDrop for InSpan<F> {
+        fn drop(this: Pin<&mut Self>) {
+            let mut this = this.project();
+            if this.future.is_some() {
+                let _in = this.span.enter();
+                this.future.set(None);
+            }
+        }
+    }
+}
+
+impl<F> InSpan<F> {
+    pub(crate) fn new(future: F, span: tracing::Span) -> Self {
+        InSpan {
+            span,
+            future: Some(future),
+        }
+    }
+}
+
+impl<F: Future> Future for InSpan<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let mut this = self.project();
+        let _in = this.span.enter();
+        let Some(future) = this.future.as_mut().as_pin_mut() else {
+            // As an `async` block does.
+            panic!("InSpan polled after it finished");
+        };
+        let out = ready!(future.poll(cx));
+        this.future.set(None);
+        Poll::Ready(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+    use tracing::span::{Attributes, Id, Record};
+    use tracing::{Event, Metadata, Subscriber};
+
+    /// A subscriber that records enters and exits, and whether a drop ran inside the span.
+    #[derive(Clone, Default)]
+    struct Seen(Arc<Mutex<Vec<&'static str>>>);
+
+    impl Subscriber for Seen {
+        fn enabled(&self, _: &Metadata<'_>) -> bool {
+            true
+        }
+        fn new_span(&self, _: &Attributes<'_>) -> Id {
+            Id::from_u64(1)
+        }
+        fn record(&self, _: &Id, _: &Record<'_>) {}
+        fn record_follows_from(&self, _: &Id, _: &Id) {}
+        fn event(&self, _: &Event<'_>) {}
+        fn enter(&self, _: &Id) {
+            self.0.lock().unwrap().push("enter");
+        }
+        fn exit(&self, _: &Id) {
+            self.0.lock().unwrap().push("exit");
+        }
+    }
+
+    /// Records "drop" when dropped.
+    struct Marker(Seen);
+
+    impl Drop for Marker {
+        fn drop(&mut self) {
+            self.0 .0.lock().unwrap().push("drop");
+        }
+    }
+
+    fn poll_once<F: Future>(f: Pin<&mut F>) -> Poll<F::Output> {
+        f.poll(&mut Context::from_waker(futures::task::noop_waker_ref()))
+    }
+
+    #[test]
+    fn a_finished_future_is_dropped_inside_the_poll_that_finished_it() {
+        let seen = Seen::default();
+        let _guard = tracing::subscriber::set_default(seen.clone());
+        let marker = Marker(seen.clone());
+        let mut f = Box::pin(InSpan::new(
+            async move {
+                let _m = marker;
+                7
+            },
+            tracing::info_span!("s"),
+        ));
+        assert_eq!(poll_once(f.as_mut()), Poll::Ready(7));
+        drop(f);
+        assert_eq!(*seen.0.lock().unwrap(), ["enter", "drop", "exit"]);
+    }
+
+    #[test]
+    fn an_unfinished_future_is_dropped_inside_its_span() {
+        let seen = Seen::default();
+        let _guard = tracing::subscriber::set_default(seen.clone());
+        let marker = Marker(seen.clone());
+        let mut f = Box::pin(InSpan::new(
+            async move {
+                let _m = marker;
+                std::future::pending::<()>().await;
+            },
+            tracing::info_span!("s"),
+        ));
+        assert!(poll_once(f.as_mut()).is_pending());
+        drop(f);
+        assert_eq!(
+            *seen.0.lock().unwrap(),
+            ["enter", "exit", "enter", "drop", "exit"]
+        );
+    }
+}
