@@ -103,6 +103,18 @@ impl Kept {
         self.0[at..at + 4].copy_from_slice(&len.to_le_bytes());
     }
 
+    /// A string whose length is known before it is written: its header in one copy.
+    fn str(&mut self, field: &Field, value: &str) {
+        let Ok(len) = u32::try_from(value.len()) else {
+            return self.text(field, STR, |b| b.extend_from_slice(value.as_bytes()));
+        };
+        let [l0, l1, l2, l3] = len.to_le_bytes();
+        // As `field` writes the index (below `RECORD`).
+        self.0
+            .extend_from_slice(&[field.index() as u8, STR, l0, l1, l2, l3]);
+        self.0.extend_from_slice(value.as_bytes());
+    }
+
     fn number(&mut self, field: &Field, tag: u8, bytes: [u8; 8]) {
         self.field(field, tag);
         self.0.extend_from_slice(&bytes);
@@ -249,8 +261,7 @@ impl fmt::Write for Appender<'_> {
 
 impl Visit for Keep<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.0
-            .text(field, STR, |b| b.extend_from_slice(value.as_bytes()));
+        self.0.str(field, value);
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
