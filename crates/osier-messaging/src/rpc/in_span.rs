@@ -40,6 +40,11 @@ impl<F> InSpan<F> {
             future: Some(future),
         }
     }
+
+    /// The span, to record into once the future has finished.
+    pub(crate) fn span(&self) -> &tracing::Span {
+        &self.span
+    }
 }
 
 impl<F: Future> Future for InSpan<F> {

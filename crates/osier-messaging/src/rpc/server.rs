@@ -586,20 +586,25 @@ async fn handle(inner: &Arc<Inner>, mut msg: Incoming) {
             let running = inner
                 .meters
                 .start(target.endpoint(), ep.name(), &ep.target, &method);
-            let outcome = InSpan::new(
-                run_method(inner, executor, &method, target.handler, &ctx, args),
-                span.clone(),
-            )
-            .await;
-            match &outcome {
-                Ok(_) => {
-                    span.record("outcome", "ok");
-                    running.finish(None);
-                }
-                Err(f) => {
-                    span.record("outcome", &*Untrusted(&f.class).shown());
-                    running.finish(Some(&f.class));
-                }
+            let outcome = {
+                let mut in_span = std::pin::pin!(InSpan::new(
+                    run_method(inner, executor, &method, target.handler, &ctx, args),
+                    span,
+                ));
+                let outcome = in_span.as_mut().await;
+                // The span is still the future's (no second handle to clone and close).
+                let span = in_span.span();
+                match &outcome {
+                    Ok(_) => {
+                        span.record("outcome", "ok");
+                        running.finish(None);
+                    }
+                    Err(f) => {
+                        span.record("outcome", &*Untrusted(&f.class).shown());
+                        running.finish(Some(&f.class));
+                    }
+                };
+                outcome
             };
             if let Some(hb) = heartbeats {
                 hb.abort();
