@@ -101,43 +101,39 @@ mod tests {
         }
     }
 
-    fn poll_once<F: Future>(f: Pin<&mut F>) -> Poll<F::Output> {
-        f.poll(&mut Context::from_waker(futures::task::noop_waker_ref()))
+    /// Polls, inside a span, a future that holds a [`Marker`] and finishes (or, with `finish`
+    /// false, never does), once; then drops it. What the subscriber saw, in order.
+    fn polled_once_then_dropped(finish: bool) -> Vec<&'static str> {
+        let seen = Seen::default();
+        let _guard = tracing::subscriber::set_default(seen.clone());
+        let marker = Marker(seen.clone());
+        let mut f = Box::pin(InSpan::new(
+            async move {
+                let _m = marker;
+                if !finish {
+                    std::future::pending::<()>().await;
+                }
+            },
+            tracing::info_span!("s"),
+        ));
+        let polled = f
+            .as_mut()
+            .poll(&mut Context::from_waker(futures::task::noop_waker_ref()));
+        assert_eq!(polled.is_ready(), finish);
+        drop(f);
+        let seen = seen.0.lock().unwrap().clone();
+        seen
     }
 
     #[test]
     fn a_finished_future_is_dropped_inside_the_poll_that_finished_it() {
-        let seen = Seen::default();
-        let _guard = tracing::subscriber::set_default(seen.clone());
-        let marker = Marker(seen.clone());
-        let mut f = Box::pin(InSpan::new(
-            async move {
-                let _m = marker;
-                7
-            },
-            tracing::info_span!("s"),
-        ));
-        assert_eq!(poll_once(f.as_mut()), Poll::Ready(7));
-        drop(f);
-        assert_eq!(*seen.0.lock().unwrap(), ["enter", "drop", "exit"]);
+        assert_eq!(polled_once_then_dropped(true), ["enter", "drop", "exit"]);
     }
 
     #[test]
     fn an_unfinished_future_is_dropped_inside_its_span() {
-        let seen = Seen::default();
-        let _guard = tracing::subscriber::set_default(seen.clone());
-        let marker = Marker(seen.clone());
-        let mut f = Box::pin(InSpan::new(
-            async move {
-                let _m = marker;
-                std::future::pending::<()>().await;
-            },
-            tracing::info_span!("s"),
-        ));
-        assert!(poll_once(f.as_mut()).is_pending());
-        drop(f);
         assert_eq!(
-            *seen.0.lock().unwrap(),
+            polled_once_then_dropped(false),
             ["enter", "exit", "enter", "drop", "exit"]
         );
     }
