@@ -16,9 +16,8 @@
 //! frames      ack(4) reject(5) ack(6) ack(2, multiple)
 //! ```
 //!
-//! Counted on RabbitMQ (docs/benchmarks.md, "Acks coalesced"): 26 to 61 frames per 100
-//! settlements with 16 callers or senders, and 6% more calls per second at 16 callers than
-//! one frame per settlement.
+//! Counted on RabbitMQ (docs/benchmarks.md, "Acks coalesced", with the rates before and
+//! after): 26 to 61 frames per 100 settlements with 16 callers or senders.
 
 use std::collections::{BTreeSet, VecDeque};
 

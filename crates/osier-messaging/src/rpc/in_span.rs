@@ -1,4 +1,4 @@
-//! A future run inside a span: `tracing`'s `Instrumented` less one enter and exit per request.
+//! A future run inside a span: `tracing`'s `Instrumented` less one enter and exit per span.
 //!
 //! `Instrumented` enters its span on every poll, and once more when it is dropped, to drop the
 //! future inside the span. By then a finished future holds nothing (an `async` block that

@@ -103,15 +103,12 @@ impl Kept {
         self.0[at..at + 4].copy_from_slice(&len.to_le_bytes());
     }
 
-    /// A string whose length is known before it is written: its header in one copy.
+    /// A string: its length is known before it is written, so it goes in once (no length to
+    /// write afterwards, as `text` does for what only formatting shows).
     fn str(&mut self, field: &Field, value: &str) {
-        let Ok(len) = u32::try_from(value.len()) else {
-            return self.text(field, STR, |b| b.extend_from_slice(value.as_bytes()));
-        };
-        let [l0, l1, l2, l3] = len.to_le_bytes();
-        // As `field` writes the index (below `RECORD`).
+        self.field(field, STR);
         self.0
-            .extend_from_slice(&[field.index() as u8, STR, l0, l1, l2, l3]);
+            .extend_from_slice(&(value.len() as u32).to_le_bytes());
         self.0.extend_from_slice(value.as_bytes());
     }
 
