@@ -163,6 +163,7 @@ fn one_trace_from_async_through_green_and_rabbitmq_to_a_green_method() {
     );
     let f = |r: &Rec, k: &str| r.fields.get(k).cloned().unwrap_or_default();
     assert_eq!(f(call, "trace_id").len(), 32, "{call:?}");
+    assert_eq!(f(call, "msg_id").len(), 32, "recorded once sent: {call:?}");
     assert_eq!(f(server_span, "trace_id"), f(call, "trace_id"), "one trace");
     assert_eq!(
         f(server_span, "parent_span_id"),

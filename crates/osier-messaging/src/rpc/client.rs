@@ -28,7 +28,7 @@ use crate::context::{NoOpSerializer, RequestContext, Serializer};
 use crate::driver::{Dict, Outcome, Outgoing, ReplyEvent};
 use crate::error::{Cause, MessagingError};
 use crate::metrics::ClientMeterCache;
-use crate::rpc::in_span::InSpan;
+use crate::rpc::in_span::{record_current, InSpan};
 use crate::rpc::same_type::same_type;
 use crate::rpc::span_fields::LazyFields;
 use crate::target::Target;
@@ -492,7 +492,7 @@ impl RpcClient {
                 Err(_) => return Err(no_reply(" (the request was not sent)")),
             };
         if let Some(id) = waiter.msg_id() {
-            tracing::Span::current().record("msg_id", id);
+            record_current("msg_id", &id);
         }
         // A result sent before the reply's final message (ReplyEvent::Part).
         let mut early: Option<Outcome> = None;

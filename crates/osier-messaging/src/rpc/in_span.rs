@@ -47,6 +47,28 @@ impl<F> InSpan<F> {
     }
 }
 
+/// Records `value` as `field` of the span in force (inside an [`InSpan`]'s poll, its span), as
+/// `Span::current().record(field, value)` does, without the handle `Span::current` makes: a
+/// clone of the span, and a close when that handle is dropped (each a trip through the
+/// subscriber's registry). Nothing happens outside a span, or for a field the span does not
+/// declare.
+pub(crate) fn record_current(field: &str, value: &dyn tracing::Value) {
+    tracing::dispatcher::get_default(|d| {
+        let current = d.current_span();
+        let (Some(id), Some(meta)) = (current.id(), current.metadata()) else {
+            return;
+        };
+        let Some(field) = meta.fields().field(field) else {
+            return;
+        };
+        let values = [(&field, Some(value))];
+        d.record(
+            id,
+            &tracing::span::Record::new(&meta.fields().value_set(&values)),
+        );
+    });
+}
+
 impl<F: Future> Future for InSpan<F> {
     type Output = F::Output;
 
@@ -136,5 +158,76 @@ mod tests {
             polled_once_then_dropped(false),
             ["enter", "exit", "enter", "drop", "exit"]
         );
+    }
+
+    /// What a registry-backed subscriber saw recorded: (span name, field, value).
+    #[derive(Clone, Default)]
+    struct Recorded(Arc<Mutex<Vec<(String, String, String)>>>);
+
+    impl<S> tracing_subscriber::Layer<S> for Recorded
+    where
+        S: Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    {
+        fn on_record(
+            &self,
+            id: &Id,
+            values: &Record<'_>,
+            ctx: tracing_subscriber::layer::Context<'_, S>,
+        ) {
+            struct Put<'a>(&'a mut Vec<(String, String)>);
+            impl tracing::field::Visit for Put<'_> {
+                fn record_debug(&mut self, f: &tracing::field::Field, v: &dyn std::fmt::Debug) {
+                    self.0.push((f.name().to_string(), format!("{v:?}")));
+                }
+            }
+            let name = ctx
+                .span(id)
+                .map(|s| s.name().to_string())
+                .unwrap_or_default();
+            let mut put = Vec::new();
+            values.record(&mut Put(&mut put));
+            let mut seen = self.0.lock().unwrap();
+            seen.extend(put.into_iter().map(|(f, v)| (name.clone(), f, v)));
+        }
+    }
+
+    fn recorded(work: impl FnOnce()) -> Vec<(String, String, String)> {
+        use tracing_subscriber::layer::SubscriberExt;
+        let rec = Recorded::default();
+        let _guard =
+            tracing::subscriber::set_default(tracing_subscriber::registry().with(rec.clone()));
+        work();
+        let seen = rec.0.lock().unwrap().clone();
+        seen
+    }
+
+    #[test]
+    fn a_value_recorded_in_an_in_span_future_lands_on_its_span() {
+        let seen = recorded(|| {
+            let outer = tracing::info_span!("outer", msg_id = tracing::field::Empty);
+            let _o = outer.enter();
+            let mut f = Box::pin(InSpan::new(
+                async { record_current("msg_id", &"m-1") },
+                tracing::info_span!("rpc.call", msg_id = tracing::field::Empty),
+            ));
+            let polled = f
+                .as_mut()
+                .poll(&mut Context::from_waker(futures::task::noop_waker_ref()));
+            assert!(polled.is_ready());
+        });
+        assert_eq!(
+            seen,
+            [("rpc.call".into(), "msg_id".into(), "\"m-1\"".into())]
+        );
+    }
+
+    #[test]
+    fn recording_outside_a_span_or_into_an_undeclared_field_does_nothing() {
+        let seen = recorded(|| {
+            record_current("msg_id", &"m-1");
+            let _in = tracing::info_span!("rpc.call", msg_id = tracing::field::Empty).entered();
+            record_current("not_declared", &"m-2");
+        });
+        assert_eq!(seen, []);
     }
 }
