@@ -5,7 +5,8 @@
 //! one session. Rounds are interleaved (osier, raw, oslo, osier, ...) so that
 //! the machine's noise falls on every implementation alike; each figure is the median over the
 //! rounds.
-//! `--observability` compares osier with tracing and metrics off and on alone, over more rounds.
+//! `--observability` compares osier with tracing and metrics off and on alone, over more rounds,
+//! the two runs of a round swapping places every round, each round giving its own on/off ratio.
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -17,28 +18,95 @@ use crate::{median, parse_lines, root, run_table_args};
 const OBSERVED_ROWS: [&str; 4] = ["call_1", "call_16", "cast_16", "notify_16"];
 
 /// `--observability`: osier with tracing and metrics off and on, interleaved, more rounds
-/// (default 7) and only the rows they share, so that the machine's noise (several percent from
-/// run to run) averages out of a difference of a few percent.
+/// (default 8) and only the rows they share, so that the machine's noise (several percent from
+/// run to run) averages out of a difference of a few percent. The two runs of a round swap
+/// places every round (off first, then on first), and each round gives its own on/off ratio:
+/// whatever the second run of a round gains or loses from the first (the broker's queues and
+/// memory, the machine's other work drifting) falls on both sides alike, and shows as the
+/// difference between the two orders.
 fn observability(quick: bool, rest: &[String]) -> Result<(), String> {
-    let rounds = rounds(rest, quick, 7)?;
+    let rounds = rounds(rest, quick, 8)?;
     one_tokio_worker();
     std::env::set_var("OSIER_BENCH_ONLY", OBSERVED_ROWS.join(","));
     let mut samples: BTreeMap<(String, String), Vec<f64>> = BTreeMap::new();
+    let mut paired = Paired::default();
     for round in 1..=rounds {
-        println!("==> round {round}/{rounds}: osier, then osier with tracing and metrics on");
-        let mut r = run_table_args("amqp_table", quick, &["--impl", "osier"])?;
-        r.extend(run_table_args(
-            "amqp_table",
-            quick,
-            &["--impl", "osier-observed"],
-        )?);
+        let off_first = round % 2 == 1;
+        let order = if off_first {
+            ["osier", "osier-observed"]
+        } else {
+            ["osier-observed", "osier"]
+        };
+        println!(
+            "==> round {round}/{rounds}: {}, then {}",
+            order[0], order[1]
+        );
+        let mut r = BTreeMap::new();
+        for imp in order {
+            r.extend(run_table_args("amqp_table", quick, &["--impl", imp])?);
+        }
+        paired.add(&r, off_first);
         for (k, v) in r {
             samples.entry(k).or_default().push(v);
         }
     }
     let med = medians(samples);
     print_observed(&med);
+    paired.print();
     Ok(())
+}
+
+/// Each round's on/off ratio per row, kept by which of the two ran first.
+#[derive(Default)]
+struct Paired {
+    ratios: BTreeMap<(&'static str, bool), Vec<f64>>,
+}
+
+impl Paired {
+    fn add(&mut self, round: &BTreeMap<(String, String), f64>, off_first: bool) {
+        let get = |k: &str, i: &str| round.get(&(k.to_string(), i.to_string())).copied();
+        for k in OBSERVED_ROWS {
+            if let (Some(off), Some(on)) = (get(k, "osier"), get(k, "osier-observed")) {
+                if off > 0.0 {
+                    self.ratios
+                        .entry((k, off_first))
+                        .or_default()
+                        .push(on / off);
+                }
+            }
+        }
+    }
+
+    fn print(&self) {
+        let of = |k: &str, first: Option<bool>| -> Vec<f64> {
+            self.ratios
+                .iter()
+                .filter(|((row, f), _)| *row == k && first.is_none_or(|want| *f == want))
+                .flat_map(|(_, v)| v.iter().copied())
+                .collect()
+        };
+        let x = |v: Option<f64>| v.map(|r| format!("{r:.3}x")).unwrap_or_else(|| "-".into());
+        println!(
+            "Each round's own on / off, the runs of a round in alternating order:
+"
+        );
+        println!("| workload | median of the rounds' on / off | lowest - highest | rounds with off first | rounds with on first |");
+        println!("|---|---|---|---|---|");
+        for k in OBSERVED_ROWS {
+            let all = of(k, None);
+            let low = all.iter().copied().reduce(f64::min);
+            let high = all.iter().copied().reduce(f64::max);
+            println!(
+                "| {k} | {} | {} - {} | {} | {} |",
+                x(median(all.clone())),
+                x(low),
+                x(high),
+                x(median(of(k, Some(true)))),
+                x(median(of(k, Some(false)))),
+            );
+        }
+        println!();
+    }
 }
 
 /// The on/off table of tracing and metrics.
