@@ -35,6 +35,7 @@ mod context;
 pub mod driver;
 mod error;
 pub mod health;
+mod in_flight;
 mod lock;
 mod log_budget;
 pub mod memory;

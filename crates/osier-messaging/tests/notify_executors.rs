@@ -290,6 +290,44 @@ fn a_stop_with_notifications_in_flight_loses_none_and_handles_none_twice() {
     );
 }
 
+/// `stop()` returns only once the notifications being handled are handled (oslo's `stop()`
+/// then `wait()`): an endpoint still running when `stop()` is called has finished by the time
+/// it returns.
+#[test]
+fn stop_returns_once_the_notifications_being_handled_are_done() {
+    let t = Transport::new("memory://").unwrap();
+    let topic = unique("stop-waits");
+    let (started, done) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (s, d) = (started.clone(), done.clone());
+    let endpoint = NotificationEndpoint::new("e").on_async(Priority::Info, move |_n| {
+        let (s, d) = (s.clone(), d.clone());
+        async move {
+            s.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            d.fetch_add(1, Ordering::SeqCst);
+            NotificationResult::Handled
+        }
+    });
+    let listener = NotificationListener::new(&t, vec![Target::topic(&topic)], vec![endpoint])
+        .bridge(bridge().clone());
+    block(async {
+        listener.start().await.unwrap();
+        notifier(&t, &topic)
+            .info(&RequestContext::new(), "e", json!({}))
+            .await;
+        until("the endpoint runs", Duration::from_secs(10), || {
+            started.load(Ordering::SeqCst) == 1
+        })
+        .await;
+        listener.stop().await;
+        assert_eq!(
+            done.load(Ordering::SeqCst),
+            1,
+            "stop() returned mid-handling"
+        );
+    });
+}
+
 /// Batch callbacks run on every executor too (MSG-LSN-06).
 #[test]
 fn batch_callbacks_run_on_every_executor() {

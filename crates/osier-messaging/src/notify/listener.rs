@@ -18,12 +18,12 @@
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
-use tokio::task::JoinSet;
 
 use crate::context::{NoOpSerializer, Serializer};
 use crate::driver::{Incoming, Listener};
 use crate::error::MessagingError;
 use crate::health::{Health, HealthState};
+use crate::in_flight::InFlight;
 use crate::lock::lock;
 pub use crate::notify::dispatch::Stats;
 use crate::notify::dispatch::{Dispatcher, RequeueCounts, Settler};
@@ -248,7 +248,8 @@ impl NotificationListener {
 }
 
 /// The listener's loop: a free slot first, only then a message (the rest wait in the broker);
-/// each message, or full batch, is handled on a task of its own holding its slots.
+/// each message, or full batch, is handled on a task of its own holding its slots, counted in
+/// [`InFlight`] (not reaped: a task that ends does not wake the loop).
 async fn run_loop(
     mut listener: Box<dyn Listener>,
     dispatcher: Arc<Dispatcher>,
@@ -257,14 +258,15 @@ async fn run_loop(
     batch: Option<(usize, Option<std::time::Duration>)>,
 ) {
     let slots = Arc::new(Semaphore::new(slots));
-    let mut tasks = JoinSet::new();
+    let tasks = Arc::new(InFlight::default());
     let mut slot: Option<OwnedSemaphorePermit> = None;
     let mut pending: Vec<Incoming> = Vec::new();
     let mut held: Vec<OwnedSemaphorePermit> = Vec::new();
     let mut first_at: Option<tokio::time::Instant> = None;
-    let spawn_batch = |tasks: &mut JoinSet<()>, msgs: Vec<Incoming>, permits| {
-        let d = dispatcher.clone();
-        tasks.spawn(async move {
+    let spawn_batch = |msgs: Vec<Incoming>, permits| {
+        let (d, place) = (dispatcher.clone(), tasks.hold());
+        tokio::spawn(async move {
+            let _place = place;
             d.batch(msgs).await;
             drop::<Vec<OwnedSemaphorePermit>>(permits);
         });
@@ -287,14 +289,8 @@ async fn run_loop(
         tokio::select! {
             biased;
             _ = &mut stopped => break,
-            Some(ended) = tasks.join_next(), if !tasks.is_empty() => {
-                if let Err(e) = ended {
-                    // The dispatcher catches endpoint panics; this is a bug of ours.
-                    tracing::error!(error = %e, "a notification task failed (a bug: please report it)");
-                }
-            }
             _ = flush_timer => {
-                spawn_batch(&mut tasks, std::mem::take(&mut pending), std::mem::take(&mut held));
+                spawn_batch(std::mem::take(&mut pending), std::mem::take(&mut held));
                 first_at = None;
             }
             // Both made only when polled: a disabled branch's future is still made, and
@@ -304,8 +300,9 @@ async fn run_loop(
                 let (Some(m), Some(permit)) = (m, slot.take()) else { break };
                 match batch {
                     None => {
-                        let d = dispatcher.clone();
-                        tasks.spawn(async move {
+                        let (d, place) = (dispatcher.clone(), tasks.hold());
+                        tokio::spawn(async move {
+                            let _place = place;
                             d.one(m).await;
                             drop(permit);
                         });
@@ -315,7 +312,7 @@ async fn run_loop(
                         held.push(permit);
                         first_at.get_or_insert_with(tokio::time::Instant::now);
                         if pending.len() >= size {
-                            spawn_batch(&mut tasks, std::mem::take(&mut pending), std::mem::take(&mut held));
+                            spawn_batch(std::mem::take(&mut pending), std::mem::take(&mut held));
                             first_at = None;
                         }
                     }
@@ -329,8 +326,8 @@ async fn run_loop(
         m.acker.requeue();
     }
     if !pending.is_empty() {
-        spawn_batch(&mut tasks, pending, held);
+        spawn_batch(pending, held);
     }
     // The listener stays open until every ack of the tasks has gone out.
-    while tasks.join_next().await.is_some() {}
+    tasks.idle().await;
 }

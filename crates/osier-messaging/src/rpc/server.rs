@@ -32,17 +32,18 @@
 // An outcome carries its failure by value: it is the reply itself, built once per request.
 #![allow(clippy::result_large_err)]
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio::sync::{watch, Notify, Semaphore};
+use tokio::sync::{watch, Semaphore};
 
 use crate::context::{NoOpSerializer, RequestContext, Serializer};
 use crate::driver::{Dict, Incoming, Outcome};
 use crate::error::{Failure, MessagingError};
 use crate::health::{Health, HealthState, PingOutcome};
+use crate::in_flight::InFlight;
 use crate::metrics::ServerMeterCache;
 use crate::rpc::dispatcher::{AccessPolicy, Decision, Dispatcher, PING_METHOD};
 use crate::rpc::endpoint::{Endpoint, Executor, Handler};
@@ -180,8 +181,7 @@ impl RpcServerBuilder {
                 serializer: self.serializer,
                 bridge,
                 steps: Steps::new(),
-                inflight: AtomicUsize::new(0),
-                idle: Notify::new(),
+                inflight: Arc::new(InFlight::default()),
                 dropped: AtomicU64::new(0),
                 max_in_flight: self.max_in_flight,
                 meters,
@@ -200,8 +200,8 @@ struct Inner {
     serializer: Arc<dyn Serializer>,
     bridge: osier_bridge::Bridge,
     steps: Steps,
-    inflight: AtomicUsize,
-    idle: Notify,
+    /// Requests being handled, each on a task of its own.
+    inflight: Arc<InFlight>,
     dropped: AtomicU64,
     max_in_flight: usize,
     meters: ServerMeterCache,
@@ -372,14 +372,11 @@ impl RpcServer {
                     }
                 };
                 let Some(msg) = msg else { break };
-                inner.inflight.fetch_add(1, Ordering::AcqRel);
-                let i2 = inner.clone();
+                let (i2, held) = (inner.clone(), inner.inflight.hold());
                 tokio::spawn(async move {
+                    let _held = held;
                     handle(&i2, msg).await;
                     drop(slot);
-                    if i2.inflight.fetch_sub(1, Ordering::AcqRel) == 1 {
-                        i2.idle.notify_waiters();
-                    }
                 });
             }
         });
@@ -462,13 +459,7 @@ impl RpcServer {
             return Ok(());
         };
         let _ = task.await;
-        loop {
-            let idle = self.inner.idle.notified();
-            if self.inner.inflight.load(Ordering::Acquire) == 0 {
-                break;
-            }
-            idle.await;
-        }
+        self.inner.inflight.idle().await;
         self.inner.steps.set_phase(Phase::Done);
         Ok(())
     }
