@@ -16,10 +16,12 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 
 /// The count of tasks holding a [`Held`], and a way to wait until it is zero.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct InFlight {
     count: AtomicUsize,
     idle: Notify,
+    /// What each task handles ("request", "notification"), for the log line of a panic.
+    what: &'static str,
 }
 
 /// One task's place in an [`InFlight`], given back when dropped.
@@ -27,6 +29,15 @@ pub(crate) struct InFlight {
 pub(crate) struct Held(Arc<InFlight>);
 
 impl InFlight {
+    /// Nothing in flight yet; each task will handle one `what` ("request", "notification").
+    pub(crate) fn new(what: &'static str) -> Self {
+        InFlight {
+            count: AtomicUsize::new(0),
+            idle: Notify::new(),
+            what,
+        }
+    }
+
     /// Counts one more task until the returned `Held` is dropped.
     pub(crate) fn hold(self: &Arc<Self>) -> Held {
         self.count.fetch_add(1, Ordering::AcqRel);
@@ -56,7 +67,8 @@ impl Drop for Held {
     fn drop(&mut self) {
         if std::thread::panicking() {
             tracing::error!(
-                "a task handling a message panicked (a bug of osier: please report it)"
+                handling = self.0.what,
+                "a task handling a message panicked: a bug of osier, please report it"
             );
         }
         if self.0.count.fetch_sub(1, Ordering::AcqRel) == 1 {
@@ -72,7 +84,7 @@ mod tests {
 
     #[tokio::test]
     async fn idle_waits_for_the_last_held_place() {
-        let f = Arc::new(InFlight::default());
+        let f = Arc::new(InFlight::new("request"));
         let (a, b) = (f.hold(), f.hold());
         assert_eq!(f.count(), 2);
         let waiting = tokio::spawn({
@@ -90,10 +102,38 @@ mod tests {
         assert_eq!(f.count(), 0);
     }
 
+    /// A subscriber writing every line into a buffer, for this thread.
+    fn logged() -> (
+        Arc<std::sync::Mutex<Vec<u8>>>,
+        tracing::subscriber::DefaultGuard,
+    ) {
+        let buf = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let b = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || Line(b.clone()))
+            .finish();
+        (buf, tracing::subscriber::set_default(subscriber))
+    }
+
+    struct Line(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Line {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
     #[tokio::test]
-    async fn a_task_that_panics_gives_its_place_back() {
-        let f = Arc::new(InFlight::default());
+    async fn a_task_that_panics_gives_its_place_back_and_is_logged() {
+        let (lines, _guard) = logged();
+        let f = Arc::new(InFlight::new("notification"));
         let held = f.hold();
+        // On this test's one thread, so the task logs through this thread's subscriber.
         let task = tokio::spawn(async move {
             let _held = held;
             panic!("a bug");
@@ -102,10 +142,26 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(5), f.idle())
             .await
             .expect("the unwound task counts as ended");
+        let lines = String::from_utf8(lines.lock().unwrap().clone()).unwrap();
+        assert!(
+            lines.contains("ERROR")
+                && lines.contains("handling=\"notification\"")
+                && lines.contains("panicked"),
+            "{lines}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_task_that_ends_logs_nothing() {
+        let (lines, _guard) = logged();
+        let f = Arc::new(InFlight::new("request"));
+        drop(f.hold());
+        f.idle().await;
+        assert!(lines.lock().unwrap().is_empty());
     }
 
     #[tokio::test]
     async fn idle_with_nothing_held_returns_at_once() {
-        InFlight::default().idle().await;
+        InFlight::new("request").idle().await;
     }
 }

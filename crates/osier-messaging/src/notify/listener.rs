@@ -258,7 +258,7 @@ async fn run_loop(
     batch: Option<(usize, Option<std::time::Duration>)>,
 ) {
     let slots = Arc::new(Semaphore::new(slots));
-    let tasks = Arc::new(InFlight::default());
+    let tasks = Arc::new(InFlight::new("notification"));
     let mut slot: Option<OwnedSemaphorePermit> = None;
     let mut pending: Vec<Incoming> = Vec::new();
     let mut held: Vec<OwnedSemaphorePermit> = Vec::new();

@@ -181,7 +181,7 @@ impl RpcServerBuilder {
                 serializer: self.serializer,
                 bridge,
                 steps: Steps::new(),
-                inflight: Arc::new(InFlight::default()),
+                inflight: Arc::new(InFlight::new("request")),
                 dropped: AtomicU64::new(0),
                 max_in_flight: self.max_in_flight,
                 meters,
