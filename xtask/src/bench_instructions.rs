@@ -1,6 +1,6 @@
 //! `cargo xtask bench-instructions [--messages N] [--rows R,..] [--dev] [--prebuilt]
-//! [--observed] [--check]`: CPU instructions per RabbitMQ message, counted by callgrind, osier
-//! beside the raw lapin loop with the same delivery guarantee. Instruction counts repeat on a
+//! [--observed] [--oslo-routing] [--check]`: CPU instructions per RabbitMQ message, counted by
+//! callgrind, osier beside the raw lapin loop with the same delivery guarantee. Instruction counts repeat on a
 //! shared machine where seconds do not.
 //!
 //! Each row runs `amqp_table` under callgrind twice, sending N/6 and N messages
@@ -17,7 +17,11 @@
 //! (`cargo xtask ci`: the dev table `cargo test --workspace` built, so the budget costs it no
 //! build). `--check` compares the osier rows with `benches/instruction-budget.json` (one budget
 //! per profile) and fails when a row costs more than its budget plus 10%. `--observed` adds
-//! osier with tracing at INFO and metrics on (`benches/src/observe.rs`) beside it. Work done
+//! osier with tracing at INFO and metrics on (`benches/src/observe.rs`) beside it.
+//! `--oslo-routing` also counts the raw loop routed as oslo's protocol routes (`--impl
+//! raw-oslo`: a topic exchange, oslo's properties on every message) and prints a second table
+//! against it: the share of osier's count that is oslo's wire (lapin writing and parsing the
+//! properties) rather than osier's own work. Work done
 //! once per process whose cost varies run to run (the metrics recorder's clock calibration)
 //! is taken out of each run's total before the difference.
 
@@ -146,20 +150,29 @@ pub(crate) fn bench_instructions(rest: &[String]) -> Result<(), String> {
     let mut per: BTreeMap<(&str, &str), Counted> = BTreeMap::new();
     // The check needs osier's rows only; `--observed` adds osier with tracing and metrics on.
     let observed = rest.iter().any(|a| a == "--observed");
-    let impls: &[&str] = match (check, observed) {
-        (true, _) => &["osier"],
-        (false, true) => &["osier", "osier-observed", "raw"],
-        (false, false) => &["osier", "raw"],
-    };
+    let oslo_routing = rest.iter().any(|a| a == "--oslo-routing");
+    let mut impls = vec!["osier"];
+    if !check {
+        if observed {
+            impls.push("osier-observed");
+        }
+        impls.push("raw");
+        if oslo_routing {
+            impls.push("raw-oslo");
+        }
+    }
     for &row in &rows {
-        for &imp in impls {
+        for &imp in &impls {
             println!("==> {imp} {row}: {n1} and {n} messages under callgrind");
             let small = count(&exe, &out_dir, imp, row, n1)?;
             let large = count(&exe, &out_dir, imp, row, n)?;
             per.insert((row, imp), large.per_message_over(&small, n - n1));
         }
     }
-    print_table(profile, &per);
+    print_table(profile, &per, "raw", "raw lapin");
+    if oslo_routing && !check {
+        print_table(profile, &per, "raw-oslo", "raw lapin, oslo's routing");
+    }
     if check {
         check_budget(profile, &per)
     } else {
@@ -251,7 +264,7 @@ fn count(exe: &Path, dir: &Path, imp: &str, row: &str, messages: u64) -> Result<
     let stages = STAGES
         .iter()
         .map(|(name, osier, raw)| {
-            let fns = if imp == "raw" { raw } else { osier };
+            let fns = if imp.starts_with("raw") { raw } else { osier };
             (*name, inclusive(&text, fns))
         })
         .collect();
@@ -293,16 +306,17 @@ fn without_generics(name: &str) -> String {
         .collect()
 }
 
-fn print_table(profile: &str, per: &BTreeMap<(&str, &str), Counted>) {
+/// The table of osier against the raw loop `raw` (`raw` or `raw-oslo`), named `raw_name`.
+fn print_table(profile: &str, per: &BTreeMap<(&str, &str), Counted>, raw: &str, raw_name: &str) {
     println!(
-        "\nInstructions per message ({profile} build, callgrind; both ends of each message in one process):\n"
+        "\nInstructions per message ({profile} build, callgrind; both ends of each message in one process), against {raw_name}:\n"
     );
     let stage_names: Vec<&str> = STAGES.iter().map(|(s, _, _)| *s).collect();
     println!(
-        "| workload | osier | raw lapin | osier / raw | {} | rest |",
+        "| workload | osier | {raw_name} | osier / {raw} | {} | rest |",
         stage_names
             .iter()
-            .map(|s| format!("{s}: osier (raw)"))
+            .map(|s| format!("{s}: osier ({raw})"))
             .collect::<Vec<_>>()
             .join(" | ")
     );
@@ -312,7 +326,7 @@ fn print_table(profile: &str, per: &BTreeMap<(&str, &str), Counted>) {
         let Some(o) = per.get(&(row, "osier")) else {
             continue;
         };
-        let r = per.get(&(row, "raw")).unwrap_or(&none);
+        let r = per.get(&(row, raw)).unwrap_or(&none);
         let stages = stage_names
             .iter()
             .map(|s| {
