@@ -8,6 +8,10 @@
 //! span. [`InSpan`] drops the future inside the poll that finished it, where the span is
 //! already entered, and enters the span to drop it only when the future is dropped unfinished
 //! (a call given up), so every drop still runs inside the span.
+//!
+//! Inside that future, [`record_current`] records a field into the span in force without
+//! making a handle to it (`Span::current()` clones the span, and closes the clone when it is
+//! dropped): a call records its message id so once the driver has sent the request.
 
 use std::future::Future;
 use std::pin::Pin;
