@@ -2,8 +2,9 @@
 //! handed it out can wait for it: an RPC server's requests, a notification listener's
 //! notifications (or batches).
 //!
-//! Each task holds a [`Held`] while it runs. The count goes down when the `Held` is dropped,
-//! however the task ends: finished, or unwound by a panic. Panics in a handler are caught
+//! [`InFlight::spawn`] spawns each task holding a [`Held`]. The count goes up before the task
+//! is spawned, and down when its `Held` is dropped, however the task ends: finished, or unwound
+//! by a panic. Panics in a handler are caught
 //! before they reach the task, so one that unwinds a task is a bug of osier's: it is logged,
 //! and the task still counts as ended, so a `wait()` never hangs on it.
 //!
@@ -26,7 +27,7 @@ pub(crate) struct InFlight {
 
 /// One task's place in an [`InFlight`], given back when dropped.
 #[derive(Debug)]
-pub(crate) struct Held(Arc<InFlight>);
+struct Held(Arc<InFlight>);
 
 impl InFlight {
     /// Nothing in flight yet; each task will handle one `what` ("request", "notification").
@@ -38,8 +39,20 @@ impl InFlight {
         }
     }
 
+    /// Spawns `task` on the current tokio runtime, counted from now until it ends.
+    pub(crate) fn spawn<F>(self: &Arc<Self>, task: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let held = self.hold();
+        tokio::spawn(async move {
+            let _held = held;
+            task.await;
+        });
+    }
+
     /// Counts one more task until the returned `Held` is dropped.
-    pub(crate) fn hold(self: &Arc<Self>) -> Held {
+    fn hold(self: &Arc<Self>) -> Held {
         self.count.fetch_add(1, Ordering::AcqRel);
         Held(self.clone())
     }
@@ -132,13 +145,8 @@ mod tests {
     async fn a_task_that_panics_gives_its_place_back_and_is_logged() {
         let (lines, _guard) = logged();
         let f = Arc::new(InFlight::new("notification"));
-        let held = f.hold();
         // On this test's one thread, so the task logs through this thread's subscriber.
-        let task = tokio::spawn(async move {
-            let _held = held;
-            panic!("a bug");
-        });
-        assert!(task.await.unwrap_err().is_panic());
+        f.spawn(async { panic!("a bug") });
         tokio::time::timeout(Duration::from_secs(5), f.idle())
             .await
             .expect("the unwound task counts as ended");

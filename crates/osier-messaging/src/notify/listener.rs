@@ -264,9 +264,8 @@ async fn run_loop(
     let mut held: Vec<OwnedSemaphorePermit> = Vec::new();
     let mut first_at: Option<tokio::time::Instant> = None;
     let spawn_batch = |msgs: Vec<Incoming>, permits| {
-        let (d, place) = (dispatcher.clone(), tasks.hold());
-        tokio::spawn(async move {
-            let _place = place;
+        let d = dispatcher.clone();
+        tasks.spawn(async move {
             d.batch(msgs).await;
             drop::<Vec<OwnedSemaphorePermit>>(permits);
         });
@@ -300,9 +299,8 @@ async fn run_loop(
                 let (Some(m), Some(permit)) = (m, slot.take()) else { break };
                 match batch {
                     None => {
-                        let (d, place) = (dispatcher.clone(), tasks.hold());
-                        tokio::spawn(async move {
-                            let _place = place;
+                        let d = dispatcher.clone();
+                        tasks.spawn(async move {
                             d.one(m).await;
                             drop(permit);
                         });

@@ -372,9 +372,8 @@ impl RpcServer {
                     }
                 };
                 let Some(msg) = msg else { break };
-                let (i2, held) = (inner.clone(), inner.inflight.hold());
-                tokio::spawn(async move {
-                    let _held = held;
+                let i2 = inner.clone();
+                inner.inflight.spawn(async move {
                     handle(&i2, msg).await;
                     drop(slot);
                 });
