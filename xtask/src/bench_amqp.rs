@@ -86,10 +86,7 @@ impl Paired {
                 .collect()
         };
         let x = |v: Option<f64>| v.map(|r| format!("{r:.3}x")).unwrap_or_else(|| "-".into());
-        println!(
-            "Each round's own on / off, the runs of a round in alternating order:
-"
-        );
+        println!("Each round's own on / off, the runs of a round in alternating order:\n");
         println!("| workload | median of the rounds' on / off | lowest - highest | rounds with off first | rounds with on first |");
         println!("|---|---|---|---|---|");
         for k in OBSERVED_ROWS {
@@ -98,7 +95,7 @@ impl Paired {
             let high = all.iter().copied().reduce(f64::max);
             println!(
                 "| {k} | {} | {} - {} | {} | {} |",
-                x(median(all.clone())),
+                x(median(all)),
                 x(low),
                 x(high),
                 x(median(of(k, Some(true)))),

@@ -1,7 +1,7 @@
 //! `cargo xtask bench-instructions [--messages N] [--rows R,..] [--dev] [--prebuilt]
 //! [--observed] [--oslo-routing] [--check]`: CPU instructions per RabbitMQ message, counted by
-//! callgrind, osier beside the raw lapin loop with the same delivery guarantee. Instruction counts repeat on a
-//! shared machine where seconds do not.
+//! callgrind, osier beside the raw lapin loop with the same delivery guarantee. Instruction
+//! counts repeat on a shared machine where seconds do not.
 //!
 //! Each row runs `amqp_table` under callgrind twice, sending N/6 and N messages
 //! (`OSIER_BENCH_MESSAGES`): the difference is N*5/6 messages' worth of work, with start-up,
@@ -170,7 +170,7 @@ pub(crate) fn bench_instructions(rest: &[String]) -> Result<(), String> {
         }
     }
     print_table(profile, &per, "raw", "raw lapin");
-    if oslo_routing && !check {
+    if impls.contains(&"raw-oslo") {
         print_table(profile, &per, "raw-oslo", "raw lapin, oslo's routing");
     }
     if check {
