@@ -170,6 +170,9 @@ mod tests {
 
     #[tokio::test]
     async fn idle_with_nothing_held_returns_at_once() {
-        InFlight::new("request").idle().await;
+        // Bounded, so a wait that never ends fails the test instead of hanging it.
+        tokio::time::timeout(Duration::from_secs(5), InFlight::new("request").idle())
+            .await
+            .expect("nothing to wait for");
     }
 }
