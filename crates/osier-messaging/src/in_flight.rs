@@ -45,10 +45,14 @@ impl InFlight {
         F: std::future::Future<Output = ()> + Send + 'static,
     {
         let held = self.hold();
-        tokio::spawn(async move {
+        // Boxed: a request's task is about 1.2 KB and a notification's 0.8 KB, and tokio moves
+        // a task's future by value several times between `spawn` and the end of the task (into
+        // its cell, and each change of its stage). Moving a pointer instead took about 1.5k
+        // instructions off each request and notification for one more allocation (callgrind).
+        tokio::spawn(Box::pin(async move {
             let _held = held;
             task.await;
-        });
+        }));
     }
 
     /// Counts one more task until the returned `Held` is dropped.
